@@ -1,0 +1,106 @@
+"""`simulate(scenario) -> Result`: the Python entry point."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servesim.config import Scenario
+from servesim.errors import ServesimError
+from servesim.hardware import get_gpu
+from servesim.metrics import all_itls, request_records, summarize, token_times
+from servesim.models import get_model
+from servesim.perf import PerfModel, RooflineModel
+from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
+from servesim.sim.replica import Replica
+from servesim.sim.request import Request
+from servesim.workload import generate
+
+
+def build_perf_model(scenario: Scenario) -> PerfModel:
+    e = scenario.engine
+    model, gpu = get_model(scenario.model), get_gpu(scenario.gpu, scenario.gpu_file)
+    return RooflineModel(model, gpu, tp=e.tp, dtype=e.dtype, kv_dtype=kv_dtype(e))
+
+
+@dataclass
+class Result:
+    """What a simulation produced: requests, per-step log and iteration times."""
+
+    scenario: Scenario
+    memory: MemoryPlan
+    raw_requests: list[Request]
+    steps: dict[str, np.ndarray]
+    iter_end: np.ndarray
+    kv_hit_rate: float | None
+    _summary: dict | None = field(default=None, repr=False)
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        """One row per request: times in seconds, lengths, preemptions, cached tokens."""
+        return request_records(self.raw_requests, self.iter_end)
+
+    def token_times(self, request_id: int) -> np.ndarray:
+        return token_times(self.raw_requests[request_id], self.iter_end)
+
+    def summary(self) -> dict:
+        if self._summary is None:
+            itls = all_itls(self.raw_requests, self.iter_end)
+            self._summary = summarize(
+                self.requests, itls, self.steps, self.scenario.slo, self.memory.num_blocks, self.kv_hit_rate
+            )
+            self._summary["memory"] = {
+                "weights_gib_per_gpu": self.memory.weights_gib,
+                "kv_cache_gib_per_gpu": self.memory.kv_gib,
+                "kv_cache_tokens": self.memory.kv_tokens,
+            }
+        return self._summary
+
+    def save(self, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
+        """Write summary.json, requests.parquet|csv and scenario.json into out_dir."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "summary.json", out / f"requests.{fmt}", out / "scenario.json"]
+        paths[0].write_text(json.dumps(self.summary(), indent=2) + "\n")
+        if fmt == "csv":
+            self.requests.to_csv(paths[1], index=False)
+        else:
+            self.requests.to_parquet(paths[1], index=False)
+        paths[2].write_text(self.scenario.model_dump_json(indent=2) + "\n")
+        return paths
+
+
+def simulate(scenario: Scenario | None = None) -> Result:
+    """Simulate one replica serving the scenario's workload to completion."""
+    sc = scenario or Scenario()
+    e = sc.engine
+    model, gpu = get_model(sc.model), get_gpu(sc.gpu, sc.gpu_file)
+    perf = build_perf_model(sc)
+    memory = plan_memory(model, gpu, e)
+    max_len = e.max_model_len or model.max_position
+    if memory.kv_tokens < max_len:
+        raise ServesimError(
+            f"the KV cache holds {memory.kv_tokens} tokens, fewer than max_model_len {max_len}; "
+            "lower --max-model-len, raise --gpu-memory-utilization or --tp, or use a larger GPU"
+        )
+    if e.enable_prefix_caching and sc.workload.hash_block_tokens % e.block_size:
+        raise ServesimError(
+            f"hash_block_tokens ({sc.workload.hash_block_tokens}) must be a multiple of block_size ({e.block_size})"
+        )
+    requests = generate(sc.workload)
+    accepted = []
+    for r in requests:
+        if r.prompt_len + r.output_len > max_len:
+            r.rejected = True  # vLLM refuses requests longer than max_model_len
+        else:
+            accepted.append(r)
+    replica = Replica(e, perf, memory.num_blocks, sc.workload.hash_block_tokens)
+    replica.run(accepted)
+    kv = replica.kv
+    hit_rate = kv.hit_blocks / kv.query_blocks if kv.query_blocks else None
+    return Result(sc, memory, requests, replica.log.arrays(), replica.iter_end[: replica.it], hit_rate)

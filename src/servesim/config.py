@@ -1,0 +1,174 @@
+"""Everything a user writes: the scenario and its parts, as validated pydantic models.
+
+A scenario file is TOML with top-level `model`, `gpu` and tables [engine], [workload],
+[slo]; every CLI flag of `servesim run` sets one of these fields.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from servesim.errors import ServesimError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EngineConfig(_Strict):
+    """Engine settings, named as vLLM names them."""
+
+    scheduler: str = Field("vllm", description="vllm | sarathi | orca | static")
+    tp: int = Field(1, ge=1, description="tensor parallel size")
+    max_num_seqs: int = Field(256, ge=1)
+    max_num_batched_tokens: int = Field(8192, ge=1)
+    chunk_size: int = Field(512, ge=1, description="token budget of the sarathi scheduler")
+    block_size: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    enable_prefix_caching: bool = True
+    max_model_len: int | None = Field(None, ge=1, description="default: the model's context")
+    dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
+    kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = "auto"
+    activation_reserve_gib: float | None = Field(
+        None, ge=0, description="memory kept for activations and runtime; default: estimated"
+    )
+
+    @model_validator(mode="after")
+    def _budgets(self):
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
+                f"max_num_seqs ({self.max_num_seqs}), as vLLM requires"
+            )
+        if self.scheduler == "sarathi" and self.chunk_size < self.max_num_seqs:
+            raise ValueError(f"chunk_size ({self.chunk_size}) must be >= max_num_seqs ({self.max_num_seqs})")
+        return self
+
+
+class LengthDist(_Strict):
+    """Token lengths: fixed (= mean), uniform in [min, max], or lognormal with `mean` and `sigma`."""
+
+    dist: Literal["fixed", "uniform", "lognormal"] = "lognormal"
+    mean: float = Field(256, gt=0)
+    sigma: float = Field(1.0, ge=0, description="lognormal shape (std of the log)")
+    min: int = Field(1, ge=1)
+    max: int = Field(4096, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+# Defaults shaped like ShareGPT chat turns: short, heavy-tailed prompts and answers.
+# Approximate; replay a trace for real traffic.
+SHAREGPT_INPUT = LengthDist(dist="lognormal", mean=250, sigma=1.0, min=4, max=4096)
+SHAREGPT_OUTPUT = LengthDist(dist="lognormal", mean=220, sigma=0.9, min=1, max=2048)
+
+
+class WorkloadConfig(_Strict):
+    """The request stream: arrival process, lengths, or a trace to replay."""
+
+    num_requests: int | None = Field(1000, ge=1, description="default with a trace: all rows")
+    rate: float = Field(10.0, gt=0, description="requests per second; inf sends all at once")
+    arrival: Literal["poisson", "gamma", "constant", "burst", "trace"] = "poisson"
+    burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 is Poisson, <1 burstier")
+    input: LengthDist = Field(default_factory=lambda: SHAREGPT_INPUT.model_copy())
+    output: LengthDist = Field(default_factory=lambda: SHAREGPT_OUTPUT.model_copy())
+    trace: Path | None = Field(None, description="Azure CSV or Mooncake JSONL; gives lengths")
+    trace_format: Literal["auto", "azure", "mooncake"] = "auto"
+    trace_sample: Literal["head", "random"] = "head"
+    time_scale: float = Field(1.0, gt=0, description="with arrival=trace: divide gaps by this")
+    hash_block_tokens: int = Field(512, ge=1, description="tokens per trace hash id (Mooncake: 512)")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _trace(self):
+        if self.arrival == "trace" and self.trace is None:
+            raise ValueError("arrival = 'trace' needs a trace file (workload.trace / --trace)")
+        return self
+
+    @property
+    def all_at_once(self) -> bool:
+        return self.arrival == "burst" or math.isinf(self.rate)
+
+
+class SLO(_Strict):
+    """Latency targets in milliseconds, as `vllm bench serve --goodput` takes them."""
+
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2el_ms: float | None = Field(None, gt=0)
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
+
+    @classmethod
+    def parse(cls, items: list[str]) -> SLO:
+        """Parse `ttft:MS tpot:MS e2el:MS` items."""
+        values = {}
+        for item in items:
+            for part in item.split():
+                key, sep, val = part.partition(":")
+                key = key.strip().lower()
+                if not sep or key not in ("ttft", "tpot", "e2el"):
+                    raise ServesimError(
+                        f"goodput item '{part}' must be ttft:MS, tpot:MS or e2el:MS (milliseconds)"
+                    )
+                try:
+                    ms = float(val.removesuffix("ms"))
+                except ValueError:
+                    raise ServesimError(f"goodput item '{part}': '{val}' is not a number of milliseconds") from None
+                if ms <= 0:
+                    raise ServesimError(f"goodput item '{part}': the target must be positive")
+                values[f"{key}_ms"] = ms
+        return cls(**values)
+
+
+class Scenario(_Strict):
+    """One simulation: a model on GPUs with engine settings, serving a workload."""
+
+    model: str = "llama-3.1-8b"
+    gpu: str = "h100-sxm"
+    gpu_file: Path | None = None
+    perf_model: Literal["roofline"] = "roofline"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
+    slo: SLO = Field(default_factory=SLO)
+
+
+def validation_message(err: ValidationError, origin: str = "") -> str:
+    """One line from a pydantic error: where, and what is wrong."""
+    e = err.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-"))
+    msg = e["msg"].removeprefix("Value error, ")
+    where = f"{origin}: " if origin else ""
+    return f"{where}{loc}: {msg}" if loc else f"{where}{msg}"
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    if not p.is_file():
+        raise ServesimError(f"scenario file {p} not found")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ServesimError(f"scenario file {p} is not valid TOML: {e}") from None
+    try:
+        scenario = Scenario(**data)
+    except ValidationError as e:
+        raise ServesimError(validation_message(e, str(p))) from None
+    # relative paths in a scenario are relative to the file
+    wl = scenario.workload
+    if wl.trace is not None and not wl.trace.is_absolute():
+        wl.trace = p.parent / wl.trace
+    if scenario.gpu_file is not None and not scenario.gpu_file.is_absolute():
+        scenario.gpu_file = p.parent / scenario.gpu_file
+    return scenario

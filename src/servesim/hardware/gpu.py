@@ -1,0 +1,93 @@
+"""Accelerator descriptions and the catalog they come from."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from servesim.errors import ServesimError
+
+_CATALOG = Path(__file__).with_name("catalog.toml")
+USER_FILE_ENV = "SERVESIM_GPU_FILE"
+
+
+class GPUSpec(BaseModel, frozen=True):
+    """One accelerator, as its datasheet describes it."""
+
+    name: str
+    display: str = ""
+    aliases: list[str] = Field(default_factory=list)
+    bf16_tflops: float = Field(gt=0, description="dense BF16 tensor TFLOP/s")
+    fp8_tflops: float = Field(0.0, ge=0, description="dense FP8 tensor TFLOP/s; 0 if unsupported")
+    memory_gib: float = Field(gt=0, description="device memory as the runtime reports it")
+    mem_bw_gbs: float = Field(gt=0, description="memory bandwidth, GB/s")
+    link_gbs: float = Field(gt=0, description="intra-node link bandwidth per GPU, GB/s, both ways")
+    tdp_w: float = Field(gt=0)
+    idle_w: float = Field(0.0, ge=0)
+    price_per_hour: float = Field(0.0, ge=0, description="USD per GPU-hour")
+    source: str = ""
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * 2**30
+
+    def peak_flops(self, dtype: str = "bf16") -> float:
+        tflops = self.fp8_tflops if dtype == "fp8" else self.bf16_tflops
+        if tflops <= 0:
+            raise ServesimError(f"GPU {self.name} has no {dtype} tensor cores; use --dtype bf16")
+        return tflops * 1e12
+
+
+def _parse(table: dict, origin: str) -> dict[str, GPUSpec]:
+    gpus = {}
+    for key, fields in table.items():
+        try:
+            gpus[key.lower()] = GPUSpec(name=key.lower(), **fields)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ServesimError(f"{origin}: GPU [{key}] field {loc}: {err['msg']}") from None
+    return gpus
+
+
+def load_gpu_file(path: str | Path) -> dict[str, GPUSpec]:
+    """Read a TOML file of `[name]` tables with GPUSpec fields."""
+    p = Path(path)
+    if not p.is_file():
+        raise ServesimError(f"GPU file {p} not found")
+    try:
+        table = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ServesimError(f"GPU file {p} is not valid TOML: {e}") from None
+    return _parse(table, str(p))
+
+
+@cache
+def _builtin() -> dict[str, GPUSpec]:
+    return _parse(tomllib.loads(_CATALOG.read_text()), "built-in GPU catalog")
+
+
+def catalog(extra_file: str | Path | None = None) -> dict[str, GPUSpec]:
+    """Built-in GPUs, plus those of `extra_file` or $SERVESIM_GPU_FILE (which win)."""
+    gpus = dict(_builtin())
+    extra = extra_file or os.environ.get(USER_FILE_ENV)
+    if extra:
+        gpus.update(load_gpu_file(extra))
+    return gpus
+
+
+def get_gpu(name: str, extra_file: str | Path | None = None) -> GPUSpec:
+    """Look a GPU up by name or alias (case-insensitive)."""
+    key = name.strip().lower()
+    gpus = catalog(extra_file)
+    if key in gpus:
+        return gpus[key]
+    for gpu in gpus.values():
+        if key in (a.lower() for a in gpu.aliases):
+            return gpu
+    known = ", ".join(sorted(gpus))
+    raise ServesimError(f"unknown GPU '{name}'; known GPUs: {known} (add your own with --gpu-file)")

@@ -1,0 +1,218 @@
+"""A model's architecture, read from a Hugging Face `config.json`, and the sizes derived from it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from servesim.errors import ServesimError
+
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
+
+# model_type values whose layers we know how to describe
+DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+MOE_TYPES = {"mixtral", "qwen2_moe", "qwen3_moe"}
+MLA_TYPES = {"deepseek_v2", "deepseek_v3"}
+SUPPORTED_TYPES = DENSE_TYPES | MOE_TYPES | MLA_TYPES
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture fields that decide memory and compute; everything else is derived."""
+
+    name: str
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int  # dense MLP width
+    vocab: int
+    max_position: int
+    tie_embeddings: bool = False
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    # MoE (num_experts == 0 means dense)
+    num_experts: int = 0
+    top_k: int = 0
+    moe_intermediate: int = 0
+    shared_intermediate: int = 0  # total width of the shared expert(s)
+    dense_layers: int = 0  # leading layers with a dense MLP instead of MoE
+    # MLA (kv_lora_rank == 0 means ordinary multi-head / grouped-query attention)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_dim: int = 0
+    qk_rope_dim: int = 0
+    v_head_dim: int = 0
+
+    # ----- structure -----
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    # ----- parameters -----
+    def attention_params(self) -> int:
+        h = self.hidden
+        if self.is_mla:
+            qk = self.qk_nope_dim + self.qk_rope_dim
+            if self.q_lora_rank:
+                q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * self.heads * qk
+            else:
+                q = h * self.heads * qk
+            kv_a = h * (self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank
+            kv_b = self.kv_lora_rank * self.heads * (self.qk_nope_dim + self.v_head_dim)
+            o = self.heads * self.v_head_dim * h
+            return q + kv_a + kv_b + o
+        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        params = h * (q_out + 2 * kv_out) + q_out * h
+        if self.qkv_bias:
+            params += q_out + 2 * kv_out
+        if self.qk_norm:
+            params += 2 * self.head_dim
+        return params
+
+    def dense_mlp_params(self) -> int:
+        return 3 * self.hidden * self.intermediate
+
+    def expert_params(self) -> int:
+        """One routed expert (gate, up, down)."""
+        return 3 * self.hidden * self.moe_intermediate
+
+    def moe_layer_params(self, active: bool = False) -> int:
+        experts = self.top_k if active else self.num_experts
+        router = self.hidden * self.num_experts
+        shared = 3 * self.hidden * self.shared_intermediate
+        return experts * self.expert_params() + shared + router
+
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tie_embeddings else 2)
+
+    def _count(self, active: bool) -> int:
+        norms = 2 * self.hidden * self.layers + self.hidden
+        mlp = self.dense_mlp_params() * (self.layers - self.moe_layers)
+        if self.is_moe:
+            mlp += self.moe_layer_params(active) * self.moe_layers
+        return self.attention_params() * self.layers + mlp + norms + self.embedding_params()
+
+    @property
+    def num_params(self) -> int:
+        return self._count(active=False)
+
+    @property
+    def active_params(self) -> int:
+        """Parameters touched by one token (routed experts counted top_k times)."""
+        return self._count(active=True)
+
+    def weight_bytes(self, dtype: str = "bf16") -> float:
+        return self.num_params * DTYPE_BYTES[dtype]
+
+    # ----- KV cache -----
+    @property
+    def kv_elems_per_token_layer(self) -> int:
+        """K and V elements cached per token per layer (the compressed latent for MLA)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_dim
+        return 2 * self.kv_heads * self.head_dim
+
+    def kv_bytes_per_token(self, dtype: str = "bf16") -> int:
+        return self.kv_elems_per_token_layer * self.layers * DTYPE_BYTES[dtype]
+
+    def kv_bytes_per_block(self, block_size: int = 16, dtype: str = "bf16") -> int:
+        return self.kv_bytes_per_token(dtype) * block_size
+
+    # ----- compute -----
+    def flops_per_token(self, context: int = 0) -> float:
+        """Forward FLOPs for one token: 2 per active weight, plus attention over `context` tokens."""
+        linear = 2 * (self.active_params - self.vocab * self.hidden * (not self.tie_embeddings))
+        if self.is_mla:
+            att = 2 * self.heads * (self.qk_nope_dim + self.qk_rope_dim + self.v_head_dim)
+        else:
+            att = 4 * self.heads * self.head_dim
+        return linear + att * context * self.layers
+
+
+def _need(cfg: dict, key: str, origin: str):
+    if key not in cfg:
+        raise ServesimError(f"{origin}: config.json lacks '{key}'")
+    return cfg[key]
+
+
+def from_hf_config(cfg: dict, name: str = "custom", origin: str = "config") -> ModelSpec:
+    """Build a ModelSpec from a parsed Hugging Face config.json."""
+    mtype = cfg.get("model_type", "")
+    if mtype not in SUPPORTED_TYPES:
+        raise ServesimError(
+            f"{origin}: model_type '{mtype}' is not supported; supported: "
+            + ", ".join(sorted(SUPPORTED_TYPES))
+        )
+    hidden = _need(cfg, "hidden_size", origin)
+    heads = _need(cfg, "num_attention_heads", origin)
+    common = dict(
+        name=name,
+        model_type=mtype,
+        hidden=hidden,
+        layers=_need(cfg, "num_hidden_layers", origin),
+        heads=heads,
+        kv_heads=cfg.get("num_key_value_heads") or heads,
+        head_dim=cfg.get("head_dim") or hidden // heads,
+        intermediate=_need(cfg, "intermediate_size", origin),
+        vocab=_need(cfg, "vocab_size", origin),
+        max_position=cfg.get("max_position_embeddings", 4096),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        qkv_bias=bool(cfg.get("attention_bias", mtype in ("qwen2", "qwen2_moe"))),
+        qk_norm=mtype in ("qwen3", "qwen3_moe"),
+    )
+    if mtype == "mixtral":
+        common.update(
+            num_experts=cfg["num_local_experts"],
+            top_k=cfg["num_experts_per_tok"],
+            moe_intermediate=common["intermediate"],
+        )
+    elif mtype in ("qwen2_moe", "qwen3_moe"):
+        if cfg.get("mlp_only_layers") or cfg.get("decoder_sparse_step", 1) != 1:
+            raise ServesimError(f"{origin}: interleaved dense/MoE layers are not supported")
+        common.update(
+            num_experts=cfg["num_experts"],
+            top_k=cfg["num_experts_per_tok"],
+            moe_intermediate=cfg["moe_intermediate_size"],
+            shared_intermediate=cfg.get("shared_expert_intermediate_size", 0),
+        )
+    elif mtype in MLA_TYPES:
+        n_routed = cfg.get("n_routed_experts") or 0
+        common.update(
+            num_experts=n_routed,
+            top_k=cfg.get("num_experts_per_tok", 0) if n_routed else 0,
+            moe_intermediate=cfg.get("moe_intermediate_size", 0),
+            shared_intermediate=(cfg.get("n_shared_experts") or 0) * cfg.get("moe_intermediate_size", 0),
+            dense_layers=cfg.get("first_k_dense_replace", 0) if n_routed else 0,
+            q_lora_rank=cfg.get("q_lora_rank") or 0,
+            kv_lora_rank=_need(cfg, "kv_lora_rank", origin),
+            qk_nope_dim=_need(cfg, "qk_nope_head_dim", origin),
+            qk_rope_dim=_need(cfg, "qk_rope_head_dim", origin),
+            v_head_dim=_need(cfg, "v_head_dim", origin),
+        )
+    return ModelSpec(**common)
+
+
+def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
+    """Read a config.json file (or a directory holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise ServesimError(f"model config {p} not found")
+    try:
+        cfg = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ServesimError(f"model config {p} is not valid JSON: {e}") from None
+    return from_hf_config(cfg, name=name or p.parent.name or p.stem, origin=str(p))

@@ -1,0 +1,99 @@
+"""The decoding requests of a replica, tracked in aggregate.
+
+Every decoding request gains one token per iteration, so nothing about it needs
+touching until it finishes or is preempted. A request stores `base` with
+computed = base + it; the set keeps the count, the sum of bases, how many requests
+sit at each position within a block (`phase`), and a heap of finish iterations.
+From these, the KV-cache growth and attention context of any run of iterations
+follow in closed form.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from servesim.sim.request import Request
+
+
+class DecodingSet:
+    def __init__(self, block_size: int):
+        self.B = block_size
+        self.n = 0
+        self.base_sum = 0
+        self.phase = [0] * block_size  # requests by base % B
+        self._heap: list = []
+        self._seq = 0
+
+    def add(self, req: Request, it: int) -> None:
+        """Start decoding at iteration `it`; the prefill's token is already counted."""
+        req.base = req.computed - it
+        req.finish_it = it - 1 + req.output_len - req.generated
+        req.epoch += 1
+        req.decoding = True
+        self.n += 1
+        self.base_sum += req.base
+        self.phase[req.base % self.B] += 1
+        self._seq += 1
+        heapq.heappush(self._heap, (req.finish_it, self._seq, req.epoch, req))
+
+    def remove(self, req: Request) -> None:
+        req.decoding = False
+        self.n -= 1
+        self.base_sum -= req.base
+        self.phase[req.base % self.B] -= 1
+
+    def ctx_sum(self, it: int) -> int:
+        """Attention context of iteration `it`: each request's cached tokens plus its new one."""
+        return self.base_sum + self.n * (it + 1)
+
+    def _live_top(self):
+        heap = self._heap
+        while heap:
+            _, _, epoch, req = heap[0]
+            if req.decoding and req.epoch == epoch:
+                return heap[0]
+            heapq.heappop(heap)
+        return None
+
+    def next_finish(self) -> int:
+        top = self._live_top()
+        return top[0] if top else 1 << 62
+
+    def pop_finished(self, last_it: int) -> list[Request]:
+        """The requests whose last token came from iteration `last_it` (the caller removes them)."""
+        done = []
+        while True:
+            top = self._live_top()
+            if top is None or top[0] > last_it:
+                return done
+            heapq.heappop(self._heap)
+            done.append(top[3])
+
+    # ----- KV-cache growth -----
+    def _needs(self, start: int) -> list[int]:
+        """New blocks needed at iterations start, start+1, ..., start+B-1."""
+        B, phase = self.B, self.phase
+        return [phase[(-j) % B] for j in range(start, start + B)]
+
+    def blocks_needed_at(self, it: int) -> int:
+        return self.phase[(-it) % self.B]
+
+    def blocks_needed(self, start: int, count: int) -> int:
+        """New blocks needed over `count` iterations from `start`."""
+        if count <= 0 or not self.n:
+            return 0
+        full, rest = divmod(count, self.B)
+        return full * self.n + sum(self._needs(start)[:rest])
+
+    def iterations_fitting(self, start: int, free: int) -> int:
+        """How many iterations from `start` can run before growth exceeds `free` blocks."""
+        if not self.n:
+            return 1 << 62
+        full, rem = divmod(free, self.n)
+        k = 0
+        for need in self._needs(start):
+            rem -= need
+            if rem < 0:
+                break
+            k += 1
+        return full * self.B + k

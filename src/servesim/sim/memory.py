@@ -1,0 +1,76 @@
+"""GPU memory plan of a replica: weights, activation reserve, and what is left for the KV cache.
+
+As vLLM does it: KV cache = memory x gpu_memory_utilization - weights - peak activations
+- runtime (non-torch) memory, per GPU, divided into blocks of `block_size` tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.config import EngineConfig
+from servesim.errors import ServesimError
+from servesim.hardware import GPUSpec
+from servesim.models import DTYPE_BYTES, ModelSpec
+
+GIB = 2**30
+RUNTIME_GIB = 0.75  # CUDA context, NCCL and cuBLAS workspaces, CUDA-graph pools
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    budget_gib: float  # memory x utilisation, per GPU
+    weights_gib: float  # per GPU
+    reserve_gib: float  # activations + runtime, per GPU
+    kv_gib: float  # per GPU
+    kv_bytes_per_token: float  # per GPU
+    num_blocks: int
+    block_size: int
+
+    @property
+    def kv_tokens(self) -> int:
+        return self.num_blocks * self.block_size
+
+
+def kv_dtype(engine: EngineConfig) -> str:
+    if engine.kv_cache_dtype != "auto":
+        return engine.kv_cache_dtype
+    return "bf16" if engine.dtype == "fp8" else engine.dtype
+
+
+def kv_bytes_per_token_per_gpu(model: ModelSpec, engine: EngineConfig) -> float:
+    """KV bytes one token takes on each GPU: heads split over TP (MLA's latent is replicated)."""
+    b = DTYPE_BYTES[kv_dtype(engine)] * model.layers
+    if model.is_mla:
+        return float(model.kv_elems_per_token_layer * b)
+    kv_heads = max(1, model.kv_heads // engine.tp)
+    return float(2 * kv_heads * model.head_dim * b)
+
+
+def activation_reserve_gib(model: ModelSpec, engine: EngineConfig) -> float:
+    """Peak activation memory of a max_num_batched_tokens forward pass, plus runtime memory."""
+    if engine.activation_reserve_gib is not None:
+        return engine.activation_reserve_gib
+    t, wb = engine.max_num_batched_tokens, DTYPE_BYTES["bf16"]
+    width = (model.moe_intermediate * model.top_k if model.is_moe else model.intermediate) // engine.tp
+    mlp = t * 3 * width * wb  # gate/up output and the activated product live together
+    hidden = t * 4 * model.hidden * wb  # residual, normed input and two temporaries
+    logits = engine.max_num_seqs * model.vocab * 4 * 2  # fp32 logits and sampler copy
+    return (mlp + hidden + logits) / GIB + RUNTIME_GIB
+
+
+def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryPlan:
+    """Size the KV cache, or say clearly why the model does not fit."""
+    budget = gpu.memory_gib * engine.gpu_memory_utilization
+    weights = model.weight_bytes(engine.dtype) / engine.tp / GIB
+    reserve = activation_reserve_gib(model, engine)
+    kv = budget - weights - reserve
+    per_token = kv_bytes_per_token_per_gpu(model, engine)
+    if kv <= 0:
+        raise ServesimError(
+            f"{model.name} does not fit on {gpu.name} at TP {engine.tp}: {weights:.1f} GiB of weights "
+            f"+ {reserve:.1f} GiB reserve per GPU > {budget:.1f} GiB usable "
+            f"(gpu_memory_utilization {engine.gpu_memory_utilization}); use a larger --tp or GPU"
+        )
+    blocks = int(kv * GIB // (per_token * engine.block_size))
+    return MemoryPlan(budget, weights, reserve, kv, per_token, blocks, engine.block_size)

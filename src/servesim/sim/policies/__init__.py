@@ -1,0 +1,3 @@
+"""Built-in scheduling policies; importing this package registers them by name."""
+
+from servesim.sim.policies import orca, sarathi, static, vllm  # noqa: F401

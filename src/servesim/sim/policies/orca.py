@@ -1,0 +1,31 @@
+"""Orca: iteration-level scheduling without chunking (Yu et al., OSDI 2022).
+
+New requests join the running batch at any iteration, but each prompt is prefilled
+whole in one iteration. A prompt that does not fit the remaining token budget waits;
+one longer than the whole budget runs alone rather than never.
+"""
+
+from __future__ import annotations
+
+from servesim.sim.scheduler import Plan, Scheduler, register
+
+
+@register
+class OrcaScheduler(Scheduler):
+    name = "orca"
+
+    def schedule_prefills(self) -> Plan:
+        r = self.r
+        budget = self.cfg.max_num_batched_tokens - r.dec.n
+        plan: Plan = []
+        if self.preempted:
+            return plan
+        while r.waiting and len(r.running) < self.cfg.max_num_seqs:
+            req = r.waiting[0]
+            room = budget if plan else max(budget, req.target)
+            chunk = self.admit(req, room, chunked=False)
+            if not chunk:
+                break
+            plan.append((req, chunk))
+            budget -= chunk
+        return plan

@@ -1,0 +1,208 @@
+"""One engine replica: the discrete-event loop that turns a request stream into iterations.
+
+Each step the scheduler plans an iteration. A plan with prefill chunks runs as one
+iteration. A plan of decodes only runs as many identical-shape iterations as it can
+at once: up to the next finish, the next arrival that could change the plan, or the
+iteration at which the KV cache would run out; their times come from one vectorised
+call to the performance model.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from servesim.perf import Batch, PerfModel
+from servesim.sim.decoding import DecodingSet
+from servesim.sim.kv_cache import KVCache
+from servesim.sim.request import Request
+from servesim.sim.scheduler import make_scheduler
+
+MAX_RUN = 4096  # iterations advanced in one decode run at most
+
+
+class StepLog:
+    """Per-step records: a mixed iteration or a run of decode iterations."""
+
+    __slots__ = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, [])
+
+    def add(self, start, end, iters, seqs, tokens, kv_used, waiting):
+        self.start.append(start)
+        self.end.append(end)
+        self.iters.append(iters)
+        self.seqs.append(seqs)
+        self.tokens.append(tokens)
+        self.kv_used.append(kv_used)
+        self.waiting.append(waiting)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(getattr(self, name)) for name in self.__slots__}
+
+
+class Replica:
+    def __init__(self, engine, perf: PerfModel, num_blocks: int, unit_tokens: int = 512):
+        self.engine = engine
+        self.perf = perf
+        self.block_size = B = engine.block_size
+        self.unit_tokens = unit_tokens
+        self.kv = KVCache(num_blocks, B, engine.enable_prefix_caching, max(1, unit_tokens // B))
+        self.dec = DecodingSet(B)
+        self.waiting: deque[Request] = deque()
+        self.running: dict[int, Request] = {}  # admission order; preemption takes the last
+        self.prefilling: list[Request] = []
+        self.decodes_reserved = False
+        self.it = 0
+        self.now = 0.0
+        self.iter_end = np.empty(4096)
+        self.log = StepLog()
+        self.scheduler = make_scheduler(engine.scheduler, self)
+
+    # ----- helpers the scheduler uses -----
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def last_running(self) -> Request:
+        return next(reversed(self.running.values()))
+
+    def start(self, req: Request, hits: list, hit_tokens: int, new_blocks: int) -> None:
+        """Move the head of the waiting queue into the running set."""
+        self.waiting.popleft()
+        req.entries = hits
+        req.shared_blocks = len(hits) * self.kv.unit_blocks
+        req.computed = hit_tokens
+        req.blocks = req.shared_blocks + new_blocks
+        self.running[req.id] = req
+        self.prefilling.append(req)
+        if req.first_scheduled is None:
+            req.first_scheduled = self.now
+            req.cached_tokens = hit_tokens
+
+    def _held(self, req: Request) -> int:
+        if req.decoding:
+            return self.blocks_for(req.base + self.it + self.decodes_reserved)
+        return req.blocks
+
+    def _release(self, req: Request) -> None:
+        self.kv.release(self._held(req) - req.shared_blocks)
+        self.kv.unref(req.entries)
+        req.entries = []
+        req.shared_blocks = req.blocks = 0
+        del self.running[req.id]
+
+    def preempt(self, req: Request) -> None:
+        """Recompute preemption: free everything, requeue at the front."""
+        self._release(req)
+        if req.decoding:
+            req.generated = req.output_len - req.finish_it + self.it - 1
+            req.segments.append((req.seg_start, self.it - 1))
+            self.dec.remove(req)
+        else:
+            self.prefilling.remove(req)
+        req.computed = 0
+        req.preemptions += 1
+        self.waiting.appendleft(req)
+
+    def _finish(self, req: Request, t: float) -> None:
+        self._release(req)
+        if req.decoding:
+            req.segments.append((req.seg_start, self.it - 1))
+            self.dec.remove(req)
+        else:
+            req.segments.append((req.seg_start, req.seg_start))
+        req.finish = t
+
+    # ----- the loop -----
+    def run(self, requests: list[Request]) -> None:
+        """Serve `requests` (sorted by arrival) to completion."""
+        i, n = 0, len(requests)
+        sched, dec = self.scheduler, self.dec
+        while True:
+            while i < n and requests[i].arrival <= self.now:
+                self.waiting.append(requests[i])
+                i += 1
+            if not self.running and not self.waiting:
+                if i == n:
+                    return
+                self.now = requests[i].arrival
+                continue
+            self.decodes_reserved = False
+            plan = sched.schedule()
+            if plan:
+                self._step(plan)
+            elif dec.n:
+                self._decode_run(requests[i].arrival if i < n else None)
+            else:
+                raise RuntimeError(f"scheduler {sched.name} made no progress at t={self.now}")
+
+    def _record(self, start: int, ends) -> None:
+        stop = start + len(ends)
+        if stop > len(self.iter_end):
+            grown = np.empty(max(stop, 2 * len(self.iter_end)))
+            grown[:start] = self.iter_end[:start]
+            self.iter_end = grown
+        self.iter_end[start:stop] = ends
+
+    def _step(self, plan) -> None:
+        dec, it, kv = self.dec, self.it, self.kv
+        batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(r.computed for r, _ in plan))
+        t = self.now + self.perf.iteration_time(batch)
+        self._record(it, (t,))
+        self.decodes_reserved = False
+        for req, chunk in plan:
+            req.computed += chunk
+            if req.computed < req.target:
+                continue
+            self.prefilling.remove(req)
+            if kv.prefix_caching and req.hash_ids:
+                self._cache_prompt(req)
+            req.generated += 1
+            if req.first_token is None:
+                req.first_token = t
+            req.seg_start = it
+            if req.generated >= req.output_len:
+                self._finish(req, t)
+            else:
+                dec.add(req, it + 1)
+        self.it = it + 1
+        for req in dec.pop_finished(it):
+            self._finish(req, t)
+        self.log.add(self.now, t, 1, batch.num_seqs, batch.num_tokens, kv.used, len(self.waiting))
+        self.now = t
+
+    def _cache_prompt(self, req: Request) -> None:
+        """Make the request's full prompt units shareable prefix-cache entries."""
+        kv = self.kv
+        full = req.prompt_len // self.unit_tokens
+        for h in req.hash_ids[len(req.entries) : full]:
+            if kv.insert(h):
+                req.entries.append(h)
+                req.shared_blocks += kv.unit_blocks
+
+    def _decode_run(self, next_arrival: float | None) -> None:
+        dec, kv, j0 = self.dec, self.kv, self.it
+        n = dec.n
+        k = min(dec.next_finish() - j0 + 1, 1 + dec.iterations_fitting(j0 + 1, kv.free()), MAX_RUN)
+        if self.scheduler.preempted:
+            k = 1  # freed room may admit waiting requests next step
+        ctx = dec.base_sum + n * (j0 + 1 + np.arange(k))
+        ends = self.now + np.cumsum(self.perf.decode_times(n, ctx))
+        if next_arrival is not None and self.scheduler.arrivals_matter():
+            first = int(np.searchsorted(ends, next_arrival))
+            if first < k:
+                k = first + 1
+                ends = ends[:k]
+        if not kv.allocate(dec.blocks_needed(j0 + 1, k - 1)):
+            raise RuntimeError("decode run outgrew the KV cache")
+        self._record(j0, ends)
+        self.decodes_reserved = False
+        self.it = j0 + k
+        t = float(ends[-1])
+        for req in dec.pop_finished(self.it - 1):
+            self._finish(req, t)
+        self.log.add(self.now, t, k, n, n, kv.used, len(self.waiting))
+        self.now = t

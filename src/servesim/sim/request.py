@@ -1,0 +1,52 @@
+"""A request as the engine sees it: its lengths, its progress and what it recorded."""
+
+from __future__ import annotations
+
+
+class Request:
+    """One generation request. Times are seconds from the start of the run.
+
+    While prefilling, `computed` counts tokens whose KV is cached and `blocks` the blocks
+    held. While decoding, both follow from the iteration counter `it`:
+    computed = base + it, blocks = ceil(computed / block_size).
+    """
+
+    __slots__ = (
+        "id", "arrival", "prompt_len", "output_len", "hash_ids",
+        "computed", "generated", "blocks", "shared_blocks", "entries",
+        "base", "finish_it", "epoch", "decoding",
+        "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
+        "segments", "seg_start", "rejected",
+    )  # fmt: skip
+
+    def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
+        self.id = rid
+        self.arrival = arrival
+        self.prompt_len = prompt_len
+        self.output_len = output_len
+        self.hash_ids = hash_ids
+        self.computed = 0
+        self.generated = 0
+        self.blocks = 0
+        self.shared_blocks = 0  # blocks of `entries`, held through the prefix cache
+        self.entries: list = []  # prefix-cache entries this request references
+        self.base = 0
+        self.finish_it = -1
+        self.epoch = 0
+        self.decoding = False
+        self.first_token: float | None = None
+        self.finish: float | None = None
+        self.preemptions = 0
+        self.cached_tokens = 0
+        self.first_scheduled: float | None = None
+        self.segments: list[tuple[int, int]] = []  # iteration ranges that produced tokens
+        self.seg_start = -1
+        self.rejected = False
+
+    @property
+    def target(self) -> int:
+        """Tokens the prefill must have computed before the next token is sampled."""
+        return self.prompt_len + self.generated
+
+    def __repr__(self) -> str:
+        return f"Request({self.id}, in={self.prompt_len}, out={self.output_len}, gen={self.generated})"

@@ -1,0 +1,106 @@
+"""Readers for public LLM-serving traces.
+
+Azure LLM inference 2023 CSV: header `TIMESTAMP,ContextTokens,GeneratedTokens`,
+timestamps like `2023-11-16 18:17:03.9799600`.
+Mooncake JSONL: one object per line with `timestamp` (ms), `input_length`,
+`output_length` and `hash_ids` (one id per 512-token block of the prompt).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from servesim.errors import ServesimError
+
+AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+
+
+@dataclass
+class Trace:
+    """Rows of a trace: arrival times (s, first = 0), lengths, optional prefix hashes."""
+
+    timestamps: np.ndarray
+    input_lens: np.ndarray
+    output_lens: np.ndarray
+    hash_ids: list[list[int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_lens)
+
+
+def _positive_int(text, path: Path, line: int, field: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ServesimError(f"{path} line {line}: {field} '{text}' is not an integer") from None
+    if value < 0:
+        raise ServesimError(f"{path} line {line}: {field} is negative ({value})")
+    return value
+
+
+def read_azure(path: Path) -> Trace:
+    lines = path.read_text().splitlines()
+    if not lines or [h.strip() for h in lines[0].split(",")] != AZURE_HEADER:
+        raise ServesimError(f"{path} line 1: expected header {','.join(AZURE_HEADER)}")
+    stamps, ins, outs = [], [], []
+    for no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) != 3:
+            raise ServesimError(f"{path} line {no}: expected 3 comma-separated fields, got {len(parts)}")
+        try:
+            stamps.append(np.datetime64(parts[0].strip().replace(" ", "T"), "ns"))
+        except ValueError:
+            raise ServesimError(f"{path} line {no}: bad timestamp '{parts[0]}'") from None
+        ins.append(_positive_int(parts[1], path, no, "ContextTokens"))
+        outs.append(_positive_int(parts[2], path, no, "GeneratedTokens"))
+    if not ins:
+        raise ServesimError(f"{path} holds no requests")
+    t = np.array(stamps, dtype="datetime64[ns]")
+    secs = (t - t.min()).astype(np.int64) / 1e9
+    return Trace(secs, np.array(ins), np.array(outs))
+
+
+def read_mooncake(path: Path) -> Trace:
+    stamps, ins, outs, hashes = [], [], [], []
+    with path.open() as f:
+        for no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ServesimError(f"{path} line {no}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ServesimError(f"{path} line {no}: expected a JSON object")
+            for key in ("timestamp", "input_length", "output_length"):
+                if key not in row:
+                    raise ServesimError(f"{path} line {no}: missing field '{key}'")
+            stamps.append(_positive_int(row["timestamp"], path, no, "timestamp"))
+            ins.append(_positive_int(row["input_length"], path, no, "input_length"))
+            outs.append(_positive_int(row["output_length"], path, no, "output_length"))
+            h = row.get("hash_ids", [])
+            if not isinstance(h, list):
+                raise ServesimError(f"{path} line {no}: hash_ids must be a list")
+            hashes.append(h)
+    if not ins:
+        raise ServesimError(f"{path} holds no requests")
+    t = np.array(stamps, dtype=float) / 1000.0
+    return Trace(t - t.min(), np.array(ins), np.array(outs), hashes)
+
+
+def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
+    """Read a trace; `fmt` auto picks by extension (.csv Azure, .jsonl/.json Mooncake)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ServesimError(f"trace file {p} not found")
+    if fmt == "auto":
+        fmt = {".csv": "azure", ".jsonl": "mooncake", ".json": "mooncake"}.get(p.suffix.lower(), "")
+        if not fmt:
+            raise ServesimError(f"cannot tell the format of {p}; pass --trace-format azure|mooncake")
+    return read_azure(p) if fmt == "azure" else read_mooncake(p)
