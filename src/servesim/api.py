@@ -13,7 +13,7 @@ import pandas as pd
 from servesim.config import Scenario
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
-from servesim.metrics import all_itls, request_records, summarize, token_times
+from servesim.metrics import itl_table, request_records, summarize, token_times
 from servesim.models import get_model
 from servesim.perf import PerfModel, RooflineModel
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
@@ -41,18 +41,21 @@ class Result:
     _summary: dict | None = field(default=None, repr=False)
 
     @cached_property
+    def _itls(self) -> tuple[np.ndarray, np.ndarray]:
+        return itl_table(self.raw_requests, self.iter_end)
+
+    @cached_property
     def requests(self) -> pd.DataFrame:
         """One row per request: times in seconds, lengths, preemptions, cached tokens."""
-        return request_records(self.raw_requests, self.iter_end)
+        return request_records(self.raw_requests, self._itls)
 
     def token_times(self, request_id: int) -> np.ndarray:
         return token_times(self.raw_requests[request_id], self.iter_end)
 
     def summary(self) -> dict:
         if self._summary is None:
-            itls = all_itls(self.raw_requests, self.iter_end)
             self._summary = summarize(
-                self.requests, itls, self.steps, self.scenario.slo, self.memory.num_blocks, self.kv_hit_rate
+                self.requests, self._itls[1], self.steps, self.scenario.slo, self.memory.num_blocks, self.kv_hit_rate
             )
             self._summary["memory"] = {
                 "weights_gib_per_gpu": self.memory.weights_gib,

@@ -106,6 +106,15 @@ class SLO(_Strict):
     tpot_ms: float | None = Field(None, gt=0)
     e2el_ms: float | None = Field(None, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _units(cls, data):
+        if isinstance(data, dict):
+            for key in ("ttft", "tpot", "e2el"):
+                if key in data:
+                    raise ValueError(f"'{key}' has no unit; write {key}_ms = {data[key]} (milliseconds)")
+        return data
+
     @property
     def any(self) -> bool:
         return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
@@ -115,17 +124,18 @@ class SLO(_Strict):
         """Parse `ttft:MS tpot:MS e2el:MS` items."""
         values = {}
         for item in items:
-            for part in item.split():
+            for part in item.replace(",", " ").split():
                 key, sep, val = part.partition(":")
                 key = key.strip().lower()
                 if not sep or key not in ("ttft", "tpot", "e2el"):
-                    raise ServesimError(
-                        f"goodput item '{part}' must be ttft:MS, tpot:MS or e2el:MS (milliseconds)"
-                    )
+                    raise ServesimError(f"goodput item '{part}' must be ttft:MS, tpot:MS or e2el:MS (milliseconds)")
+                scale, num = (1000.0, val[:-1]) if val.endswith("s") and not val.endswith("ms") else (1.0, val)
                 try:
-                    ms = float(val.removesuffix("ms"))
+                    ms = float(num.removesuffix("ms")) * scale
                 except ValueError:
-                    raise ServesimError(f"goodput item '{part}': '{val}' is not a number of milliseconds") from None
+                    raise ServesimError(
+                        f"goodput item '{part}': '{val}' is not a duration (500 or 500ms or 0.5s)"
+                    ) from None
                 if ms <= 0:
                     raise ServesimError(f"goodput item '{part}': the target must be positive")
                 values[f"{key}_ms"] = ms

@@ -1,5 +1,5 @@
 """Metrics: per-request records and summaries as `vllm bench serve` defines them."""
 
-from servesim.metrics.summary import all_itls, good_mask, request_records, summarize, token_times
+from servesim.metrics.summary import good_mask, itl_table, request_records, summarize, token_times
 
-__all__ = ["all_itls", "good_mask", "request_records", "summarize", "token_times"]
+__all__ = ["good_mask", "itl_table", "request_records", "summarize", "token_times"]

@@ -16,30 +16,38 @@ from servesim.config import SLO
 PERCENTILES = (50, 90, 99)
 
 
-def request_records(requests, iter_end: np.ndarray) -> pd.DataFrame:
-    """One row per request, with ITL statistics from its token times."""
-    rows = []
-    for r in requests:
-        done = r.finish is not None
-        itl_mean = itl_max = np.nan
-        if done and r.output_len > 1:
-            times = token_times(r, iter_end)
-            gaps = np.diff(times)
-            itl_mean, itl_max = float(gaps.mean()), float(gaps.max())
-        rows.append((
-            r.id, r.arrival, r.prompt_len, r.output_len, r.first_token, r.finish, done,
-            r.rejected, r.preemptions, r.cached_tokens, r.first_scheduled, itl_mean, itl_max,
-        ))  # fmt: skip
-    df = pd.DataFrame(rows, columns=[
-        "request_id", "arrival_s", "input_len", "output_len", "first_token_s", "finish_s",
-        "completed", "rejected", "preemptions", "cached_tokens", "first_scheduled_s",
-        "itl_mean_s", "itl_max_s",
-    ])  # fmt: skip
+def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    """One row per request, with ITL statistics from `itl_table(requests, ...)`."""
+    cols = {
+        "request_id": [r.id for r in requests],
+        "arrival_s": [r.arrival for r in requests],
+        "input_len": [r.prompt_len for r in requests],
+        "output_len": [r.output_len for r in requests],
+        "first_token_s": [r.first_token for r in requests],
+        "finish_s": [r.finish for r in requests],
+        "completed": [r.finish is not None for r in requests],
+        "rejected": [r.rejected for r in requests],
+        "preemptions": [r.preemptions for r in requests],
+        "cached_tokens": [r.cached_tokens for r in requests],
+        "first_scheduled_s": [r.first_scheduled for r in requests],
+    }
+    df = pd.DataFrame(cols)
+    for c in ("first_token_s", "finish_s", "first_scheduled_s"):
+        df[c] = df[c].astype(float)
     df["ttft_s"] = df.first_token_s - df.arrival_s
     df["e2el_s"] = df.finish_s - df.arrival_s
     df["queue_s"] = df.first_scheduled_s - df.arrival_s
     multi = df.output_len > 1
     df["tpot_s"] = np.where(multi, (df.e2el_s - df.ttft_s) / (df.output_len - 1).clip(lower=1), np.nan)
+    owner, gaps = itls
+    count = np.bincount(owner, minlength=len(requests))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["itl_mean_s"] = np.bincount(owner, weights=gaps, minlength=len(requests)) / count
+    itl_max = np.full(len(requests), np.nan)
+    if len(gaps):
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        itl_max[owner[starts]] = np.maximum.reduceat(gaps, starts)
+    df["itl_max_s"] = itl_max
     return df
 
 
@@ -48,9 +56,25 @@ def token_times(req, iter_end: np.ndarray) -> np.ndarray:
     return np.concatenate([iter_end[a : b + 1] for a, b in req.segments])
 
 
-def all_itls(requests, iter_end: np.ndarray) -> np.ndarray:
-    parts = [np.diff(token_times(r, iter_end)) for r in requests if r.finish is not None and r.output_len > 1]
-    return np.concatenate(parts) if parts else np.empty(0)
+def itl_table(requests, iter_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every inter-token gap of every finished request, with the index of its request."""
+    seg_owner, seg_a, seg_b = [], [], []
+    for i, r in enumerate(requests):
+        if r.finish is not None and r.output_len > 1:
+            for a, b in r.segments:
+                seg_owner.append(i)
+                seg_a.append(a)
+                seg_b.append(b)
+    if not seg_owner:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    a, b = np.asarray(seg_a), np.asarray(seg_b)
+    lengths = b - a + 1
+    first = np.cumsum(lengths) - lengths
+    idx = np.repeat(a - first, lengths) + np.arange(lengths.sum())
+    owner = np.repeat(np.asarray(seg_owner), lengths)
+    times = iter_end[idx]
+    same = owner[1:] == owner[:-1]
+    return owner[1:][same], np.diff(times)[same]
 
 
 def _stats(values_s: np.ndarray) -> dict:
@@ -76,8 +100,9 @@ def good_mask(df: pd.DataFrame, slo: SLO) -> np.ndarray:
     return ok
 
 
-def summarize(df: pd.DataFrame, itls: np.ndarray, steps: dict, slo: SLO, kv_blocks: int,
-              kv_hit_rate: float | None) -> dict:
+def summarize(
+    df: pd.DataFrame, itls: np.ndarray, steps: dict, slo: SLO, kv_blocks: int, kv_hit_rate: float | None
+) -> dict:
     done = df[df.completed]
     duration = float(done.finish_s.max()) if len(done) else 0.0
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)

@@ -152,8 +152,7 @@ def from_hf_config(cfg: dict, name: str = "custom", origin: str = "config") -> M
     mtype = cfg.get("model_type", "")
     if mtype not in SUPPORTED_TYPES:
         raise ServesimError(
-            f"{origin}: model_type '{mtype}' is not supported; supported: "
-            + ", ".join(sorted(SUPPORTED_TYPES))
+            f"{origin}: model_type '{mtype}' is not supported; supported: " + ", ".join(sorted(SUPPORTED_TYPES))
         )
     hidden = _need(cfg, "hidden_size", origin)
     heads = _need(cfg, "num_attention_heads", origin)

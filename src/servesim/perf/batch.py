@@ -38,7 +38,7 @@ class Batch:
     @property
     def prefill_pairs(self) -> int:
         """Causal query-key pairs of the prefill chunks: L*C + L*(L+1)/2 each."""
-        return sum(n * c + n * (n + 1) // 2 for n, c in zip(self.prefill_lens, self.prefill_ctx))
+        return sum(n * c + n * (n + 1) // 2 for n, c in zip(self.prefill_lens, self.prefill_ctx, strict=True))
 
     @property
     def prefill_kv_tokens(self) -> int:

@@ -27,7 +27,8 @@ class RooflineParams:
     mem_efficiency: float = 0.85  # streaming kernels, fraction of datasheet bandwidth
     kernel_overhead_s: float = 3e-6  # launch gap and tail of each kernel (CUDA graphs)
     link_efficiency: float = 0.7  # NCCL bus bandwidth over datasheet per-direction link
-    link_latency_s: float = 8e-6  # per ring step
+    collective_base_s: float = 6e-6  # launch and synchronisation of one collective
+    link_latency_s: float = 1e-6  # per ring step
     cpu_overhead_s: float = 5e-4  # scheduler, input preparation, sampling launch
     cpu_per_seq_s: float = 2e-6  # per scheduled request
 
@@ -49,9 +50,7 @@ class RooflineModel(PerfModel):
         params: RooflineParams | None = None,
     ):
         if tp < 1 or model.heads % tp:
-            raise ServesimError(
-                f"tensor parallel size {tp} must divide {model.name}'s {model.heads} attention heads"
-            )
+            raise ServesimError(f"tensor parallel size {tp} must divide {model.name}'s {model.heads} attention heads")
         self.model, self.gpu, self.tp = model, gpu, tp
         self.p = params or RooflineParams()
         self.wb = DTYPE_BYTES[dtype]
@@ -64,54 +63,43 @@ class RooflineModel(PerfModel):
         m = model
         self.hq = m.heads // tp
         self.hkv = max(1, m.kv_heads // tp)  # KV heads are replicated when fewer than tp
-        self._linear_cache: dict[tuple[int, int], list[OpCost]] = {}
-        self._linear_sum: dict[tuple[int, int], float] = {}
+        self._tok_table = np.zeros(1)  # seconds of token-count operators, by token count
+        self._seq_table = np.zeros(1)  # seconds of per-sequence operators, by sequence count
         self._dec_fixed: dict[int, float] = {}
 
-    # ----- primitives -----
-    def _gemm(self, rows: float, n: int, k: int, count: float = 1.0) -> tuple[float, float, float]:
+    # ----- primitives (vectorised over the row count) -----
+    def _gemm(self, rows, n: int, k: int, count=1.0):
         """(seconds, flops, bytes) of `count` GEMMs of [rows x k] @ [k x n]."""
-        if rows <= 0:
-            return 0.0, 0.0, 0.0
         p = self.p
+        rows = np.maximum(rows, 1e-9)
         flops = 2.0 * rows * n * k
         nbytes = (rows * k + k * n + rows * n) * self.wb
         eff = p.gemm_efficiency * rows / (rows + p.gemm_half_rows)
-        t = max(flops / (self.peak * eff), nbytes / self.bw) + p.kernel_overhead_s
+        t = np.maximum(flops / (self.peak * eff), nbytes / self.bw) + p.kernel_overhead_s
         return t * count, flops * count, nbytes * count
 
-    def _stream(self, nbytes: float, kernels: float) -> float:
+    def _stream(self, nbytes, kernels: float):
         return nbytes / self.bw + kernels * self.p.kernel_overhead_s
 
-    def _allreduce(self, nbytes: float) -> float:
-        if self.tp == 1 or nbytes <= 0:
-            return 0.0
-        steps = 2 * (self.tp - 1)
-        return steps / self.tp * nbytes / self.link_bw + steps * self.p.link_latency_s
+    def _allreduce(self, nbytes):
+        steps = 2 * (self.tp - 1)  # ring all-reduce: reduce-scatter then all-gather
+        p = self.p
+        return steps / self.tp * nbytes / self.link_bw + steps * p.link_latency_s + p.collective_base_s
 
-    # ----- operators that depend only on token and sequence counts -----
-    def _linear_ops(self, tokens: int, seqs: int) -> list[OpCost]:
-        key = (tokens, seqs)
-        ops = self._linear_cache.get(key)
-        if ops is None:
-            ops = self._build_linear_ops(tokens, seqs)
-            self._linear_cache[key] = ops
-            self._linear_sum[key] = sum(o.seconds for o in ops)
-        return ops
-
-    def _build_linear_ops(self, T: int, S: int) -> list[OpCost]:
-        m, p, tp, L = self.model, self.p, self.tp, self.model.layers
-        ops: list[OpCost] = []
+    # ----- operators whose cost depends only on the token count T or sequence count S -----
+    def _token_ops(self, T: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]]:
+        """(name, seconds, flops, bytes, bound) per operator class, each an array over T."""
+        m, tp, L = self.model, self.tp, self.model.layers
+        T = np.asarray(T, dtype=float)
+        zero = np.zeros_like(T)
+        ops = []
 
         def add(name, parts, bound=None):
-            t = sum(x[0] for x in parts)
-            f = sum(x[1] for x in parts)
-            b = sum(x[2] for x in parts)
-            if t > 0:
-                ops.append(OpCost(name, t, f, b, bound or _bound(f / self.peak, b / self.bw)))
+            t, f, b = (sum(x[i] for x in parts) for i in range(3))
+            ops.append((name, t, f, b, bound or ("compute" if np.all(f / self.peak >= b / self.bw) else "memory")))
 
-        emb_bytes = 2.0 * T * m.hidden * self.wb
-        ops.append(OpCost("embedding", self._stream(emb_bytes, 1), 0.0, emb_bytes, "memory"))
+        emb = 2.0 * T * m.hidden * self.wb
+        ops.append(("embedding", self._stream(emb, 1), zero, emb, "memory"))
         if m.is_mla:
             qk = m.qk_nope_dim + m.qk_rope_dim
             q_in = m.q_lora_rank or m.hidden
@@ -119,51 +107,68 @@ class RooflineModel(PerfModel):
             add("qkv_proj", [self._gemm(T, a_out, m.hidden, L), self._gemm(T, self.hq * qk, q_in, L)])
             add("o_proj", [self._gemm(T, m.hidden, self.hq * m.v_head_dim, L)])
         else:
-            qkv_n = (self.hq + 2 * self.hkv) * m.head_dim
-            add("qkv_proj", [self._gemm(T, qkv_n, m.hidden, L)])
+            add("qkv_proj", [self._gemm(T, (self.hq + 2 * self.hkv) * m.head_dim, m.hidden, L)])
             add("o_proj", [self._gemm(T, m.hidden, self.hq * m.head_dim, L)])
         dense = L - m.moe_layers
         if dense:
             inter = m.intermediate // tp
             add("mlp", [self._gemm(T, 2 * inter, m.hidden, dense), self._gemm(T, m.hidden, inter, dense)])
         if m.moe_layers:
-            ops.extend(self._moe_ops(T))
+            add("moe", self._moe_parts(T))
         # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k, SiLU*mul on the MLP
         act_width = (m.moe_intermediate * m.top_k if m.is_moe else m.intermediate) // tp
         elems = 8 * m.hidden + 2 * (self.hq + self.hkv) * m.head_dim + 3 * act_width
-        ew_bytes = float(T) * elems * self.wb * L
-        ops.append(OpCost("norm_act", self._stream(ew_bytes, 4 * L), 0.0, ew_bytes, "memory"))
+        ew = T * elems * self.wb * L
+        ops.append(("norm_act", self._stream(ew, 4 * L), zero, ew, "memory"))
         if tp > 1:
-            ar_bytes = T * m.hidden * self.wb
-            ops.append(OpCost("tp_comm", 2 * L * self._allreduce(ar_bytes), 0.0, 2 * L * ar_bytes, "comm"))
-        lm = self._gemm(S, m.vocab // tp, m.hidden)
-        sample_bytes = 2.0 * S * m.vocab * 4  # fp32 logits written and read by the sampler
-        lm_t = lm[0] + self._stream(sample_bytes, 2)
-        ops.append(OpCost("lm_head", lm_t, lm[1], lm[2] + sample_bytes, _bound(lm[1] / self.peak, lm[2] / self.bw)))
-        cpu = p.cpu_overhead_s + p.cpu_per_seq_s * S
-        ops.append(OpCost("cpu_overhead", cpu, bound="overhead"))
+            ar = T * m.hidden * self.wb
+            ops.append(("tp_comm", 2 * L * self._allreduce(ar), zero, 2 * L * ar, "comm"))
         return ops
 
-    def _moe_ops(self, T: int) -> list[OpCost]:
+    def _moe_parts(self, T: np.ndarray) -> list:
         m, L = self.model, self.model.moe_layers
         inter = m.moe_intermediate // self.tp
         E, k = m.num_experts, m.top_k
-        # expected number of distinct experts hit by T tokens with uniform routing
+        T = np.maximum(T, 1.0)
+        # expected number of distinct experts hit by T tokens under uniform routing
         active = E * (1.0 - (1.0 - k / E) ** T)
         rows = T * k / active  # tokens per active expert
-        up = self._gemm(rows, 2 * inter, m.hidden, active * L)
-        down = self._gemm(rows, m.hidden, inter, active * L)
-        router = self._gemm(T, E, m.hidden, L)
-        ops = []
-        parts = [router, up, down]
+        parts = [
+            self._gemm(T, E, m.hidden, L),  # router
+            self._gemm(rows, 2 * inter, m.hidden, active * L),
+            self._gemm(rows, m.hidden, inter, active * L),
+        ]
         if m.shared_intermediate:
             si = m.shared_intermediate // self.tp
             parts += [self._gemm(T, 2 * si, m.hidden, L), self._gemm(T, m.hidden, si, L)]
-        t = sum(x[0] for x in parts)
-        f = sum(x[1] for x in parts)
-        b = sum(x[2] for x in parts)
-        ops.append(OpCost("moe", t, f, b, _bound(f / self.peak, b / self.bw)))
-        return ops
+        return parts
+
+    def _seq_ops(self, S: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]]:
+        """LM head and sampler (one row per sequence) and CPU overhead, arrays over S."""
+        m, p = self.model, self.p
+        S = np.asarray(S, dtype=float)
+        t, f, b = self._gemm(S, m.vocab // self.tp, m.hidden)
+        sample = 2.0 * S * m.vocab * 4  # fp32 logits written and read by the sampler
+        lm_bound = "compute" if np.all(f / self.peak >= b / self.bw) else "memory"
+        return [
+            ("lm_head", t + self._stream(sample, 2), f, b + sample, lm_bound),
+            ("cpu_overhead", p.cpu_overhead_s + p.cpu_per_seq_s * S, 0 * S, 0 * S, "overhead"),
+        ]
+
+    def _table(self, which: str, count: int) -> np.ndarray:
+        """Seconds of the token (or sequence) operators for 0..count, grown on demand."""
+        table = self._tok_table if which == "tok" else self._seq_table
+        if count >= len(table):
+            size = max(count + 1, 2 * len(table), 1024)
+            x = np.arange(size, dtype=float)
+            ops = self._token_ops(x) if which == "tok" else self._seq_ops(x)
+            table = sum(op[1] for op in ops)
+            table[0] = 0.0
+            if which == "tok":
+                self._tok_table = table
+            else:
+                self._seq_table = table
+        return table
 
     # ----- attention: depends on context lengths -----
     def _decode_attn_coeffs(self) -> tuple[float, float, float]:
@@ -182,7 +187,7 @@ class RooflineModel(PerfModel):
             m = self.model
             t = 0.0
             if m.is_mla and n:
-                t = self._gemm(n, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, m.layers)[0]
+                t = float(self._gemm(n, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, m.layers)[0])
             self._dec_fixed[n] = t
         return t
 
@@ -203,9 +208,9 @@ class RooflineModel(PerfModel):
                 pf = 2.0 * self.hq * width * pairs
                 pb = (kv_tok * self.hq * width + new * self.hq * width) * self.wb
                 up = self._gemm(kv_tok, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, L)
-                t += up[0]
-                f += up[1]
-                nb += up[2]
+                t += float(up[0])
+                f += float(up[1])
+                nb += float(up[2])
             else:
                 pf = 4.0 * self.hq * m.head_dim * pairs
                 pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.wb
@@ -218,24 +223,30 @@ class RooflineModel(PerfModel):
     def breakdown(self, batch: Batch) -> list[OpCost]:
         if batch.num_tokens == 0:
             return []
-        ops = list(self._linear_ops(batch.num_tokens, batch.num_seqs))
-        ops.insert(3, self._attention(batch))
+        one = np.ones(1)
+        rows = self._token_ops(one * batch.num_tokens) + self._seq_ops(one * batch.num_seqs)
+        ops = [OpCost(n, float(t[0]), float(f[0]), float(b[0]), bd) for n, t, f, b, bd in rows]
+        ops.insert(2, self._attention(batch))
         return ops
 
     def iteration_time(self, batch: Batch) -> float:
-        key = (batch.num_decodes + sum(batch.prefill_lens), batch.num_decodes + len(batch.prefill_lens))
-        lin = self._linear_sum.get(key)
-        if lin is None:
-            self._linear_ops(*key)
-            lin = self._linear_sum[key]
-        return lin + self._attention(batch).seconds
+        T = batch.num_decodes + sum(batch.prefill_lens)
+        S = batch.num_decodes + len(batch.prefill_lens)
+        tok, seq = self._tok_table, self._seq_table
+        if len(tok) <= T:
+            tok = self._table("tok", T)
+        if len(seq) <= S:
+            seq = self._table("seq", S)
+        return float(tok[T] + seq[S]) + self._attention(batch).seconds
 
     def decode_times(self, num_seqs: int, ctx_sums: np.ndarray) -> np.ndarray:
-        key = (num_seqs, num_seqs)
-        if key not in self._linear_sum:
-            self._linear_ops(*key)
         fc, bc, br = self._decode_attn_coeffs()
         L = self.model.layers
         per_layer = np.maximum(fc * ctx_sums / self.attn_peak, (bc * ctx_sums + br * num_seqs) / self.bw)
-        const = self._linear_sum[key] + self._decode_fixed(num_seqs) + L * self.p.kernel_overhead_s
+        const = (
+            self._table("tok", num_seqs)[num_seqs]
+            + self._table("seq", num_seqs)[num_seqs]
+            + self._decode_fixed(num_seqs)
+            + L * self.p.kernel_overhead_s
+        )
         return L * per_layer + const

@@ -13,8 +13,7 @@ from collections import OrderedDict
 
 
 class KVCache:
-    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool = False,
-                 unit_blocks: int = 1):
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool = False, unit_blocks: int = 1):
         self.total = num_blocks
         self.block_size = block_size
         self.prefix_caching = prefix_caching

@@ -18,10 +18,8 @@ def generate(wl: WorkloadConfig) -> list[Request]:
     if wl.trace is not None:
         trace = read_trace(wl.trace, wl.trace_format)
         n = wl.num_requests or len(trace)
-        if wl.trace_sample == "random":
-            rows = np.sort(rng.integers(0, len(trace), n))
-        else:
-            rows = np.arange(n) % len(trace)
+        random = wl.trace_sample == "random"
+        rows = np.sort(rng.integers(0, len(trace), n)) if random else np.arange(n) % len(trace)
         ins, outs = trace.input_lens[rows], trace.output_lens[rows]
         if trace.hash_ids is not None:
             hashes = [trace.hash_ids[i] for i in rows]

@@ -1,0 +1,282 @@
+"""The `servesim` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from servesim.config import SLO, Scenario, load_scenario, validation_message
+from servesim.errors import ServesimError
+
+app = typer.Typer(
+    help="Simulate and plan LLM inference serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn):
+    """Turn user errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ServesimError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        except ValidationError as e:
+            err.print(f"[bold red]error:[/] {validation_message(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    return wrapper
+
+
+Opt = typer.Option
+
+
+@app.command()
+@friendly
+def run(
+    config: Annotated[Path | None, Opt("--config", "-c", help="scenario TOML file")] = None,
+    model: Annotated[str | None, Opt(help="catalog name or config.json path")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU name (see `servesim gpus`)")] = None,
+    gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
+    tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
+    scheduler: Annotated[str | None, Opt(help="vllm | sarathi | orca | static")] = None,
+    max_num_seqs: Annotated[int | None, Opt()] = None,
+    max_num_batched_tokens: Annotated[int | None, Opt()] = None,
+    chunk_size: Annotated[int | None, Opt(help="token budget of the sarathi scheduler")] = None,
+    block_size: Annotated[int | None, Opt()] = None,
+    gpu_memory_utilization: Annotated[float | None, Opt()] = None,
+    enable_prefix_caching: Annotated[bool | None, Opt("--enable-prefix-caching/--no-enable-prefix-caching")] = None,
+    max_model_len: Annotated[int | None, Opt()] = None,
+    dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 weights")] = None,
+    num_requests: Annotated[int | None, Opt()] = None,
+    rate: Annotated[float | None, Opt(help="requests/s; inf = all at once")] = None,
+    arrival: Annotated[str | None, Opt(help="poisson | gamma | constant | burst | trace")] = None,
+    burstiness: Annotated[float | None, Opt(help="gamma shape (1 = Poisson)")] = None,
+    input_dist: Annotated[str | None, Opt(help="fixed | uniform | lognormal")] = None,
+    input_mean: Annotated[float | None, Opt(help="mean input tokens")] = None,
+    input_min: Annotated[int | None, Opt()] = None,
+    input_max: Annotated[int | None, Opt()] = None,
+    output_dist: Annotated[str | None, Opt(help="fixed | uniform | lognormal")] = None,
+    output_mean: Annotated[float | None, Opt(help="mean output tokens")] = None,
+    output_min: Annotated[int | None, Opt()] = None,
+    output_max: Annotated[int | None, Opt()] = None,
+    trace: Annotated[Path | None, Opt(help="Azure CSV or Mooncake JSONL trace")] = None,
+    trace_format: Annotated[str | None, Opt(help="auto | azure | mooncake")] = None,
+    trace_sample: Annotated[str | None, Opt(help="head | random")] = None,
+    time_scale: Annotated[float | None, Opt(help="speed-up of trace timestamps")] = None,
+    seed: Annotated[int | None, Opt()] = None,
+    goodput: Annotated[list[str] | None, Opt(help="SLOs, e.g. 'ttft:500 tpot:50' (ms)")] = None,
+    output: Annotated[Path | None, Opt("--output", "-o", help="directory for summary and records")] = None,
+    fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
+    as_json: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
+):
+    """Simulate one engine replica serving a request stream (defaults: Llama-3.1-8B on one H100)."""
+    from servesim.api import simulate
+
+    scenario = load_scenario(config) if config else Scenario()
+    data = scenario.model_dump(exclude_none=True)
+    top = dict(model=model, gpu=gpu, gpu_file=gpu_file)
+    engine = dict(
+        tp=tp, scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+        chunk_size=chunk_size, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
+        enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len, dtype=dtype,
+    )  # fmt: skip
+    workload = dict(
+        num_requests=num_requests, rate=rate, arrival=arrival, burstiness=burstiness, trace=trace,
+        trace_format=trace_format, trace_sample=trace_sample, time_scale=time_scale, seed=seed,
+    )  # fmt: skip
+    lengths = {
+        "input": dict(dist=input_dist, mean=input_mean, min=input_min, max=input_max),
+        "output": dict(dist=output_dist, mean=output_mean, min=output_min, max=output_max),
+    }
+    data.update({k: v for k, v in top.items() if v is not None})
+    data["engine"].update({k: v for k, v in engine.items() if v is not None})
+    data["workload"].update({k: v for k, v in workload.items() if v is not None})
+    for key, fields in lengths.items():
+        data["workload"][key].update({k: v for k, v in fields.items() if v is not None})
+    if trace is not None and num_requests is None:
+        data["workload"].pop("num_requests", None)
+        data["workload"]["num_requests"] = None
+    if goodput:
+        data["slo"] = SLO.parse(goodput).model_dump(exclude_none=True)
+    if fmt not in ("parquet", "csv"):
+        raise ServesimError(f"--format must be parquet or csv, not '{fmt}'")
+    scenario = Scenario.model_validate(data)
+
+    result = simulate(scenario)
+    summary = result.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        from servesim.report.table import summary_table
+
+        e = scenario.engine
+        title = f"{scenario.model} on {e.tp}x {scenario.gpu}, scheduler {e.scheduler}"
+        out.print(summary_table(summary, title))
+    if output:
+        paths = result.save(output, fmt)
+        err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
+def _parse_prefill(text: str) -> tuple[int, int]:
+    length, _, ctx = text.partition(":")
+    try:
+        n, c = int(length), int(ctx or 0)
+    except ValueError:
+        raise ServesimError(f"--prefill '{text}' must be LEN or LEN:CTX (integers)") from None
+    if n < 1 or c < 0:
+        raise ServesimError(f"--prefill '{text}': LEN must be >= 1 and CTX >= 0")
+    return n, c
+
+
+def _parse_decode(text: str) -> tuple[int, int]:
+    count, sep, ctx = text.lower().partition("x")
+    try:
+        n, c = int(count), int(ctx)
+    except ValueError:
+        raise ServesimError(f"--decode '{text}' must be COUNTxCTX, e.g. 64x2048") from None
+    if not sep or n < 1 or c < 1:
+        raise ServesimError(f"--decode '{text}': COUNT and CTX must be >= 1")
+    return n, c
+
+
+@app.command()
+@friendly
+def step(
+    model: Annotated[str, Opt(help="catalog name or config.json path")] = "llama-3.1-8b",
+    gpu: Annotated[str, Opt(help="GPU name")] = "h100-sxm",
+    gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
+    tp: Annotated[int, Opt(help="tensor parallel size")] = 1,
+    dtype: Annotated[str, Opt(help="bf16 | fp16 | fp8")] = "bf16",
+    prefill: Annotated[list[str] | None, Opt(help="LEN[:CTX], a chunk of LEN new tokens after CTX cached")] = None,
+    decode: Annotated[list[str] | None, Opt(help="COUNTxCTX, COUNT decodes with CTX tokens of context")] = None,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+):
+    """Predict the time of one engine iteration, with a per-operator breakdown."""
+    from servesim.config import EngineConfig
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model
+    from servesim.perf import Batch, RooflineModel
+    from servesim.sim.memory import kv_dtype
+
+    if not prefill and not decode:
+        raise ServesimError("give at least one --prefill LEN[:CTX] or --decode COUNTxCTX")
+    batch = Batch()
+    for text in prefill or []:
+        batch = batch + Batch.prefill(*_parse_prefill(text))
+    for text in decode or []:
+        batch = batch + Batch.decode(*_parse_decode(text))
+    engine = EngineConfig(tp=tp, dtype=dtype)
+    m, g = get_model(model), get_gpu(gpu, gpu_file)
+    perf = RooflineModel(m, g, tp=tp, dtype=engine.dtype, kv_dtype=kv_dtype(engine))
+    ops = perf.breakdown(batch)
+    total = perf.iteration_time(batch)
+    if as_json:
+        doc = {
+            "model": m.name, "gpu": g.name, "tp": tp, "dtype": dtype, "perf_model": "roofline",
+            "batch": {"num_tokens": batch.num_tokens, "num_seqs": batch.num_seqs,
+                      "num_decodes": batch.num_decodes, "decode_ctx_sum": batch.decode_ctx_sum,
+                      "prefill_lens": list(batch.prefill_lens), "prefill_ctx": list(batch.prefill_ctx)},
+            "seconds": total,
+            "breakdown": {op.name: op.seconds for op in ops},
+            "ops": [{"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
+                    for o in ops],
+        }  # fmt: skip
+        print(json.dumps(doc, indent=2))
+        return
+    from servesim.report.table import breakdown_table
+
+    title = f"{m.name} on {tp}x {g.name}: {batch.num_tokens} tokens, {batch.num_seqs} sequences (roofline)"
+    out.print(breakdown_table(ops, total, title))
+
+
+@app.command()
+@friendly
+def models():
+    """List the built-in models with their derived sizes."""
+    from servesim.models import get_model, model_names
+
+    t = Table(title="models")
+    for col in (
+        "name",
+        "type",
+        "params (B)",
+        "active (B)",
+        "layers",
+        "hidden",
+        "heads/kv",
+        "KV/token (KiB)",
+        "max context",
+    ):
+        t.add_column(col, justify="left" if col in ("name", "type") else "right")
+    for name in model_names():
+        m = get_model(name)
+        heads = f"{m.heads}/{'MLA' if m.is_mla else m.kv_heads}"
+        t.add_row(
+            name,
+            m.model_type,
+            f"{m.num_params / 1e9:.2f}",
+            f"{m.active_params / 1e9:.2f}",
+            str(m.layers),
+            str(m.hidden),
+            heads,
+            f"{m.kv_bytes_per_token() / 1024:.1f}",
+            str(m.max_position),
+        )
+    out.print(t)
+
+
+@app.command()
+@friendly
+def gpus(gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None):
+    """List the GPU catalog (datasheet figures) and which performance model each uses."""
+    from servesim.hardware import catalog
+
+    t = Table(title="GPUs")
+    for col in (
+        "name",
+        "bf16 TFLOP/s",
+        "fp8 TFLOP/s",
+        "memory GiB",
+        "HBM GB/s",
+        "link GB/s",
+        "TDP W",
+        "$/h",
+        "perf model",
+    ):
+        t.add_column(col, justify="left" if col in ("name", "perf model") else "right")
+    for g in catalog(gpu_file).values():
+        t.add_row(
+            g.name,
+            f"{g.bf16_tflops:g}",
+            f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
+            f"{g.memory_gib:g}",
+            f"{g.mem_bw_gbs:g}",
+            f"{g.link_gbs:g}",
+            f"{g.tdp_w:g}",
+            f"{g.price_per_hour:.2f}",
+            "roofline",
+        )
+    out.print(t)
+
+
+def main() -> None:
+    app(prog_name="servesim")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Rich tables for the terminal."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from servesim.perf import OpCost
+
+
+def _fmt(v, digits=2) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def summary_table(s: dict, title: str = "servesim result") -> Table:
+    """The run summary, laid out like `vllm bench serve` prints it."""
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("Successful requests", str(s["completed"])),
+        ("Failed requests", str(s["failed"])),
+        ("Duration (s)", _fmt(s["duration_s"])),
+        ("Total input tokens", str(s["total_input_tokens"])),
+        ("Total generated tokens", str(s["total_output_tokens"])),
+        ("Request throughput (req/s)", _fmt(s["request_throughput"])),
+        ("Output token throughput (tok/s)", _fmt(s["output_throughput"])),
+        ("Total token throughput (tok/s)", _fmt(s["total_token_throughput"])),
+    ]
+    if "request_goodput" in s:
+        slo = " ".join(f"{k.removesuffix('_ms')}:{v:g}ms" for k, v in s["slo"].items())
+        rows.append((f"Request goodput (req/s) [{slo}]", _fmt(s["request_goodput"])))
+    for r in rows:
+        t.add_row(*r)
+    for key, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2el_ms", "E2EL")):
+        st = s[key]
+        t.add_section()
+        for stat in ("mean", "median", "p90", "p99"):
+            t.add_row(f"{stat.capitalize() if stat[0] != 'p' else stat.upper()} {label} (ms)", _fmt(st[stat]))
+    t.add_section()
+    b, kv = s["batch_size"], s["kv_cache"]
+    t.add_row("Mean batch size (requests)", _fmt(b["mean"]))
+    t.add_row("Max batch size (requests)", str(b["max"]))
+    t.add_row("Mean tokens per iteration", _fmt(b["mean_tokens"], 1))
+    t.add_row("KV cache usage mean / max", f"{kv['mean_usage']:.1%} / {kv['max_usage']:.1%}")
+    if kv.get("prefix_hit_rate") is not None:
+        t.add_row("Prefix cache hit rate", f"{kv['prefix_hit_rate']:.1%}")
+    t.add_row("Preemptions", str(s["preemptions"]))
+    return t
+
+
+def breakdown_table(ops: list[OpCost], total: float, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col, just in (
+        ("operator", "left"),
+        ("ms", "right"),
+        ("share", "right"),
+        ("GFLOP", "right"),
+        ("MB moved", "right"),
+        ("bound", "left"),
+    ):
+        t.add_column(col, justify=just)
+    for op in ops:
+        t.add_row(
+            op.name,
+            f"{op.seconds * 1e3:.3f}",
+            f"{op.seconds / total:.1%}" if total else "-",
+            f"{op.flops / 1e9:,.1f}",
+            f"{op.bytes / 1e6:,.1f}",
+            op.bound,
+        )
+    t.add_section()
+    t.add_row("total", f"{total * 1e3:.3f}", "100%", "", "", "")
+    return t
