@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from servesim import SLO, Scenario, ServesimError, WorkloadConfig, simulate
+from servesim.config import LengthDist
+from servesim.metrics import good_mask
+
+
+@pytest.fixture(scope="module")
+def result():
+    wl = WorkloadConfig(num_requests=300, rate=12.0, seed=2)
+    return simulate(Scenario(workload=wl, slo=SLO(ttft_ms=40, tpot_ms=8)))
+
+
+def test_records_follow_vllm_definitions(result):
+    df = result.requests
+    assert len(df) == 300 and df.completed.all()
+    np.testing.assert_allclose(df.ttft_s, df.first_token_s - df.arrival_s)
+    np.testing.assert_allclose(df.e2el_s, df.finish_s - df.arrival_s)
+    multi = df[df.output_len > 1]
+    np.testing.assert_allclose(multi.tpot_s, (multi.e2el_s - multi.ttft_s) / (multi.output_len - 1))
+    assert df[df.output_len == 1].tpot_s.isna().all()
+    # TPOT is the mean ITL of a request: decoding time over its decode steps
+    np.testing.assert_allclose(multi.itl_mean_s, multi.tpot_s, rtol=1e-9)
+    row = df.iloc[5]
+    gaps = np.diff(result.token_times(5))
+    assert row.itl_max_s == pytest.approx(gaps.max())
+
+
+def test_summary_statistics(result):
+    s, df = result.summary(), result.requests
+    assert s["completed"] == 300 and s["failed"] == 0
+    assert s["duration_s"] == pytest.approx(df.finish_s.max())
+    assert s["request_throughput"] == pytest.approx(300 / s["duration_s"])
+    assert s["output_throughput"] == pytest.approx(df.output_len.sum() / s["duration_s"])
+    assert s["total_token_throughput"] == pytest.approx((df.output_len.sum() + df.input_len.sum()) / s["duration_s"])
+    assert s["ttft_ms"]["median"] == pytest.approx(np.median(df.ttft_s) * 1000)
+    assert s["ttft_ms"]["p99"] == pytest.approx(np.percentile(df.ttft_s, 99) * 1000)
+    all_itls = np.concatenate([np.diff(result.token_times(i)) for i in range(300) if df.output_len[i] > 1])
+    assert s["itl_ms"]["mean"] == pytest.approx(all_itls.mean() * 1000)
+    assert s["itl_ms"]["p90"] == pytest.approx(np.percentile(all_itls, 90) * 1000)
+    assert 0 < s["kv_cache"]["mean_usage"] <= s["kv_cache"]["max_usage"] <= 1
+    assert 1 <= s["batch_size"]["mean"] <= s["batch_size"]["max"]
+
+
+def test_goodput(result):
+    s, df = result.summary(), result.requests
+    ok = (df.ttft_s * 1000 <= 40) & ((df.tpot_s * 1000 <= 8) | df.tpot_s.isna())
+    assert s["good_requests"] == int(ok.sum())
+    assert s["request_goodput"] == pytest.approx(ok.sum() / s["duration_s"])
+    assert 0 < s["good_requests"] < 300  # the targets are tight enough to bite
+    loose = good_mask(df, SLO(e2el_ms=1e9))
+    assert loose.all()
+
+
+def test_slo_parsing():
+    assert SLO.parse(["ttft:500 tpot:50"]) == SLO(ttft_ms=500, tpot_ms=50)
+    assert SLO.parse(["ttft:0.5s", "e2el:2000ms"]) == SLO(ttft_ms=500, e2el_ms=2000)
+    for bad, msg in (("ttft=5", "must be ttft:MS"), ("tbt:5", "must be ttft:MS"), ("ttft:x", "not a duration"),
+                     ("ttft:-1", "positive")):  # fmt: skip
+        with pytest.raises(ServesimError, match=msg):
+            SLO.parse([bad])
+
+
+def test_throughput_saturates():
+    wl = dict(num_requests=400, input=LengthDist(dist="fixed", mean=1000), output=LengthDist(dist="fixed", mean=200))
+    thr = [simulate(Scenario(workload=WorkloadConfig(rate=rate, **wl))).summary()["request_throughput"]
+           for rate in (1, 4, 40, 400)]  # fmt: skip
+    assert thr[0] == pytest.approx(1.0, rel=0.2)
+    assert thr[1] > 3 * thr[0]
+    assert thr[3] == pytest.approx(thr[2], rel=0.1)  # past capacity, more load adds nothing
+    assert thr[2] < 40
+
+
+def test_same_seed_same_result():
+    sc = Scenario(workload=WorkloadConfig(num_requests=200, rate=20, seed=4))
+    a, b = simulate(sc).requests, simulate(sc).requests
+    assert a.equals(b)
+    c = simulate(Scenario(workload=WorkloadConfig(num_requests=200, rate=20, seed=5))).requests
+    assert not a.equals(c)
+
+
+def test_too_long_requests_are_rejected():
+    sc = Scenario(workload=WorkloadConfig(num_requests=50, input=LengthDist(dist="fixed", mean=3000)))
+    sc.engine.max_model_len = 3100
+    s = simulate(sc).summary()
+    assert s["failed"] > 0 and s["completed"] + s["failed"] == 50

@@ -1,0 +1,42 @@
+from servesim.sim.kv_cache import KVCache
+
+
+def test_allocate_and_release():
+    kv = KVCache(10, 16)
+    assert kv.allocate(6) and kv.free() == 4
+    assert not kv.allocate(5) and kv.used == 6
+    kv.release(6)
+    assert kv.free() == 10
+
+
+def test_prefix_match_needs_the_chain():
+    kv = KVCache(100, 16, prefix_caching=True, unit_blocks=4)
+    assert kv.allocate(8)
+    assert kv.insert("a") and kv.insert("b")
+    assert not kv.insert("a")
+    hit = kv.match(["a", "b", "c"], max_units=3)
+    assert hit == ["a", "b"] and kv.used == 8  # shared: no new memory
+    assert kv.match(["x", "b"], 2) == []  # b alone is not a prefix
+    assert kv.match(["a", "b"], 1) == ["a"]  # capped
+
+
+def test_unreferenced_entries_are_free_and_evicted_lru():
+    kv = KVCache(12, 16, prefix_caching=True, unit_blocks=4)
+    kv.allocate(12)
+    for h in "abc":
+        kv.insert(h)
+    kv.unref(["a", "b", "c"])  # tail released first: c is least recently used
+    assert kv.used == 0 and kv.evictable == 12 and kv.free() == 12
+    assert kv.match(["a"], 1) == ["a"] and kv.used == 4 and kv.evictable == 8
+    assert kv.allocate(4)  # must evict one unit: c goes first
+    assert "c" not in kv._refs and "b" in kv._refs
+    assert kv.used + kv.evictable <= kv.total
+
+
+def test_hit_statistics():
+    kv = KVCache(100, 16, prefix_caching=True, unit_blocks=2)
+    kv.allocate(2)
+    kv.insert(1)
+    kv.match([1, 2], 2)
+    assert kv.query_blocks == 4 and kv.hit_blocks == 2
+    assert KVCache(10, 16).match([1], 1) == []  # caching off

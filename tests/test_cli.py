@@ -1,0 +1,103 @@
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from servesim.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_help_everywhere():
+    for cmd in ([], ["run"], ["step"], ["models"], ["gpus"]):
+        res = invoke(*cmd, "--help")
+        assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_run_defaults_table():
+    res = invoke("run", "--num-requests", "60")
+    assert res.exit_code == 0, res.output
+    assert "Successful requests" in res.output and "Median TTFT (ms)" in res.output
+    assert "llama-3.1-8b on 1x h100-sxm" in res.output
+
+
+def test_run_flags_json_and_output(tmp_path):
+    res = invoke("run", "--model", "qwen2.5-14b", "--gpu", "h200", "--rate", "12", "--num-requests", "80",
+                 "--max-num-seqs", "32", "--max-num-batched-tokens", "2048", "--goodput", "ttft:300 tpot:40",
+                 "--json", "--output", str(tmp_path), "--format", "csv")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["completed"] == 80 and summary["slo"] == {"ttft_ms": 300, "tpot_ms": 40}
+    assert summary["batch_size"]["max"] <= 32
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["completed"] == 80
+    records = pd.read_csv(tmp_path / "requests.csv")
+    assert len(records) == 80 and {"ttft_s", "tpot_s", "e2el_s", "itl_mean_s"} <= set(records.columns)
+    scenario = json.loads((tmp_path / "scenario.json").read_text())
+    assert scenario["model"] == "qwen2.5-14b" and scenario["engine"]["max_num_seqs"] == 32
+
+
+def test_run_config_with_overrides(fixtures, tmp_path):
+    res = invoke("run", "-c", str(fixtures / "scenario.toml"), "--num-requests", "10", "-o", str(tmp_path), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["completed"] == 10
+    assert pd.read_parquet(tmp_path / "requests.parquet").shape[0] == 10
+
+
+def test_run_trace_replay(fixtures):
+    res = invoke("run", "--trace", str(fixtures / "mooncake_small.jsonl"), "--arrival", "trace", "--json")
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["completed"] == 4 and s["kv_cache"]["prefix_hit_rate"] > 0
+
+
+def test_step_json_breakdown():
+    res = invoke("step", "--model", "llama-3.1-8b", "--gpu", "h100", "--decode", "64x2048", "--prefill", "512",
+                 "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["batch"]["num_tokens"] == 576 and doc["batch"]["prefill_lens"] == [512]
+    assert abs(sum(doc["breakdown"].values()) - doc["seconds"]) < 1e-12
+    assert {"attention", "mlp", "qkv_proj", "lm_head"} <= set(doc["breakdown"])
+    assert all(op["bound"] in ("compute", "memory", "comm", "overhead") for op in doc["ops"])
+
+
+def test_step_table_and_tp():
+    res = invoke("step", "--model", "llama-3.1-70b", "--tp", "4", "--prefill", "1024:2048", "--decode", "8x100")
+    assert res.exit_code == 0, res.output
+    assert "tp_comm" in res.output and "compute" in res.output and "total" in res.output
+
+
+def test_catalog_listings():
+    res = invoke("models")
+    assert res.exit_code == 0 and "deepseek-v3" in res.output and "671" in res.output
+    res = invoke("gpus")
+    assert res.exit_code == 0 and "mi300x" in res.output and "roofline" in res.output
+
+
+def one_line_error(res, fragment):
+    assert res.exit_code == 2
+    text = res.stderr.strip()
+    assert "Traceback" not in res.output + text
+    assert text.startswith("error:") and fragment in text
+    assert len(text.splitlines()) == 1, text
+
+
+def test_errors_are_one_line(tmp_path):
+    one_line_error(invoke("run", "--model", "llama-9b"), "unknown model 'llama-9b'")
+    one_line_error(invoke("run", "--gpu", "h900"), "unknown GPU 'h900'")
+    one_line_error(invoke("run", "--rate", "-2"), "workload.rate")
+    one_line_error(invoke("run", "--model", "llama-3.1-70b"), "does not fit")
+    bad = tmp_path / "t.csv"
+    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,x,1\n")
+    one_line_error(invoke("run", "--trace", str(bad)), "line 2")
+    one_line_error(invoke("run", "--goodput", "ttft"), "ttft:MS")
+    one_line_error(invoke("run", "--format", "xlsx"), "--format")
+    one_line_error(invoke("step", "--decode", "64"), "COUNTxCTX")
+    one_line_error(invoke("step", "--prefill", "a:b"), "LEN:CTX")
+    one_line_error(invoke("step"), "at least one")
+    one_line_error(invoke("step", "--tp", "3", "--decode", "1x1"), "must divide")
