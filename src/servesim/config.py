@@ -7,13 +7,13 @@ A scenario file is TOML with top-level `model`, `gpu` and tables [engine], [work
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servesim.errors import ServesimError
+from servesim.files import read_structured
 
 
 class _Strict(BaseModel):
@@ -165,12 +165,7 @@ def validation_message(err: ValidationError, origin: str = "") -> str:
 
 def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
-    if not p.is_file():
-        raise ServesimError(f"scenario file {p} not found")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ServesimError(f"scenario file {p} is not valid TOML: {e}") from None
+    data = read_structured(p, "scenario file")
     try:
         scenario = Scenario(**data)
     except ValidationError as e:

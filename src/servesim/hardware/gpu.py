@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from servesim.errors import ServesimError
+from servesim.files import read_structured
 
 _CATALOG = Path(__file__).with_name("catalog.toml")
 USER_FILE_ENV = "SERVESIM_GPU_FILE"
@@ -56,14 +57,7 @@ def _parse(table: dict, origin: str) -> dict[str, GPUSpec]:
 
 def load_gpu_file(path: str | Path) -> dict[str, GPUSpec]:
     """Read a TOML file of `[name]` tables with GPUSpec fields."""
-    p = Path(path)
-    if not p.is_file():
-        raise ServesimError(f"GPU file {p} not found")
-    try:
-        table = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ServesimError(f"GPU file {p} is not valid TOML: {e}") from None
-    return _parse(table, str(p))
+    return _parse(read_structured(path, "GPU file"), str(path))
 
 
 @cache

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from servesim.errors import ServesimError
+from servesim.files import read_structured
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 
@@ -208,10 +208,5 @@ def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    if not p.is_file():
-        raise ServesimError(f"model config {p} not found")
-    try:
-        cfg = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ServesimError(f"model config {p} is not valid JSON: {e}") from None
+    cfg = read_structured(p, "model config")
     return from_hf_config(cfg, name=name or p.parent.name or p.stem, origin=str(p))
