@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+console = Console()
 err = Console(stderr=True)
 
 
@@ -126,7 +126,7 @@ def run(
 
         e = scenario.engine
         title = f"{scenario.model} on {e.tp}x {scenario.gpu}, scheduler {e.scheduler}"
-        out.print(summary_table(summary, title))
+        console.print(summary_table(summary, title))
     if output:
         paths = result.save(output, fmt)
         err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
@@ -201,7 +201,7 @@ def step(
     from servesim.report.table import breakdown_table
 
     title = f"{m.name} on {tp}x {g.name}: {batch.num_tokens} tokens, {batch.num_seqs} sequences (roofline)"
-    out.print(breakdown_table(ops, total, title))
+    console.print(breakdown_table(ops, total, title))
 
 
 @app.command()
@@ -237,7 +237,7 @@ def models():
             f"{m.kv_bytes_per_token() / 1024:.1f}",
             str(m.max_position),
         )
-    out.print(t)
+    console.print(t)
 
 
 @app.command()
@@ -271,7 +271,89 @@ def gpus(gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] =
             f"{g.price_per_hour:.2f}",
             "roofline",
         )
-    out.print(t)
+    console.print(t)
+
+
+@app.command()
+@friendly
+def profile(
+    gpu: Annotated[str, Opt(help="catalog name the profile is for, e.g. h200")],
+    out: Annotated[Path, Opt(help="folder to write the profile into")],
+    quick: Annotated[bool, Opt(help="a small grid, for trying the profiler out")] = False,
+    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,power,collectives")] = (
+        "gemm,attention,elementwise,power,collectives"
+    ),
+):
+    """Measure this machine's GPU kernels into a profile (needs servesim\\[profile] and a CUDA GPU)."""
+    try:
+        import torch
+    except ImportError:
+        raise ServesimError("servesim profile needs PyTorch: pip install 'servesim[profile]'") from None
+    if not torch.cuda.is_available():
+        raise ServesimError("servesim profile needs a CUDA GPU; none is visible")
+    from servesim.hardware import get_gpu
+    from servesim.profiler.measure import run_profile
+
+    run_profile(out, get_gpu(gpu).name, quick=quick, sections=sections)
+
+
+@app.command()
+@friendly
+def validate(
+    model: Annotated[str, Opt(help="dense catalog model to run")] = "llama-3.1-8b",
+    gpu: Annotated[str, Opt(help="the GPU this runs on (catalog name)")] = "h200",
+    out: Annotated[Path | None, Opt(help="CSV of measured and predicted times")] = None,
+    measured: Annotated[Path | None, Opt(help="compare an earlier measurement CSV instead of running")] = None,
+    measure_only: Annotated[bool, Opt(help="measure and save, without comparing")] = False,
+    profile_dir: Annotated[Path | None, Opt("--profile", help="profile folder (default: the shipped one)")] = None,
+):
+    """Time real forward passes of a model (needs a GPU) and compare them with predictions."""
+    import pandas as pd
+
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model
+    from servesim.profiler.validate import compare, error_stats, measure, save
+
+    spec, g = get_model(model), get_gpu(gpu)
+    if measured is not None:
+        if not measured.is_file():
+            raise ServesimError(f"measurement file {measured} not found")
+        df = pd.read_csv(measured)
+    else:
+        try:
+            import torch
+        except ImportError:
+            raise ServesimError("servesim validate needs PyTorch and a CUDA GPU (or --measured FILE)") from None
+        if not torch.cuda.is_available():
+            raise ServesimError("servesim validate needs a CUDA GPU (or --measured FILE)")
+        df = measure(spec, g.name, log=lambda m: err.print(m, highlight=False))
+    if measure_only:
+        save(df, out or Path(f"validation_{g.name}_{spec.name}.csv"))
+        return
+    from servesim.perf import RooflineModel
+    from servesim.perf.profiled import ProfiledModel, load_profile_for
+
+    prof = load_profile_for(g.name, profile_dir)
+    if prof is None:
+        raise ServesimError(f"no profile for {g.name}; pass --profile DIR")
+    df = compare(df, {"profiled": ProfiledModel(spec, g, prof), "roofline": RooflineModel(spec, g)})
+    if out:
+        save(df, out)
+    t = Table(title=f"{spec.name} on {g.name}: measured vs predicted forward time")
+    for col in ("kind", "batch", "measured ms", "profiled ms", "err %", "roofline ms", "err %"):
+        t.add_column(col, justify="left" if col in ("kind", "batch") else "right")
+    for r in df.itertuples():
+        shape = (f"{r.chunk}:{r.chunk_ctx}" if r.chunk else "") + (" + " if r.chunk and r.decodes else "")
+        shape += f"{r.decodes}x{r.decode_ctx}" if r.decodes else ""
+        t.add_row(r.kind, shape, f"{r.measured_s * 1e3:.3f}", f"{r.profiled_s * 1e3:.3f}", f"{r.profiled_ape:.1f}",
+                  f"{r.roofline_s * 1e3:.3f}", f"{r.roofline_ape:.1f}")  # fmt: skip
+    console.print(t)
+    for name in ("profiled", "roofline"):
+        st = error_stats(df, name)
+        console.print(
+            f"{name:9s} median APE {st['median_ape']:.1f}%  P90 {st['p90_ape']:.1f}%  worst {st['max_ape']:.1f}%"
+            f"  ({st['points']} batches)"
+        )
 
 
 def main() -> None:

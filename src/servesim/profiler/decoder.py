@@ -1,0 +1,89 @@
+"""A dense decoder with random weights, built from `kernels`, for validating predictions.
+
+Performance does not depend on weight values, so weights are random bf16. One forward
+pass runs a batch of one prefill chunk (L new tokens after C cached) and B decodes (each
+attending to its C_d cached tokens plus its new one), whole model: embedding, layers,
+final norm, and the LM head on the last token of each sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from servesim.models import ModelSpec
+from servesim.profiler import kernels as K
+
+DT = torch.bfloat16
+
+
+class Decoder:
+    def __init__(self, spec: ModelSpec, device: str = "cuda"):
+        if spec.is_moe or spec.is_mla:
+            raise ValueError(f"validation supports dense models only, not {spec.name}")
+        self.spec, self.dev = spec, device
+        h, hd = spec.hidden, spec.head_dim
+
+        def w(*shape):
+            return torch.randn(*shape, device=device, dtype=DT) * 0.02
+
+        qkv = (spec.heads + 2 * spec.kv_heads) * hd
+        self.layers = [
+            dict(norm1=torch.ones(h, device=device, dtype=DT), qkv=w(qkv, h), o=w(h, spec.heads * hd),
+                 norm2=torch.ones(h, device=device, dtype=DT), gate_up=w(2 * spec.intermediate, h),
+                 down=w(h, spec.intermediate))
+            for _ in range(spec.layers)
+        ]  # fmt: skip
+        self.embed = w(spec.vocab, h)
+        self.lm_head = w(spec.vocab, h)
+        self.norm = torch.ones(h, device=device, dtype=DT)
+
+    def caches(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        s = self.spec
+        shape = (batch, s.kv_heads, length, s.head_dim)
+        return [(torch.empty(shape, device=self.dev, dtype=DT), torch.empty(shape, device=self.dev, dtype=DT))
+                for _ in range(s.layers)]  # fmt: skip
+
+    def inputs(self, chunk: int, chunk_ctx: int, decodes: int, decode_ctx: int) -> dict:
+        """Static tensors for one batch shape (for CUDA-graph capture)."""
+        s = self.spec
+        T = chunk + decodes
+        hd = s.head_dim
+        return {
+            "ids": torch.randint(0, s.vocab, (T,), device=self.dev),
+            "cos": torch.randn(T, 1, hd, device=self.dev, dtype=DT),
+            "sin": torch.randn(T, 1, hd, device=self.dev, dtype=DT),
+            "last": torch.tensor(([chunk - 1] if chunk else []) + list(range(chunk, T)), device=self.dev),
+            "prefill_cache": self.caches(1, chunk_ctx + chunk) if chunk else None,
+            "decode_cache": self.caches(decodes, decode_ctx) if decodes else None,
+            "shape": (chunk, chunk_ctx, decodes, decode_ctx),
+        }
+
+    def forward(self, inp: dict) -> torch.Tensor:
+        s = self.spec
+        L, C, B, Cd = inp["shape"]
+        hq, hkv, hd = s.heads, s.kv_heads, s.head_dim
+        x = self.embed[inp["ids"]]
+        for i, lw in enumerate(self.layers):
+            h = K.rms_norm(x, lw["norm1"])
+            qkv = K.linear(h, lw["qkv"])
+            q = qkv[:, : hq * hd].view(-1, hq, hd)
+            k = qkv[:, hq * hd : (hq + hkv) * hd].view(-1, hkv, hd)
+            v = qkv[:, (hq + hkv) * hd :].view(-1, hkv, hd)
+            q, k = K.rope(q, k, inp["cos"], inp["sin"])
+            parts = []
+            if L:
+                kc, vc = inp["prefill_cache"][i]
+                K.write_kv(kc, k[:L], C)
+                K.write_kv(vc, v[:L], C)
+                parts.append(K.attention_prefill(q[:L], kc, vc))
+            if B:
+                kc, vc = inp["decode_cache"][i]
+                K.write_kv(kc, k[L:], Cd - 1)
+                K.write_kv(vc, v[L:], Cd - 1)
+                parts.append(K.attention_decode(q[L:], kc, vc))
+            attn = parts[0] if len(parts) == 1 else torch.cat(parts)
+            x = K.add(x, K.linear(attn, lw["o"]))
+            h = K.rms_norm(x, lw["norm2"])
+            x = K.add(x, K.linear(K.silu_mul(K.linear(h, lw["gate_up"])), lw["down"]))
+        x = K.rms_norm(x, self.norm)
+        return K.linear(x[inp["last"]], self.lm_head)

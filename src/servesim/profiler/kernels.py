@@ -1,0 +1,131 @@
+"""The PyTorch building blocks of a decoder layer.
+
+The profiler times exactly these functions and the validation decoder is built from
+them, so predictions and measurements refer to the same kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+try:  # PyTorch >= 2.2: causal mask aligned to the end of the keys, as chunked prefill needs
+    from torch.nn.attention.bias import causal_lower_right
+except ImportError:  # pragma: no cover
+    causal_lower_right = None
+
+
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """y = x @ w^T, w stored [out, in] as in Hugging Face checkpoints."""
+    return F.linear(x, w)
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), w, eps)
+
+
+def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return x + y
+
+
+def silu_mul(x: torch.Tensor) -> torch.Tensor:
+    gate, up = x.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def _rotate(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """Rotary embedding; q [T, Hq, D], k [T, Hkv, D], cos/sin [T, 1, D]."""
+    return q * cos + _rotate(q) * sin, k * cos + _rotate(k) * sin
+
+
+NATIVE_GQA = False  # set by probe(): whether SDPA groups query heads itself on this device
+
+
+def attention_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of L new queries over C + L keys (C cached before them).
+
+    q [L, Hq, D] in token layout; k, v [1, Hkv, C + L, D]; returns [L, Hq * D]. Grouped-query
+    heads are served by repeating K/V heads only when the backend cannot group them itself.
+    """
+    L, Hq, D = q.shape
+    q = q.transpose(0, 1).unsqueeze(0)
+    S = k.shape[2]
+    groups = q.shape[1] // k.shape[1]
+    extra = {}
+    if groups > 1 and NATIVE_GQA:
+        extra["enable_gqa"] = True
+    elif groups > 1:
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    if S == L:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, **extra)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(L, S), **extra)
+    return out[0].transpose(0, 1).reshape(L, Hq * D)
+
+
+def probe(device: str) -> dict:
+    """Choose the grouped-query path for prefill and report which SDPA backends run."""
+    global NATIVE_GQA
+    report = {}
+    q = torch.randn(64, 8, 128, device=device, dtype=torch.bfloat16)
+    kv = torch.randn(1, 2, 96, 128, device=device, dtype=torch.bfloat16)
+    ref = None
+    for native in (False, True):
+        NATIVE_GQA = native
+        try:
+            out = attention_prefill(q, kv, kv)
+            if ref is None:
+                ref = out
+            ok = bool(torch.allclose(out.float(), ref.float(), atol=2e-2))
+        except Exception as e:  # noqa: BLE001 - any failure means this path is unusable
+            ok, report["gqa_native_error"] = False, f"{type(e).__name__}: {e}"[:200]
+        report[f"prefill_gqa_native_{native}"] = ok
+    NATIVE_GQA = report.get("prefill_gqa_native_True", False)
+    if device.startswith("cuda"):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION"):
+            backend = getattr(SDPBackend, name, None)
+            if backend is None:
+                continue
+            try:
+                with sdpa_kernel([backend]):
+                    attention_prefill(q, kv, kv)
+                    attention_decode(q[:1], kv[:, :, :50], kv[:, :, :50])
+                report[f"backend_{name.lower()}"] = True
+            except Exception:  # noqa: BLE001
+                report[f"backend_{name.lower()}"] = False
+    report["native_gqa_used"] = NATIVE_GQA
+    return report
+
+
+def attention_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One new query per sequence over its whole cache; q [B, Hq, D], k, v [B, Hkv, C, D];
+    returns [B, Hq * D].
+
+
+    The query heads that share a K/V head are packed as a short query sequence, so each
+    K/V element is read once (the grouped-query decode trick of FlashInfer and others).
+    """
+    B, Hq, D = q.shape
+    Hkv = k.shape[1]
+    qg = q.view(B, Hkv, Hq // Hkv, D)
+    return F.scaled_dot_product_attention(qg, k, v).reshape(B, Hq * D)
+
+
+def write_kv(cache: torch.Tensor, new: torch.Tensor, start: int) -> None:
+    """Store the K or V of new tokens at positions start.. of a cache [B, Hkv, S, D].
+
+    new is in token layout: [n, Hkv, D] for one sequence (B = 1), or [B, Hkv, D] for one
+    token of each of B sequences.
+    """
+    if cache.shape[0] == 1:
+        cache[0, :, start : start + new.shape[0]].copy_(new.transpose(0, 1))
+    else:
+        cache[:, :, start].copy_(new)

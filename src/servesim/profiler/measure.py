@@ -1,0 +1,322 @@
+"""`servesim profile`: measure the kernels of a decoder on this GPU and write a profile.
+
+A profile is a folder of CSV tables plus meta.json (GPU, driver, CUDA, PyTorch, clocks,
+date). Sections: GEMMs over token counts for the (N, K) shapes the catalog's models use
+at TP 1/2/4/8; prefill and decode attention over lengths for their head layouts;
+elementwise kernels; collectives when several GPUs are present; power under load.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from servesim.profiler import kernels as K
+from servesim.profiler.timing import copies_for, time_calls
+
+FORMAT_VERSION = 1
+M_GRID = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
+          3072, 4096, 6144, 8192, 12288, 16384]  # fmt: skip
+PREFILL_L = [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+PREFILL_C = [0, 1024, 2048, 4096, 8192, 16384]
+DECODE_B = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+DECODE_C = [128, 512, 1024, 2048, 4096, 8192, 16384, 32768]
+EW_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+DT = torch.bfloat16
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _write_csv(path: Path, header: list[str], rows: list) -> None:
+    with path.open("w") as f:
+        f.write(",".join(header) + "\n")
+        for r in rows:
+            f.write(",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in r) + "\n")
+
+
+# ----- what to measure: taken from the performance model, so the profile covers what it asks for -----
+def catalog_layouts(tps=(1, 2, 4, 8)) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
+    """(N, K) GEMM shapes and (Hq, Hkv, D) attention layouts of the catalog models."""
+    import numpy as np
+
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model, model_names
+    from servesim.perf import Batch, RooflineModel
+
+    shapes, heads = set(), set()
+
+    class Recorder(RooflineModel):
+        def _gemm(self, rows, n, k, count=1.0):
+            shapes.add((int(n), int(k)))
+            return super()._gemm(rows, n, k, count)
+
+    gpu = get_gpu("h100")
+    for name in model_names():
+        m = get_model(name)
+        for tp in tps:
+            if m.heads % tp:
+                continue
+            rec = Recorder(m, gpu, tp=tp)
+            rec._token_ops(np.array([64.0]))
+            rec._seq_ops(np.array([8.0]))
+            rec._attention(Batch.prefill(64, 64) + Batch.decode(4, 100))
+            if not m.is_mla:
+                heads.add((rec.hq, rec.hkv, m.head_dim))
+    return sorted(shapes), sorted(heads)
+
+
+# ----- sections -----
+def measure_gemms(shapes, m_grid, dev) -> list:
+    rows = []
+    for i, (n, k) in enumerate(shapes):
+        copies = copies_for(n * k * 2)
+        ws = [torch.randn(n, k, device=dev, dtype=DT) * 0.02 for _ in range(copies)]
+        for m in m_grid:
+            x = torch.randn(m, k, device=dev, dtype=DT)
+            t = time_calls([lambda w=w: K.linear(x, w) for w in ws])
+            rows.append((n, k, m, t))
+        del ws
+        torch.cuda.empty_cache()
+        if i % 20 == 0:
+            _log(f"gemm {i + 1}/{len(shapes)} (N={n}, K={k})")
+    return rows
+
+
+def _kv(b, hkv, c, d, dev, copies):
+    return [(torch.randn(b, hkv, c, d, device=dev, dtype=DT), torch.randn(b, hkv, c, d, device=dev, dtype=DT))
+            for _ in range(copies)]  # fmt: skip
+
+
+def measure_attention(heads, dev) -> tuple[list, list]:
+    prefill, decode = [], []
+    for hq, hkv, d in heads:
+        for L in PREFILL_L:
+            for C in PREFILL_C:
+                if L + C > 32768:
+                    continue
+                q = torch.randn(L, hq, d, device=dev, dtype=DT)
+                kvs = _kv(1, hkv, C + L, d, dev, copies_for(2 * (C + L) * hkv * d * 2, cap=8))
+                prefill.append((hq, hkv, d, L, C, time_calls([lambda k=k, v=v: K.attention_prefill(q, k, v)
+                                                               for k, v in kvs])))  # fmt: skip
+                del kvs
+        for B in DECODE_B:
+            for C in DECODE_C:
+                if B * C > 2**21:
+                    continue
+                q = torch.randn(B, hq, d, device=dev, dtype=DT)
+                kvs = _kv(B, hkv, C, d, dev, copies_for(2 * B * C * hkv * d * 2, cap=8))
+                decode.append((hq, hkv, d, B, C, time_calls([lambda k=k, v=v: K.attention_decode(q, k, v)
+                                                             for k, v in kvs])))  # fmt: skip
+                del kvs
+        torch.cuda.empty_cache()
+        _log(f"attention Hq={hq} Hkv={hkv} D={d}: done")
+    return prefill, decode
+
+
+def elementwise_cases(dev):
+    """(op, tokens, width, bytes moved, calls) for each elementwise kernel and size."""
+    for T in EW_TOKENS:
+        for h in (2048, 4096, 8192):
+            x = [torch.randn(T, h, device=dev, dtype=DT) for _ in range(copies_for(T * h * 2, 8))]
+            w = torch.ones(h, device=dev, dtype=DT)
+            yield "rms_norm", T, h, 2 * T * h * 2, [lambda a=a: K.rms_norm(a, w) for a in x]
+            yield "add", T, h, 3 * T * h * 2, [lambda a=a: K.add(a, a) for a in x]
+            table = torch.randn(32768, h, device=dev, dtype=DT)
+            ids = torch.randint(0, 32768, (T,), device=dev)
+            yield "embedding", T, h, 2 * T * h * 2, [lambda: table[ids]]
+        for inter in (4096, 14336, 28672):
+            x = [torch.randn(T, 2 * inter, device=dev, dtype=DT) for _ in range(copies_for(T * inter * 4, 8))]
+            yield "silu_mul", T, inter, 3 * T * inter * 2, [lambda a=a: K.silu_mul(a) for a in x]
+        for hq, hkv in ((32, 8), (64, 8), (28, 4)):
+            q = torch.randn(T, hq, 128, device=dev, dtype=DT)
+            k = torch.randn(T, hkv, 128, device=dev, dtype=DT)
+            cos = torch.randn(T, 1, 128, device=dev, dtype=DT)
+            yield "rope", T, (hq + hkv) * 128, 2 * T * (hq + hkv) * 128 * 2, [lambda: K.rope(q, k, cos, cos)]
+            cache = torch.empty(1, hkv, T, 128, device=dev, dtype=DT)
+            yield "write_kv", T, hkv * 128, 2 * T * hkv * 128 * 2, [lambda: K.write_kv(cache, k, 0)]
+
+
+def measure_elementwise(dev) -> list:
+    rows = [(op, T, w, nbytes, time_calls(calls)) for op, T, w, nbytes, calls in elementwise_cases(dev)]
+    torch.cuda.empty_cache()
+    return rows
+
+
+def _nvml_sampler():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        return lambda: (
+            pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0,
+            pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+            pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
+        )
+    except Exception:  # noqa: BLE001 - no NVML: no power section
+        return None
+
+
+def measure_power(dev, seconds: float = 4.0) -> list:
+    """Mean board power at idle, under a compute-bound GEMM loop and a memory-bound copy loop."""
+    import threading
+
+    sample = _nvml_sampler()
+    if sample is None:
+        _log("NVML unavailable: no power measurements")
+        return []
+    a = torch.randn(8192, 8192, device=dev, dtype=DT)
+    src = torch.randn(2**30 // 2, device=dev, dtype=DT)
+    dst = torch.empty_like(src)
+    work = {"idle": None, "compute": lambda: a @ a, "memory": lambda: dst.copy_(src)}
+    rows = []
+    for state, fn in work.items():
+        readings, stop = [], threading.Event()
+
+        def poll(readings=readings, stop=stop):
+            while not stop.is_set():
+                readings.append(sample())
+                time.sleep(0.02)
+
+        end = time.time() + seconds
+        if fn is not None:  # load first, then sample the steady state
+            while time.time() < end - seconds / 2:
+                fn()
+            torch.cuda.synchronize()
+        thread = threading.Thread(target=poll)
+        thread.start()
+        while time.time() < end + (0 if fn is None else seconds / 2):
+            if fn is not None:
+                for _ in range(20):
+                    fn()
+                torch.cuda.synchronize()
+            else:
+                time.sleep(0.05)
+        stop.set()
+        thread.join()
+        watts = [r[0] for r in readings]
+        clocks = [r[1] for r in readings]
+        temps = [r[2] for r in readings]
+        rows.append((state, sum(watts) / len(watts), max(watts), sum(clocks) / len(clocks), max(temps), len(watts)))
+        _log(f"power {state}: {rows[-1][1]:.0f} W mean, SM {rows[-1][3]:.0f} MHz")
+    return rows
+
+
+def _allreduce_worker(rank, world, out_path):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29533")
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", rank=rank, world_size=world)
+    rows = []
+    for exp in range(10, 31, 2):  # 1 KiB .. 1 GiB
+        x = torch.ones(2**exp // 2, device=f"cuda:{rank}", dtype=DT)
+        for _ in range(3):
+            dist.all_reduce(x)
+        torch.cuda.synchronize()
+        reps = 20
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            dist.all_reduce(x)
+        torch.cuda.synchronize()
+        rows.append(("all_reduce", world, 2**exp, (time.perf_counter() - t0) / reps))
+    if rank == 0:
+        _write_csv(Path(out_path), ["op", "world", "bytes", "seconds"], rows)
+    dist.destroy_process_group()
+
+
+def measure_collectives(out: Path) -> bool:
+    n = torch.cuda.device_count()
+    if n < 2:
+        return False
+    import torch.multiprocessing as mp
+
+    for world in sorted({2, n}):
+        mp.spawn(_allreduce_worker, args=(world, str(out / f"collectives_{world}.csv")), nprocs=world)
+    return True
+
+
+def _smi(query: str) -> str:
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]  # fmt: skip
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,attention,elementwise,power") -> Path:
+    """Measure and write a profile folder; returns it."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("servesim profile needs a CUDA GPU")
+    dev = "cuda"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    probe = K.probe(dev)
+    _log(f"SDPA probe: {probe}")
+    shapes, heads = catalog_layouts()
+    m_grid = M_GRID[::3] if quick else M_GRID
+    if quick:
+        shapes, heads = shapes[:6], heads[:2]
+    todo = set(sections.split(","))
+    durations = {}
+    if "gemm" in todo:
+        t = time.time()
+        _write_csv(out / "gemm.csv", ["n", "k", "m", "seconds"], measure_gemms(shapes, m_grid, dev))
+        durations["gemm"] = time.time() - t
+    if "attention" in todo:
+        t = time.time()
+        prefill, decode = measure_attention(heads, dev)
+        _write_csv(out / "attention_prefill.csv", ["hq", "hkv", "d", "q_len", "ctx", "seconds"], prefill)
+        _write_csv(out / "attention_decode.csv", ["hq", "hkv", "d", "batch", "ctx", "seconds"], decode)
+        durations["attention"] = time.time() - t
+    if "elementwise" in todo:
+        t = time.time()
+        _write_csv(out / "elementwise.csv", ["op", "tokens", "width", "bytes", "seconds"], measure_elementwise(dev))
+        durations["elementwise"] = time.time() - t
+    if "power" in todo:
+        t = time.time()
+        rows = measure_power(dev)
+        if rows:
+            _write_csv(out / "power.csv", ["state", "watts_mean", "watts_max", "sm_clock_mhz", "temp_c", "samples"],
+                       rows)  # fmt: skip
+        durations["power"] = time.time() - t
+    if "collectives" in todo:
+        t = time.time()
+        measure_collectives(out)
+        durations["collectives"] = time.time() - t
+    props = torch.cuda.get_device_properties(0)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "gpu": gpu,
+        "device_name": props.name,
+        "memory_bytes": props.total_memory,
+        "multiprocessors": props.multi_processor_count,
+        "gpu_count": torch.cuda.device_count(),
+        "driver": _smi("driver_version"),
+        "cuda": torch.version.cuda,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "clocks_max_mhz": _smi("clocks.max.sm,clocks.max.mem"),
+        "power_limit_w": _smi("power.limit"),
+        "date": datetime.date.today().isoformat(),
+        "sdpa": probe,
+        "dtype": "bf16",
+        "quick": quick,
+        "seconds": {k: round(v, 1) for k, v in durations.items()},
+        "total_seconds": round(time.time() - started, 1),
+        "method": "CUDA-graph replay of rotated operand copies, timed with CUDA events, median of 5",
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _log(f"profile written to {out} in {meta['total_seconds']} s")
+    return out

@@ -1,0 +1,67 @@
+"""Timing GPU work: CUDA-graph replay timed with CUDA events, median of repeats.
+
+Each measured call is replayed from a captured graph, so launch gaps do not count, and
+calls rotate over several copies of their operands so that data larger than nothing but
+the L2 cache is read from device memory, as in a real forward pass (METHOD.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+L2_BYTES = 64 * 2**20  # covers Hopper's 50-60 MB L2
+
+
+def copies_for(nbytes: float, cap: int = 16) -> int:
+    """Operand copies to rotate so that one pass over them overflows the L2 cache twice."""
+    return max(1, min(cap, int(2 * L2_BYTES // max(nbytes, 1)) + 1))
+
+
+def time_calls(calls: list[Callable[[], object]], target_s: float = 2e-3, repeats: int = 5) -> float:
+    """Median seconds of one call, cycling through `calls` (operand copies of one operation)."""
+    if not torch.cuda.is_available():
+        return _time_cpu(calls, repeats)
+    for fn in calls[:2]:
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn = calls[0]
+    fn()
+    torch.cuda.synchronize()
+    rough = max(time.perf_counter() - t0, 1e-6)
+    reps = max(len(calls), min(200, int(target_s / rough) + 1))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for fn in calls:
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(reps):
+            calls[i % len(calls)]()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples = []
+    for _ in range(repeats):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / reps)
+    del graph
+    return statistics.median(samples)
+
+
+def _time_cpu(calls, repeats):
+    samples = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        calls[i % len(calls)]()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)

@@ -1,0 +1,110 @@
+"""`servesim validate`: time real forward passes and compare them with predictions.
+
+Measurement (needs a GPU) writes one row per batch: its shape and the measured seconds
+(median of CUDA-graph replays). Comparison (no GPU needed) adds the predictions of the
+profiled and the roofline models and the absolute percentage errors.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servesim.models import ModelSpec
+from servesim.perf import Batch, PerfModel
+
+ENGINE_OPS = {"cpu_overhead", "sampler"}  # engine work outside the model's forward pass
+KV_LIMIT_BYTES = 70 * 2**30
+
+
+def validation_grid(spec: ModelSpec) -> list[tuple[str, int, int, int, int]]:
+    """(kind, chunk, chunk_ctx, decodes, decode_ctx): pure prefill, pure decode, mixed."""
+    grid = [("prefill", L, 0, 0, 0) for L in (64, 128, 256, 512, 1024, 2048, 4096, 8192)]
+    grid += [("prefill", L, C, 0, 0) for L in (512, 2048) for C in (2048, 8192)]
+    kvpt = spec.kv_bytes_per_token()
+    grid += [("decode", 0, 0, B, C) for B in (1, 8, 32, 64, 128, 256) for C in (512, 2048, 8192)
+             if B * C * kvpt <= KV_LIMIT_BYTES]  # fmt: skip
+    grid += [("mixed", L, C, B, 2048) for L in (256, 1024, 2048) for C in (0, 2048) for B in (16, 64)]
+    return grid
+
+
+def batch_of(chunk: int, chunk_ctx: int, decodes: int, decode_ctx: int) -> Batch:
+    b = Batch()
+    if chunk:
+        b = b + Batch.prefill(chunk, chunk_ctx)
+    if decodes:
+        b = b + Batch.decode(decodes, decode_ctx)
+    return b
+
+
+def forward_seconds(perf: PerfModel, batch: Batch) -> float:
+    """Predicted time of the model's forward pass alone (no scheduler or sampler)."""
+    return sum(op.seconds for op in perf.breakdown(batch) if op.name not in ENGINE_OPS)
+
+
+def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataFrame:
+    """Run the validation grid on the GPU; one row per batch with the measured seconds."""
+    import torch
+
+    from servesim.profiler import kernels
+    from servesim.profiler.decoder import Decoder
+
+    kernels.probe("cuda")
+    dec = Decoder(spec)
+    rows = []
+    for kind, L, C, B, Cd in validation_grid(spec):
+        inp = dec.inputs(L, C, B, Cd)
+        for _ in range(2):
+            dec.forward(inp)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            dec.forward(inp)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.cuda.graph(graph):
+            dec.forward(inp)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        graph.replay()
+        samples = []
+        for _ in range(repeats):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1e3)
+        rows.append(dict(model=spec.name, gpu=gpu, kind=kind, chunk=L, chunk_ctx=C, decodes=B, decode_ctx=Cd,
+                         measured_s=statistics.median(samples)))  # fmt: skip
+        ms = rows[-1]["measured_s"] * 1e3
+        log(f"{time.strftime('%H:%M:%S')} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: {ms:.3f} ms")
+        del graph, inp
+        torch.cuda.empty_cache()
+    return pd.DataFrame(rows)
+
+
+def compare(measured: pd.DataFrame, models: dict[str, PerfModel]) -> pd.DataFrame:
+    """Add `<name>_s` predictions and `<name>_ape` errors (percent) for each performance model."""
+    df = measured.copy()
+    for name, perf in models.items():
+        pred = [forward_seconds(perf, batch_of(r.chunk, r.chunk_ctx, r.decodes, r.decode_ctx))
+                for r in df.itertuples()]  # fmt: skip
+        df[f"{name}_s"] = pred
+        df[f"{name}_ape"] = 100 * np.abs(df[f"{name}_s"] - df.measured_s) / df.measured_s
+    return df
+
+
+def error_stats(df: pd.DataFrame, name: str) -> dict:
+    e = df[f"{name}_ape"]
+    return {"median_ape": float(e.median()), "p90_ape": float(np.percentile(e, 90)), "max_ape": float(e.max()),
+            "points": int(len(e))}  # fmt: skip
+
+
+def save(df: pd.DataFrame, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False, float_format="%.6g")
+    return out
