@@ -74,7 +74,8 @@ def catalog_layouts(tps=(1, 2, 4, 8)) -> tuple[list[tuple[int, int]], list[tuple
 
 
 # ----- sections -----
-def measure_gemms(shapes, m_grid, dev) -> list:
+def measure_gemms(shapes, m_grid, dev, sink=None) -> list:
+    """Time every (N, K) shape at every token count M; `sink(rows)` receives each shape's rows."""
     rows = []
     for i, (n, k) in enumerate(shapes):
         copies = copies_for(n * k * 2)
@@ -83,6 +84,8 @@ def measure_gemms(shapes, m_grid, dev) -> list:
             x = torch.randn(m, k, device=dev, dtype=DT)
             t = time_calls([lambda w=w: K.linear(x, w) for w in ws])
             rows.append((n, k, m, t))
+        if sink:
+            sink(rows[-len(m_grid) :])
         del ws
         torch.cuda.empty_cache()
         if i % 20 == 0:
@@ -272,7 +275,14 @@ def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,
     durations = {}
     if "gemm" in todo:
         t = time.time()
-        _write_csv(out / "gemm.csv", ["n", "k", "m", "seconds"], measure_gemms(shapes, m_grid, dev))
+        path = out / "gemm.csv"
+        _write_csv(path, ["n", "k", "m", "seconds"], [])
+
+        def sink(rows, path=path):
+            with path.open("a") as f:
+                f.writelines(f"{n},{k},{m},{sec:.6g}\n" for n, k, m, sec in rows)
+
+        measure_gemms(shapes, m_grid, dev, sink)
         durations["gemm"] = time.time() - t
     if "attention" in todo:
         t = time.time()
