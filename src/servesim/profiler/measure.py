@@ -258,6 +258,33 @@ def _smi(query: str) -> str:
         return ""
 
 
+def _meta(gpu, probe, quick, durations, started, complete) -> dict:
+    props = torch.cuda.get_device_properties(0)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "gpu": gpu,
+        "device_name": props.name,
+        "memory_bytes": props.total_memory,
+        "multiprocessors": props.multi_processor_count,
+        "gpu_count": torch.cuda.device_count(),
+        "driver": _smi("driver_version"),
+        "cuda": torch.version.cuda,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "clocks_max_mhz": _smi("clocks.max.sm,clocks.max.mem"),
+        "power_limit_w": _smi("power.limit"),
+        "date": datetime.date.today().isoformat(),
+        "sdpa": probe,
+        "dtype": "bf16",
+        "quick": quick,
+        "seconds": {k: round(v, 1) for k, v in durations.items()},
+        "total_seconds": round(time.time() - started, 1),
+        "complete": complete,
+        "method": "CUDA-graph replay of rotated operand copies, timed with CUDA events, median of 5",
+    }
+    return meta
+
+
 def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,attention,elementwise,power") -> Path:
     """Measure and write a profile folder; returns it."""
     if not torch.cuda.is_available():
@@ -273,6 +300,7 @@ def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,
         shapes, heads = shapes[:6], heads[:2]
     todo = set(sections.split(","))
     durations = {}
+    (out / "meta.json").write_text(json.dumps(_meta(gpu, probe, quick, durations, started, False), indent=2))
     if "gemm" in todo:
         t = time.time()
         path = out / "gemm.csv"
@@ -305,28 +333,7 @@ def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,
         t = time.time()
         measure_collectives(out)
         durations["collectives"] = time.time() - t
-    props = torch.cuda.get_device_properties(0)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "gpu": gpu,
-        "device_name": props.name,
-        "memory_bytes": props.total_memory,
-        "multiprocessors": props.multi_processor_count,
-        "gpu_count": torch.cuda.device_count(),
-        "driver": _smi("driver_version"),
-        "cuda": torch.version.cuda,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "clocks_max_mhz": _smi("clocks.max.sm,clocks.max.mem"),
-        "power_limit_w": _smi("power.limit"),
-        "date": datetime.date.today().isoformat(),
-        "sdpa": probe,
-        "dtype": "bf16",
-        "quick": quick,
-        "seconds": {k: round(v, 1) for k, v in durations.items()},
-        "total_seconds": round(time.time() - started, 1),
-        "method": "CUDA-graph replay of rotated operand copies, timed with CUDA events, median of 5",
-    }
+    meta = _meta(gpu, probe, quick, durations, started, complete=True)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     _log(f"profile written to {out} in {meta['total_seconds']} s")
     return out
