@@ -280,8 +280,8 @@ def profile(
     gpu: Annotated[str, Opt(help="catalog name the profile is for, e.g. h200")],
     out: Annotated[Path, Opt(help="folder to write the profile into")],
     quick: Annotated[bool, Opt(help="a small grid, for trying the profiler out")] = False,
-    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,power,collectives")] = (
-        "gemm,attention,elementwise,power,collectives"
+    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives")] = (
+        "gemm,attention,elementwise,calibration,power,collectives"
     ),
 ):
     """Measure this machine's GPU kernels into a profile (needs servesim\\[profile] and a CUDA GPU)."""

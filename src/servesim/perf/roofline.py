@@ -99,7 +99,7 @@ class RooflineModel(PerfModel):
             ops.append((name, t, f, b, bound or ("compute" if np.all(f / self.peak >= b / self.bw) else "memory")))
 
         emb = 2.0 * T * m.hidden * self.wb
-        ops.append(("embedding", self._stream(emb, 1), zero, emb, "memory"))
+        ops.append(("embedding", self._embedding(T, emb), zero, emb, "memory"))
         if m.is_mla:
             qk = m.qk_nope_dim + m.qk_rope_dim
             q_in = m.q_lora_rank or m.hidden
@@ -115,15 +115,29 @@ class RooflineModel(PerfModel):
             add("mlp", [self._gemm(T, 2 * inter, m.hidden, dense), self._gemm(T, m.hidden, inter, dense)])
         if m.moe_layers:
             add("moe", self._moe_parts(T))
-        # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k, SiLU*mul on the MLP
-        act_width = (m.moe_intermediate * m.top_k if m.is_moe else m.intermediate) // tp
-        elems = 8 * m.hidden + 2 * (self.hq + self.hkv) * m.head_dim + 3 * act_width
-        ew = T * elems * self.wb * L
-        ops.append(("norm_act", self._stream(ew, 4 * L), zero, ew, "memory"))
+        ew, ew_bytes = self._elementwise(T)
+        ops.append(("norm_act", ew, zero, ew_bytes, "memory"))
         if tp > 1:
             ar = T * m.hidden * self.wb
             ops.append(("tp_comm", 2 * L * self._allreduce(ar), zero, 2 * L * ar, "comm"))
         return ops
+
+    @property
+    def act_width(self) -> int:
+        """Width of the MLP activation per token on one GPU (all routed experts for MoE)."""
+        m = self.model
+        return (m.moe_intermediate * m.top_k if m.is_moe else m.intermediate) // self.tp
+
+    def _embedding(self, T, nbytes):
+        return self._stream(nbytes, 1)
+
+    def _elementwise(self, T):
+        """(seconds, bytes) of norms, residual adds, rotary, activation and KV writes, all layers."""
+        m = self.model
+        # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k, SiLU*mul on the MLP
+        elems = 8 * m.hidden + 2 * (self.hq + self.hkv) * m.head_dim + 3 * self.act_width
+        nbytes = T * elems * self.wb * m.layers
+        return self._stream(nbytes, 4 * m.layers), nbytes
 
     def _moe_parts(self, T: np.ndarray) -> list:
         m, L = self.model, self.model.moe_layers
@@ -151,7 +165,8 @@ class RooflineModel(PerfModel):
         sample = 2.0 * S * m.vocab * 4  # fp32 logits written and read by the sampler
         lm_bound = "compute" if np.all(f / self.peak >= b / self.bw) else "memory"
         return [
-            ("lm_head", t + self._stream(sample, 2), f, b + sample, lm_bound),
+            ("lm_head", t, f, b, lm_bound),
+            ("sampler", self._stream(sample, 2), 0 * S, sample, "memory"),
             ("cpu_overhead", p.cpu_overhead_s + p.cpu_per_seq_s * S, 0 * S, 0 * S, "overhead"),
         ]
 
@@ -191,32 +206,40 @@ class RooflineModel(PerfModel):
             self._dec_fixed[n] = t
         return t
 
+    def _decode_attention(self, n: int, ctx_sum):
+        """Seconds of decode attention over all layers; ctx_sum may be an array."""
+        fc, bc, br = self._decode_attn_coeffs()
+        per_layer = np.maximum(fc * ctx_sum / self.attn_peak, (bc * ctx_sum + br * n) / self.bw)
+        return self.model.layers * (per_layer + self.p.kernel_overhead_s) + self._decode_fixed(n)
+
+    def _prefill_attention(self, b: Batch) -> tuple[float, float, float]:
+        """(seconds, flops, bytes) of the prefill chunks' attention over all layers."""
+        m, L = self.model, self.model.layers
+        pairs, new, kv_tok = b.prefill_pairs, b.num_prefill_tokens, b.prefill_kv_tokens
+        t = f = nb = 0.0
+        if m.is_mla:  # prefill decompresses the latent cache, then runs ordinary attention
+            width = m.qk_nope_dim + m.qk_rope_dim + m.v_head_dim
+            pf = 2.0 * self.hq * width * pairs
+            pb = (kv_tok * self.hq * width + new * self.hq * width) * self.wb
+            up = self._gemm(kv_tok, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, L)
+            t, f, nb = float(up[0]), float(up[1]), float(up[2])
+        else:
+            pf = 4.0 * self.hq * m.head_dim * pairs
+            pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.wb
+        t += L * (max(pf / self.attn_peak, pb / self.bw) + self.p.kernel_overhead_s)
+        return t, f + L * pf, nb + L * pb
+
     def _attention(self, b: Batch) -> OpCost:
-        m, L, ko = self.model, self.model.layers, self.p.kernel_overhead_s
+        L = self.model.layers
         t = f = nb = 0.0
         if b.num_decodes:
             fc, bc, br = self._decode_attn_coeffs()
-            df = fc * b.decode_ctx_sum
-            db = bc * b.decode_ctx_sum + br * b.num_decodes
-            t += L * (max(df / self.attn_peak, db / self.bw) + ko) + self._decode_fixed(b.num_decodes)
-            f += L * df
-            nb += L * db
+            t += float(self._decode_attention(b.num_decodes, b.decode_ctx_sum))
+            f += L * fc * b.decode_ctx_sum
+            nb += L * (bc * b.decode_ctx_sum + br * b.num_decodes)
         if b.prefill_lens:
-            pairs, new, kv_tok = b.prefill_pairs, b.num_prefill_tokens, b.prefill_kv_tokens
-            if m.is_mla:
-                width = m.qk_nope_dim + m.qk_rope_dim + m.v_head_dim
-                pf = 2.0 * self.hq * width * pairs
-                pb = (kv_tok * self.hq * width + new * self.hq * width) * self.wb
-                up = self._gemm(kv_tok, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, L)
-                t += float(up[0])
-                f += float(up[1])
-                nb += float(up[2])
-            else:
-                pf = 4.0 * self.hq * m.head_dim * pairs
-                pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.wb
-            t += L * (max(pf / self.attn_peak, pb / self.bw) + ko)
-            f += L * pf
-            nb += L * pb
+            pt, pf, pb = self._prefill_attention(b)
+            t, f, nb = t + pt, f + pf, nb + pb
         return OpCost("attention", t, f, nb, _bound(f / self.attn_peak, nb / self.bw))
 
     # ----- PerfModel -----
@@ -240,13 +263,5 @@ class RooflineModel(PerfModel):
         return float(tok[T] + seq[S]) + self._attention(batch).seconds
 
     def decode_times(self, num_seqs: int, ctx_sums: np.ndarray) -> np.ndarray:
-        fc, bc, br = self._decode_attn_coeffs()
-        L = self.model.layers
-        per_layer = np.maximum(fc * ctx_sums / self.attn_peak, (bc * ctx_sums + br * num_seqs) / self.bw)
-        const = (
-            self._table("tok", num_seqs)[num_seqs]
-            + self._table("seq", num_seqs)[num_seqs]
-            + self._decode_fixed(num_seqs)
-            + L * self.p.kernel_overhead_s
-        )
-        return L * per_layer + const
+        const = self._table("tok", num_seqs)[num_seqs] + self._table("seq", num_seqs)[num_seqs]
+        return self._decode_attention(num_seqs, ctx_sums) + const

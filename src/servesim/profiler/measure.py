@@ -27,7 +27,7 @@ PREFILL_L = [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 PREFILL_C = [0, 1024, 2048, 4096, 8192, 16384]
 DECODE_B = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 DECODE_C = [128, 512, 1024, 2048, 4096, 8192, 16384, 32768]
-EW_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+EW_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 DT = torch.bfloat16
 
 
@@ -124,32 +124,114 @@ def measure_attention(heads, dev) -> tuple[list, list]:
     return prefill, decode
 
 
-def elementwise_cases(dev):
+def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:
+    """Per elementwise kernel, the widths the catalog's dense and MoE models give it at each TP."""
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model, model_names
+    from servesim.perf import RooflineModel
+
+    widths: dict[str, set[int]] = {op: set() for op in ("hidden", "act", "rope", "kv", "attn")}
+    for name in model_names():
+        m = get_model(name)
+        for tp in tps:
+            if m.heads % tp or m.is_mla:
+                continue
+            r = RooflineModel(m, get_gpu("h100"), tp=tp)
+            widths["hidden"].add(m.hidden)
+            widths["act"].add(r.act_width)
+            widths["rope"].add((r.hq + r.hkv) * m.head_dim)
+            widths["kv"].add(r.hkv * m.head_dim)
+            widths["attn"].add(r.hq * m.head_dim)
+    return widths
+
+
+def elementwise_cases(dev, widths: dict[str, set[int]]):
     """(op, tokens, width, bytes moved, calls) for each elementwise kernel and size."""
+    from servesim.perf.profile_data import EW_BYTES_PER_ELEM as PER
+
+    table = torch.randn(32768, max(widths["hidden"]), device=dev, dtype=DT)
     for T in EW_TOKENS:
-        for h in (2048, 4096, 8192):
+        ids = torch.randint(0, 32768, (T,), device=dev)
+        for h in sorted(widths["hidden"]):
             x = [torch.randn(T, h, device=dev, dtype=DT) for _ in range(copies_for(T * h * 2, 8))]
             w = torch.ones(h, device=dev, dtype=DT)
-            yield "rms_norm", T, h, 2 * T * h * 2, [lambda a=a: K.rms_norm(a, w) for a in x]
-            yield "add", T, h, 3 * T * h * 2, [lambda a=a: K.add(a, a) for a in x]
-            table = torch.randn(32768, h, device=dev, dtype=DT)
-            ids = torch.randint(0, 32768, (T,), device=dev)
-            yield "embedding", T, h, 2 * T * h * 2, [lambda: table[ids]]
-        for inter in (4096, 14336, 28672):
+            yield "rms_norm", T, h, PER["rms_norm"] * T * h, [lambda a=a: K.rms_norm(a, w) for a in x]
+            yield "add", T, h, PER["add"] * T * h, [lambda a=a: K.add(a, a) for a in x]
+            rows = table[:, :h]
+            yield "embedding", T, h, PER["embedding"] * T * h, [lambda: rows[ids]]
+        for inter in sorted(widths["act"]):
             x = [torch.randn(T, 2 * inter, device=dev, dtype=DT) for _ in range(copies_for(T * inter * 4, 8))]
-            yield "silu_mul", T, inter, 3 * T * inter * 2, [lambda a=a: K.silu_mul(a) for a in x]
-        for hq, hkv in ((32, 8), (64, 8), (28, 4)):
+            yield "silu_mul", T, inter, PER["silu_mul"] * T * inter, [lambda a=a: K.silu_mul(a) for a in x]
+        for width in sorted(widths["rope"]):
+            hq, hkv = width // 128 - 1, 1  # rotary cost follows the total head count
             q = torch.randn(T, hq, 128, device=dev, dtype=DT)
             k = torch.randn(T, hkv, 128, device=dev, dtype=DT)
             cos = torch.randn(T, 1, 128, device=dev, dtype=DT)
-            yield "rope", T, (hq + hkv) * 128, 2 * T * (hq + hkv) * 128 * 2, [lambda: K.rope(q, k, cos, cos)]
-            cache = torch.empty(1, hkv, T, 128, device=dev, dtype=DT)
-            yield "write_kv", T, hkv * 128, 2 * T * hkv * 128 * 2, [lambda: K.write_kv(cache, k, 0)]
+            yield "rope", T, width, PER["rope"] * T * width, [lambda: K.rope(q, k, cos, cos)]
+        for width in sorted(widths["kv"]):
+            new = torch.randn(T, width // 128, 128, device=dev, dtype=DT)
+            cache = torch.empty(1, width // 128, T + 16, 128, device=dev, dtype=DT)
+            yield "write_kv", T, width, PER["write_kv"] * T * width, [lambda: K.write_kv(cache, new, 8)]
+            batch_cache = torch.empty(T, width // 128, 64, 128, device=dev, dtype=DT)
+            yield (
+                "write_kv_decode",
+                T,
+                width,
+                PER["write_kv_decode"] * T * width,
+                [lambda: K.write_kv(batch_cache, new, 40)],
+            )
+        for width in sorted(widths["attn"]):
+            a = torch.randn(T, width, device=dev, dtype=DT)
+            yield "concat", T, width, PER["concat"] * T * width, [lambda: torch.cat((a, a))]
 
 
 def measure_elementwise(dev) -> list:
-    rows = [(op, T, w, nbytes, time_calls(calls)) for op, T, w, nbytes, calls in elementwise_cases(dev)]
+    widths = catalog_widths()
+    rows = [(op, T, w, nbytes, time_calls(calls)) for op, T, w, nbytes, calls in elementwise_cases(dev, widths)]
     torch.cuda.empty_cache()
+    return rows
+
+
+def measure_sustained(dev, seconds: float = 3.0) -> list:
+    """Slow-down of compute- and memory-bound kernels under sustained load versus a short burst.
+
+    Profile tables time short bursts; a serving GPU runs for minutes, and under sustained
+    compute-bound load the power limit lowers the clocks. Each factor is the time of a
+    kernel after `seconds` of continuous load over its time in a burst.
+    """
+    import torch.cuda as tc
+
+    a = torch.randn(8192, 4096, device=dev, dtype=DT)
+    w = torch.randn(14336, 4096, device=dev, dtype=DT)
+    src = torch.randn(2**29, device=dev, dtype=DT)
+    dst = torch.empty_like(src)
+    cases = {"compute": lambda: K.linear(a, w), "memory": lambda: dst.copy_(src)}
+    rows = []
+    for name, fn in cases.items():
+        burst = time_calls([fn])
+        graph = tc.CUDAGraph()
+        side = tc.Stream()
+        side.wait_stream(tc.current_stream())
+        with tc.stream(side):
+            fn()
+        tc.current_stream().wait_stream(side)
+        with tc.graph(graph):
+            for _ in range(10):
+                fn()
+        end = time.time() + seconds
+        while time.time() < end:
+            graph.replay()
+            tc.synchronize()
+        start_ev, end_ev = tc.Event(enable_timing=True), tc.Event(enable_timing=True)
+        start_ev.record()
+        for _ in range(10):
+            graph.replay()
+        end_ev.record()
+        end_ev.synchronize()
+        sustained = start_ev.elapsed_time(end_ev) / 1e3 / 100
+        rows.append((f"sustained_{name}", sustained / burst))
+        _log(f"sustained {name}: burst {burst * 1e6:.1f} us, sustained {sustained * 1e6:.1f} us")
+        del graph
     return rows
 
 
@@ -285,7 +367,9 @@ def _meta(gpu, probe, quick, durations, started, complete) -> dict:
     return meta
 
 
-def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,attention,elementwise,power") -> Path:
+def run_profile(
+    out: Path, gpu: str, quick: bool = False, sections: str = "gemm,attention,elementwise,calibration,power"
+) -> Path:
     """Measure and write a profile folder; returns it."""
     if not torch.cuda.is_available():
         raise RuntimeError("servesim profile needs a CUDA GPU")
@@ -322,6 +406,10 @@ def run_profile(out: Path, gpu: str, quick: bool = False, sections: str = "gemm,
         t = time.time()
         _write_csv(out / "elementwise.csv", ["op", "tokens", "width", "bytes", "seconds"], measure_elementwise(dev))
         durations["elementwise"] = time.time() - t
+    if "calibration" in todo:
+        t = time.time()
+        _write_csv(out / "calibration.csv", ["name", "value"], measure_sustained(dev))
+        durations["calibration"] = time.time() - t
     if "power" in todo:
         t = time.time()
         rows = measure_power(dev)

@@ -1,0 +1,186 @@
+"""Measured GPU profiles: loading, checking and interpolating the tables `servesim profile` writes.
+
+Built-in profiles live in `perf/profiles/<gpu>/`; `$SERVESIM_PROFILE_DIR/<gpu>/` adds or
+replaces them. Interpolation is linear (in token count for GEMMs, which tracks their
+tile-wise cost better than log space), with linear extrapolation past the last point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servesim.errors import ServesimError
+
+FORMAT_VERSION = 1
+BUILTIN = Path(__file__).with_name("profiles")
+PROFILE_ENV = "SERVESIM_PROFILE_DIR"
+TABLES = {
+    "gemm.csv": ["n", "k", "m", "seconds"],
+    "attention_prefill.csv": ["hq", "hkv", "d", "q_len", "ctx", "seconds"],
+    "attention_decode.csv": ["hq", "hkv", "d", "batch", "ctx", "seconds"],
+    "elementwise.csv": ["op", "tokens", "width", "bytes", "seconds"],
+}
+OPTIONAL = {"power.csv": ["state", "watts_mean"]}
+# bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
+EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,
+                     "write_kv_decode": 4, "concat": 8}  # fmt: skip
+
+
+def interp(x, xp: np.ndarray, fp: np.ndarray):
+    """Linear interpolation; flat below the first point, extrapolated linearly past the last."""
+    y = np.interp(x, xp, fp)
+    if len(xp) > 1:
+        slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+        y = np.where(np.asarray(x) > xp[-1], fp[-1] + slope * (np.asarray(x) - xp[-1]), y)
+    return y
+
+
+@dataclass
+class Grid2D:
+    """Times over two keys (rows by the first key, each row sorted by the second)."""
+
+    rows: dict[float, tuple[np.ndarray, np.ndarray]]
+    keys: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.keys = np.array(sorted(self.rows))
+
+    def __call__(self, a: float, b):
+        keys = self.keys
+        if len(keys) == 1 or a <= keys[0]:
+            return interp(b, *self.rows[keys[0 if a <= keys[0] else -1]])
+        i = min(int(np.searchsorted(keys, a)), len(keys) - 1)
+        a0, a1 = keys[i - 1], keys[i]
+        t0, t1 = interp(b, *self.rows[a0]), interp(b, *self.rows[a1])
+        return t0 + (t1 - t0) * (a - a0) / (a1 - a0)
+
+
+def _grid(df: pd.DataFrame, a: str, b: str) -> Grid2D:
+    rows = {}
+    for key, part in df.groupby(a):
+        part = part.sort_values(b)
+        rows[float(key)] = (part[b].to_numpy(float), part.seconds.to_numpy(float))
+    return Grid2D(rows)
+
+
+@dataclass(eq=False)  # hashed by identity: one loaded profile, cached fits
+class Profile:
+    path: Path
+    meta: dict
+    gemm: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+    prefill: dict[tuple[int, int, int], Grid2D]
+    decode: dict[tuple[int, int, int], Grid2D]
+    elementwise: dict[str, tuple[float, float]]  # op -> (seconds intercept, seconds per byte)
+    power: dict[str, float]
+    raw: dict[str, pd.DataFrame] = field(repr=False)
+
+    @property
+    def gpu(self) -> str:
+        return self.meta.get("gpu", self.path.name)
+
+    def gemm_time(self, rows, n: int, k: int):
+        table = self.gemm.get((n, k))
+        return None if table is None else interp(np.maximum(rows, 1.0), *table)
+
+    def elementwise_time(self, op: str, tokens, width: int):
+        a, b = self.elementwise[op]
+        return a + b * EW_BYTES_PER_ELEM[op] * tokens * width
+
+
+def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ServesimError(f"profile table {path} is corrupt ({type(e).__name__}); re-run servesim profile") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ServesimError(f"profile table {path} lacks columns {', '.join(missing)}; re-run servesim profile")
+    numeric = [c for c in columns if c not in ("op", "state")]
+    bad = df[numeric].apply(pd.to_numeric, errors="coerce").isna().any(axis=1)
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise ServesimError(f"profile table {path} line {line}: a value is not a number")
+    if (df.seconds <= 0).any():
+        raise ServesimError(f"profile table {path}: times must be positive")
+    if df.empty:
+        raise ServesimError(f"profile table {path} is empty; re-run servesim profile")
+    return df
+
+
+def _fit_elementwise(df: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per kernel: seconds = a + b * bytes, fitted for relative error (small sizes matter for decode)."""
+    fits = {}
+    for op, part in df.groupby("op"):
+        x, t = part.bytes.to_numpy(float), part.seconds.to_numpy(float)
+        A = np.stack([1.0 / t, x / t], axis=1)
+        (a, b), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
+        fits[op] = (max(float(a), 0.0), max(float(b), 0.0))
+    return fits
+
+
+@cache
+def load_profile(path: str | Path) -> Profile:
+    """Load and check a profile folder; any missing or corrupt part is one clear error."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ServesimError(f"profile folder {p} not found")
+    meta_path = p / "meta.json"
+    if not meta_path.is_file():
+        raise ServesimError(f"profile {p} is incomplete: meta.json missing; re-run servesim profile")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ServesimError(f"profile {p}: meta.json is not valid JSON ({e})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ServesimError(
+            f"profile {p} has format {meta.get('format_version')}, this servesim reads {FORMAT_VERSION}; re-profile"
+        )
+    raw = {}
+    for name, cols in TABLES.items():
+        if not (p / name).is_file():
+            raise ServesimError(f"profile {p} is incomplete: {name} missing; re-run servesim profile")
+        raw[name] = _read_table(p / name, cols)
+    for name, cols in OPTIONAL.items():
+        if (p / name).is_file():
+            raw[name] = _read_table(p / name, cols) if name != "power.csv" else pd.read_csv(p / name)
+    g = raw["gemm.csv"]
+    gemm = {}
+    for (n, k), part in g.groupby(["n", "k"]):
+        part = part.sort_values("m")
+        gemm[(int(n), int(k))] = (part.m.to_numpy(float), part.seconds.to_numpy(float))
+    layouts = lambda df: df.groupby(["hq", "hkv", "d"])  # noqa: E731
+    prefill = {tuple(int(x) for x in key): _grid(part, "q_len", "ctx") for key, part in
+               layouts(raw["attention_prefill.csv"])}  # fmt: skip
+    decode = {tuple(int(x) for x in key): _grid(part, "batch", "ctx") for key, part in
+              layouts(raw["attention_decode.csv"])}  # fmt: skip
+    power = {}
+    if "power.csv" in raw:
+        power = {r.state: float(r.watts_mean) for r in raw["power.csv"].itertuples()}
+    return Profile(p, meta, gemm, prefill, decode, _fit_elementwise(raw["elementwise.csv"]), power, raw)
+
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for `<gpu>/` profiles, user folder first."""
+    dirs = []
+    if os.environ.get(PROFILE_ENV):
+        dirs.append(Path(os.environ[PROFILE_ENV]))
+    dirs.append(BUILTIN)
+    return dirs
+
+
+def find_profile(gpu: str) -> Path | None:
+    for d in profile_dirs():
+        if (d / gpu / "meta.json").is_file():
+            return d / gpu
+    return None
+
+
+def profiled_gpus() -> list[str]:
+    return sorted({p.parent.name for d in profile_dirs() if d.is_dir() for p in d.glob("*/meta.json")})

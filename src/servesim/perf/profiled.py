@@ -1,0 +1,127 @@
+"""Profiled performance model: measured kernel times where the profile has them.
+
+GEMMs of a profiled (N, K) shape, attention of a profiled head layout, and elementwise
+kernels come from the profile's tables; anything else falls back to the roofline with
+efficiencies fitted to the profile's GEMM measurements, so every model and shape gets a
+prediction. The operator structure is the roofline's: only the prices differ.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from servesim.errors import ServesimError
+from servesim.hardware import GPUSpec
+from servesim.models import ModelSpec
+from servesim.perf.batch import Batch
+from servesim.perf.profile_data import Profile, find_profile, load_profile, profiled_gpus
+from servesim.perf.roofline import RooflineModel, RooflineParams
+
+
+def fitted_params(profile: Profile, gpu: GPUSpec) -> RooflineParams:
+    """Roofline efficiencies that best match the profile's GEMMs (median relative error)."""
+    return _fit(profile, gpu.peak_flops("bf16"), gpu.mem_bw_gbs * 1e9)
+
+
+@cache
+def _fit(profile: Profile, peak: float, bw: float) -> RooflineParams:
+    g = profile.raw["gemm.csv"]
+    M, N, K, t = (g[c].to_numpy(float) for c in ("m", "n", "k", "seconds"))
+    flops, nbytes = 2 * M * N * K, (M * K + K * N + M * N) * 2
+    best = (np.inf, None)
+    for eff in np.linspace(0.55, 0.95, 9):
+        for half in (4, 8, 16, 32, 64, 128, 256):
+            compute = flops / (peak * eff * M / (M + half))
+            for mem in np.linspace(0.6, 0.95, 8):
+                base = np.maximum(compute, nbytes / (bw * mem))
+                for ko in (1e-6, 2e-6, 3e-6, 4e-6, 6e-6):
+                    err = float(np.median(np.abs(base + ko - t) / t))
+                    if err < best[0]:
+                        best = (err, (eff, half, mem, ko))
+    eff, half, mem, ko = best[1]
+    pre = profile.raw["attention_prefill.csv"]
+    big = pre[pre.q_len >= 2048]
+    pairs = big.q_len * big.ctx + big.q_len * (big.q_len + 1) / 2
+    attn_eff = float(np.median(4 * big.hq * big.d * pairs / big.seconds / peak)) if len(big) else 0.45
+    return RooflineParams(gemm_efficiency=float(eff), gemm_half_rows=float(half), mem_efficiency=float(mem),
+                          kernel_overhead_s=ko, attn_efficiency=attn_eff)  # fmt: skip
+
+
+class ProfiledModel(RooflineModel):
+    """Iteration time from a measured profile of `gpu`."""
+
+    def __init__(self, model: ModelSpec, gpu: GPUSpec, profile: Profile, tp: int = 1, dtype: str = "bf16",
+                 kv_dtype: str | None = None, params: RooflineParams | None = None):  # fmt: skip
+        super().__init__(model, gpu, tp, dtype, kv_dtype, params or fitted_params(profile, gpu))
+        self.profile = profile
+        self.measured_dtype = dtype == "bf16" and self.kvb == 2  # the profile holds bf16 kernels
+        self.layout = None if model.is_mla else (self.hq, self.hkv, model.head_dim)
+
+    def _gemm(self, rows, n: int, k: int, count=1.0):
+        t, f, b = super()._gemm(rows, n, k, count)
+        measured = self.profile.gemm_time(rows, n, k) if self.measured_dtype else None
+        return (t if measured is None else measured * count), f, b
+
+    def _embedding(self, T, nbytes):
+        return self.profile.elementwise_time("embedding", T, self.model.hidden)
+
+    def _elementwise(self, T):
+        m, ew = self.model, self.profile.elementwise_time
+        per_layer = [
+            ("rms_norm", m.hidden, 2), ("add", m.hidden, 2), ("rope", (self.hq + self.hkv) * m.head_dim, 1),
+            ("silu_mul", self.act_width, 1), ("write_kv", self.hkv * m.head_dim, 2),
+        ]  # fmt: skip
+        seconds = sum(count * ew(op, T, width) for op, width, count in per_layer) * m.layers
+        seconds = seconds + ew("rms_norm", T, m.hidden)  # final norm
+        return seconds, super()._elementwise(T)[1]
+
+    def _decode_attention(self, n: int, ctx_sum):
+        grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
+        if grid is None:
+            return super()._decode_attention(n, ctx_sum)
+        return self.model.layers * grid(n, np.asarray(ctx_sum, dtype=float) / n) + self._decode_fixed(n)
+
+    def _prefill_attention(self, b: Batch) -> tuple[float, float, float]:
+        t, f, nb = super()._prefill_attention(b)
+        grid = self.profile.prefill.get(self.layout) if self.measured_dtype else None
+        if grid is not None:
+            t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
+        return t, f, nb
+
+
+def load_profile_for(gpu: str, profile_dir: str | Path | None = None) -> Profile | None:
+    """The profile in `profile_dir`, or the one found for `gpu`, or None."""
+    if profile_dir is not None:
+        return load_profile(Path(profile_dir))
+    path = find_profile(gpu)
+    return load_profile(path) if path else None
+
+
+def make_perf_model(model: ModelSpec, gpu: GPUSpec, tp: int = 1, dtype: str = "bf16", kv_dtype: str | None = None,
+                    kind: str = "auto", profile_dir: str | Path | None = None) -> RooflineModel:  # fmt: skip
+    """`auto` uses the GPU's measured profile when there is one, else the roofline."""
+    if kind not in ("auto", "profiled", "roofline"):
+        raise ServesimError(f"perf model '{kind}' is unknown; use auto, profiled or roofline")
+    if kind != "roofline":
+        profile = load_profile_for(gpu.name, profile_dir)
+        if profile is not None:
+            return ProfiledModel(model, gpu, profile, tp, dtype, kv_dtype)
+        if kind == "profiled":
+            have = ", ".join(profiled_gpus()) or "none"
+            raise ServesimError(
+                f"no measured profile for {gpu.name} (profiled GPUs: {have}); use --perf-model roofline"
+            )
+    return RooflineModel(model, gpu, tp, dtype, kv_dtype)
+
+
+def describe(perf: RooflineModel) -> str:
+    if isinstance(perf, ProfiledModel):
+        meta = perf.profile.meta
+        return f"profiled ({meta.get('device_name', perf.gpu.name)}, {meta.get('date', '?')})"
+    return "roofline"
+
+
+__all__ = ["ProfiledModel", "describe", "fitted_params", "load_profile_for", "make_perf_model"]
