@@ -27,7 +27,7 @@ TABLES = {
     "attention_decode.csv": ["hq", "hkv", "d", "batch", "ctx", "seconds"],
     "elementwise.csv": ["op", "tokens", "width", "bytes", "seconds"],
 }
-OPTIONAL = {"power.csv": ["state", "watts_mean"]}
+OPTIONAL = {"power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"]}
 # bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
 EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,
                      "write_kv_decode": 4, "concat": 8}  # fmt: skip
@@ -53,9 +53,10 @@ class Grid2D:
         self.keys = np.array(sorted(self.rows))
 
     def __call__(self, a: float, b):
+        """Linear in both keys; flat below the first key, extrapolated past the last."""
         keys = self.keys
         if len(keys) == 1 or a <= keys[0]:
-            return interp(b, *self.rows[keys[0 if a <= keys[0] else -1]])
+            return interp(b, *self.rows[keys[0]])
         i = min(int(np.searchsorted(keys, a)), len(keys) - 1)
         a0, a1 = keys[i - 1], keys[i]
         t0, t1 = interp(b, *self.rows[a0]), interp(b, *self.rows[a1])
@@ -77,8 +78,9 @@ class Profile:
     gemm: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
     prefill: dict[tuple[int, int, int], Grid2D]
     decode: dict[tuple[int, int, int], Grid2D]
-    elementwise: dict[str, tuple[float, float]]  # op -> (seconds intercept, seconds per byte)
+    elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
     power: dict[str, float]
+    calibration: dict[str, float]
     raw: dict[str, pd.DataFrame] = field(repr=False)
 
     @property
@@ -90,8 +92,7 @@ class Profile:
         return None if table is None else interp(np.maximum(rows, 1.0), *table)
 
     def elementwise_time(self, op: str, tokens, width: int):
-        a, b = self.elementwise[op]
-        return a + b * EW_BYTES_PER_ELEM[op] * tokens * width
+        return self.elementwise[op](width, tokens)
 
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -112,17 +113,6 @@ def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     if df.empty:
         raise ServesimError(f"profile table {path} is empty; re-run servesim profile")
     return df
-
-
-def _fit_elementwise(df: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """Per kernel: seconds = a + b * bytes, fitted for relative error (small sizes matter for decode)."""
-    fits = {}
-    for op, part in df.groupby("op"):
-        x, t = part.bytes.to_numpy(float), part.seconds.to_numpy(float)
-        A = np.stack([1.0 / t, x / t], axis=1)
-        (a, b), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
-        fits[op] = (max(float(a), 0.0), max(float(b), 0.0))
-    return fits
 
 
 @cache
@@ -149,7 +139,9 @@ def load_profile(path: str | Path) -> Profile:
         raw[name] = _read_table(p / name, cols)
     for name, cols in OPTIONAL.items():
         if (p / name).is_file():
-            raw[name] = _read_table(p / name, cols) if name != "power.csv" else pd.read_csv(p / name)
+            raw[name] = pd.read_csv(p / name)
+            if any(c not in raw[name].columns for c in cols):
+                raise ServesimError(f"profile table {p / name} lacks columns {', '.join(cols)}; re-run servesim profile")
     g = raw["gemm.csv"]
     gemm = {}
     for (n, k), part in g.groupby(["n", "k"]):
@@ -160,10 +152,15 @@ def load_profile(path: str | Path) -> Profile:
                layouts(raw["attention_prefill.csv"])}  # fmt: skip
     decode = {tuple(int(x) for x in key): _grid(part, "batch", "ctx") for key, part in
               layouts(raw["attention_decode.csv"])}  # fmt: skip
+    ew = raw["elementwise.csv"].groupby(["op", "width", "tokens"], as_index=False).seconds.median()
+    elementwise = {op: _grid(part, "width", "tokens") for op, part in ew.groupby("op")}
     power = {}
     if "power.csv" in raw:
         power = {r.state: float(r.watts_mean) for r in raw["power.csv"].itertuples()}
-    return Profile(p, meta, gemm, prefill, decode, _fit_elementwise(raw["elementwise.csv"]), power, raw)
+    calibration = {}
+    if "calibration.csv" in raw:
+        calibration = {r.name: float(r.value) for r in raw["calibration.csv"].itertuples()}
+    return Profile(p, meta, gemm, prefill, decode, elementwise, power, calibration, raw)
 
 
 def profile_dirs() -> list[Path]:

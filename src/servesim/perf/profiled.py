@@ -8,6 +8,7 @@ prediction. The operator structure is the roofline's: only the prices differ.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 
@@ -72,11 +73,23 @@ class ProfiledModel(RooflineModel):
         m, ew = self.model, self.profile.elementwise_time
         per_layer = [
             ("rms_norm", m.hidden, 2), ("add", m.hidden, 2), ("rope", (self.hq + self.hkv) * m.head_dim, 1),
-            ("silu_mul", self.act_width, 1), ("write_kv", self.hkv * m.head_dim, 2),
+            ("silu_mul", self.act_width, 1),
         ]  # fmt: skip
         seconds = sum(count * ew(op, T, width) for op, width, count in per_layer) * m.layers
         seconds = seconds + ew("rms_norm", T, m.hidden)  # final norm
         return seconds, super()._elementwise(T)[1]
+
+    def _attention(self, b: Batch):
+        op = super()._attention(b)
+        m, ew, kv = self.model, self.profile.elementwise_time, self.hkv * self.model.head_dim
+        extra = 0.0  # K and V writes into the cache, and joining prefill and decode outputs
+        if b.prefill_lens:
+            extra += 2 * float(ew("write_kv", b.num_prefill_tokens, kv))
+        if b.num_decodes:
+            extra += 2 * float(ew("write_kv_decode", b.num_decodes, kv))
+        if b.prefill_lens and b.num_decodes:
+            extra += float(ew("concat", b.num_tokens, self.hq * m.head_dim))
+        return dataclasses.replace(op, seconds=op.seconds + m.layers * extra)
 
     def _decode_attention(self, n: int, ctx_sum):
         grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
