@@ -141,7 +141,7 @@ def load_profile(path: str | Path) -> Profile:
         if (p / name).is_file():
             raw[name] = pd.read_csv(p / name)
             if any(c not in raw[name].columns for c in cols):
-                raise ServesimError(f"profile table {p / name} lacks columns {', '.join(cols)}; re-run servesim profile")
+                raise ServesimError(f"profile table {p / name} lacks columns {', '.join(cols)}; re-profile")
     g = raw["gemm.csv"]
     gemm = {}
     for (n, k), part in g.groupby(["n", "k"]):

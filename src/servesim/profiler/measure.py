@@ -164,8 +164,10 @@ def elementwise_cases(dev, widths: dict[str, set[int]]):
             yield "silu_mul", T, inter, PER["silu_mul"] * T * inter, [lambda a=a: K.silu_mul(a) for a in x]
         for width in sorted(widths["rope"]):
             hq, hkv = width // 128 - 1, 1  # rotary cost follows the total head count
-            q = torch.randn(T, hq, 128, device=dev, dtype=DT)
-            k = torch.randn(T, hkv, 128, device=dev, dtype=DT)
+            # q and k are views into the fused QKV projection's output, as in a decoder layer
+            qkv = torch.randn(T, (hq + 2 * hkv) * 128, device=dev, dtype=DT)
+            q = qkv[:, : hq * 128].view(T, hq, 128)
+            k = qkv[:, hq * 128 : (hq + hkv) * 128].view(T, hkv, 128)
             cos = torch.randn(T, 1, 128, device=dev, dtype=DT)
             yield "rope", T, width, PER["rope"] * T * width, [lambda: K.rope(q, k, cos, cos)]
         for width in sorted(widths["kv"]):
