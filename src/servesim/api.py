@@ -15,7 +15,8 @@ from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
 from servesim.metrics import itl_table, request_records, summarize, token_times
 from servesim.models import get_model
-from servesim.perf import PerfModel, RooflineModel
+from servesim.perf import PerfModel
+from servesim.perf.profiled import describe, make_perf_model
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
@@ -23,9 +24,10 @@ from servesim.workload import generate
 
 
 def build_perf_model(scenario: Scenario) -> PerfModel:
+    """The scenario's performance model: the GPU's measured profile when it has one (auto)."""
     e = scenario.engine
     model, gpu = get_model(scenario.model), get_gpu(scenario.gpu, scenario.gpu_file)
-    return RooflineModel(model, gpu, tp=e.tp, dtype=e.dtype, kv_dtype=kv_dtype(e))
+    return make_perf_model(model, gpu, e.tp, e.dtype, kv_dtype(e), scenario.perf_model)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Result:
     steps: dict[str, np.ndarray]
     iter_end: np.ndarray
     kv_hit_rate: float | None
+    perf_model: str = "roofline"
     _summary: dict | None = field(default=None, repr=False)
 
     @cached_property
@@ -57,6 +60,7 @@ class Result:
             self._summary = summarize(
                 self.requests, self._itls[1], self.steps, self.scenario.slo, self.memory.num_blocks, self.kv_hit_rate
             )
+            self._summary["perf_model"] = self.perf_model
             self._summary["memory"] = {
                 "weights_gib_per_gpu": self.memory.weights_gib,
                 "kv_cache_gib_per_gpu": self.memory.kv_gib,
@@ -106,4 +110,5 @@ def simulate(scenario: Scenario | None = None) -> Result:
     replica.run(accepted)
     kv = replica.kv
     hit_rate = kv.hit_blocks / kv.query_blocks if kv.query_blocks else None
-    return Result(sc, memory, requests, replica.log.arrays(), replica.iter_end[: replica.it], hit_rate)
+    steps = replica.log.arrays()
+    return Result(sc, memory, requests, steps, replica.iter_end[: replica.it], hit_rate, describe(perf))

@@ -52,6 +52,7 @@ def run(
     model: Annotated[str | None, Opt(help="catalog name or config.json path")] = None,
     gpu: Annotated[str | None, Opt(help="GPU name (see `servesim gpus`)")] = None,
     gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
+    perf_model: Annotated[str | None, Opt(help="auto | profiled | roofline")] = None,
     tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
     scheduler: Annotated[str | None, Opt(help="vllm | sarathi | orca | static")] = None,
     max_num_seqs: Annotated[int | None, Opt()] = None,
@@ -89,7 +90,7 @@ def run(
 
     scenario = load_scenario(config) if config else Scenario()
     data = scenario.model_dump(exclude_none=True)
-    top = dict(model=model, gpu=gpu, gpu_file=gpu_file)
+    top = dict(model=model, gpu=gpu, gpu_file=gpu_file, perf_model=perf_model)
     engine = dict(
         tp=tp, scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
         chunk_size=chunk_size, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
@@ -125,7 +126,7 @@ def run(
         from servesim.report.table import summary_table
 
         e = scenario.engine
-        title = f"{scenario.model} on {e.tp}x {scenario.gpu}, scheduler {e.scheduler}"
+        title = f"{scenario.model} on {e.tp}x {scenario.gpu}, scheduler {e.scheduler}, {summary['perf_model']}"
         console.print(summary_table(summary, title))
     if output:
         paths = result.save(output, fmt)
@@ -162,6 +163,7 @@ def step(
     gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
     tp: Annotated[int, Opt(help="tensor parallel size")] = 1,
     dtype: Annotated[str, Opt(help="bf16 | fp16 | fp8")] = "bf16",
+    perf_model: Annotated[str, Opt(help="auto | profiled | roofline")] = "auto",
     prefill: Annotated[list[str] | None, Opt(help="LEN[:CTX], a chunk of LEN new tokens after CTX cached")] = None,
     decode: Annotated[list[str] | None, Opt(help="COUNTxCTX, COUNT decodes with CTX tokens of context")] = None,
     as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
@@ -170,7 +172,9 @@ def step(
     from servesim.config import EngineConfig
     from servesim.hardware import get_gpu
     from servesim.models import get_model
-    from servesim.perf import Batch, RooflineModel
+    from servesim.perf import Batch
+    from servesim.perf.energy import PowerModel
+    from servesim.perf.profiled import describe, make_perf_model
     from servesim.sim.memory import kv_dtype
 
     if not prefill and not decode:
@@ -182,16 +186,21 @@ def step(
         batch = batch + Batch.decode(*_parse_decode(text))
     engine = EngineConfig(tp=tp, dtype=dtype)
     m, g = get_model(model), get_gpu(gpu, gpu_file)
-    perf = RooflineModel(m, g, tp=tp, dtype=engine.dtype, kv_dtype=kv_dtype(engine))
+    perf = make_perf_model(m, g, tp, engine.dtype, kv_dtype(engine), perf_model)
     ops = perf.breakdown(batch)
     total = perf.iteration_time(batch)
+    power = PowerModel.for_gpu(g, getattr(perf, "profile", None))
+    watts = power.watts(ops)
     if as_json:
         doc = {
-            "model": m.name, "gpu": g.name, "tp": tp, "dtype": dtype, "perf_model": "roofline",
+            "model": m.name, "gpu": g.name, "tp": tp, "dtype": dtype, "perf_model": describe(perf),
             "batch": {"num_tokens": batch.num_tokens, "num_seqs": batch.num_seqs,
                       "num_decodes": batch.num_decodes, "decode_ctx_sum": batch.decode_ctx_sum,
                       "prefill_lens": list(batch.prefill_lens), "prefill_ctx": list(batch.prefill_ctx)},
             "seconds": total,
+            "joules": watts * total * tp,
+            "watts_per_gpu": watts,
+            "power_source": power.source,
             "breakdown": {op.name: op.seconds for op in ops},
             "ops": [{"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
                     for o in ops],
@@ -200,8 +209,9 @@ def step(
         return
     from servesim.report.table import breakdown_table
 
-    title = f"{m.name} on {tp}x {g.name}: {batch.num_tokens} tokens, {batch.num_seqs} sequences (roofline)"
+    title = f"{m.name} on {tp}x {g.name}: {batch.num_tokens} tokens, {batch.num_seqs} sequences ({describe(perf)})"
     console.print(breakdown_table(ops, total, title))
+    console.print(f"energy: {watts * total * tp:.3f} J ({watts:.0f} W per GPU x {tp} GPU, {power.source} power)")
 
 
 @app.command()
@@ -245,6 +255,7 @@ def models():
 def gpus(gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None):
     """List the GPU catalog (datasheet figures) and which performance model each uses."""
     from servesim.hardware import catalog
+    from servesim.perf.profile_data import find_profile, load_profile
 
     t = Table(title="GPUs")
     for col in (
@@ -260,6 +271,8 @@ def gpus(gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] =
     ):
         t.add_column(col, justify="left" if col in ("name", "perf model") else "right")
     for g in catalog(gpu_file).values():
+        path = find_profile(g.name)
+        kind = f"profiled ({load_profile(path).meta.get('date', '?')})" if path else "roofline (not measured)"
         t.add_row(
             g.name,
             f"{g.bf16_tflops:g}",
@@ -269,7 +282,7 @@ def gpus(gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] =
             f"{g.link_gbs:g}",
             f"{g.tdp_w:g}",
             f"{g.price_per_hour:.2f}",
-            "roofline",
+            kind,
         )
     console.print(t)
 

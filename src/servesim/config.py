@@ -148,7 +148,9 @@ class Scenario(_Strict):
     model: str = "llama-3.1-8b"
     gpu: str = "h100-sxm"
     gpu_file: Path | None = None
-    perf_model: Literal["roofline"] = "roofline"
+    perf_model: Literal["auto", "profiled", "roofline"] = Field(
+        "auto", description="auto: the GPU's measured profile if there is one, else the roofline"
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig)
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     slo: SLO = Field(default_factory=SLO)

@@ -3,12 +3,16 @@
 Built-in profiles live in `perf/profiles/<gpu>/`; `$SERVESIM_PROFILE_DIR/<gpu>/` adds or
 replaces them. Interpolation is linear (in token count for GEMMs, which tracks their
 tile-wise cost better than log space), with linear extrapolation past the last point.
+Tables are made non-decreasing in every size (a running maximum), which removes
+noise-level dips such as a GEMM timing 1 us faster at M=2 than at M=1: more work never
+predicts less time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -35,39 +39,72 @@ EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "ro
 
 def interp(x, xp: np.ndarray, fp: np.ndarray):
     """Linear interpolation; flat below the first point, extrapolated linearly past the last."""
-    y = np.interp(x, xp, fp)
-    if len(xp) > 1:
-        slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
-        y = np.where(np.asarray(x) > xp[-1], fp[-1] + slope * (np.asarray(x) - xp[-1]), y)
-    return y
+    return Curve(xp, fp)(x)
 
 
-@dataclass
+class Curve:
+    """A measured curve: linear between points, flat before the first, rising past the last."""
+
+    __slots__ = ("xs", "ys", "xa", "ya", "slope")
+
+    def __init__(self, xs, ys):
+        self.xa, self.ya = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        self.xs, self.ys = self.xa.tolist(), self.ya.tolist()
+        n = len(self.xs)
+        self.slope = max((self.ys[-1] - self.ys[-2]) / (self.xs[-1] - self.xs[-2]), 0.0) if n > 1 else 0.0
+
+    def __call__(self, x):
+        if isinstance(x, np.ndarray):
+            y = np.interp(x, self.xa, self.ya)
+            return np.where(x > self.xs[-1], self.ys[-1] + self.slope * (x - self.xs[-1]), y)
+        xs, ys = self.xs, self.ys  # scalar path: the simulator's hot loop
+        if x >= xs[-1]:
+            return ys[-1] + self.slope * (x - xs[-1])
+        i = bisect_right(xs, x)
+        if i == 0:
+            return ys[0]
+        x0, y0 = xs[i - 1], ys[i - 1]
+        return y0 + (ys[i] - y0) * (x - x0) / (xs[i] - x0)
+
+
 class Grid2D:
-    """Times over two keys (rows by the first key, each row sorted by the second)."""
+    """Times over two keys: a measured curve over the second key for each value of the first."""
 
-    rows: dict[float, tuple[np.ndarray, np.ndarray]]
-    keys: np.ndarray = field(init=False)
+    def __init__(self, rows: dict[float, Curve]):
+        self.rows = rows
+        self.keys = sorted(rows)
+        self._brackets: dict = {}
 
-    def __post_init__(self):
-        self.keys = np.array(sorted(self.rows))
+    def _bracket(self, a: float):
+        hit = self._brackets.get(a)
+        if hit is None:
+            keys = self.keys
+            if len(keys) == 1 or a <= keys[0]:
+                hit = (self.rows[keys[0]], None, 0.0)
+            else:  # past the last key: extrapolate from the last two rows
+                i = min(bisect_left(keys, a), len(keys) - 1)
+                a0, a1 = keys[i - 1], keys[i]
+                hit = (self.rows[a0], self.rows[a1], (a - a0) / (a1 - a0))
+            self._brackets[a] = hit
+        return hit
 
     def __call__(self, a: float, b):
         """Linear in both keys; flat below the first key, extrapolated past the last."""
-        keys = self.keys
-        if len(keys) == 1 or a <= keys[0]:
-            return interp(b, *self.rows[keys[0]])
-        i = min(int(np.searchsorted(keys, a)), len(keys) - 1)
-        a0, a1 = keys[i - 1], keys[i]
-        t0, t1 = interp(b, *self.rows[a0]), interp(b, *self.rows[a1])
-        return t0 + (t1 - t0) * (a - a0) / (a1 - a0)
+        c0, c1, w = self._bracket(a)
+        t0 = c0(b)
+        return t0 if c1 is None else t0 + (c1(b) - t0) * w
 
 
 def _grid(df: pd.DataFrame, a: str, b: str) -> Grid2D:
-    rows = {}
-    for key, part in df.groupby(a):
+    """Rows by `a`, each non-decreasing in `b` and no faster than the row before it."""
+    rows, prev = {}, None
+    for key, part in sorted(df.groupby(a), key=lambda kv: kv[0]):
         part = part.sort_values(b)
-        rows[float(key)] = (part[b].to_numpy(float), part.seconds.to_numpy(float))
+        xs = part[b].to_numpy(float)
+        ts = np.maximum.accumulate(part.seconds.to_numpy(float))
+        if prev is not None:
+            ts = np.maximum.accumulate(np.maximum(ts, prev(xs)))
+        rows[float(key)] = prev = Curve(xs, ts)
     return Grid2D(rows)
 
 
@@ -75,7 +112,7 @@ def _grid(df: pd.DataFrame, a: str, b: str) -> Grid2D:
 class Profile:
     path: Path
     meta: dict
-    gemm: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
+    gemm: dict[tuple[int, int], Curve]
     prefill: dict[tuple[int, int, int], Grid2D]
     decode: dict[tuple[int, int, int], Grid2D]
     elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
@@ -88,8 +125,10 @@ class Profile:
         return self.meta.get("gpu", self.path.name)
 
     def gemm_time(self, rows, n: int, k: int):
-        table = self.gemm.get((n, k))
-        return None if table is None else interp(np.maximum(rows, 1.0), *table)
+        curve = self.gemm.get((n, k))
+        return (
+            None if curve is None else curve(np.maximum(rows, 1.0) if isinstance(rows, np.ndarray) else max(rows, 1.0))
+        )
 
     def elementwise_time(self, op: str, tokens, width: int):
         return self.elementwise[op](width, tokens)
@@ -146,7 +185,7 @@ def load_profile(path: str | Path) -> Profile:
     gemm = {}
     for (n, k), part in g.groupby(["n", "k"]):
         part = part.sort_values("m")
-        gemm[(int(n), int(k))] = (part.m.to_numpy(float), part.seconds.to_numpy(float))
+        gemm[(int(n), int(k))] = Curve(part.m.to_numpy(float), np.maximum.accumulate(part.seconds.to_numpy(float)))
     layouts = lambda df: df.groupby(["hq", "hkv", "d"])  # noqa: E731
     prefill = {tuple(int(x) for x in key): _grid(part, "q_len", "ctx") for key, part in
                layouts(raw["attention_prefill.csv"])}  # fmt: skip

@@ -81,27 +81,29 @@ class ProfiledModel(RooflineModel):
 
     def _attention(self, b: Batch):
         op = super()._attention(b)
-        m, ew, kv = self.model, self.profile.elementwise_time, self.hkv * self.model.head_dim
-        extra = 0.0  # K and V writes into the cache, and joining prefill and decode outputs
-        if b.prefill_lens:
-            extra += 2 * float(ew("write_kv", b.num_prefill_tokens, kv))
-        if b.num_decodes:
-            extra += 2 * float(ew("write_kv_decode", b.num_decodes, kv))
-        if b.prefill_lens and b.num_decodes:
-            extra += float(ew("concat", b.num_tokens, self.hq * m.head_dim))
-        return dataclasses.replace(op, seconds=op.seconds + m.layers * extra)
+        if not (b.prefill_lens and b.num_decodes):
+            return op
+        # a mixed batch joins the prefill and decode attention outputs
+        join = self.profile.elementwise_time("concat", b.num_tokens, self.hq * self.model.head_dim)
+        return dataclasses.replace(op, seconds=op.seconds + self.model.layers * float(join))
+
+    def _kv_write(self, op: str, tokens) -> float:
+        """Storing K and V of `tokens` new tokens in every layer's cache."""
+        return 2 * self.model.layers * self.profile.elementwise_time(op, tokens, self.hkv * self.model.head_dim)
 
     def _decode_attention(self, n: int, ctx_sum):
         grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
         if grid is None:
             return super()._decode_attention(n, ctx_sum)
-        return self.model.layers * grid(n, np.asarray(ctx_sum, dtype=float) / n) + self._decode_fixed(n)
+        attn = self.model.layers * grid(n, np.asarray(ctx_sum, dtype=float) / n)
+        return attn + self._decode_fixed(n) + self._kv_write("write_kv_decode", n)
 
     def _prefill_attention(self, b: Batch) -> tuple[float, float, float]:
         t, f, nb = super()._prefill_attention(b)
         grid = self.profile.prefill.get(self.layout) if self.measured_dtype else None
         if grid is not None:
             t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
+            t += float(self._kv_write("write_kv", b.num_prefill_tokens))
         return t, f, nb
 
 
