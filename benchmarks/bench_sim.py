@@ -1,11 +1,12 @@
 """Simulation speed: 10,000 requests with Azure-conversation-like lengths, llama-3.1-8b on one H100.
 
 Capacity is measured first (all requests at once); the timed run offers 80% of it as a
-Poisson stream. Prints wall time and simulated requests per wall-second. Lengths are
-lognormal with the means and log-spreads of the Azure LLM inference 2023 conversation
-trace (context mean 1155, sigma 0.99; generated mean 211, sigma 0.86; clipped to its range).
+Poisson stream. `--gpu h200` runs the same with the H200's measured profile. Prints wall
+time and simulated requests per wall-second. Lengths are lognormal with the means and
+log-spreads of the Azure LLM inference 2023 conversation trace (context mean 1155,
+sigma 0.99; generated mean 211, sigma 0.86; clipped to its range).
 
-    python benchmarks/bench_sim.py [--requests 10000] [--repeat 3]
+    python benchmarks/bench_sim.py [--requests 10000] [--repeat 3] [--gpu h200]
 """
 
 from __future__ import annotations
@@ -21,22 +22,28 @@ AZURE_CONV_INPUT = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, ma
 AZURE_CONV_OUTPUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
 
 
+GPU = "h100-sxm"
+
+
 def scenario(n: int, rate: float, arrival: str = "poisson") -> Scenario:
     wl = WorkloadConfig(
         num_requests=n, rate=rate, arrival=arrival, input=AZURE_CONV_INPUT, output=AZURE_CONV_OUTPUT, seed=1
     )
-    return Scenario(model="llama-3.1-8b", gpu="h100-sxm", workload=wl)
+    return Scenario(model="llama-3.1-8b", gpu=GPU, workload=wl)
 
 
 def main() -> None:
+    global GPU
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--gpu", default="h100-sxm", help="h200 uses its measured profile; h100-sxm the roofline")
     args = ap.parse_args()
+    GPU = args.gpu
 
     cap = simulate(scenario(args.requests, float("inf"), "burst")).summary()["request_throughput"]
     rate = 0.8 * cap
-    print(f"capacity {cap:.2f} req/s (all at once); offered load {rate:.2f} req/s")
+    print(f"{GPU}: capacity {cap:.2f} req/s (all at once); offered load {rate:.2f} req/s")
 
     sim_walls, metric_walls = [], []
     for _ in range(args.repeat):
@@ -49,6 +56,7 @@ def main() -> None:
         metric_walls.append(t2 - t1)
     best = min(sim_walls)
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"performance model: {result.perf_model}")
     print(
         f"simulated {summary['completed']} requests, {summary['iterations']} iterations, "
         f"{summary['duration_s']:.0f} s of serving; mean batch {summary['batch_size']['mean']:.1f}"
