@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 from typer.testing import CliRunner
@@ -79,6 +80,28 @@ def test_catalog_listings():
     assert res.exit_code == 0 and "mi300x" in res.output and "roofline" in res.output
 
 
+def test_validate_from_recorded_measurements(tmp_path):
+    measured = str(Path(__file__).parents[1] / "docs" / "validation" / "measured_h200_llama-3.1-8b.csv")
+    res = invoke("validate", "--model", "llama-3.1-8b", "--gpu", "h200", "--measured", measured,
+                 "--out", str(tmp_path / "v.csv"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "profiled  median APE" in res.output and "roofline  median APE" in res.output
+    df = pd.read_csv(tmp_path / "v.csv")
+    assert {"measured_s", "profiled_s", "roofline_s", "profiled_ape"} <= set(df.columns) and len(df) == 40
+
+
+def test_step_energy_and_perf_model():
+    res = invoke("step", "--gpu", "h200", "--decode", "32x1024", "--json")
+    doc = json.loads(res.stdout)
+    assert doc["perf_model"].startswith("profiled") and doc["power_source"] == "measured"
+    assert doc["joules"] == doc["watts_per_gpu"] * doc["seconds"]
+    roof = json.loads(invoke("step", "--gpu", "h200", "--decode", "32x1024", "--json", "--perf-model",
+                             "roofline").stdout)  # fmt: skip
+    assert roof["perf_model"] == "roofline" and roof["seconds"] != doc["seconds"]
+    res = invoke("run", "--gpu", "h200", "--num-requests", "30", "--json")
+    assert json.loads(res.stdout)["perf_model"].startswith("profiled")
+
+
 def one_line_error(res, fragment):
     assert res.exit_code == 2
     text = res.stderr.strip()
@@ -101,3 +124,7 @@ def test_errors_are_one_line(tmp_path):
     one_line_error(invoke("step", "--prefill", "a:b"), "LEN:CTX")
     one_line_error(invoke("step"), "at least one")
     one_line_error(invoke("step", "--tp", "3", "--decode", "1x1"), "must divide")
+    one_line_error(invoke("step", "--decode", "1x1", "--perf-model", "profiled"), "no measured profile for h100")
+    one_line_error(invoke("step", "--decode", "1x1", "--perf-model", "magic"), "perf model 'magic'")
+    one_line_error(invoke("profile", "--gpu", "h200", "--out", str(tmp_path / "p")), "servesim profile needs")
+    one_line_error(invoke("validate", "--measured", str(tmp_path / "none.csv")), "not found")

@@ -1,0 +1,69 @@
+"""The profiler's kernels and validation decoder on the CPU (needs PyTorch; skipped without it)."""
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from servesim.models import get_model  # noqa: E402
+from servesim.profiler import kernels as K  # noqa: E402
+from servesim.profiler.validate import validation_grid  # noqa: E402
+
+
+def reference_attention(q, k, v, ctx):
+    """Plain softmax attention, K/V heads repeated, causal with `ctx` cached keys before the queries."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    L, S = q.shape[2], k.shape[2]
+    mask = torch.ones(L, S, dtype=torch.bool).tril(diagonal=ctx)
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ v
+
+
+@pytest.mark.parametrize("ctx", [0, 7])
+def test_prefill_attention_is_causal_after_the_cache(ctx):
+    L, hq, hkv, d = 5, 8, 2, 16
+    q = torch.randn(L, hq, d)
+    k, v = torch.randn(1, hkv, ctx + L, d), torch.randn(1, hkv, ctx + L, d)
+    out = K.attention_prefill(q, k, v)
+    ref = reference_attention(q.transpose(0, 1).unsqueeze(0), k, v, ctx)[0].transpose(0, 1).reshape(L, hq * d)
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_decode_attention_packs_query_groups():
+    B, hq, hkv, d, C = 3, 8, 2, 16, 11
+    q, k, v = torch.randn(B, hq, d), torch.randn(B, hkv, C, d), torch.randn(B, hkv, C, d)
+    ref = reference_attention(q.unsqueeze(2), k, v, C)[:, :, 0].reshape(B, hq * d)
+    assert torch.allclose(K.attention_decode(q, k, v), ref, atol=1e-5)
+
+
+def test_write_kv_layouts():
+    cache = torch.zeros(1, 2, 10, 4)
+    new = torch.randn(3, 2, 4)
+    K.write_kv(cache, new, 5)
+    assert torch.equal(cache[0, :, 5:8], new.transpose(0, 1))
+    batch = torch.zeros(3, 2, 10, 4)
+    K.write_kv(batch, new, 9)
+    assert torch.equal(batch[:, :, 9], new)
+
+
+def test_decoder_forward_shapes(monkeypatch):
+    import servesim.profiler.decoder as D
+
+    monkeypatch.setattr(D, "DT", torch.float32)
+    spec = dataclasses.replace(get_model("llama-3.1-8b"), hidden=64, intermediate=128, layers=2, heads=4,
+                               kv_heads=2, head_dim=16, vocab=100)  # fmt: skip
+    dec = D.Decoder(spec, "cpu")
+    assert dec.forward(dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # one chunk + four decodes
+    assert dec.forward(dec.inputs(0, 0, 4, 7)).shape == (4, 100)
+    assert dec.forward(dec.inputs(9, 0, 0, 0)).shape == (1, 100)
+    with pytest.raises(ValueError, match="dense models only"):
+        D.Decoder(get_model("mixtral-8x7b"), "cpu")
+
+
+def test_validation_grid_covers_three_kinds():
+    grid = validation_grid(get_model("llama-3.1-8b"))
+    kinds = {g[0] for g in grid}
+    assert kinds == {"prefill", "decode", "mixed"}
+    assert ("prefill", 8192, 0, 0, 0) in grid and ("decode", 0, 0, 256, 2048) in grid
