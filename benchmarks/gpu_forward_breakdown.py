@@ -10,7 +10,6 @@ kernel family; then a long prefill timed cold and after seconds of continuous lo
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections import defaultdict
 
@@ -20,6 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 from servesim.models import get_model
 from servesim.profiler import kernels
 from servesim.profiler.decoder import Decoder
+from servesim.profiler.timing import capture, replay_seconds
 
 FAMILIES = [("gemm", ("gemm", "nvjet", "cutlass", "xmma", "sm90")), ("attention", ("flash", "fmha", "attention")),
             ("norm", ("norm",)), ("copy/cat", ("copy", "cat", "concat")), ("index", ("index", "gather")),
@@ -37,24 +37,8 @@ def family(name: str) -> str:
 def graph_time(dec, inp, reps=10):
     for _ in range(2):
         dec.forward(inp)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        dec.forward(inp)
-    torch.cuda.current_stream().wait_stream(s)
-    with torch.cuda.graph(g):
-        dec.forward(inp)
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    out = []
-    for _ in range(reps):
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b) / 1e3)
-    return g, statistics.median(out)
+    g = capture(lambda: dec.forward(inp))
+    return g, replay_seconds(g, reps)
 
 
 def main():

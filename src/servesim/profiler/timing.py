@@ -34,18 +34,34 @@ def time_calls(calls: list[Callable[[], object]], target_s: float = 2e-3, repeat
     torch.cuda.synchronize()
     rough = max(time.perf_counter() - t0, 1e-6)
     reps = max(len(calls), min(200, int(target_s / rough) + 1))
+
+    def body():
+        for i in range(reps):
+            calls[i % len(calls)]()
+
+    graph = capture(body)
+    seconds = replay_seconds(graph, repeats) / reps
+    del graph
+    return seconds
+
+
+def capture(fn: Callable[[], object]) -> torch.cuda.CUDAGraph:
+    """Capture `fn` in a CUDA graph, after a warm-up run on a side stream as capture requires."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for fn in calls:
-            fn()
+        fn()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for i in range(reps):
-            calls[i % len(calls)]()
+        fn()
     graph.replay()
     torch.cuda.synchronize()
+    return graph
+
+
+def replay_seconds(graph: torch.cuda.CUDAGraph, repeats: int = 5) -> float:
+    """Median seconds of one replay of `graph`, timed with CUDA events."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     samples = []
     for _ in range(repeats):
@@ -53,8 +69,7 @@ def time_calls(calls: list[Callable[[], object]], target_s: float = 2e-3, repeat
         graph.replay()
         end.record()
         end.synchronize()
-        samples.append(start.elapsed_time(end) / 1e3 / reps)
-    del graph
+        samples.append(start.elapsed_time(end) / 1e3)
     return statistics.median(samples)
 
 

@@ -7,7 +7,6 @@ profiled and the roofline models and the absolute percentage errors.
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
@@ -52,6 +51,7 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataF
 
     from servesim.profiler import kernels
     from servesim.profiler.decoder import Decoder
+    from servesim.profiler.timing import capture, replay_seconds
 
     kernels.probe("cuda")
     dec = Decoder(spec)
@@ -60,26 +60,9 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataF
         inp = dec.inputs(L, C, B, Cd)
         for _ in range(2):
             dec.forward(inp)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            dec.forward(inp)
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.cuda.graph(graph):
-            dec.forward(inp)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        graph.replay()
-        samples = []
-        for _ in range(repeats):
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3)
+        graph = capture(lambda inp=inp: dec.forward(inp))
         rows.append(dict(model=spec.name, gpu=gpu, kind=kind, chunk=L, chunk_ctx=C, decodes=B, decode_ctx=Cd,
-                         measured_s=statistics.median(samples)))  # fmt: skip
+                         measured_s=replay_seconds(graph, repeats)))  # fmt: skip
         ms = rows[-1]["measured_s"] * 1e3
         log(f"{time.strftime('%H:%M:%S')} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: {ms:.3f} ms")
         del graph, inp
