@@ -56,8 +56,8 @@ def checked(monkeypatch):
         step(self, plan)
         check_invariants(self)
 
-    def checked_run(self, nxt):
-        run(self, nxt)
+    def checked_run(self, *args):
+        run(self, *args)
         check_invariants(self)
 
     monkeypatch.setattr(Replica, "_step", checked_step)

@@ -9,6 +9,7 @@ call to the performance model.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -52,6 +53,7 @@ class Replica:
         self.unit_tokens = unit_tokens
         self.kv = KVCache(num_blocks, B, engine.enable_prefix_caching, max(1, unit_tokens // B))
         self.dec = DecodingSet(B)
+        self.incoming: deque[Request] = deque()  # handed over, arriving later
         self.waiting: deque[Request] = deque()
         self.running: dict[int, Request] = {}  # admission order; preemption takes the last
         self.prefilling: list[Request] = []
@@ -119,25 +121,39 @@ class Replica:
     # ----- the loop -----
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
-        i, n = 0, len(requests)
-        sched, dec = self.scheduler, self.dec
+        self.incoming.extend(requests)
+        self.advance(math.inf)
+
+    def submit(self, req: Request) -> None:
+        """Hand over a request that arrives at `req.arrival` (no earlier than those before it)."""
+        self.incoming.append(req)
+
+    def advance(self, until: float) -> None:
+        """Run every iteration that starts before `until`, admitting arrivals as they come."""
+        incoming, sched, dec = self.incoming, self.scheduler, self.dec
         while True:
-            while i < n and requests[i].arrival <= self.now:
-                self.waiting.append(requests[i])
-                i += 1
+            while incoming and incoming[0].arrival <= self.now:
+                self.waiting.append(incoming.popleft())
             if not self.running and not self.waiting:
-                if i == n:
+                if not incoming or incoming[0].arrival >= until:
                     return
-                self.now = requests[i].arrival
+                self.now = incoming[0].arrival
                 continue
+            if self.now >= until:
+                return
             self.decodes_reserved = False
             plan = sched.schedule()
             if plan:
                 self._step(plan)
             elif dec.n:
-                self._decode_run(requests[i].arrival if i < n else None)
+                self._decode_run(incoming[0].arrival if incoming else None, until)
             else:
                 raise RuntimeError(f"scheduler {sched.name} made no progress at t={self.now}")
+
+    @property
+    def outstanding(self) -> int:
+        """Requests queued, running or handed over but not yet arrived."""
+        return len(self.running) + len(self.waiting) + len(self.incoming)
 
     def _record(self, start: int, ends) -> None:
         stop = start + len(ends)
@@ -183,7 +199,7 @@ class Replica:
                 req.entries.append(h)
                 req.shared_blocks += kv.unit_blocks
 
-    def _decode_run(self, next_arrival: float | None) -> None:
+    def _decode_run(self, next_arrival: float | None, until: float = math.inf) -> None:
         dec, kv, j0 = self.dec, self.kv, self.it
         n = dec.n
         k = min(dec.next_finish() - j0 + 1, 1 + dec.iterations_fitting(j0 + 1, kv.free()), MAX_RUN)
@@ -191,8 +207,11 @@ class Replica:
             k = 1  # freed room may admit waiting requests next step
         ctx = dec.base_sum + n * (j0 + 1 + np.arange(k))
         ends = self.now + np.cumsum(self.perf.decode_times(n, ctx))
+        horizon = until  # the caller needs this replica's state at `until`
         if next_arrival is not None and self.scheduler.arrivals_matter():
-            first = int(np.searchsorted(ends, next_arrival))
+            horizon = min(horizon, next_arrival)
+        if horizon < math.inf:
+            first = int(np.searchsorted(ends, horizon))
             if first < k:
                 k = first + 1
                 ends = ends[:k]
