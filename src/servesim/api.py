@@ -17,9 +17,11 @@ from servesim.metrics import itl_table, request_records, summarize, token_times
 from servesim.models import get_model
 from servesim.perf import PerfModel
 from servesim.perf.profiled import describe, make_perf_model
+from servesim.sim.cluster import Cluster
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
+from servesim.sim.router import make_router
 from servesim.workload import generate
 
 
@@ -32,33 +34,39 @@ def build_perf_model(scenario: Scenario) -> PerfModel:
 
 @dataclass
 class Result:
-    """What a simulation produced: requests, per-step log and iteration times."""
+    """What a simulation produced: requests, per-replica step logs and iteration times."""
 
     scenario: Scenario
     memory: MemoryPlan
     raw_requests: list[Request]
-    steps: dict[str, np.ndarray]
-    iter_end: np.ndarray
+    replica_steps: list[dict[str, np.ndarray]]
+    iter_ends: list[np.ndarray]
     kv_hit_rate: float | None
     perf_model: str = "roofline"
     _summary: dict | None = field(default=None, repr=False)
 
+    @property
+    def steps(self) -> dict[str, np.ndarray]:
+        """The first replica's step log."""
+        return self.replica_steps[0]
+
     @cached_property
     def _itls(self) -> tuple[np.ndarray, np.ndarray]:
-        return itl_table(self.raw_requests, self.iter_end)
+        return itl_table(self.raw_requests, self.iter_ends)
 
     @cached_property
     def requests(self) -> pd.DataFrame:
-        """One row per request: times in seconds, lengths, preemptions, cached tokens."""
+        """One row per request: times in seconds, lengths, preemptions, cached tokens, replica."""
         return request_records(self.raw_requests, self._itls)
 
     def token_times(self, request_id: int) -> np.ndarray:
-        return token_times(self.raw_requests[request_id], self.iter_end)
+        return token_times(self.raw_requests[request_id], self.iter_ends)
 
     def summary(self) -> dict:
         if self._summary is None:
+            blocks = [self.memory.num_blocks] * len(self.replica_steps)
             self._summary = summarize(
-                self.requests, self._itls[1], self.steps, self.scenario.slo, self.memory.num_blocks, self.kv_hit_rate
+                self.requests, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate
             )
             self._summary["perf_model"] = self.perf_model
             self._summary["memory"] = {
@@ -83,7 +91,7 @@ class Result:
 
 
 def simulate(scenario: Scenario | None = None) -> Result:
-    """Simulate one replica serving the scenario's workload to completion."""
+    """Simulate the scenario's replicas serving its workload to completion."""
     sc = scenario or Scenario()
     e = sc.engine
     model, gpu = get_model(sc.model), get_gpu(sc.gpu, sc.gpu_file)
@@ -106,9 +114,17 @@ def simulate(scenario: Scenario | None = None) -> Result:
             r.rejected = True  # vLLM refuses requests longer than max_model_len
         else:
             accepted.append(r)
-    replica = Replica(e, perf, memory.num_blocks, sc.workload.hash_block_tokens)
-    replica.run(accepted)
-    kv = replica.kv
-    hit_rate = kv.hit_blocks / kv.query_blocks if kv.query_blocks else None
-    steps = replica.log.arrays()
-    return Result(sc, memory, requests, steps, replica.iter_end[: replica.it], hit_rate, describe(perf))
+    unit = sc.workload.hash_block_tokens
+    replicas = [Replica(e, perf, memory.num_blocks, unit, rid=i) for i in range(sc.replicas)]
+    Cluster(replicas, make_router(sc.router, sc.workload.seed)).run(accepted)
+    hits = sum(r.kv.hit_blocks for r in replicas)
+    queries = sum(r.kv.query_blocks for r in replicas)
+    return Result(
+        sc,
+        memory,
+        requests,
+        [r.log.arrays() for r in replicas],
+        [r.iter_end[: r.it] for r in replicas],
+        hits / queries if queries else None,
+        describe(perf),
+    )

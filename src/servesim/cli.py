@@ -54,6 +54,10 @@ def run(
     gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
     perf_model: Annotated[str | None, Opt(help="auto | profiled | roofline")] = None,
     tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
+    replicas: Annotated[int | None, Opt(help="engine replicas behind the router")] = None,
+    router: Annotated[
+        str | None, Opt(help="round_robin | random | least_requests | least_tokens | prefix_affinity")
+    ] = (None),
     scheduler: Annotated[str | None, Opt(help="vllm | sarathi | orca | static")] = None,
     max_num_seqs: Annotated[int | None, Opt()] = None,
     max_num_batched_tokens: Annotated[int | None, Opt()] = None,
@@ -90,7 +94,7 @@ def run(
 
     scenario = load_scenario(config) if config else Scenario()
     data = scenario.model_dump(exclude_none=True)
-    top = dict(model=model, gpu=gpu, gpu_file=gpu_file, perf_model=perf_model)
+    top = dict(model=model, gpu=gpu, gpu_file=gpu_file, perf_model=perf_model, replicas=replicas, router=router)
     engine = dict(
         tp=tp, scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
         chunk_size=chunk_size, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
@@ -126,7 +130,8 @@ def run(
         from servesim.report.table import summary_table
 
         e = scenario.engine
-        title = f"{scenario.model} on {e.tp}x {scenario.gpu}, scheduler {e.scheduler}, {summary['perf_model']}"
+        reps = f"{scenario.replicas} x " if scenario.replicas > 1 else ""
+        title = f"{scenario.model} on {reps}{e.tp}x {scenario.gpu}, scheduler {e.scheduler}, {summary['perf_model']}"
         console.print(summary_table(summary, title))
     if output:
         paths = result.save(output, fmt)

@@ -148,6 +148,9 @@ class Scenario(_Strict):
     model: str = "llama-3.1-8b"
     gpu: str = "h100-sxm"
     gpu_file: Path | None = None
+    replicas: int = Field(1, ge=1, description="identical engine replicas behind the router")
+    router: str = Field("round_robin", description="round_robin | random | least_requests | least_tokens | "
+                        "prefix_affinity")  # fmt: skip
     perf_model: Literal["auto", "profiled", "roofline"] = Field(
         "auto", description="auto: the GPU's measured profile if there is one, else the roofline"
     )

@@ -17,7 +17,7 @@ def test_single_request_is_prefill_plus_decodes(checked):
     decodes = [perf.iteration_time(Batch.decode(1, 700 + k)) for k in range(1, 50)]
     assert req.first_token == pytest.approx(prefill, rel=1e-12)
     assert req.finish == pytest.approx(prefill + sum(decodes), rel=1e-9)
-    times = token_times(req, r.iter_end)
+    times = token_times(req, [r.iter_end])
     assert len(times) == 50
     assert np.diff(times) == pytest.approx(decodes, rel=1e-6)
     assert r.it == 50
@@ -44,7 +44,7 @@ def test_conservation_and_token_counts(checked):
     assert all(q.finish is not None for q in done)
     assert sorted(q.id for q in done) == list(range(300))
     for q in done:
-        times = token_times(q, r.iter_end)
+        times = token_times(q, [r.iter_end])
         assert len(times) == q.output_len
         assert times[0] == q.first_token and times[-1] == q.finish
         assert np.all(np.diff(times) > 0)
@@ -75,7 +75,7 @@ def test_preemption_recomputes_and_conserves(checked):
     r, done = serve(reqs, EngineConfig(max_num_seqs=64), num_blocks=600)
     assert sum(q.preemptions for q in done) > 0
     for q in done:
-        assert len(token_times(q, r.iter_end)) == 300
+        assert len(token_times(q, [r.iter_end])) == 300
     # newest admitted are preempted first: the earliest request is never preempted
     assert done[0].preemptions == 0
     assert r.kv.used == 0
@@ -123,7 +123,7 @@ def test_invariants_hold_on_random_workloads(checked, reqs, scheduler, max_num_s
     r, done = serve(reqs, engine, num_blocks=blocks, unit_tokens=512 // 16 * block_size)
     for q in done:
         assert q.finish is not None and q.arrival <= q.first_token <= q.finish
-        assert len(token_times(q, r.iter_end)) == q.output_len
+        assert len(token_times(q, [r.iter_end])) == q.output_len
     steps = r.log.arrays()
     assert steps["seqs"].max() <= max_num_seqs
     assert steps["kv_used"].max() <= blocks

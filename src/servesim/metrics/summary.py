@@ -30,6 +30,7 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
         "preemptions": [r.preemptions for r in requests],
         "cached_tokens": [r.cached_tokens for r in requests],
         "first_scheduled_s": [r.first_scheduled for r in requests],
+        "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
     }
     df = pd.DataFrame(cols)
     for c in ("first_token_s", "finish_s", "first_scheduled_s"):
@@ -51,20 +52,22 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
     return df
 
 
-def token_times(req, iter_end: np.ndarray) -> np.ndarray:
-    """The time of every output token of a finished request."""
-    return np.concatenate([iter_end[a : b + 1] for a, b in req.segments])
+def token_times(req, iter_ends: list[np.ndarray]) -> np.ndarray:
+    """The time of every output token of a finished request (iter_ends: each replica's iteration ends)."""
+    return np.concatenate([iter_ends[rid][a : b + 1] for rid, a, b in req.segments])
 
 
-def itl_table(requests, iter_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def itl_table(requests, iter_ends: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token gap of every finished request, with the index of its request."""
+    offsets = np.cumsum([0] + [len(x) for x in iter_ends])
+    iter_end = np.concatenate(iter_ends) if iter_ends else np.empty(0)
     seg_owner, seg_a, seg_b = [], [], []
     for i, r in enumerate(requests):
         if r.finish is not None and r.output_len > 1:
-            for a, b in r.segments:
+            for rid, a, b in r.segments:
                 seg_owner.append(i)
-                seg_a.append(a)
-                seg_b.append(b)
+                seg_a.append(a + offsets[rid])
+                seg_b.append(b + offsets[rid])
     if not seg_owner:
         return np.empty(0, dtype=np.int64), np.empty(0)
     a, b = np.asarray(seg_a), np.asarray(seg_b)
@@ -100,19 +103,39 @@ def good_mask(df: pd.DataFrame, slo: SLO) -> np.ndarray:
     return ok
 
 
-def summarize(
-    df: pd.DataFrame, itls: np.ndarray, steps: dict, slo: SLO, kv_blocks: int, kv_hit_rate: float | None
-) -> dict:
-    done = df[df.completed]
-    duration = float(done.finish_s.max()) if len(done) else 0.0
-    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
-    in_tok, out_tok = int(done.input_len.sum()), int(done.output_len.sum())
+def replica_stats(steps: dict, kv_blocks: int, duration: float) -> dict:
+    """Time-weighted batch and KV-cache statistics of one replica's step log."""
     span = steps["end"] - steps["start"]
     busy = float(span.sum())
 
     def time_avg(x):
         return float((x * span).sum() / busy) if busy > 0 else 0.0
 
+    return {
+        "iterations": int(steps["iters"].sum()),
+        "busy_fraction": busy / duration if duration > 0 else 0.0,
+        "batch_size": {
+            "mean": time_avg(steps["seqs"]),
+            "max": int(steps["seqs"].max()) if len(span) else 0,
+            "mean_tokens": time_avg(steps["tokens"]),
+        },
+        "kv_cache": {
+            "blocks": kv_blocks,
+            "mean_usage": time_avg(steps["kv_used"]) / kv_blocks if kv_blocks else 0.0,
+            "max_usage": float(steps["kv_used"].max()) / kv_blocks if len(span) and kv_blocks else 0.0,
+        },
+    }
+
+
+def summarize(df: pd.DataFrame, itls: np.ndarray, replica_steps: list[dict], slo: SLO, kv_blocks: list[int],
+              kv_hit_rate: float | None) -> dict:  # fmt: skip
+    """The run's summary; batch and KV statistics are means over replicas, each replica listed too."""
+    done = df[df.completed]
+    duration = float(done.finish_s.max()) if len(done) else 0.0
+    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    in_tok, out_tok = int(done.input_len.sum()), int(done.output_len.sum())
+    reps = [replica_stats(s, b, duration) for s, b in zip(replica_steps, kv_blocks, strict=True)]
+    mean = lambda f: float(np.mean([f(r) for r in reps]))  # noqa: E731
     summary = {
         "completed": int(len(done)),
         "failed": int((~df.completed).sum()),
@@ -127,20 +150,27 @@ def summarize(
         "itl_ms": _stats(itls),
         "e2el_ms": _stats(done.e2el_s),
         "preemptions": int(df.preemptions.sum()),
-        "iterations": int(steps["iters"].sum()),
-        "busy_fraction": busy / duration if duration > 0 else 0.0,
+        "iterations": sum(r["iterations"] for r in reps),
+        "busy_fraction": mean(lambda r: r["busy_fraction"]),
         "batch_size": {
-            "mean": time_avg(steps["seqs"]),
-            "max": int(steps["seqs"].max()) if len(span) else 0,
-            "mean_tokens": time_avg(steps["tokens"]),
+            "mean": mean(lambda r: r["batch_size"]["mean"]),
+            "max": max(r["batch_size"]["max"] for r in reps),
+            "mean_tokens": mean(lambda r: r["batch_size"]["mean_tokens"]),
         },
         "kv_cache": {
-            "blocks": kv_blocks,
-            "mean_usage": time_avg(steps["kv_used"]) / kv_blocks if kv_blocks else 0.0,
-            "max_usage": float(steps["kv_used"].max()) / kv_blocks if len(span) and kv_blocks else 0.0,
+            "blocks": sum(kv_blocks),
+            "mean_usage": mean(lambda r: r["kv_cache"]["mean_usage"]),
+            "max_usage": max(r["kv_cache"]["max_usage"] for r in reps),
             "prefix_hit_rate": kv_hit_rate,
         },
     }
+    if len(reps) > 1:
+        served = df.groupby("replica").size()
+        for i, r in enumerate(reps):
+            r["replica"] = i
+            r["completed"] = int(served.get(i, 0))
+            r["request_throughput"] = per_s(r["completed"])
+        summary["replicas"] = reps
     if slo.any:
         good = good_mask(df, slo)
         summary["slo"] = slo.model_dump(exclude_none=True)

@@ -64,6 +64,17 @@ class KVCache:
         self.hit_blocks += len(hit) * self.unit_blocks
         return hit
 
+    def cached_prefix_units(self, hashes) -> int:
+        """Length of the cached prefix of `hashes`, in units, without touching the cache."""
+        if not self.prefix_caching:
+            return 0
+        n = 0
+        for h in hashes:
+            if h not in self._refs:
+                break
+            n += 1
+        return n
+
     def insert(self, h) -> bool:
         """Turn one unit of a request's own blocks into a shared cache entry."""
         if h in self._refs:

@@ -46,7 +46,8 @@ class StepLog:
 
 
 class Replica:
-    def __init__(self, engine, perf: PerfModel, num_blocks: int, unit_tokens: int = 512):
+    def __init__(self, engine, perf: PerfModel, num_blocks: int, unit_tokens: int = 512, rid: int = 0):
+        self.rid = rid  # index in its cluster; token times name the replica that produced them
         self.engine = engine
         self.perf = perf
         self.block_size = B = engine.block_size
@@ -101,7 +102,7 @@ class Replica:
         self._release(req)
         if req.decoding:
             req.generated = req.output_len - req.finish_it + self.it - 1
-            req.segments.append((req.seg_start, self.it - 1))
+            req.segments.append((self.rid, req.seg_start, self.it - 1))
             self.dec.remove(req)
         else:
             self.prefilling.remove(req)
@@ -112,10 +113,10 @@ class Replica:
     def _finish(self, req: Request, t: float) -> None:
         self._release(req)
         if req.decoding:
-            req.segments.append((req.seg_start, self.it - 1))
+            req.segments.append((self.rid, req.seg_start, self.it - 1))
             self.dec.remove(req)
         else:
-            req.segments.append((req.seg_start, req.seg_start))
+            req.segments.append((self.rid, req.seg_start, req.seg_start))
         req.finish = t
 
     # ----- the loop -----

@@ -39,7 +39,7 @@ class Request:
         self.preemptions = 0
         self.cached_tokens = 0
         self.first_scheduled: float | None = None
-        self.segments: list[tuple[int, int]] = []  # iteration ranges that produced tokens
+        self.segments: list[tuple[int, int, int]] = []  # (replica, first, last) iterations that made tokens
         self.seg_start = -1
         self.rejected = False
 

@@ -1,0 +1,11 @@
+"""Join the shortest queue measured in work: KV tokens held plus prompt tokens still to prefill."""
+
+from servesim.sim.router import Router, queued_tokens, register
+
+
+@register
+class LeastTokens(Router):
+    name = "least_tokens"
+
+    def route(self, req, replicas) -> int:
+        return min(range(len(replicas)), key=lambda i: (queued_tokens(replicas[i]), i))

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from servesim import Scenario, ServesimError, WorkloadConfig, simulate
+from servesim.config import EngineConfig, LengthDist
+from servesim.sim.cluster import Cluster
+from servesim.sim.request import Request
+from servesim.sim.router import make_router, router_names
+from tests.sim.conftest import make_replica
+
+SKEWED = WorkloadConfig(num_requests=1500, rate=40, arrival="gamma", burstiness=0.3, seed=3,
+                        input=LengthDist(dist="lognormal", mean=1500, sigma=1.4, max=16000),
+                        output=LengthDist(dist="lognormal", mean=250, sigma=1.0, max=2000))  # fmt: skip
+
+
+def serve_cluster(reqs, n, router, engine=None, blocks=20000):
+    requests = [Request(i, *t) for i, t in enumerate(sorted(reqs, key=lambda t: t[0]))]
+    replicas = [make_replica(engine, num_blocks=blocks) for _ in range(n)]
+    for i, r in enumerate(replicas):
+        r.rid = i
+    Cluster(replicas, make_router(router)).run(requests)
+    return replicas, requests
+
+
+def test_registry():
+    assert {"round_robin", "random", "least_requests", "least_tokens", "prefix_affinity"} <= set(router_names())
+    with pytest.raises(ServesimError, match="unknown router 'nearest'"):
+        make_router("nearest")
+
+
+@pytest.mark.parametrize("router", ["round_robin", "random", "least_requests", "least_tokens", "prefix_affinity"])
+def test_conservation_across_replicas(checked, router):
+    rng = np.random.default_rng(1)
+    reqs = [(float(t), int(i), int(o)) for t, i, o in
+            zip(np.cumsum(rng.exponential(0.01, 400)), rng.integers(1, 3000, 400), rng.integers(1, 200, 400),
+                strict=True)]  # fmt: skip
+    replicas, done = serve_cluster(reqs, 3, router, EngineConfig(max_num_seqs=32, max_num_batched_tokens=2048))
+    assert all(q.finish is not None for q in done)
+    served = [q.segments[-1][0] for q in done]
+    assert sorted(set(served)) == [0, 1, 2]
+    assert sum(len(r.running) + len(r.waiting) + len(r.incoming) for r in replicas) == 0
+    assert all(r.kv.used == 0 for r in replicas)
+
+
+def test_one_replica_cluster_equals_a_replica():
+    sc = Scenario(workload=WorkloadConfig(num_requests=300, rate=20, seed=9))
+    a = simulate(sc).requests
+    b = simulate(sc.model_copy(update={"router": "least_tokens"})).requests
+    assert a.equals(b)
+
+
+def imbalance(result) -> float:
+    """Largest replica's share of the prompt tokens over the mean share."""
+    per = result.requests.groupby("replica").input_len.sum()
+    return float(per.max() / per.mean())
+
+
+def test_load_aware_routing_beats_random_on_skewed_load():
+    results = {r: simulate(Scenario(workload=SKEWED, replicas=4, router=r)) for r in ("random", "least_tokens")}
+    assert imbalance(results["least_tokens"]) < imbalance(results["random"])
+    p99 = {r: res.summary()["ttft_ms"]["p99"] for r, res in results.items()}
+    assert p99["least_tokens"] < 0.8 * p99["random"]
+    rr = simulate(Scenario(workload=SKEWED, replicas=4, router="round_robin")).summary()
+    assert [x["completed"] for x in rr["replicas"]] == [375] * 4
+
+
+def test_prefix_affinity_raises_cache_hits(tmp_path):
+    """60 conversations of 6 turns; each turn's prompt extends the conversation so far (Mooncake-style ids)."""
+    import json
+
+    rng = np.random.default_rng(0)
+    rows, next_id = [], 0
+    for conv in range(60):
+        ids = []
+        for turn in range(6):
+            ids = ids + list(range(next_id, next_id + 2))
+            next_id += 2
+            rows.append({"timestamp": int(conv * 900 + turn * 7000 + rng.integers(0, 500)),
+                         "input_length": 512 * len(ids), "output_length": 64, "hash_ids": ids})  # fmt: skip
+    rows.sort(key=lambda r: r["timestamp"])
+    trace = tmp_path / "conversations.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    wl = WorkloadConfig(trace=trace, num_requests=None, arrival="trace")
+    hit = {r: simulate(Scenario(workload=wl, replicas=4, router=r)).summary()["kv_cache"]["prefix_hit_rate"]
+           for r in ("round_robin", "prefix_affinity")}  # fmt: skip
+    assert hit["prefix_affinity"] > hit["round_robin"] + 0.05
