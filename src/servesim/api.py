@@ -13,11 +13,12 @@ import pandas as pd
 from servesim.config import Scenario
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
-from servesim.metrics import itl_table, request_records, summarize, token_times
+from servesim.metrics import itl_table, pool_stats, request_records, summarize, summary_stats, token_times
 from servesim.models import get_model
-from servesim.perf import PerfModel
 from servesim.perf.profiled import describe, make_perf_model
 from servesim.sim.cluster import Cluster
+from servesim.sim.disaggregation import DisaggregatedCluster
+from servesim.sim.kv_transfer import kv_transfer_seconds
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
@@ -25,11 +26,8 @@ from servesim.sim.router import make_router
 from servesim.workload import generate
 
 
-def build_perf_model(scenario: Scenario) -> PerfModel:
-    """The scenario's performance model: the GPU's measured profile when it has one (auto)."""
-    e = scenario.engine
-    model, gpu = get_model(scenario.model), get_gpu(scenario.gpu, scenario.gpu_file)
-    return make_perf_model(model, gpu, e.tp, e.dtype, kv_dtype(e), scenario.perf_model)
+def _memory(m: MemoryPlan) -> dict:
+    return {"weights_gib_per_gpu": m.weights_gib, "kv_cache_gib_per_gpu": m.kv_gib, "kv_cache_tokens": m.kv_tokens}
 
 
 @dataclass
@@ -37,13 +35,19 @@ class Result:
     """What a simulation produced: requests, per-replica step logs and iteration times."""
 
     scenario: Scenario
-    memory: MemoryPlan
+    memories: list[MemoryPlan]  # per replica
     raw_requests: list[Request]
     replica_steps: list[dict[str, np.ndarray]]
     iter_ends: list[np.ndarray]
     kv_hit_rate: float | None
     perf_model: str = "roofline"
+    pools: dict[str, list[int]] = field(default_factory=dict)  # pool name -> replica indices
     _summary: dict | None = field(default=None, repr=False)
+
+    @property
+    def memory(self) -> MemoryPlan:
+        """The first replica's memory plan."""
+        return self.memories[0]
 
     @property
     def steps(self) -> dict[str, np.ndarray]:
@@ -64,16 +68,21 @@ class Result:
 
     def summary(self) -> dict:
         if self._summary is None:
-            blocks = [self.memory.num_blocks] * len(self.replica_steps)
-            self._summary = summarize(
-                self.requests, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate
-            )
-            self._summary["perf_model"] = self.perf_model
-            self._summary["memory"] = {
-                "weights_gib_per_gpu": self.memory.weights_gib,
-                "kv_cache_gib_per_gpu": self.memory.kv_gib,
-                "kv_cache_tokens": self.memory.kv_tokens,
-            }
+            blocks = [m.num_blocks for m in self.memories]
+            s = summarize(self.requests, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate)
+            s["perf_model"] = self.perf_model
+            if self.pools:
+                s["memory"] = {name: _memory(self.memories[ids[0]]) for name, ids in self.pools.items()}
+            else:
+                s["memory"] = _memory(self.memory)
+            if self.pools:
+                served = {
+                    name: sum(1 for r in self.raw_requests if any(seg[0] in ids for seg in r.segments))
+                    for name, ids in self.pools.items()
+                }
+                s["pools"] = pool_stats(s["replicas"], self.pools, served)
+                s["kv_transfer_ms"] = summary_stats(self.requests.kv_transfer_s.dropna())
+            self._summary = s
         return self._summary
 
     def save(self, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
@@ -90,23 +99,41 @@ class Result:
         return paths
 
 
-def simulate(scenario: Scenario | None = None) -> Result:
-    """Simulate the scenario's replicas serving its workload to completion."""
-    sc = scenario or Scenario()
-    e = sc.engine
-    model, gpu = get_model(sc.model), get_gpu(sc.gpu, sc.gpu_file)
-    perf = build_perf_model(sc)
-    memory = plan_memory(model, gpu, e)
-    max_len = e.max_model_len or model.max_position
+def _pool(sc: Scenario, gpu_name: str, engine, count: int, first_rid: int) -> tuple[list[Replica], MemoryPlan]:
+    """`count` identical replicas of the scenario's model on `gpu_name` with `engine` settings."""
+    model, gpu = get_model(sc.model), get_gpu(gpu_name, sc.gpu_file)
+    perf = make_perf_model(model, gpu, engine.tp, engine.dtype, kv_dtype(engine), sc.perf_model)
+    memory = plan_memory(model, gpu, engine)
+    max_len = engine.max_model_len or model.max_position
     if memory.kv_tokens < max_len:
         raise ServesimError(
-            f"the KV cache holds {memory.kv_tokens} tokens, fewer than max_model_len {max_len}; "
-            "lower --max-model-len, raise --gpu-memory-utilization or --tp, or use a larger GPU"
+            f"the KV cache of {gpu.name} x{engine.tp} holds {memory.kv_tokens} tokens, fewer than max_model_len "
+            f"{max_len}; lower --max-model-len, raise --gpu-memory-utilization or --tp, or use a larger GPU"
         )
-    if e.enable_prefix_caching and sc.workload.hash_block_tokens % e.block_size:
+    if engine.enable_prefix_caching and sc.workload.hash_block_tokens % engine.block_size:
         raise ServesimError(
-            f"hash_block_tokens ({sc.workload.hash_block_tokens}) must be a multiple of block_size ({e.block_size})"
+            f"hash_block_tokens ({sc.workload.hash_block_tokens}) must be a multiple of block_size "
+            f"({engine.block_size})"
         )
+    unit = sc.workload.hash_block_tokens
+    return [Replica(engine, perf, memory.num_blocks, unit, rid=first_rid + i) for i in range(count)], memory
+
+
+def simulate(scenario: Scenario | None = None) -> Result:
+    """Simulate the scenario's replicas (co-located or disaggregated) serving its workload to completion."""
+    sc = scenario or Scenario()
+    model = get_model(sc.model)
+    if sc.disaggregated:
+        p, d = sc.prefill, sc.decode
+        prefill, p_mem = _pool(sc, p.gpu or sc.gpu, p.engine, p.replicas, 0)
+        decode, d_mem = _pool(sc, d.gpu or sc.gpu, d.engine, d.replicas, p.replicas)
+        replicas, pools = prefill + decode, {"prefill": (p, prefill), "decode": (d, decode)}
+        memories = [p_mem] * p.replicas + [d_mem] * d.replicas
+        engines = [p.engine, d.engine]
+    else:
+        replicas, memory = _pool(sc, sc.gpu, sc.engine, sc.replicas, 0)
+        memories, pools, engines = [memory] * sc.replicas, {}, [sc.engine]
+    max_len = min(e.max_model_len or model.max_position for e in engines)
     requests = generate(sc.workload)
     accepted = []
     for r in requests:
@@ -114,17 +141,27 @@ def simulate(scenario: Scenario | None = None) -> Result:
             r.rejected = True  # vLLM refuses requests longer than max_model_len
         else:
             accepted.append(r)
-    unit = sc.workload.hash_block_tokens
-    replicas = [Replica(e, perf, memory.num_blocks, unit, rid=i) for i in range(sc.replicas)]
-    Cluster(replicas, make_router(sc.router, sc.workload.seed)).run(accepted)
+    if sc.disaggregated:
+        kv_bytes = model.kv_bytes_per_token(kv_dtype(sc.decode.engine))
+        links = min(sc.prefill.engine.tp, sc.decode.engine.tp)
+
+        def transfer(req: Request, last_s: float) -> float:
+            return kv_transfer_seconds(req.prompt_len, model, kv_bytes, sc.kv_transfer, links, last_s)
+
+        seed = sc.workload.seed
+        DisaggregatedCluster(prefill, decode, make_router(sc.prefill.router, seed), make_router(sc.decode.router, seed),
+                             transfer).run(accepted)  # fmt: skip
+    else:
+        Cluster(replicas, make_router(sc.router, sc.workload.seed)).run(accepted)
     hits = sum(r.kv.hit_blocks for r in replicas)
     queries = sum(r.kv.query_blocks for r in replicas)
     return Result(
         sc,
-        memory,
+        memories,
         requests,
         [r.log.arrays() for r in replicas],
         [r.iter_end[: r.it] for r in replicas],
         hits / queries if queries else None,
-        describe(perf),
+        " / ".join(sorted({describe(r.perf) for r in replicas})),
+        {name: [r.rid for r in reps] for name, (_, reps) in pools.items()},
     )

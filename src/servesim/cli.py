@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from servesim.config import SLO, Scenario, load_scenario, validation_message
@@ -34,9 +35,9 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except ServesimError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         except ValidationError as e:
-            err.print(f"[bold red]error:[/] {validation_message(e)}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(validation_message(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
     return wrapper
@@ -73,10 +74,12 @@ def run(
     burstiness: Annotated[float | None, Opt(help="gamma shape (1 = Poisson)")] = None,
     input_dist: Annotated[str | None, Opt(help="fixed | uniform | lognormal")] = None,
     input_mean: Annotated[float | None, Opt(help="mean input tokens")] = None,
+    input_sigma: Annotated[float | None, Opt(help="lognormal shape of input lengths")] = None,
     input_min: Annotated[int | None, Opt()] = None,
     input_max: Annotated[int | None, Opt()] = None,
     output_dist: Annotated[str | None, Opt(help="fixed | uniform | lognormal")] = None,
     output_mean: Annotated[float | None, Opt(help="mean output tokens")] = None,
+    output_sigma: Annotated[float | None, Opt(help="lognormal shape of output lengths")] = None,
     output_min: Annotated[int | None, Opt()] = None,
     output_max: Annotated[int | None, Opt()] = None,
     trace: Annotated[Path | None, Opt(help="Azure CSV or Mooncake JSONL trace")] = None,
@@ -85,6 +88,14 @@ def run(
     time_scale: Annotated[float | None, Opt(help="speed-up of trace timestamps")] = None,
     seed: Annotated[int | None, Opt()] = None,
     goodput: Annotated[list[str] | None, Opt(help="SLOs, e.g. 'ttft:500 tpot:50' (ms)")] = None,
+    prefill_replicas: Annotated[int | None, Opt(help="disaggregate: prefill pool size")] = None,
+    decode_replicas: Annotated[int | None, Opt(help="disaggregate: decode pool size")] = None,
+    prefill_gpu: Annotated[str | None, Opt(help="prefill pool GPU (default --gpu)")] = None,
+    decode_gpu: Annotated[str | None, Opt(help="decode pool GPU (default --gpu)")] = None,
+    prefill_tp: Annotated[int | None, Opt(help="prefill pool tensor parallel size")] = None,
+    decode_tp: Annotated[int | None, Opt(help="decode pool tensor parallel size")] = None,
+    kv_transfer: Annotated[str | None, Opt(help="layerwise | whole")] = None,
+    kv_bandwidth_gbs: Annotated[float | None, Opt(help="KV transfer GB/s per GPU")] = None,
     output: Annotated[Path | None, Opt("--output", "-o", help="directory for summary and records")] = None,
     fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
     as_json: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
@@ -105,8 +116,8 @@ def run(
         trace_format=trace_format, trace_sample=trace_sample, time_scale=time_scale, seed=seed,
     )  # fmt: skip
     lengths = {
-        "input": dict(dist=input_dist, mean=input_mean, min=input_min, max=input_max),
-        "output": dict(dist=output_dist, mean=output_mean, min=output_min, max=output_max),
+        "input": dict(dist=input_dist, mean=input_mean, sigma=input_sigma, min=input_min, max=input_max),
+        "output": dict(dist=output_dist, mean=output_mean, sigma=output_sigma, min=output_min, max=output_max),
     }
     data.update({k: v for k, v in top.items() if v is not None})
     data["engine"].update({k: v for k, v in engine.items() if v is not None})
@@ -118,6 +129,16 @@ def run(
         data["workload"]["num_requests"] = None
     if goodput:
         data["slo"] = SLO.parse(goodput).model_dump(exclude_none=True)
+    pools = {"prefill": (prefill_replicas, prefill_gpu, prefill_tp), "decode": (decode_replicas, decode_gpu, decode_tp)}
+    for name, (count, pool_gpu, pool_tp) in pools.items():
+        if count is None and pool_gpu is None and pool_tp is None:
+            continue
+        pool = data.get(name) or {"engine": dict(data["engine"])}
+        pool.update({k: v for k, v in (("replicas", count), ("gpu", pool_gpu)) if v is not None})
+        if pool_tp is not None:
+            pool["engine"]["tp"] = pool_tp
+        data[name] = pool
+    data["kv_transfer"].update({k: v for k, v in (("mode", kv_transfer), ("bandwidth_gbs", kv_bandwidth_gbs)) if v})
     if fmt not in ("parquet", "csv"):
         raise ServesimError(f"--format must be parquet or csv, not '{fmt}'")
     scenario = Scenario.model_validate(data)

@@ -142,6 +142,25 @@ class SLO(_Strict):
         return cls(**values)
 
 
+class PoolConfig(_Strict):
+    """One pool of a disaggregated deployment: its GPUs, replica count, router and engine."""
+
+    gpu: str | None = Field(None, description="default: the scenario's gpu")
+    replicas: int = Field(1, ge=1)
+    router: str = "least_tokens"
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+
+class KVTransferConfig(_Strict):
+    """The network that carries KV caches from prefill to decode replicas."""
+
+    bandwidth_gbs: float = Field(50.0, gt=0, description="per GPU, GB/s (400 Gb/s NIC = 50)")
+    latency_us: float = Field(10.0, ge=0)
+    mode: Literal["layerwise", "whole"] = Field(
+        "layerwise", description="layerwise overlaps the transfer with the prefill; whole sends after it"
+    )
+
+
 class Scenario(_Strict):
     """One simulation: a model on GPUs with engine settings, serving a workload."""
 
@@ -157,6 +176,22 @@ class Scenario(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     slo: SLO = Field(default_factory=SLO)
+    prefill: PoolConfig | None = Field(None, description="with decode: disaggregated prefill pool")
+    decode: PoolConfig | None = Field(None, description="with prefill: disaggregated decode pool")
+    kv_transfer: KVTransferConfig = Field(default_factory=KVTransferConfig)
+
+    @model_validator(mode="after")
+    def _pools(self):
+        if (self.prefill is None) != (self.decode is None):
+            raise ValueError(
+                "disaggregation needs both a prefill and a decode pool ([prefill] and [decode] tables, "
+                "or --prefill-replicas and --decode-replicas)"
+            )
+        return self
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill is not None
 
 
 def validation_message(err: ValidationError, origin: str = "") -> str:

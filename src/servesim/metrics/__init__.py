@@ -1,5 +1,13 @@
 """Metrics: per-request records and summaries as `vllm bench serve` defines them."""
 
-from servesim.metrics.summary import good_mask, itl_table, request_records, summarize, token_times
+from servesim.metrics.summary import (
+    good_mask,
+    itl_table,
+    pool_stats,
+    request_records,
+    summarize,
+    summary_stats,
+    token_times,
+)
 
-__all__ = ["good_mask", "itl_table", "request_records", "summarize", "token_times"]
+__all__ = ["good_mask", "itl_table", "pool_stats", "request_records", "summarize", "summary_stats", "token_times"]

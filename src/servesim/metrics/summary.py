@@ -31,9 +31,10 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
         "cached_tokens": [r.cached_tokens for r in requests],
         "first_scheduled_s": [r.first_scheduled for r in requests],
         "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
+        "kv_transfer_s": [r.transfer_s for r in requests],
     }
     df = pd.DataFrame(cols)
-    for c in ("first_token_s", "finish_s", "first_scheduled_s"):
+    for c in ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s"):
         df[c] = df[c].astype(float)
     df["ttft_s"] = df.first_token_s - df.arrival_s
     df["e2el_s"] = df.finish_s - df.arrival_s
@@ -78,6 +79,27 @@ def itl_table(requests, iter_ends: list[np.ndarray]) -> tuple[np.ndarray, np.nda
     times = iter_end[idx]
     same = owner[1:] == owner[:-1]
     return owner[1:][same], np.diff(times)[same]
+
+
+def summary_stats(values_s) -> dict:
+    """Mean, median, std, P90 and P99 in milliseconds of values in seconds."""
+    return _stats(values_s)
+
+
+def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[str, int]) -> dict:
+    """Replica statistics gathered per pool: requests it served, mean busy fraction, batch and KV use."""
+    out = {}
+    for name, ids in pools.items():
+        reps = [replicas[i] for i in ids]
+        out[name] = {
+            "replicas": ids,
+            "requests": served[name],
+            "busy_fraction": float(np.mean([r["busy_fraction"] for r in reps])),
+            "mean_batch_size": float(np.mean([r["batch_size"]["mean"] for r in reps])),
+            "mean_tokens_per_iteration": float(np.mean([r["batch_size"]["mean_tokens"] for r in reps])),
+            "kv_mean_usage": float(np.mean([r["kv_cache"]["mean_usage"] for r in reps])),
+        }
+    return out
 
 
 def _stats(values_s: np.ndarray) -> dict:

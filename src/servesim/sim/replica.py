@@ -64,6 +64,9 @@ class Replica:
         self.iter_end = np.empty(4096)
         self.log = StepLog()
         self.scheduler = make_scheduler(engine.scheduler, self)
+        # set on prefill replicas of a disaggregated deployment: called with (request, time, last
+        # iteration's seconds) when a prefill has produced the first token and the request moves on
+        self.on_prefilled = None
 
     # ----- helpers the scheduler uses -----
     def blocks_for(self, tokens: int) -> int:
@@ -84,6 +87,16 @@ class Replica:
         if req.first_scheduled is None:
             req.first_scheduled = self.now
             req.cached_tokens = hit_tokens
+
+    def start_decoding(self, req: Request) -> None:
+        """Move the head of the waiting queue, whose KV cache came with it, straight to decoding."""
+        self.waiting.popleft()
+        req.kv_ready = False
+        req.blocks = req.shared_blocks = 0
+        req.entries = []
+        self.running[req.id] = req
+        self.dec.add(req, self.it)
+        req.seg_start = self.it
 
     def _held(self, req: Request) -> int:
         if req.decoding:
@@ -126,19 +139,19 @@ class Replica:
         self.advance(math.inf)
 
     def submit(self, req: Request) -> None:
-        """Hand over a request that arrives at `req.arrival` (no earlier than those before it)."""
+        """Hand over a request that becomes ready at `req.ready` (no earlier than those before it)."""
         self.incoming.append(req)
 
     def advance(self, until: float) -> None:
         """Run every iteration that starts before `until`, admitting arrivals as they come."""
         incoming, sched, dec = self.incoming, self.scheduler, self.dec
         while True:
-            while incoming and incoming[0].arrival <= self.now:
+            while incoming and incoming[0].ready <= self.now:
                 self.waiting.append(incoming.popleft())
             if not self.running and not self.waiting:
-                if not incoming or incoming[0].arrival >= until:
+                if not incoming or incoming[0].ready >= until:
                     return
-                self.now = incoming[0].arrival
+                self.now = incoming[0].ready
                 continue
             if self.now >= until:
                 return
@@ -147,7 +160,7 @@ class Replica:
             if plan:
                 self._step(plan)
             elif dec.n:
-                self._decode_run(incoming[0].arrival if incoming else None, until)
+                self._decode_run(incoming[0].ready if incoming else None, until)
             else:
                 raise RuntimeError(f"scheduler {sched.name} made no progress at t={self.now}")
 
@@ -183,6 +196,10 @@ class Replica:
             req.seg_start = it
             if req.generated >= req.output_len:
                 self._finish(req, t)
+            elif self.on_prefilled is not None:  # disaggregated: decoding happens elsewhere
+                self._release(req)
+                req.segments.append((self.rid, it, it))
+                self.on_prefilled(req, t, t - self.now)
             else:
                 dec.add(req, it + 1)
         self.it = it + 1

@@ -16,7 +16,7 @@ class Request:
         "computed", "generated", "blocks", "shared_blocks", "entries",
         "base", "finish_it", "epoch", "decoding",
         "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
-        "segments", "seg_start", "rejected",
+        "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s",
     )  # fmt: skip
 
     def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
@@ -42,6 +42,9 @@ class Request:
         self.segments: list[tuple[int, int, int]] = []  # (replica, first, last) iterations that made tokens
         self.seg_start = -1
         self.rejected = False
+        self.ready = arrival  # when the replica it is handed to may start it
+        self.kv_ready = False  # its KV cache arrives with it (disaggregated decode)
+        self.transfer_s: float | None = None
 
     @property
     def target(self) -> int:

@@ -51,6 +51,7 @@ class Scheduler:
         """Reserve this iteration's decode blocks, then choose prefill chunks."""
         self.preempted = False
         self.reserve_decodes()
+        self.admit_transferred()
         return self.schedule_prefills()
 
     def schedule_prefills(self) -> Plan:
@@ -73,6 +74,17 @@ class Scheduler:
             self.preempted = True
         r.kv.allocate(need)
         r.decodes_reserved = True
+
+    def admit_transferred(self) -> None:
+        """Start waiting requests whose KV cache was transferred in: they decode from this iteration."""
+        r = self.r
+        if self.preempted:
+            return
+        while r.waiting and r.waiting[0].kv_ready and len(r.running) < self.cfg.max_num_seqs:
+            req = r.waiting[0]
+            if not r.kv.allocate(r.blocks_for(req.computed + 1)):
+                return
+            r.start_decoding(req)
 
     def continue_prefill(self, req: Request, budget: int) -> int:
         """Grow a running prefill by up to `budget` tokens, preempting newer requests if needed.

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from servesim import Scenario, WorkloadConfig, simulate
+from servesim.config import EngineConfig, KVTransferConfig, LengthDist, PoolConfig
+from servesim.models import get_model
+from servesim.perf import Batch
+from servesim.sim.disaggregation import DisaggregatedCluster
+from servesim.sim.kv_transfer import kv_transfer_seconds
+from servesim.sim.request import Request
+from servesim.sim.router import make_router
+from tests.sim.conftest import make_replica
+
+MODEL = get_model("llama-3.1-8b")
+KV_BYTES = MODEL.kv_bytes_per_token()
+
+
+def run_pd(reqs, cfg=KVTransferConfig(), n_prefill=1, n_decode=1):
+    requests = [Request(i, *t) for i, t in enumerate(reqs)]
+    prefill = [make_replica() for _ in range(n_prefill)]
+    decode = [make_replica() for _ in range(n_decode)]
+    for i, r in enumerate(prefill + decode):
+        r.rid = i
+
+    def transfer(req, last_s):
+        return kv_transfer_seconds(req.prompt_len, MODEL, KV_BYTES, cfg, 1, last_s)
+
+    DisaggregatedCluster(prefill, decode, make_router("least_tokens"), make_router("least_tokens"), transfer).run(
+        requests
+    )
+    return prefill, decode, requests
+
+
+def test_transfer_cost():
+    cfg = KVTransferConfig(bandwidth_gbs=50, latency_us=10, mode="whole")
+    whole = kv_transfer_seconds(4000, MODEL, KV_BYTES, cfg, 1, 0.2)
+    assert whole == pytest.approx(4000 * 131072 / 50e9 + 10e-6)
+    assert kv_transfer_seconds(4000, MODEL, KV_BYTES, cfg, 2, 0.2) < whole  # two links in parallel
+    layer = kv_transfer_seconds(4000, MODEL, KV_BYTES, cfg.model_copy(update={"mode": "layerwise"}), 1, 0.2)
+    assert layer == pytest.approx(4000 * 131072 / 50e9 / 32 + 10e-6)  # all but the last layer hidden
+    slow = KVTransferConfig(bandwidth_gbs=0.5, mode="layerwise")
+    assert kv_transfer_seconds(4000, MODEL, KV_BYTES, slow, 1, 0.01) > 4000 * 131072 / 0.5e9 / 2  # not hideable
+
+
+def test_first_decode_token_waits_exactly_for_the_transfer(checked):
+    prefill, decode, (req,) = run_pd([(0.0, 3000, 5)], KVTransferConfig(mode="whole", bandwidth_gbs=20))
+    p_perf = prefill[0].perf
+    prefill_s = p_perf.iteration_time(Batch.prefill(3000))
+    assert req.first_token == pytest.approx(prefill_s)  # the prefill replica makes the first token
+    transfer = 3000 * KV_BYTES / 20e9 + 10e-6
+    assert req.transfer_s == pytest.approx(transfer)
+    iter_ends = [prefill[0].iter_end[: prefill[0].it], decode[0].iter_end[: decode[0].it]]
+    from servesim.metrics import token_times
+
+    times = token_times(req, iter_ends)
+    assert len(times) == 5
+    first_decode = decode[0].perf.iteration_time(Batch.decode(1, 3001))
+    assert times[1] - times[0] == pytest.approx(transfer + first_decode, rel=1e-9)
+    assert [seg[0] for seg in req.segments] == [0, 1]
+    assert prefill[0].kv.used == 0 and decode[0].kv.used == 0
+
+
+def test_conservation_with_pools(checked):
+    rng = np.random.default_rng(4)
+    reqs = [(float(t), int(i), int(o)) for t, i, o in
+            zip(np.cumsum(rng.exponential(0.02, 300)), rng.integers(1, 4000, 300), rng.integers(1, 300, 300),
+                strict=True)]  # fmt: skip
+    prefill, decode, done = run_pd(reqs, n_prefill=2, n_decode=2)
+    assert all(q.finish is not None for q in done)
+    for q in done:
+        assert q.segments[0][0] in (0, 1)
+        if q.output_len > 1:
+            assert q.segments[-1][0] in (2, 3)
+    assert all(r.kv.used == 0 and not r.running for r in prefill + decode)
+    assert all(r.dec.n == 0 for r in prefill)  # prefill replicas never decode
+
+
+def test_colocated_vs_disaggregated_mixed_hardware():
+    wl = WorkloadConfig(num_requests=400, rate=6, seed=2, input=LengthDist(dist="lognormal", mean=3000, max=8000),
+                        output=LengthDist(dist="lognormal", mean=150, max=1000))  # fmt: skip
+    engine = EngineConfig()
+    pd = simulate(Scenario(workload=wl, prefill=PoolConfig(gpu="h100", engine=engine),
+                           decode=PoolConfig(gpu="h200", engine=engine)))  # fmt: skip
+    s = pd.summary()
+    assert s["completed"] == 400 and set(s["pools"]) == {"prefill", "decode"}
+    assert s["pools"]["prefill"]["requests"] == 400 and s["pools"]["decode"]["requests"] > 300
+    assert s["memory"]["decode"]["kv_cache_tokens"] > s["memory"]["prefill"]["kv_cache_tokens"]  # H200 holds more
+    assert s["kv_transfer_ms"]["mean"] > 0
+    assert pd.requests.kv_transfer_s.notna().sum() == (pd.requests.output_len > 1).sum()
+    co = simulate(Scenario(workload=wl, replicas=2, router="least_tokens")).summary()
+    # disaggregation removes prefill interference from decodes: steadier token pace
+    assert s["tpot_ms"]["p99"] < co["tpot_ms"]["p99"]
