@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -102,7 +103,8 @@ class Result:
 def _pool(sc: Scenario, gpu_name: str, engine, count: int, first_rid: int) -> tuple[list[Replica], MemoryPlan]:
     """`count` identical replicas of the scenario's model on `gpu_name` with `engine` settings."""
     model, gpu = get_model(sc.model), get_gpu(gpu_name, sc.gpu_file)
-    perf = make_perf_model(model, gpu, engine.tp, engine.dtype, kv_dtype(engine), sc.perf_model)
+    perf = make_perf_model(model, gpu, engine.tp, engine.dtype, kv_dtype(engine), sc.perf_model, pp=engine.pp,
+                           ep=engine.ep, expert_skew=engine.expert_skew)  # fmt: skip
     memory = plan_memory(model, gpu, engine)
     max_len = engine.max_model_len or model.max_position
     if memory.kv_tokens < max_len:
@@ -116,6 +118,11 @@ def _pool(sc: Scenario, gpu_name: str, engine, count: int, first_rid: int) -> tu
             f"({engine.block_size})"
         )
     unit = sc.workload.hash_block_tokens
+    if engine.pp > 1:
+        # pipeline parallelism runs pp micro-batch streams (virtual engines), each with its share of the
+        # KV cache and the whole pipeline's latency per iteration; fewer busy streams than stages is the bubble
+        memory = dataclasses.replace(memory, num_blocks=memory.num_blocks // engine.pp)
+        count *= engine.pp
     return [Replica(engine, perf, memory.num_blocks, unit, rid=first_rid + i) for i in range(count)], memory
 
 
@@ -128,11 +135,11 @@ def simulate(scenario: Scenario | None = None) -> Result:
         prefill, p_mem = _pool(sc, p.gpu or sc.gpu, p.engine, p.replicas, 0)
         decode, d_mem = _pool(sc, d.gpu or sc.gpu, d.engine, d.replicas, p.replicas)
         replicas, pools = prefill + decode, {"prefill": (p, prefill), "decode": (d, decode)}
-        memories = [p_mem] * p.replicas + [d_mem] * d.replicas
+        memories = [p_mem] * len(prefill) + [d_mem] * len(decode)
         engines = [p.engine, d.engine]
     else:
         replicas, memory = _pool(sc, sc.gpu, sc.engine, sc.replicas, 0)
-        memories, pools, engines = [memory] * sc.replicas, {}, [sc.engine]
+        memories, pools, engines = [memory] * len(replicas), {}, [sc.engine]
     max_len = min(e.max_model_len or model.max_position for e in engines)
     requests = generate(sc.workload)
     accepted = []

@@ -55,6 +55,9 @@ def run(
     gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
     perf_model: Annotated[str | None, Opt(help="auto | profiled | roofline")] = None,
     tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
+    pp: Annotated[int | None, Opt(help="pipeline parallel size")] = None,
+    ep: Annotated[int | None, Opt(help="expert parallel size (MoE)")] = None,
+    expert_skew: Annotated[float | None, Opt(help="busiest GPU's expert load over the mean")] = None,
     replicas: Annotated[int | None, Opt(help="engine replicas behind the router")] = None,
     router: Annotated[
         str | None, Opt(help="round_robin | random | least_requests | least_tokens | prefix_affinity")
@@ -107,7 +110,11 @@ def run(
     data = scenario.model_dump(exclude_none=True)
     top = dict(model=model, gpu=gpu, gpu_file=gpu_file, perf_model=perf_model, replicas=replicas, router=router)
     engine = dict(
-        tp=tp, scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        expert_skew=expert_skew, scheduler=scheduler, max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
         chunk_size=chunk_size, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
         enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len, dtype=dtype,
     )  # fmt: skip

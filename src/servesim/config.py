@@ -25,6 +25,9 @@ class EngineConfig(_Strict):
 
     scheduler: str = Field("vllm", description="vllm | sarathi | orca | static")
     tp: int = Field(1, ge=1, description="tensor parallel size")
+    pp: int = Field(1, ge=1, description="pipeline parallel size (stages over layers)")
+    ep: int = Field(1, ge=1, description="expert parallel size (MoE experts spread whole over ep GPUs)")
+    expert_skew: float = Field(1.0, ge=1, description="busiest GPU's routed-expert load over the mean (EP)")
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int = Field(8192, ge=1)
     chunk_size: int = Field(512, ge=1, description="token budget of the sarathi scheduler")

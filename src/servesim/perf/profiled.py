@@ -55,8 +55,8 @@ class ProfiledModel(RooflineModel):
     """Iteration time from a measured profile of `gpu`."""
 
     def __init__(self, model: ModelSpec, gpu: GPUSpec, profile: Profile, tp: int = 1, dtype: str = "bf16",
-                 kv_dtype: str | None = None, params: RooflineParams | None = None):  # fmt: skip
-        super().__init__(model, gpu, tp, dtype, kv_dtype, params or fitted_params(profile, gpu))
+                 kv_dtype: str | None = None, params: RooflineParams | None = None, **parallel):  # fmt: skip
+        super().__init__(model, gpu, tp, dtype, kv_dtype, params or fitted_params(profile, gpu), **parallel)
         self.profile = profile
         self.measured_dtype = dtype == "bf16" and self.kvb == 2  # the profile holds bf16 kernels
         self.layout = None if model.is_mla else (self.hq, self.hkv, model.head_dim)
@@ -116,20 +116,24 @@ def load_profile_for(gpu: str, profile_dir: str | Path | None = None) -> Profile
 
 
 def make_perf_model(model: ModelSpec, gpu: GPUSpec, tp: int = 1, dtype: str = "bf16", kv_dtype: str | None = None,
-                    kind: str = "auto", profile_dir: str | Path | None = None) -> RooflineModel:  # fmt: skip
-    """`auto` uses the GPU's measured profile when there is one, else the roofline."""
+                    kind: str = "auto", profile_dir: str | Path | None = None,
+                    **parallel) -> RooflineModel:  # fmt: skip
+    """`auto` uses the GPU's measured profile when there is one, else the roofline.
+
+    `parallel` takes pp, ep and expert_skew (see RooflineModel).
+    """
     if kind not in ("auto", "profiled", "roofline"):
         raise ServesimError(f"perf model '{kind}' is unknown; use auto, profiled or roofline")
     if kind != "roofline":
         profile = load_profile_for(gpu.name, profile_dir)
         if profile is not None:
-            return ProfiledModel(model, gpu, profile, tp, dtype, kv_dtype)
+            return ProfiledModel(model, gpu, profile, tp, dtype, kv_dtype, **parallel)
         if kind == "profiled":
             have = ", ".join(profiled_gpus()) or "none"
             raise ServesimError(
                 f"no measured profile for {gpu.name} (profiled GPUs: {have}); use --perf-model roofline"
             )
-    return RooflineModel(model, gpu, tp, dtype, kv_dtype)
+    return RooflineModel(model, gpu, tp, dtype, kv_dtype, **parallel)
 
 
 def describe(perf: RooflineModel) -> str:

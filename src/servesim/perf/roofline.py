@@ -48,10 +48,20 @@ class RooflineModel(PerfModel):
         dtype: str = "bf16",
         kv_dtype: str | None = None,
         params: RooflineParams | None = None,
+        pp: int = 1,
+        ep: int = 1,
+        expert_skew: float = 1.0,
     ):
         if tp < 1 or model.heads % tp:
             raise ServesimError(f"tensor parallel size {tp} must divide {model.name}'s {model.heads} attention heads")
+        if pp < 1 or pp > model.layers:
+            raise ServesimError(
+                f"pipeline parallel size {pp} must be between 1 and {model.name}'s {model.layers} layers"
+            )
+        if ep > 1 and (not model.is_moe or model.num_experts % ep):
+            raise ServesimError(f"expert parallel size {ep} needs a MoE model whose expert count it divides")
         self.model, self.gpu, self.tp = model, gpu, tp
+        self.pp, self.ep, self.expert_skew = pp, ep, max(1.0, expert_skew)
         self.p = params or RooflineParams()
         self.wb = DTYPE_BYTES[dtype]
         self.kvb = DTYPE_BYTES[kv_dtype or ("bf16" if dtype == "fp8" else dtype)]
@@ -120,6 +130,10 @@ class RooflineModel(PerfModel):
         if tp > 1:
             ar = T * m.hidden * self.wb
             ops.append(("tp_comm", 2 * L * self._allreduce(ar), zero, 2 * L * ar, "comm"))
+        if self.pp > 1:  # activations cross each stage boundary once per iteration
+            act = T * m.hidden * self.wb / tp
+            send = act / self.link_bw + self.p.collective_base_s
+            ops.append(("pp_comm", (self.pp - 1) * send, zero, (self.pp - 1) * act, "comm"))
         return ops
 
     @property
@@ -141,17 +155,27 @@ class RooflineModel(PerfModel):
 
     def _moe_parts(self, T: np.ndarray) -> list:
         m, L = self.model, self.model.moe_layers
-        inter = m.moe_intermediate // self.tp
         E, k = m.num_experts, m.top_k
         T = np.maximum(T, 1.0)
-        # expected number of distinct experts hit by T tokens under uniform routing
-        active = E * (1.0 - (1.0 - k / E) ** T)
-        rows = T * k / active  # tokens per active expert
+        if self.ep > 1:
+            # experts spread whole over ep GPUs; the busiest GPU (expert_skew x the mean load) sets the pace
+            inter, local = m.moe_intermediate, E / self.ep
+            assigned = T * k / self.ep * self.expert_skew
+            active = local * (1.0 - (1.0 - 1.0 / local) ** assigned)
+        else:  # every expert split over the tp GPUs
+            inter, assigned = m.moe_intermediate // self.tp, T * k
+            # expected number of distinct experts hit by T tokens under uniform routing
+            active = E * (1.0 - (1.0 - k / E) ** T)
+        rows = assigned / active  # tokens per active expert
         parts = [
             self._gemm(T, E, m.hidden, L),  # router
             self._gemm(rows, 2 * inter, m.hidden, active * L),
             self._gemm(rows, m.hidden, inter, active * L),
         ]
+        if self.ep > 1:  # all-to-all dispatch and combine of each GPU's tokens to the experts' GPUs
+            nbytes = T / self.ep * k * m.hidden * self.wb * (self.ep - 1) / self.ep
+            t = 2 * L * (nbytes / self.link_bw + self.p.collective_base_s)
+            parts.append((t, 0 * T, 2 * L * nbytes))
         if m.shared_intermediate:
             si = m.shared_intermediate // self.tp
             parts += [self._gemm(T, 2 * si, m.hidden, L), self._gemm(T, m.hidden, si, L)]

@@ -40,7 +40,7 @@ def kv_dtype(engine: EngineConfig) -> str:
 
 def kv_bytes_per_token_per_gpu(model: ModelSpec, engine: EngineConfig) -> float:
     """KV bytes one token takes on each GPU: heads split over TP (MLA's latent is replicated)."""
-    b = DTYPE_BYTES[kv_dtype(engine)] * model.layers
+    b = DTYPE_BYTES[kv_dtype(engine)] * model.layers / engine.pp  # each stage caches its own layers
     if model.is_mla:
         return float(model.kv_elems_per_token_layer * b)
     kv_heads = max(1, model.kv_heads // engine.tp)
@@ -62,13 +62,13 @@ def activation_reserve_gib(model: ModelSpec, engine: EngineConfig) -> float:
 def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryPlan:
     """Size the KV cache, or say clearly why the model does not fit."""
     budget = gpu.memory_gib * engine.gpu_memory_utilization
-    weights = model.weight_bytes(engine.dtype) / engine.tp / GIB
+    weights = model.weight_bytes(engine.dtype) / (engine.tp * engine.pp) / GIB
     reserve = activation_reserve_gib(model, engine)
     kv = budget - weights - reserve
     per_token = kv_bytes_per_token_per_gpu(model, engine)
     if kv <= 0:
         raise ServesimError(
-            f"{model.name} does not fit on {gpu.name} at TP {engine.tp}: {weights:.1f} GiB of weights "
+            f"{model.name} does not fit on {gpu.name} at TP {engine.tp} x PP {engine.pp}: {weights:.1f} GiB of weights "
             f"+ {reserve:.1f} GiB reserve per GPU > {budget:.1f} GiB usable "
             f"(gpu_memory_utilization {engine.gpu_memory_utilization}); use a larger --tp or GPU"
         )

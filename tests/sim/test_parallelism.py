@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from servesim import EngineConfig, Scenario, ServesimError, WorkloadConfig, simulate
+from servesim.config import LengthDist
+from servesim.hardware import get_gpu
+from servesim.models import get_model
+from servesim.perf import Batch, RooflineModel
+from servesim.sim.memory import plan_memory
+
+FIXED = dict(input=LengthDist(dist="fixed", mean=1000), output=LengthDist(dist="fixed", mean=200))
+
+
+def pipeline_utilisation(result) -> float:
+    """Busy time of all virtual engines over (stages x duration): 1 means no bubble."""
+    s = result.summary()
+    return sum(r["busy_fraction"] for r in s["replicas"]) / len(s["replicas"])
+
+
+def test_pipeline_bubble_shrinks_with_more_micro_batches():
+    engine = EngineConfig(tp=2, pp=4)
+    lone = simulate(Scenario(model="llama-3.1-70b", engine=engine,
+                             workload=WorkloadConfig(num_requests=40, rate=0.2, **FIXED)))  # fmt: skip
+    busy = simulate(Scenario(model="llama-3.1-70b", engine=engine, router="least_tokens",
+                             workload=WorkloadConfig(num_requests=400, rate=float("inf"), **FIXED)))  # fmt: skip
+    assert len(lone.replica_steps) == 4  # four micro-batch streams
+    assert pipeline_utilisation(lone) < 0.3  # one request at a time: three stages idle
+    assert pipeline_utilisation(busy) > 0.9
+    # a lone request's iteration pays every stage and the sends between them
+    flat = RooflineModel(get_model("llama-3.1-70b"), get_gpu("h100"), tp=2)
+    piped = RooflineModel(get_model("llama-3.1-70b"), get_gpu("h100"), tp=2, pp=4)
+    b = Batch.decode(8, 1000)
+    sends = {o.name: o for o in piped.breakdown(b)}["pp_comm"]
+    assert piped.iteration_time(b) == pytest.approx(flat.iteration_time(b) + sends.seconds)
+    assert sends.bytes == 3 * 8 * 8192 * 2 / 2  # three boundaries, hidden state split over tp
+
+
+def test_pipeline_spreads_weights_and_kv():
+    m, g = get_model("llama-3.1-70b"), get_gpu("h100")
+    tp4 = plan_memory(m, g, EngineConfig(tp=4))
+    pp2 = plan_memory(m, g, EngineConfig(tp=4, pp=2))
+    assert pp2.weights_gib == pytest.approx(tp4.weights_gib / 2)
+    assert pp2.kv_tokens > 2 * tp4.kv_tokens  # half the layers per GPU and more room per GPU
+    with pytest.raises(ServesimError, match="pipeline parallel size 100"):
+        RooflineModel(m, g, pp=100)
+
+
+def test_expert_parallelism():
+    m, g = get_model("mixtral-8x7b"), get_gpu("h100")
+    tp = RooflineModel(m, g, tp=2)
+    ep = RooflineModel(m, g, tp=2, ep=2)
+    skewed = RooflineModel(m, g, tp=2, ep=2, expert_skew=1.8)
+    b = Batch.prefill(4096)
+    moe = lambda r: {o.name: o for o in r.breakdown(b)}["moe"]  # noqa: E731
+    a2a = ep._moe_parts(np.array([4096.0]))[-1]  # dispatch + combine: each GPU sends its tokens' k copies
+    assert float(a2a[2][0]) == pytest.approx(2 * 32 * (4096 / 2) * 2 * 4096 * 2 * (1 / 2))
+    assert len(tp._moe_parts(np.array([4096.0]))) == len(ep._moe_parts(np.array([4096.0]))) - 1
+    assert moe(skewed).seconds > 1.3 * moe(ep).seconds  # the busiest GPU sets the pace
+    with pytest.raises(ServesimError, match="expert parallel size 3"):
+        RooflineModel(m, g, ep=3)
+    with pytest.raises(ServesimError, match="needs a MoE model"):
+        RooflineModel(get_model("llama-3.1-8b"), g, ep=2)
+    s = simulate(Scenario(model="mixtral-8x7b", engine=EngineConfig(tp=2, ep=2, expert_skew=1.5),
+                          workload=WorkloadConfig(num_requests=100))).summary()  # fmt: skip
+    assert s["completed"] == 100
