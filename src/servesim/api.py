@@ -21,6 +21,7 @@ from servesim.sim.cluster import Cluster
 from servesim.sim.disaggregation import DisaggregatedCluster
 from servesim.sim.kv_transfer import kv_transfer_seconds
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
+from servesim.sim.migration import Migrator
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
 from servesim.sim.router import make_router
@@ -159,7 +160,10 @@ def simulate(scenario: Scenario | None = None) -> Result:
         DisaggregatedCluster(prefill, decode, make_router(sc.prefill.router, seed), make_router(sc.decode.router, seed),
                              transfer).run(accepted)  # fmt: skip
     else:
-        Cluster(replicas, make_router(sc.router, sc.workload.seed)).run(accepted)
+        migrator = None
+        if sc.migration.enabled:
+            migrator = Migrator(sc.migration, sc.kv_transfer, model.kv_bytes_per_token(kv_dtype(sc.engine)))
+        Cluster(replicas, make_router(sc.router, sc.workload.seed), migrator).run(accepted)
     hits = sum(r.kv.hit_blocks for r in replicas)
     queries = sum(r.kv.query_blocks for r in replicas)
     return Result(

@@ -98,6 +98,7 @@ def run(
     prefill_tp: Annotated[int | None, Opt(help="prefill pool tensor parallel size")] = None,
     decode_tp: Annotated[int | None, Opt(help="decode pool tensor parallel size")] = None,
     kv_transfer: Annotated[str | None, Opt(help="layerwise | whole")] = None,
+    migration: Annotated[bool | None, Opt("--migration/--no-migration", help="live migration (Llumnix)")] = None,
     kv_bandwidth_gbs: Annotated[float | None, Opt(help="KV transfer GB/s per GPU")] = None,
     output: Annotated[Path | None, Opt("--output", "-o", help="directory for summary and records")] = None,
     fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
@@ -145,6 +146,8 @@ def run(
         if pool_tp is not None:
             pool["engine"]["tp"] = pool_tp
         data[name] = pool
+    if migration is not None:
+        data["migration"]["enabled"] = migration
     data["kv_transfer"].update({k: v for k, v in (("mode", kv_transfer), ("bandwidth_gbs", kv_bandwidth_gbs)) if v})
     if fmt not in ("parquet", "csv"):
         raise ServesimError(f"--format must be parquet or csv, not '{fmt}'")

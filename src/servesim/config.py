@@ -164,6 +164,17 @@ class KVTransferConfig(_Strict):
     )
 
 
+class MigrationConfig(_Strict):
+    """Live migration of decoding requests between replicas (Llumnix, OSDI 2024)."""
+
+    enabled: bool = False
+    interval_s: float = Field(0.1, gt=0, description="how often the imbalance is checked")
+    threshold: float = Field(0.2, gt=0, le=1, description="KV-load gap (fraction of the cache) that triggers a move")
+    mode: Literal["live", "stop"] = Field(
+        "live", description="live: copy while decoding, pause for the last blocks; stop: pause for the whole copy"
+    )
+
+
 class Scenario(_Strict):
     """One simulation: a model on GPUs with engine settings, serving a workload."""
 
@@ -182,6 +193,7 @@ class Scenario(_Strict):
     prefill: PoolConfig | None = Field(None, description="with decode: disaggregated prefill pool")
     decode: PoolConfig | None = Field(None, description="with prefill: disaggregated decode pool")
     kv_transfer: KVTransferConfig = Field(default_factory=KVTransferConfig)
+    migration: MigrationConfig = Field(default_factory=MigrationConfig)
 
     @model_validator(mode="after")
     def _pools(self):

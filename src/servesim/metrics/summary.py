@@ -32,6 +32,7 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
         "first_scheduled_s": [r.first_scheduled for r in requests],
         "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
         "kv_transfer_s": [r.transfer_s for r in requests],
+        "migrations": [r.migrations for r in requests],
     }
     df = pd.DataFrame(cols)
     for c in ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s"):
@@ -172,6 +173,7 @@ def summarize(df: pd.DataFrame, itls: np.ndarray, replica_steps: list[dict], slo
         "itl_ms": _stats(itls),
         "e2el_ms": _stats(done.e2el_s),
         "preemptions": int(df.preemptions.sum()),
+        "migrations": int(df.migrations.sum()),
         "iterations": sum(r["iterations"] for r in reps),
         "busy_fraction": mean(lambda r: r["busy_fraction"]),
         "batch_size": {

@@ -1,22 +1,28 @@
 """A cluster: replicas behind a router, driven by one clock.
 
-Before each arrival every replica runs the iterations that start before it, so the
-router sees each replica as it stands; the request then joins the chosen replica.
+Events (arrivals, migration checks, migrated requests landing) are handled in time
+order; before each, every replica runs the iterations that start before it, so the
+router and the migrator see each replica as it stands.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 
+from servesim.sim.migration import Migrator
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
 from servesim.sim.router import Router
 
+ARRIVE, CHECK, LAND = 0, 1, 2
+
 
 class Cluster:
-    def __init__(self, replicas: list[Replica], router: Router):
+    def __init__(self, replicas: list[Replica], router: Router, migrator: Migrator | None = None):
         self.replicas = replicas
         self.router = router
+        self.migrator = migrator
 
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
@@ -24,9 +30,29 @@ class Cluster:
         if len(replicas) == 1:
             replicas[0].run(requests)
             return
-        for req in requests:
+        events = [(r.arrival, ARRIVE, i, r) for i, r in enumerate(requests)]
+        if self.migrator and requests:
+            events.append((requests[0].arrival, CHECK, -1, None))
+        heapq.heapify(events)
+        seq = len(events)
+        while events:
+            t, kind, _, obj = heapq.heappop(events)
             for rep in replicas:
-                rep.advance(req.arrival)
-            replicas[self.router.route(req, replicas)].submit(req)
+                rep.advance(t)
+            if kind == ARRIVE:
+                replicas[self.router.route(obj, replicas)].submit(obj)
+            elif kind == LAND:
+                req, dest = obj
+                req.kv_ready, req.ready = True, t
+                dest.submit(req)
+            else:
+                move = self.migrator.step(replicas)
+                if move:
+                    req, dest, land = move
+                    seq += 1
+                    heapq.heappush(events, (land, LAND, seq, (req, dest)))
+                if events or any(r.outstanding for r in replicas):
+                    seq += 1
+                    heapq.heappush(events, (t + self.migrator.cfg.interval_s, CHECK, seq, None))
         for rep in replicas:
             rep.advance(math.inf)

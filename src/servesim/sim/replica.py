@@ -89,8 +89,8 @@ class Replica:
             req.cached_tokens = hit_tokens
 
     def start_decoding(self, req: Request) -> None:
-        """Move the head of the waiting queue, whose KV cache came with it, straight to decoding."""
-        self.waiting.popleft()
+        """Move a waiting request whose KV cache came with it straight to decoding."""
+        self.waiting.remove(req)
         req.kv_ready = False
         req.blocks = req.shared_blocks = 0
         req.entries = []
@@ -122,6 +122,20 @@ class Replica:
         req.computed = 0
         req.preemptions += 1
         self.waiting.appendleft(req)
+
+    def migrate_out(self, req: Request) -> None:
+        """Let a decoding request leave with its progress (its KV cache is copied to another replica)."""
+        self._release(req)
+        req.generated = req.output_len - req.finish_it + self.it - 1
+        req.computed = req.base + self.it
+        req.segments.append((self.rid, req.seg_start, self.it - 1))
+        self.dec.remove(req)
+        req.migrations += 1
+
+    def kv_load(self) -> float:
+        """Fraction of the KV cache held or wanted by queued prompts (Llumnix's virtual usage)."""
+        wanted = sum(self.blocks_for(r.target) for r in self.waiting)
+        return (self.kv.used + wanted) / self.kv.total
 
     def _finish(self, req: Request, t: float) -> None:
         self._release(req)

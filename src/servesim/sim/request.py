@@ -16,7 +16,7 @@ class Request:
         "computed", "generated", "blocks", "shared_blocks", "entries",
         "base", "finish_it", "epoch", "decoding",
         "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
-        "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s",
+        "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s", "migrations",
     )  # fmt: skip
 
     def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
@@ -45,6 +45,7 @@ class Request:
         self.ready = arrival  # when the replica it is handed to may start it
         self.kv_ready = False  # its KV cache arrives with it (disaggregated decode)
         self.transfer_s: float | None = None
+        self.migrations = 0
 
     @property
     def target(self) -> int:

@@ -80,9 +80,8 @@ class Scheduler:
         r = self.r
         if self.preempted:
             return
-        while r.waiting and r.waiting[0].kv_ready and len(r.running) < self.cfg.max_num_seqs:
-            req = r.waiting[0]
-            if not r.kv.allocate(r.blocks_for(req.computed + 1)):
+        for req in [q for q in r.waiting if q.kv_ready]:
+            if len(r.running) >= self.cfg.max_num_seqs or not r.kv.allocate(r.blocks_for(req.computed + 1)):
                 return
             r.start_decoding(req)
 

@@ -1,0 +1,56 @@
+import numpy as np
+
+from servesim import EngineConfig, Scenario, WorkloadConfig, simulate
+from servesim.config import KVTransferConfig, LengthDist, MigrationConfig
+from servesim.metrics import token_times
+from servesim.sim.cluster import Cluster
+from servesim.sim.migration import Migrator
+from servesim.sim.request import Request
+from servesim.sim.router import make_router
+from tests.sim.conftest import make_replica
+
+BURSTY = WorkloadConfig(num_requests=900, rate=14, arrival="gamma", burstiness=0.2, seed=3,
+                        input=LengthDist(dist="lognormal", mean=1500, sigma=1.2, max=16000),
+                        output=LengthDist(dist="lognormal", mean=400, sigma=1.2, max=4000))  # fmt: skip
+TIGHT = EngineConfig(gpu_memory_utilization=0.27, max_model_len=20000)
+
+
+def test_migration_conserves_requests_tokens_and_blocks(checked):
+    rng = np.random.default_rng(7)
+    reqs = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(
+        zip(np.cumsum(rng.exponential(0.01, 300)), rng.integers(100, 4000, 300), rng.integers(50, 600, 300),
+            strict=True))]  # fmt: skip
+    replicas = [make_replica(num_blocks=n) for n in (1500, 1500, 6000)]  # one roomy, two tight
+    for i, r in enumerate(replicas):
+        r.rid = i
+    migrator = Migrator(MigrationConfig(enabled=True, threshold=0.1), KVTransferConfig(), 131072)
+    Cluster(replicas, make_router("round_robin"), migrator).run(reqs)
+    assert migrator.moves > 0
+    iter_ends = [r.iter_end[: r.it] for r in replicas]
+    for q in reqs:
+        assert q.finish is not None
+        times = token_times(q, iter_ends)
+        assert len(times) == q.output_len and np.all(np.diff(times) > 0)
+    moved = [q for q in reqs if q.migrations]
+    assert moved and all(len({seg[0] for seg in q.segments}) > 1 for q in moved)
+    assert all(r.kv.used == 0 and not r.running and not r.waiting for r in replicas)
+
+
+def test_migration_cuts_tail_latency_under_bursts():
+    base = Scenario(workload=BURSTY, replicas=4, router="round_robin", engine=TIGHT)
+    off = simulate(base).summary()
+    on = simulate(base.model_copy(update={"migration": MigrationConfig(enabled=True)})).summary()
+    assert off["migrations"] == 0 and on["migrations"] > 0
+    assert on["completed"] == off["completed"] == 900
+    assert on["preemptions"] < off["preemptions"]
+    assert on["ttft_ms"]["p99"] < off["ttft_ms"]["p99"]
+    spread = lambda s: np.ptp([r["kv_cache"]["mean_usage"] for r in s["replicas"]])  # noqa: E731
+    assert spread(on) < spread(off)
+
+
+def test_stop_and_copy_pauses_longer():
+    req = Request(0, 0.0, 4000, 10)
+    req.computed = 4000
+    live = Migrator(MigrationConfig(mode="live"), KVTransferConfig(), 131072).pause(req, 16)
+    stop = Migrator(MigrationConfig(mode="stop"), KVTransferConfig(), 131072).pause(req, 16)
+    assert stop == live + (4000 - 16) * 131072 / 50e9
