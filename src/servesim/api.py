@@ -105,7 +105,8 @@ def _pool(sc: Scenario, gpu_name: str, engine, count: int, first_rid: int) -> tu
     """`count` identical replicas of the scenario's model on `gpu_name` with `engine` settings."""
     model, gpu = get_model(sc.model), get_gpu(gpu_name, sc.gpu_file)
     perf = make_perf_model(model, gpu, engine.tp, engine.dtype, kv_dtype(engine), sc.perf_model, pp=engine.pp,
-                           ep=engine.ep, expert_skew=engine.expert_skew)  # fmt: skip
+                           ep=engine.ep, expert_skew=engine.expert_skew, gpus_per_node=sc.node.gpus_per_node,
+                           network_gbs=sc.node.network_gbs)  # fmt: skip
     memory = plan_memory(model, gpu, engine)
     max_len = engine.max_model_len or model.max_position
     if memory.kv_tokens < max_len:

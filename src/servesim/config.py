@@ -164,6 +164,15 @@ class KVTransferConfig(_Strict):
     )
 
 
+class NodeConfig(_Strict):
+    """How GPUs are grouped into servers: collectives inside a node use the GPU's link (NVLink),
+    across nodes the network."""
+
+    gpus_per_node: int = Field(8, ge=1)
+    network_gbs: float = Field(50.0, gt=0, description="inter-node bandwidth per GPU, GB/s (400 Gb/s = 50)")
+    network_latency_us: float = Field(5.0, ge=0)
+
+
 class MigrationConfig(_Strict):
     """Live migration of decoding requests between replicas (Llumnix, OSDI 2024)."""
 
@@ -194,6 +203,7 @@ class Scenario(_Strict):
     decode: PoolConfig | None = Field(None, description="with prefill: disaggregated decode pool")
     kv_transfer: KVTransferConfig = Field(default_factory=KVTransferConfig)
     migration: MigrationConfig = Field(default_factory=MigrationConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
 
     @model_validator(mode="after")
     def _pools(self):

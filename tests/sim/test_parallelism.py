@@ -63,3 +63,14 @@ def test_expert_parallelism():
     s = simulate(Scenario(model="mixtral-8x7b", engine=EngineConfig(tp=2, ep=2, expert_skew=1.5),
                           workload=WorkloadConfig(num_requests=100))).summary()  # fmt: skip
     assert s["completed"] == 100
+
+
+def test_collectives_cross_nodes_over_the_network():
+    m, g = get_model("llama-3.1-405b"), get_gpu("h100")
+    b = Batch.decode(64, 2048)
+    comm = lambda r: {o.name: o.seconds for o in r.breakdown(b)}["tp_comm"]  # noqa: E731
+    in_node = RooflineModel(m, g, tp=8)
+    spanning = RooflineModel(m, g, tp=16)  # two 8-GPU nodes: all-reduce over 50 GB/s NICs instead of NVLink
+    assert comm(spanning) > 3 * comm(in_node)
+    big_node = RooflineModel(m, g, tp=16, gpus_per_node=16)
+    assert comm(big_node) < comm(spanning)

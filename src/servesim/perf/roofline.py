@@ -51,6 +51,8 @@ class RooflineModel(PerfModel):
         pp: int = 1,
         ep: int = 1,
         expert_skew: float = 1.0,
+        gpus_per_node: int = 8,
+        network_gbs: float = 50.0,
     ):
         if tp < 1 or model.heads % tp:
             raise ServesimError(f"tensor parallel size {tp} must divide {model.name}'s {model.heads} attention heads")
@@ -69,7 +71,12 @@ class RooflineModel(PerfModel):
         # attention runs in bf16 even when weights are fp8
         self.attn_peak = gpu.peak_flops("bf16") * self.p.attn_efficiency
         self.bw = gpu.mem_bw_gbs * 1e9 * self.p.mem_efficiency
-        self.link_bw = gpu.link_gbs / 2 * 1e9 * self.p.link_efficiency
+        # tensor-parallel collectives run over NVLink inside a node, over the network once the group spans nodes;
+        # pipeline stages sit on consecutive GPUs, so their sends cross the network when tp x pp spans nodes
+        nvlink = gpu.link_gbs / 2 * 1e9 * self.p.link_efficiency
+        network = network_gbs * 1e9 * self.p.link_efficiency
+        self.link_bw = nvlink if tp <= gpus_per_node else network
+        self.pp_bw = nvlink if tp * pp <= gpus_per_node else network
         m = model
         self.hq = m.heads // tp
         self.hkv = max(1, m.kv_heads // tp)  # KV heads are replicated when fewer than tp
@@ -132,7 +139,7 @@ class RooflineModel(PerfModel):
             ops.append(("tp_comm", 2 * L * self._allreduce(ar), zero, 2 * L * ar, "comm"))
         if self.pp > 1:  # activations cross each stage boundary once per iteration
             act = T * m.hidden * self.wb / tp
-            send = act / self.link_bw + self.p.collective_base_s
+            send = act / self.pp_bw + self.p.collective_base_s
             ops.append(("pp_comm", (self.pp - 1) * send, zero, (self.pp - 1) * act, "comm"))
         return ops
 
