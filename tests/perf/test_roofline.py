@@ -80,6 +80,9 @@ def test_tensor_parallel():
     comm = {o.name: o for o in two.breakdown(Batch.prefill(2048))}["tp_comm"]
     comm_small = {o.name: o for o in two.breakdown(Batch.prefill(1024))}["tp_comm"]
     assert comm.bytes == 2 * comm_small.bytes and comm.seconds > comm_small.seconds
+    comm_half = {o.name: o for o in two.breakdown(Batch.prefill(512))}["tp_comm"]
+    # a fixed latency plus a term proportional to the payload
+    assert comm.seconds - comm_small.seconds == pytest.approx(2 * (comm_small.seconds - comm_half.seconds))
     assert "tp_comm" not in {o.name for o in one.breakdown(b)}
     with pytest.raises(ServesimError, match="must divide"):
         model(tp=3)

@@ -8,31 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from servesim.errors import ServesimError
+from servesim.registry import Registry
 
 if TYPE_CHECKING:
     from servesim.sim.replica import Replica
     from servesim.sim.request import Request
 
-_ROUTERS: dict[str, type[Router]] = {}
-
-
-def register(cls: type[Router]) -> type[Router]:
-    _ROUTERS[cls.name] = cls
-    return cls
-
-
-def router_names() -> list[str]:
-    from servesim.sim import routers  # noqa: F401  (registers the built-in routers)
-
-    return sorted(_ROUTERS)
+ROUTERS = Registry("router", "servesim.sim.routers")
+register = ROUTERS.register
+router_names = ROUTERS.names
 
 
 def make_router(name: str, seed: int = 0) -> Router:
-    router_names()
-    if name not in _ROUTERS:
-        raise ServesimError(f"unknown router '{name}'; known: {', '.join(sorted(_ROUTERS))}")
-    return _ROUTERS[name](seed)
+    return ROUTERS.make(name, seed)
 
 
 class Router:

@@ -10,32 +10,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from servesim.errors import ServesimError
+from servesim.registry import Registry
 from servesim.sim.request import Request
 
 if TYPE_CHECKING:
     from servesim.sim.replica import Replica
 
 Plan = list[tuple[Request, int]]
-_REGISTRY: dict[str, type[Scheduler]] = {}
-
-
-def register(cls: type[Scheduler]) -> type[Scheduler]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def scheduler_names() -> list[str]:
-    from servesim.sim import policies  # noqa: F401  (registers the built-in policies)
-
-    return sorted(_REGISTRY)
+SCHEDULERS = Registry("scheduler", "servesim.sim.policies")
+register = SCHEDULERS.register
+scheduler_names = SCHEDULERS.names
 
 
 def make_scheduler(name: str, replica: Replica) -> Scheduler:
-    scheduler_names()
-    if name not in _REGISTRY:
-        raise ServesimError(f"unknown scheduler '{name}'; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](replica)
+    return SCHEDULERS.make(name, replica)
 
 
 class Scheduler:

@@ -1,0 +1,26 @@
+"""Policies registered by name: each one small module that registers itself on import."""
+
+from __future__ import annotations
+
+import importlib
+
+from servesim.errors import ServesimError
+
+
+class Registry:
+    def __init__(self, kind: str, package: str):
+        self.kind, self.package = kind, package  # the package whose import registers the built-ins
+        self._classes: dict[str, type] = {}
+
+    def register(self, cls: type) -> type:
+        self._classes[cls.name] = cls
+        return cls
+
+    def names(self) -> list[str]:
+        importlib.import_module(self.package)
+        return sorted(self._classes)
+
+    def make(self, name: str, *args):
+        if name not in self.names():
+            raise ServesimError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
+        return self._classes[name](*args)
