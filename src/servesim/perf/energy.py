@@ -1,21 +1,33 @@
-"""Power and energy of an iteration.
+"""Power and energy of an iteration, and what a power cap does to it.
 
 Board power while an iteration runs is the idle power plus the extra power of its
-compute-bound and memory-bound operators, weighted by the time each takes. Measured
+compute-bound and memory-bound work, weighted by the time each takes. Measured
 profiles give the three levels (NVML, under a GEMM loop, a copy loop and at rest);
 without one, the datasheet TDP stands for compute-bound work and the H200 profile's
 ratio of memory-bound to compute-bound power (567 W / 691 W = 0.82) scales it for
 memory-bound work.
+
+A power cap lowers the clock until the iteration's mean power fits. Compute-bound work
+slows in proportion to the clock; memory-bound work is paced by HBM, so it slows only a
+little, and half of its extra power follows the clock. This is why capping hurts prefill
+more than decode (POLCA, Patel et al., ASPLOS 2024; Splitwise, Patel et al., ISCA 2024).
+The exponents are modelling assumptions, stated below, not measurements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from servesim.hardware import GPUSpec
 from servesim.perf.base import OpCost
 
 MEMORY_TO_COMPUTE_POWER = 0.82  # measured on H200: copy loop 567 W vs GEMM loop 691 W
+CLOCK_POWER_EXPONENT = 3.0  # dynamic power ~ f V^2 with V roughly proportional to f near the top of DVFS
+MEMORY_CLOCK_SHARE = 0.5  # share of memory-bound work's extra power that follows the SM clock
+MEMORY_SLOWDOWN = 0.15  # memory-bound time grows by this fraction of the compute-bound slow-down
+MIN_CLOCK = 0.3
 
 
 @dataclass(frozen=True)
@@ -34,11 +46,33 @@ class PowerModel:
 
     def watts(self, ops: list[OpCost]) -> float:
         """Mean board power of one GPU over an iteration with these operators."""
-        total = sum(o.seconds for o in ops)
-        if total <= 0:
-            return self.idle_w
-        busy = {"compute": self.compute_w, "memory": self.memory_w}
-        return sum(o.seconds * busy.get(o.bound, self.idle_w) for o in ops) / total
+        comp = sum(o.seconds for o in ops if o.bound == "compute")
+        mem = sum(o.seconds for o in ops if o.bound == "memory")
+        return self.mean_watts(comp, mem, sum(o.seconds for o in ops) - comp - mem)
 
     def joules(self, ops: list[OpCost]) -> float:
         return self.watts(ops) * sum(o.seconds for o in ops)
+
+    def mean_watts(self, comp, mem, other, clock: float = 1.0):
+        """Mean power over compute-bound, memory-bound and other (comm, CPU) seconds at full clock."""
+        comp_t, mem_t = comp / clock, mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1))
+        f = clock**CLOCK_POWER_EXPONENT
+        extra_mem = (self.memory_w - self.idle_w) * (1 - MEMORY_CLOCK_SHARE + MEMORY_CLOCK_SHARE * f)
+        energy = comp_t * (self.compute_w - self.idle_w) * f + mem_t * extra_mem
+        total = comp_t + mem_t + other  # scalar or array (runs of decode iterations)
+        return self.idle_w + energy / np.maximum(total, 1e-30)
+
+    def capped(self, comp: float, mem: float, other: float, cap_w: float) -> tuple[float, float, float]:
+        """(seconds, mean watts, clock) of the iteration under a per-GPU power cap."""
+        if self.mean_watts(comp, mem, other) <= cap_w:
+            return comp + mem + other, self.mean_watts(comp, mem, other), 1.0
+        lo, hi = MIN_CLOCK, 1.0
+        for _ in range(20):  # the highest clock whose mean power fits the cap
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.mean_watts(comp, mem, other, mid) <= cap_w else (lo, mid)
+        clock = lo
+        seconds = comp / clock + mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1)) + other
+        return seconds, self.mean_watts(comp, mem, other, clock), clock
+
+
+NO_POWER = PowerModel(0.0, 0.0, 0.0, "none")  # for replicas whose energy nobody asked about

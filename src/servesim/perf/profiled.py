@@ -8,7 +8,6 @@ prediction. The operator structure is the roofline's: only the prices differ.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import cache
 from pathlib import Path
 
@@ -79,13 +78,13 @@ class ProfiledModel(RooflineModel):
         seconds = seconds + ew("rms_norm", T, m.hidden)  # final norm
         return seconds, super()._elementwise(T)[1]
 
-    def _attention(self, b: Batch):
-        op = super()._attention(b)
-        if not (b.prefill_lens and b.num_decodes):
-            return op
-        # a mixed batch joins the prefill and decode attention outputs
-        join = self.profile.elementwise_time("concat", b.num_tokens, self.hq * self.model.head_dim)
-        return dataclasses.replace(op, seconds=op.seconds + self.model.layers * float(join))
+    def _attention_parts(self, b: Batch):
+        dt, pt, ot, f, nb = super()._attention_parts(b)
+        if b.prefill_lens and b.num_decodes:  # a mixed batch joins the prefill and decode attention outputs
+            ot += self.model.layers * float(
+                self.profile.elementwise_time("concat", b.num_tokens, self.hq * self.model.head_dim)
+            )
+        return dt, pt, ot, f, nb
 
     def _kv_write(self, op: str, tokens) -> float:
         """Storing K and V of `tokens` new tokens in every layer's cache."""

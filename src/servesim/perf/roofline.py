@@ -81,6 +81,7 @@ class RooflineModel(PerfModel):
         self.hq = m.heads // tp
         self.hkv = max(1, m.kv_heads // tp)  # KV heads are replicated when fewer than tp
         self._tok_table = np.zeros(1)  # seconds of token-count operators, by token count
+        self._bound_tables: dict[str, np.ndarray] = {}  # their compute- and memory-bound parts
         self._seq_table = np.zeros(1)  # seconds of per-sequence operators, by sequence count
         self._dec_fixed: dict[int, float] = {}
 
@@ -210,11 +211,38 @@ class RooflineModel(PerfModel):
             ops = self._token_ops(x) if which == "tok" else self._seq_ops(x)
             table = sum(op[1] for op in ops)
             table[0] = 0.0
+            self._bound_tables[which] = self._split_ops(ops)
             if which == "tok":
                 self._tok_table = table
             else:
                 self._seq_table = table
         return table
+
+    def _split_ops(self, ops) -> np.ndarray:
+        """Rows (compute-bound, memory-bound) seconds of `ops`, element by element; the rest is comm/CPU."""
+        comp = sum(np.where(f / self.peak >= b / self.bw, t, 0.0) for _, t, f, b, bound in ops if bound in
+                   ("compute", "memory") and np.any(f))  # fmt: skip
+        mem = sum(t for _, t, f, b, bound in ops if bound in ("compute", "memory")) - comp
+        out = np.stack([np.broadcast_to(comp, mem.shape), mem])
+        out[:, 0] = 0.0
+        return out
+
+    def split(self, batch: Batch) -> tuple[float, float, float]:
+        """(compute-bound, memory-bound, other) seconds of an iteration; they sum to iteration_time.
+
+        Decode attention counts as memory-bound and prefill attention as compute-bound.
+        """
+        T = batch.num_decodes + sum(batch.prefill_lens)
+        S = batch.num_decodes + len(batch.prefill_lens)
+        if len(self._tok_table) <= T:
+            self._table("tok", T)
+        if len(self._seq_table) <= S:
+            self._table("seq", S)
+        tok, seq = self._bound_tables["tok"], self._bound_tables["seq"]
+        dt, pt, ot, _, _ = self._attention_parts(batch)
+        comp = float(tok[0, T] + seq[0, S]) + pt
+        mem = float(tok[1, T] + seq[1, S]) + dt + ot
+        return comp, mem, float(self._tok_table[T] + self._seq_table[S]) + dt + pt + ot - comp - mem
 
     # ----- attention: depends on context lengths -----
     def _decode_attn_coeffs(self) -> tuple[float, float, float]:
@@ -260,18 +288,23 @@ class RooflineModel(PerfModel):
         t += L * (max(pf / self.attn_peak, pb / self.bw) + self.p.kernel_overhead_s)
         return t, f + L * pf, nb + L * pb
 
-    def _attention(self, b: Batch) -> OpCost:
+    def _attention_parts(self, b: Batch) -> tuple[float, float, float, float, float]:
+        """(decode seconds, prefill seconds, other seconds, flops, bytes) of the batch's attention."""
         L = self.model.layers
-        t = f = nb = 0.0
+        dt = pt = f = nb = 0.0
         if b.num_decodes:
             fc, bc, br = self._decode_attn_coeffs()
-            t += float(self._decode_attention(b.num_decodes, b.decode_ctx_sum))
+            dt = float(self._decode_attention(b.num_decodes, b.decode_ctx_sum))
             f += L * fc * b.decode_ctx_sum
             nb += L * (bc * b.decode_ctx_sum + br * b.num_decodes)
         if b.prefill_lens:
             pt, pf, pb = self._prefill_attention(b)
-            t, f, nb = t + pt, f + pf, nb + pb
-        return OpCost("attention", t, f, nb, _bound(f / self.attn_peak, nb / self.bw))
+            f, nb = f + pf, nb + pb
+        return dt, pt, 0.0, f, nb
+
+    def _attention(self, b: Batch) -> OpCost:
+        dt, pt, ot, f, nb = self._attention_parts(b)
+        return OpCost("attention", dt + pt + ot, f, nb, _bound(f / self.attn_peak, nb / self.bw))
 
     # ----- PerfModel -----
     def breakdown(self, batch: Batch) -> list[OpCost]:
@@ -292,6 +325,13 @@ class RooflineModel(PerfModel):
         if len(seq) <= S:
             seq = self._table("seq", S)
         return float(tok[T] + seq[S]) + self._attention(batch).seconds
+
+    def decode_split(self, n: int, ctx_sums: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """(compute-bound, memory-bound, other) seconds of consecutive decode iterations (memory per iteration)."""
+        const = self._table("tok", n)[n] + self._table("seq", n)[n]
+        tok, seq = self._bound_tables["tok"], self._bound_tables["seq"]
+        comp, mem_const = float(tok[0, n] + seq[0, n]), float(tok[1, n] + seq[1, n])
+        return comp, mem_const + self._decode_attention(n, ctx_sums), float(const) - comp - mem_const
 
     def decode_times(self, num_seqs: int, ctx_sums: np.ndarray) -> np.ndarray:
         const = self._table("tok", num_seqs)[num_seqs] + self._table("seq", num_seqs)[num_seqs]

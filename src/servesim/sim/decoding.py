@@ -27,6 +27,7 @@ class DecodingSet:
     def add(self, req: Request, it: int) -> None:
         """Start decoding at iteration `it`; the prefill's token is already counted."""
         req.base = req.computed - it
+        req.dec_first = it
         req.finish_it = it - 1 + req.output_len - req.generated
         req.epoch += 1
         req.decoding = True

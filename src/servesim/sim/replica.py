@@ -15,6 +15,7 @@ from collections import deque
 import numpy as np
 
 from servesim.perf import Batch, PerfModel
+from servesim.perf.energy import MEMORY_SLOWDOWN, NO_POWER, PowerModel
 from servesim.sim.decoding import DecodingSet
 from servesim.sim.kv_cache import KVCache
 from servesim.sim.request import Request
@@ -24,15 +25,16 @@ MAX_RUN = 4096  # iterations advanced in one decode run at most
 
 
 class StepLog:
-    """Per-step records: a mixed iteration or a run of decode iterations."""
+    """Per-step records: a mixed iteration or a run of decode iterations (energy in joules, all GPUs)."""
 
-    __slots__ = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting")
+    __slots__ = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy")
 
     def __init__(self):
         for name in self.__slots__:
             setattr(self, name, [])
 
-    def add(self, start, end, iters, seqs, tokens, kv_used, waiting):
+    def add(self, start, end, iters, seqs, tokens, kv_used, waiting, energy):
+        self.energy.append(energy)
         self.start.append(start)
         self.end.append(end)
         self.iters.append(iters)
@@ -46,10 +48,16 @@ class StepLog:
 
 
 class Replica:
-    def __init__(self, engine, perf: PerfModel, num_blocks: int, unit_tokens: int = 512, rid: int = 0):
+    def __init__(self, engine, perf: PerfModel, num_blocks: int, unit_tokens: int = 512, rid: int = 0,
+                 power: PowerModel = NO_POWER, gpus: int = 1, price_per_hour: float = 0.0):  # fmt: skip
         self.rid = rid  # index in its cluster; token times name the replica that produced them
         self.engine = engine
         self.perf = perf
+        self.power, self.gpus = power, gpus  # each GPU of the replica draws `power`
+        self.usd_per_s = price_per_hour * gpus / 3600
+        self.cap_w: float | None = None  # per-GPU power cap in force
+        self.energy_j = 0.0  # energy of all iterations so far
+        self.busy_s = 0.0
         self.block_size = B = engine.block_size
         self.unit_tokens = unit_tokens
         self.kv = KVCache(num_blocks, B, engine.enable_prefix_caching, max(1, unit_tokens // B))
@@ -62,6 +70,9 @@ class Replica:
         self.it = 0
         self.now = 0.0
         self.iter_end = np.empty(4096)
+        # running sums over iterations of each token's share of energy and cost, for decoding requests
+        self.cum_j = np.empty(4096)
+        self.cum_usd = np.empty(4096)
         self.log = StepLog()
         self.scheduler = make_scheduler(engine.scheduler, self)
         # set on prefill replicas of a disaggregated deployment: called with (request, time, last
@@ -115,8 +126,7 @@ class Replica:
         self._release(req)
         if req.decoding:
             req.generated = req.output_len - req.finish_it + self.it - 1
-            req.segments.append((self.rid, req.seg_start, self.it - 1))
-            self.dec.remove(req)
+            self._close_decoding(req)
         else:
             self.prefilling.remove(req)
         req.computed = 0
@@ -128,8 +138,7 @@ class Replica:
         self._release(req)
         req.generated = req.output_len - req.finish_it + self.it - 1
         req.computed = req.base + self.it
-        req.segments.append((self.rid, req.seg_start, self.it - 1))
-        self.dec.remove(req)
+        self._close_decoding(req)
         req.migrations += 1
 
     def kv_load(self) -> float:
@@ -137,11 +146,21 @@ class Replica:
         wanted = sum(self.blocks_for(r.target) for r in self.waiting)
         return (self.kv.used + wanted) / self.kv.total
 
+    def _close_decoding(self, req: Request) -> None:
+        """End a decoding stint: record its tokens' iterations and their share of energy and cost."""
+        last, first = self.it - 1, req.dec_first
+        if last >= first:
+            before_j = self.cum_j[first - 1] if first else 0.0
+            before_usd = self.cum_usd[first - 1] if first else 0.0
+            req.decode_j += float(self.cum_j[last] - before_j)
+            req.decode_usd += float(self.cum_usd[last] - before_usd)
+        req.segments.append((self.rid, req.seg_start, last))
+        self.dec.remove(req)
+
     def _finish(self, req: Request, t: float) -> None:
         self._release(req)
         if req.decoding:
-            req.segments.append((self.rid, req.seg_start, self.it - 1))
-            self.dec.remove(req)
+            self._close_decoding(req)
         else:
             req.segments.append((self.rid, req.seg_start, req.seg_start))
         req.finish = t
@@ -183,21 +202,49 @@ class Replica:
         """Requests queued, running or handed over but not yet arrived."""
         return len(self.running) + len(self.waiting) + len(self.incoming)
 
-    def _record(self, start: int, ends) -> None:
+    def _record(self, start: int, ends, j_per_token, usd_per_token) -> None:
+        """Store iteration end times and running per-token energy and cost from iteration `start` on."""
         stop = start + len(ends)
         if stop > len(self.iter_end):
-            grown = np.empty(max(stop, 2 * len(self.iter_end)))
-            grown[:start] = self.iter_end[:start]
-            self.iter_end = grown
+            size = max(stop, 2 * len(self.iter_end))
+            for name in ("iter_end", "cum_j", "cum_usd"):
+                grown = np.empty(size)
+                grown[:start] = getattr(self, name)[:start]
+                setattr(self, name, grown)
+        before_j = self.cum_j[start - 1] if start else 0.0
+        before_usd = self.cum_usd[start - 1] if start else 0.0
+        if stop == start + 1:  # one iteration: skip numpy's per-call overhead
+            self.iter_end[start] = ends[0]
+            self.cum_j[start] = before_j + j_per_token[0]
+            self.cum_usd[start] = before_usd + usd_per_token[0]
+            return
         self.iter_end[start:stop] = ends
+        self.cum_j[start:stop] = before_j + np.cumsum(j_per_token)
+        self.cum_usd[start:stop] = before_usd + np.cumsum(usd_per_token)
+
+    def _price(self, comp, mem, other):
+        """(seconds, watts per GPU) of iterations with these bound splits, under the power cap if any."""
+        if self.cap_w is None:
+            return comp + mem + other, self.power.mean_watts(comp, mem, other)
+        seconds, _, clock = self.power.capped(comp, float(np.min(mem)), other, self.cap_w)
+        if clock < 1.0:
+            seconds = comp / clock + mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1)) + other
+        return seconds, self.power.mean_watts(comp, mem, other, clock)
 
     def _step(self, plan) -> None:
         dec, it, kv = self.dec, self.it, self.kv
         batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(r.computed for r, _ in plan))
-        t = self.now + self.perf.iteration_time(batch)
-        self._record(it, (t,))
+        dt, watts = self._price(*self.perf.split(batch))
+        t = self.now + dt
+        energy, tokens = watts * dt * self.gpus, batch.num_tokens
+        jpt, usdpt = energy / tokens, dt * self.usd_per_s / tokens
+        self._record(it, (t,), (jpt,), (usdpt,))
+        self.energy_j += energy
+        self.busy_s += dt
         self.decodes_reserved = False
         for req, chunk in plan:
+            req.prefill_j += chunk * jpt
+            req.prefill_usd += chunk * usdpt
             req.computed += chunk
             if req.computed < req.target:
                 continue
@@ -219,7 +266,7 @@ class Replica:
         self.it = it + 1
         for req in dec.pop_finished(it):
             self._finish(req, t)
-        self.log.add(self.now, t, 1, batch.num_seqs, batch.num_tokens, kv.used, len(self.waiting))
+        self.log.add(self.now, t, 1, batch.num_seqs, tokens, kv.used, len(self.waiting), energy)
         self.now = t
 
     def _cache_prompt(self, req: Request) -> None:
@@ -238,7 +285,8 @@ class Replica:
         if self.scheduler.preempted:
             k = 1  # freed room may admit waiting requests next step
         ctx = dec.base_sum + n * (j0 + 1 + np.arange(k))
-        ends = self.now + np.cumsum(self.perf.decode_times(n, ctx))
+        times, watts = self._price(*self.perf.decode_split(n, ctx))
+        ends = self.now + np.cumsum(times)
         horizon = until  # the caller needs this replica's state at `until`
         if next_arrival is not None and self.scheduler.arrivals_matter():
             horizon = min(horizon, next_arrival)
@@ -246,14 +294,18 @@ class Replica:
             first = int(np.searchsorted(ends, horizon))
             if first < k:
                 k = first + 1
-                ends = ends[:k]
+                ends, times, watts = ends[:k], times[:k], watts[:k]
         if not kv.allocate(dec.blocks_needed(j0 + 1, k - 1)):
             raise RuntimeError("decode run outgrew the KV cache")
-        self._record(j0, ends)
+        energy = watts * times * self.gpus
+        self._record(j0, ends, energy / n, times * (self.usd_per_s / n))
+        run_energy = float(energy.sum())
+        self.energy_j += run_energy
+        self.busy_s += float(times.sum())
         self.decodes_reserved = False
         self.it = j0 + k
         t = float(ends[-1])
         for req in dec.pop_finished(self.it - 1):
             self._finish(req, t)
-        self.log.add(self.now, t, k, n, n, kv.used, len(self.waiting))
+        self.log.add(self.now, t, k, n, n, kv.used, len(self.waiting), run_energy)
         self.now = t
