@@ -15,13 +15,16 @@ from servesim.config import Scenario
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
 from servesim.metrics import itl_table, pool_stats, request_records, summarize, summary_stats, token_times
+from servesim.metrics.energy import energy_cost_summary, host_power, power_series
 from servesim.models import get_model
+from servesim.perf.energy import PowerModel
 from servesim.perf.profiled import describe, make_perf_model
 from servesim.sim.cluster import Cluster
 from servesim.sim.disaggregation import DisaggregatedCluster
 from servesim.sim.kv_transfer import kv_transfer_seconds
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
 from servesim.sim.migration import Migrator
+from servesim.sim.power_control import PowerController
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
 from servesim.sim.router import make_router
@@ -44,7 +47,15 @@ class Result:
     kv_hit_rate: float | None
     perf_model: str = "roofline"
     pools: dict[str, list[int]] = field(default_factory=dict)  # pool name -> replica indices
+    replica_info: list[dict] = field(default_factory=list)  # per replica: gpus, idle_w, usd_per_s, busy_s
+    host_w: float = 0.0  # constant power of the deployment's hosts
+    power_control: dict | None = None  # what the cluster power controller did
     _summary: dict | None = field(default=None, repr=False)
+
+    def power_series(self, bin_s: float = 1.0) -> pd.DataFrame:
+        """Mean power per replica and for the cluster (with hosts) in each `bin_s` window."""
+        idle = [r["idle_w"] * r["gpus"] for r in self.replica_info]
+        return power_series(self.replica_steps, idle, self.host_w, self.summary()["duration_s"], bin_s)
 
     @property
     def memory(self) -> MemoryPlan:
@@ -73,6 +84,10 @@ class Result:
             blocks = [m.num_blocks for m in self.memories]
             s = summarize(self.requests, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate)
             s["perf_model"] = self.perf_model
+            if self.power_control:
+                s["power_control"] = self.power_control
+            s.update(energy_cost_summary(self.requests, self.replica_steps, self.replica_info, s["duration_s"],
+                                         self.host_w))  # fmt: skip
             if self.pools:
                 s["memory"] = {name: _memory(self.memories[ids[0]]) for name, ids in self.pools.items()}
             else:
@@ -91,13 +106,14 @@ class Result:
         """Write summary.json, requests.parquet|csv and scenario.json into out_dir."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "summary.json", out / f"requests.{fmt}", out / "scenario.json"]
+        paths = [out / "summary.json", out / f"requests.{fmt}", out / "scenario.json", out / "power.csv"]
         paths[0].write_text(json.dumps(self.summary(), indent=2) + "\n")
         if fmt == "csv":
             self.requests.to_csv(paths[1], index=False)
         else:
             self.requests.to_parquet(paths[1], index=False)
         paths[2].write_text(self.scenario.model_dump_json(indent=2) + "\n")
+        self.power_series().to_csv(paths[3], index=False, float_format="%.6g")
         return paths
 
 
@@ -120,12 +136,19 @@ def _pool(sc: Scenario, gpu_name: str, engine, count: int, first_rid: int) -> tu
             f"({engine.block_size})"
         )
     unit = sc.workload.hash_block_tokens
+    power = PowerModel.for_gpu(gpu, getattr(perf, "profile", None))
+    price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else gpu.price_per_hour
     if engine.pp > 1:
         # pipeline parallelism runs pp micro-batch streams (virtual engines), each with its share of the
         # KV cache and the whole pipeline's latency per iteration; fewer busy streams than stages is the bubble
         memory = dataclasses.replace(memory, num_blocks=memory.num_blocks // engine.pp)
         count *= engine.pp
-    return [Replica(engine, perf, memory.num_blocks, unit, rid=first_rid + i) for i in range(count)], memory
+    # each replica (each pipeline stage stream with pp > 1) runs on tp GPUs at a time
+    replicas = [Replica(engine, perf, memory.num_blocks, unit, first_rid + i, power, engine.tp, price)
+                for i in range(count)]  # fmt: skip
+    for rep in replicas:
+        rep.cap_w = sc.power.cap_w
+    return replicas, memory
 
 
 def simulate(scenario: Scenario | None = None) -> Result:
@@ -150,7 +173,10 @@ def simulate(scenario: Scenario | None = None) -> Result:
             r.rejected = True  # vLLM refuses requests longer than max_model_len
         else:
             accepted.append(r)
+    controller = None
     if sc.disaggregated:
+        if sc.power.budget_w is not None:
+            raise ServesimError("a cluster power budget (power.budget_w) is supported for co-located replicas only")
         kv_bytes = model.kv_bytes_per_token(kv_dtype(sc.decode.engine))
         links = min(sc.prefill.engine.tp, sc.decode.engine.tp)
 
@@ -164,7 +190,10 @@ def simulate(scenario: Scenario | None = None) -> Result:
         migrator = None
         if sc.migration.enabled:
             migrator = Migrator(sc.migration, sc.kv_transfer, model.kv_bytes_per_token(kv_dtype(sc.engine)))
-        Cluster(replicas, make_router(sc.router, sc.workload.seed), migrator).run(accepted)
+        if sc.power.budget_w is not None:
+            host = host_power(sum(r.gpus for r in replicas), sc.node.gpus_per_node, sc.power.host_w_per_node)
+            controller = PowerController(sc.power, host, sc.power.cap_w)
+        Cluster(replicas, make_router(sc.router, sc.workload.seed), migrator, controller).run(accepted)
     hits = sum(r.kv.hit_blocks for r in replicas)
     queries = sum(r.kv.query_blocks for r in replicas)
     return Result(
@@ -176,4 +205,7 @@ def simulate(scenario: Scenario | None = None) -> Result:
         hits / queries if queries else None,
         " / ".join(sorted({describe(r.perf) for r in replicas})),
         {name: [r.rid for r in reps] for name, (_, reps) in pools.items()},
+        [dict(gpus=r.gpus, idle_w=r.power.idle_w, usd_per_s=r.usd_per_s, busy_s=r.busy_s) for r in replicas],
+        host_power(sum(r.gpus for r in replicas), sc.node.gpus_per_node, sc.power.host_w_per_node),
+        controller.summary(max((r.now for r in replicas), default=0.0)) if controller else None,
     )

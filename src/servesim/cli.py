@@ -99,6 +99,9 @@ def run(
     decode_tp: Annotated[int | None, Opt(help="decode pool tensor parallel size")] = None,
     kv_transfer: Annotated[str | None, Opt(help="layerwise | whole")] = None,
     migration: Annotated[bool | None, Opt("--migration/--no-migration", help="live migration (Llumnix)")] = None,
+    power_cap: Annotated[float | None, Opt(help="per-GPU power cap, W")] = None,
+    power_budget: Annotated[float | None, Opt(help="cluster power budget, W (POLCA controller)")] = None,
+    price_per_gpu_hour: Annotated[float | None, Opt(help="USD per GPU-hour (default: catalog)")] = None,
     kv_bandwidth_gbs: Annotated[float | None, Opt(help="KV transfer GB/s per GPU")] = None,
     output: Annotated[Path | None, Opt("--output", "-o", help="directory for summary and records")] = None,
     fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
@@ -148,6 +151,8 @@ def run(
         data[name] = pool
     if migration is not None:
         data["migration"]["enabled"] = migration
+    power = {"cap_w": power_cap, "budget_w": power_budget, "price_per_gpu_hour": price_per_gpu_hour}
+    data["power"].update({k: v for k, v in power.items() if v is not None})
     data["kv_transfer"].update({k: v for k, v in (("mode", kv_transfer), ("bandwidth_gbs", kv_bandwidth_gbs)) if v})
     if fmt not in ("parquet", "csv"):
         raise ServesimError(f"--format must be parquet or csv, not '{fmt}'")

@@ -173,6 +173,28 @@ class NodeConfig(_Strict):
     network_latency_us: float = Field(5.0, ge=0)
 
 
+class PowerConfig(_Strict):
+    """Power limits and prices: a static per-GPU cap, and a POLCA-style cluster budget with a controller."""
+
+    cap_w: float | None = Field(None, gt=0, description="per-GPU power cap for every replica")
+    host_w_per_node: float = Field(
+        1200.0, ge=0, description="CPUs, memory, NICs and fans of one node; a deployment pays its GPUs' share"
+    )
+    price_per_gpu_hour: float | None = Field(None, ge=0, description="USD; default: the GPU catalog's price")
+    budget_w: float | None = Field(None, gt=0, description="cluster power budget (GPUs and hosts)")
+    throttle_cap_w: float = Field(450.0, gt=0, description="per-GPU cap the controller applies")
+    high: float = Field(0.95, gt=0, le=1.5, description="cap one more replica above this fraction of the budget")
+    low: float = Field(0.85, gt=0, le=1.5, description="lift one cap below this fraction of the budget")
+    interval_s: float = Field(0.5, gt=0, description="how often the controller reads cluster power")
+    reaction_s: float = Field(1.0, ge=0, description="how long power must stay high before it acts")
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.low >= self.high:
+            raise ValueError(f"power.low ({self.low}) must be below power.high ({self.high})")
+        return self
+
+
 class MigrationConfig(_Strict):
     """Live migration of decoding requests between replicas (Llumnix, OSDI 2024)."""
 
@@ -204,6 +226,7 @@ class Scenario(_Strict):
     kv_transfer: KVTransferConfig = Field(default_factory=KVTransferConfig)
     migration: MigrationConfig = Field(default_factory=MigrationConfig)
     node: NodeConfig = Field(default_factory=NodeConfig)
+    power: PowerConfig = Field(default_factory=PowerConfig)
 
     @model_validator(mode="after")
     def _pools(self):

@@ -33,10 +33,16 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
         "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
         "kv_transfer_s": [r.transfer_s for r in requests],
         "migrations": [r.migrations for r in requests],
+        "prefill_j": [r.prefill_j for r in requests],
+        "decode_j": [r.decode_j for r in requests],
+        "prefill_usd": [r.prefill_usd for r in requests],
+        "decode_usd": [r.decode_usd for r in requests],
     }
     df = pd.DataFrame(cols)
     for c in ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s"):
         df[c] = df[c].astype(float)
+    df["energy_j"] = df.prefill_j + df.decode_j
+    df["cost_usd"] = df.prefill_usd + df.decode_usd
     df["ttft_s"] = df.first_token_s - df.arrival_s
     df["e2el_s"] = df.finish_s - df.arrival_s
     df["queue_s"] = df.first_scheduled_s - df.arrival_s

@@ -11,28 +11,33 @@ import heapq
 import math
 
 from servesim.sim.migration import Migrator
+from servesim.sim.power_control import PowerController
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
 from servesim.sim.router import Router
 
-ARRIVE, CHECK, LAND = 0, 1, 2
+ARRIVE, CHECK, LAND, POWER = 0, 1, 2, 3
 
 
 class Cluster:
-    def __init__(self, replicas: list[Replica], router: Router, migrator: Migrator | None = None):
+    def __init__(self, replicas: list[Replica], router: Router, migrator: Migrator | None = None,
+                 power: PowerController | None = None):  # fmt: skip
         self.replicas = replicas
         self.router = router
         self.migrator = migrator
+        self.power = power
 
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
         replicas = self.replicas
-        if len(replicas) == 1:
+        if len(replicas) == 1 and self.power is None:
             replicas[0].run(requests)
             return
         events = [(r.arrival, ARRIVE, i, r) for i, r in enumerate(requests)]
         if self.migrator and requests:
             events.append((requests[0].arrival, CHECK, -1, None))
+        if self.power and requests:
+            events.append((self.power.cfg.interval_s, POWER, -2, None))
         heapq.heapify(events)
         seq = len(events)
         while events:
@@ -45,6 +50,11 @@ class Cluster:
                 req, dest = obj
                 req.kv_ready, req.ready = True, t
                 dest.submit(req)
+            elif kind == POWER:
+                self.power.step(t, replicas)
+                if events or any(r.outstanding for r in replicas):
+                    seq += 1
+                    heapq.heappush(events, (t + self.power.cfg.interval_s, POWER, seq, None))
             else:
                 move = self.migrator.step(replicas)
                 if move:

@@ -226,7 +226,9 @@ class Replica:
         """(seconds, watts per GPU) of iterations with these bound splits, under the power cap if any."""
         if self.cap_w is None:
             return comp + mem + other, self.power.mean_watts(comp, mem, other)
-        seconds, _, clock = self.power.capped(comp, float(np.min(mem)), other, self.cap_w)
+        # the most power-hungry iteration of a run sets its clock: at low clocks that is the most memory-bound one
+        clock = min(self.power.capped(comp, float(m), other, self.cap_w)[2] for m in (np.min(mem), np.max(mem)))
+        seconds = comp + mem + other
         if clock < 1.0:
             seconds = comp / clock + mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1)) + other
         return seconds, self.power.mean_watts(comp, mem, other, clock)

@@ -1,0 +1,61 @@
+"""POLCA-style power control of an oversubscribed cluster (Patel et al., ASPLOS 2024).
+
+The cluster's power budget is smaller than the sum of its GPUs' TDPs. Every `interval_s`
+the controller reads cluster power (GPUs and hosts) over the last interval. After power
+has stayed above `high` x budget for `reaction_s`, it caps one more replica's GPUs at
+`throttle_cap_w`, lowest priority first (the highest-numbered replica); below `low` x
+budget it lifts the most recent cap. It records how often and how long caps applied.
+"""
+
+from __future__ import annotations
+
+from servesim.config import PowerConfig
+from servesim.sim.replica import Replica
+
+
+class PowerController:
+    def __init__(self, cfg: PowerConfig, host_w: float, static_cap_w: float | None = None):
+        self.cfg, self.host_w, self.static_cap = cfg, host_w, static_cap_w
+        self.capped: list[Replica] = []
+        self.last_t = self.last_j = 0.0
+        self.high_since: float | None = None
+        self.actions = 0
+        self.capped_replica_s = 0.0
+        self.any_capped_s = 0.0
+        self.peak_w = 0.0
+
+    def _energy(self, replicas: list[Replica], t: float) -> float:
+        idle = sum(r.power.idle_w * r.gpus * max(t - r.busy_s, 0.0) for r in replicas)
+        return sum(r.energy_j for r in replicas) + idle + self.host_w * t
+
+    def step(self, t: float, replicas: list[Replica]) -> None:
+        if t <= self.last_t:
+            return
+        energy = self._energy(replicas, t)
+        watts = (energy - self.last_j) / (t - self.last_t)
+        self.capped_replica_s += len(self.capped) * (t - self.last_t)
+        self.any_capped_s += (t - self.last_t) if self.capped else 0.0
+        self.last_t, self.last_j, self.peak_w = t, energy, max(self.peak_w, watts)
+        budget = self.cfg.budget_w
+        if watts > self.cfg.high * budget:
+            self.high_since = t if self.high_since is None else self.high_since
+            uncapped = [r for r in replicas if r not in self.capped]
+            if t - self.high_since >= self.cfg.reaction_s and uncapped:
+                target = uncapped[-1]
+                target.cap_w = min(self.cfg.throttle_cap_w, self.static_cap or float("inf"))
+                self.capped.append(target)
+                self.actions += 1
+                self.high_since = t  # wait a reaction time before capping another
+        else:
+            self.high_since = None
+            if watts < self.cfg.low * budget and self.capped:
+                self.capped.pop().cap_w = self.static_cap
+
+    def summary(self, duration: float) -> dict:
+        return {
+            "budget_w": self.cfg.budget_w,
+            "cap_actions": self.actions,
+            "capped_replica_s": self.capped_replica_s,
+            "time_capped_fraction": self.any_capped_s / duration if duration else 0.0,
+            "peak_interval_power_w": self.peak_w,
+        }
