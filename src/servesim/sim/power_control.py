@@ -2,12 +2,15 @@
 
 The cluster's power budget is smaller than the sum of its GPUs' TDPs. Every `interval_s`
 the controller reads cluster power (GPUs and hosts) over the last interval. After power
-has stayed above `high` x budget for `reaction_s`, it caps one more replica's GPUs at
-`throttle_cap_w`, lowest priority first (the highest-numbered replica); below `low` x
-budget it lifts the most recent cap. It records how often and how long caps applied.
+has stayed above `high` x budget for `reaction_s`, it caps the GPUs of as many more
+replicas as the overshoot needs (estimated from their mean draw) at `throttle_cap_w`,
+lowest priority first (the highest-numbered replica); below `low` x budget it lifts the
+most recent cap. It records how often and how long caps applied.
 """
 
 from __future__ import annotations
+
+import math
 
 from servesim.config import PowerConfig
 from servesim.sim.replica import Replica
@@ -41,11 +44,15 @@ class PowerController:
             self.high_since = t if self.high_since is None else self.high_since
             uncapped = [r for r in replicas if r not in self.capped]
             if t - self.high_since >= self.cfg.reaction_s and uncapped:
-                target = uncapped[-1]
-                target.cap_w = min(self.cfg.throttle_cap_w, self.static_cap or float("inf"))
-                self.capped.append(target)
+                cap = min(self.cfg.throttle_cap_w, self.static_cap or float("inf"))
+                gpu_w = (watts - self.host_w) / sum(r.gpus for r in replicas)
+                saving = max(gpu_w - cap, 0.05 * gpu_w) * uncapped[-1].gpus  # per replica capped
+                count = min(len(uncapped), max(1, math.ceil((watts - self.cfg.high * budget) / saving)))
+                for target in uncapped[-count:]:
+                    target.cap_w = cap
+                    self.capped.append(target)
                 self.actions += 1
-                self.high_since = t  # wait a reaction time before capping another
+                self.high_since = t  # wait a reaction time before capping more
         else:
             self.high_since = None
             if watts < self.cfg.low * budget and self.capped:
