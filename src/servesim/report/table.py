@@ -45,6 +45,23 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
     if kv.get("prefix_hit_rate") is not None:
         t.add_row("Prefix cache hit rate", f"{kv['prefix_hit_rate']:.1%}")
     t.add_row("Preemptions", str(s["preemptions"]))
+    if s.get("migrations"):
+        t.add_row("Migrations", str(s["migrations"]))
+    if "energy" in s:
+        e, c = s["energy"], s["cost"]
+        t.add_section()
+        t.add_row("Energy (kJ, GPUs + hosts)", _fmt(e["total_j"] / 1e3))
+        t.add_row("Energy per output token (J, decode)", _fmt(e["j_per_output_token"], 3))
+        t.add_row("Energy per input token (J, prefill)", _fmt(e["j_per_input_token"], 4))
+        t.add_row("Tokens per joule", _fmt(e["tokens_per_j"]))
+        t.add_row("Power mean / peak (W)", f"{e['avg_power_w']:,.0f} / {e['peak_power_w']:,.0f}")
+        t.add_row("Cost (USD, GPUs x time)", _fmt(c["total_usd"], 4))
+        t.add_row("USD per M output / input tokens", f"{_fmt(c['usd_per_m_output_tokens'], 3)} / "
+                  f"{_fmt(c['usd_per_m_input_tokens'], 3)}")  # fmt: skip
+        t.add_row("Idle capacity cost (USD)", _fmt(c["idle_usd"], 4))
+    if "power_control" in s:
+        pc = s["power_control"]
+        t.add_row("Power budget (W) / time capped", f"{pc['budget_w']:,.0f} / {pc['time_capped_fraction']:.1%}")
     return t
 
 
