@@ -98,6 +98,8 @@ class Result:
                     for name, ids in self.pools.items()
                 }
                 s["pools"] = pool_stats(s["replicas"], self.pools, served)
+                for name, ids in self.pools.items():
+                    s["pools"][name]["avg_power_w"] = sum(s["energy"]["replica_avg_power_w"][i] for i in ids)
                 s["kv_transfer_ms"] = summary_stats(self.requests.kv_transfer_s.dropna())
             self._summary = s
         return self._summary

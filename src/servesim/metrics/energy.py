@@ -69,6 +69,8 @@ def energy_cost_summary(df: pd.DataFrame, replica_steps: list[dict], info: list[
             "avg_power_w": total_j / duration if duration else 0.0,
             "peak_power_w": float(series.cluster_w.max()),
             "avg_power_per_gpu_w": (busy_j + idle_j) / (gpus * duration) if duration else 0.0,
+            "replica_avg_power_w": [float(series[f"replica_{i}_w"].mean()) for i in range(len(info))],
+            "replica_peak_power_w": [float(series[f"replica_{i}_w"].max()) for i in range(len(info))],
         },
         "cost": {
             "gpus": gpus,
@@ -77,7 +79,7 @@ def energy_cost_summary(df: pd.DataFrame, replica_steps: list[dict], info: list[
             "usd_per_m_input_tokens": per_m(in_usd, in_tok),
             "usd_per_m_output_tokens": per_m(out_usd, out_tok),
             "usd_per_m_tokens": per_m(usd, in_tok + out_tok),
-            "idle_usd": usd - in_usd - out_usd,
+            "idle_usd": max(usd - in_usd - out_usd, 0.0),
             "utilization": float(sum(r["busy_s"] * r["gpus"] for r in info) / (gpus * duration)) if duration else 0.0,
         },
     }
