@@ -79,7 +79,9 @@ class Grid2D:
         hit = self._brackets.get(a)
         if hit is None:
             keys = self.keys
-            if len(keys) == 1 or a <= keys[0]:
+            if a in self.rows:  # a measured row: no interpolation between rows
+                hit = (self.rows[a], None, 0.0)
+            elif len(keys) == 1 or a <= keys[0]:
                 hit = (self.rows[keys[0]], None, 0.0)
             else:  # past the last key: extrapolate from the last two rows
                 i = min(bisect_left(keys, a), len(keys) - 1)

@@ -59,6 +59,7 @@ class ProfiledModel(RooflineModel):
         self.profile = profile
         self.measured_dtype = dtype == "bf16" and self.kvb == 2  # the profile holds bf16 kernels
         self.layout = None if model.is_mla else (self.hq, self.hkv, model.head_dim)
+        self._decode_extra: dict[int, float] = {}
 
     def _gemm(self, rows, n: int, k: int, count=1.0):
         t, f, b = super()._gemm(rows, n, k, count)
@@ -95,7 +96,10 @@ class ProfiledModel(RooflineModel):
         if grid is None:
             return super()._decode_attention(n, ctx_sum)
         attn = self.model.layers * grid(n, np.asarray(ctx_sum, dtype=float) / n)
-        return attn + self._decode_fixed(n) + self._kv_write("write_kv_decode", n)
+        fixed = self._decode_extra.get(n)
+        if fixed is None:  # depends on the request count only
+            fixed = self._decode_extra[n] = self._decode_fixed(n) + float(self._kv_write("write_kv_decode", n))
+        return attn + fixed
 
     def _prefill_attention(self, b: Batch) -> tuple[float, float, float]:
         t, f, nb = super()._prefill_attention(b)
