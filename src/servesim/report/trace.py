@@ -1,0 +1,39 @@
+"""Chrome trace (Perfetto, chrome://tracing) of every replica's engine iterations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def chrome_trace(result, path: str | Path) -> Path:
+    """One slice per iteration, one track per replica; args give its requests and tokens."""
+    events = []
+    for rid, (steps, ends) in enumerate(zip(result.replica_steps, result.iter_ends, strict=True)):
+        events.append({"name": "process_name", "ph": "M", "pid": rid, "args": {"name": f"replica {rid}"}})
+        first = 0
+        for start, iters, seqs, tokens in zip(
+            steps["start"], steps["iters"], steps["seqs"], steps["tokens"], strict=True
+        ):
+            e = ends[first : first + int(iters)]
+            s = np.r_[start, e[:-1]]
+            name = "mixed" if tokens > seqs else "decode"
+            for a, b in zip(s, e, strict=True):
+                events.append(
+                    {
+                        "name": name,
+                        "ph": "X",
+                        "pid": rid,
+                        "tid": 0,
+                        "ts": round(a * 1e6, 3),
+                        "dur": round((b - a) * 1e6, 3),
+                        "args": {"requests": int(seqs), "tokens": int(tokens)},
+                    }
+                )
+            first += int(iters)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
+    return p

@@ -1,0 +1,130 @@
+"""The search space: every combination of the listed choices is one candidate deployment."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from servesim.config import EngineConfig, PoolConfig, Scenario
+from servesim.errors import ServesimError
+from servesim.hardware import get_gpu
+from servesim.models import get_model
+from servesim.sim.memory import plan_memory
+
+
+class SearchSpace(BaseModel):
+    """Choices to combine; `pd` adds disaggregated candidates as 'xPyD' prefill:decode replica counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: list[str] = Field(default_factory=lambda: ["h100-sxm"])
+    tp: list[int] = Field(default_factory=lambda: [1])
+    pp: list[int] = Field(default_factory=lambda: [1])
+    replicas: list[int] = Field(default_factory=lambda: [1])
+    schedulers: list[str] = Field(default_factory=lambda: ["vllm"])
+    max_num_seqs: list[int] = Field(default_factory=lambda: [256])
+    max_num_batched_tokens: list[int] = Field(default_factory=lambda: [8192])
+    pd: list[str] = Field(default_factory=list, description="e.g. ['1P1D', '2P1D']")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    gpu: str
+    tp: int
+    pp: int
+    replicas: int  # co-located replicas; with pd, the prefill and decode counts below
+    scheduler: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    prefill: int = 0
+    decode: int = 0
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill > 0
+
+    @property
+    def gpus(self) -> int:
+        count = self.prefill + self.decode if self.disaggregated else self.replicas
+        return count * self.tp * self.pp
+
+    @property
+    def base(self) -> Candidate:
+        """The same deployment with one replica: its capacity seeds the search of this one."""
+        return Candidate(self.gpu, self.tp, self.pp, 1, self.scheduler, self.max_num_seqs, self.max_num_batched_tokens)
+
+    def label(self) -> str:
+        layout = f"{self.prefill}P{self.decode}D" if self.disaggregated else f"x{self.replicas}"
+        pp = f" PP{self.pp}" if self.pp > 1 else ""
+        return (
+            f"{self.gpu} TP{self.tp}{pp} {layout} {self.scheduler} seqs={self.max_num_seqs} "
+            f"tokens={self.max_num_batched_tokens}"
+        )
+
+    def key(self, context: dict) -> str:
+        """Stable identity of this evaluation: the candidate plus everything else that shapes its result."""
+        blob = json.dumps({"candidate": asdict(self), "context": context}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def scenario(self, base: Scenario) -> Scenario:
+        engine = base.engine.model_copy(
+            update=dict(
+                tp=self.tp,
+                pp=self.pp,
+                scheduler=self.scheduler,
+                max_num_seqs=self.max_num_seqs,
+                max_num_batched_tokens=self.max_num_batched_tokens,
+                chunk_size=max(base.engine.chunk_size, self.max_num_seqs),
+            )
+        )
+        engine = EngineConfig.model_validate(engine.model_dump())
+        update: dict = {"gpu": self.gpu, "engine": engine, "replicas": self.replicas}
+        if self.disaggregated:
+            update["prefill"] = PoolConfig(gpu=self.gpu, replicas=self.prefill, engine=engine)
+            update["decode"] = PoolConfig(gpu=self.gpu, replicas=self.decode, engine=engine)
+        return base.model_copy(update=update)
+
+
+def _pd(text: str) -> tuple[int, int]:
+    t = text.upper().replace(" ", "")
+    p, _, d = t.partition("P")
+    try:
+        if not d.endswith("D"):
+            raise ValueError
+        return int(p), int(d[:-1])
+    except ValueError:
+        raise ServesimError(f"disaggregation '{text}' must look like 2P1D (prefill:decode replicas)") from None
+
+
+def expand(space: SearchSpace) -> list[Candidate]:
+    cands = []
+    for gpu, tp, pp, sched, seqs, tokens in itertools.product(
+        space.gpus, space.tp, space.pp, space.schedulers, space.max_num_seqs, space.max_num_batched_tokens
+    ):
+        if tokens < seqs:
+            continue  # vLLM requires max_num_batched_tokens >= max_num_seqs
+        cands += [Candidate(gpu, tp, pp, r, sched, seqs, tokens) for r in space.replicas]
+        cands += [Candidate(gpu, tp, pp, 1, sched, seqs, tokens, *_pd(x)) for x in space.pd]
+    return cands
+
+
+def infeasible(cand: Candidate, base: Scenario) -> str | None:
+    """Why the candidate cannot run at all (model too big, heads not divisible), checked without simulating."""
+    try:
+        sc = cand.scenario(base)
+        model, gpu = get_model(sc.model), get_gpu(cand.gpu, sc.gpu_file)
+        if model.heads % cand.tp:
+            return f"TP {cand.tp} does not divide {model.heads} heads"
+        memory = plan_memory(model, gpu, sc.engine)
+        max_len = sc.engine.max_model_len or model.max_position
+        if memory.kv_tokens // cand.pp < max_len:
+            return f"KV cache holds {memory.kv_tokens // cand.pp} tokens < max_model_len {max_len}"
+    except ServesimError as e:
+        return str(e)
+    except ValueError as e:  # pydantic validation of the derived engine settings
+        return str(e).splitlines()[0]
+    return None
