@@ -106,6 +106,8 @@ def run(
     output: Annotated[Path | None, Opt("--output", "-o", help="directory for summary and records")] = None,
     fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
     as_json: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
+    report: Annotated[Path | None, Opt(help="write a self-contained HTML report")] = None,
+    trace_out: Annotated[Path | None, Opt(help="write the iteration timeline (Chrome trace JSON)")] = None,
 ):
     """Simulate one engine replica serving a request stream (defaults: Llama-3.1-8B on one H100)."""
     from servesim.api import simulate
@@ -117,15 +119,28 @@ def run(
         tp=tp,
         pp=pp,
         ep=ep,
-        expert_skew=expert_skew, scheduler=scheduler, max_num_seqs=max_num_seqs,
+        expert_skew=expert_skew,
+        scheduler=scheduler,
+        max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
-        chunk_size=chunk_size, block_size=block_size, gpu_memory_utilization=gpu_memory_utilization,
-        enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len, dtype=dtype,
-    )  # fmt: skip
+        chunk_size=chunk_size,
+        block_size=block_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        enable_prefix_caching=enable_prefix_caching,
+        max_model_len=max_model_len,
+        dtype=dtype,
+    )
     workload = dict(
-        num_requests=num_requests, rate=rate, arrival=arrival, burstiness=burstiness, trace=trace,
-        trace_format=trace_format, trace_sample=trace_sample, time_scale=time_scale, seed=seed,
-    )  # fmt: skip
+        num_requests=num_requests,
+        rate=rate,
+        arrival=arrival,
+        burstiness=burstiness,
+        trace=trace,
+        trace_format=trace_format,
+        trace_sample=trace_sample,
+        time_scale=time_scale,
+        seed=seed,
+    )
     lengths = {
         "input": dict(dist=input_dist, mean=input_mean, sigma=input_sigma, min=input_min, max=input_max),
         "output": dict(dist=output_dist, mean=output_mean, sigma=output_sigma, min=output_min, max=output_max),
@@ -172,6 +187,159 @@ def run(
     if output:
         paths = result.save(output, fmt)
         err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    if report:
+        from servesim.report.html import run_report
+
+        err.print(f"wrote {run_report(result, report)}", highlight=False)
+    if trace_out:
+        from servesim.report.trace import chrome_trace
+
+        err.print(f"wrote {chrome_trace(result, trace_out)}", highlight=False)
+
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ServesimError(f"{flag} '{text}' must be a comma-separated list of integers, e.g. 1,2,4") from None
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [x for x in text.replace(" ", "").split(",") if x]
+
+
+@app.command()
+@friendly
+def search(
+    config: Annotated[Path | None, Opt("--config", "-c", help="scenario TOML: the base, and a [search] table")] = None,
+    model: Annotated[str | None, Opt(help="catalog name or config.json path")] = None,
+    gpus: Annotated[str | None, Opt(help="comma list, e.g. h100-sxm,h200,a100")] = None,
+    tp: Annotated[str | None, Opt(help="comma list of tensor parallel sizes")] = None,
+    pp: Annotated[str | None, Opt(help="comma list of pipeline parallel sizes")] = None,
+    replicas: Annotated[str | None, Opt(help="comma list of replica counts")] = None,
+    schedulers: Annotated[str | None, Opt(help="comma list: vllm,sarathi,orca,static")] = None,
+    max_num_seqs: Annotated[str | None, Opt(help="comma list")] = None,
+    max_num_batched_tokens: Annotated[str | None, Opt(help="comma list")] = None,
+    pd: Annotated[str | None, Opt(help="disaggregated layouts, e.g. 1P1D,2P1D")] = None,
+    slo: Annotated[list[str] | None, Opt(help="e.g. 'p90_ttft:2000 p90_tpot:50' (ms)")] = None,
+    objective: Annotated[str, Opt(help="goodput_per_dollar | goodput_per_gpu | goodput_per_watt")] = (
+        "goodput_per_dollar"
+    ),
+    num_requests: Annotated[int, Opt(help="requests per simulation of the capacity search")] = 400,
+    rate_tol: Annotated[float, Opt(help="relative precision of each capacity")] = 0.05,
+    workers: Annotated[int | None, Opt(help="local processes (default: all cores)")] = None,
+    ray_address: Annotated[str | None, Opt(help="run on a Ray cluster: an address or 'auto'")] = None,
+    store: Annotated[Path, Opt(help="results store: finished evaluations are kept and reused")] = Path(
+        "servesim-search.sqlite"
+    ),
+    report: Annotated[Path | None, Opt(help="write a self-contained HTML report")] = None,
+    best_out: Annotated[Path | None, Opt(help="write the best deployment as a scenario file")] = None,
+    top: Annotated[int, Opt(help="rows of the ranking to print")] = 15,
+    as_json: Annotated[bool, Opt("--json", help="print all results as JSON")] = False,
+):
+    """Search deployments for the one that serves the workload best within the SLOs."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from servesim.search import SearchSpace, parse_targets, run_search
+    from servesim.search.pareto import frontier, rank
+    from servesim.search.runner import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        raise ServesimError(f"--objective must be one of {', '.join(OBJECTIVES)}, not '{objective}'")
+    sections = {"search": {}}
+    scenario = load_scenario(config, sections) if config else Scenario()
+    space_data = sections["search"]
+    if model:
+        scenario = scenario.model_copy(update={"model": model})
+    flags = {
+        "gpus": _names(gpus),
+        "tp": _ints(tp, "--tp"),
+        "pp": _ints(pp, "--pp"),
+        "replicas": _ints(replicas, "--replicas"),
+        "schedulers": _names(schedulers),
+        "max_num_seqs": _ints(max_num_seqs, "--max-num-seqs"),
+        "max_num_batched_tokens": _ints(max_num_batched_tokens, "--max-num-batched-tokens"),
+        "pd": _names(pd),
+    }
+    space_data.update({k: v for k, v in flags.items() if v is not None})
+    space = SearchSpace.model_validate(space_data)
+    targets = parse_targets(slo or [])
+    best_label = ["-"]
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("searching", total=None)
+
+        def progress(done, running, total, results):
+            ranked = rank(list(results.values()), objective)
+            if ranked:
+                best_label[0] = f"{ranked[0]['label']} ({ranked[0][objective]:.2f})"
+            bar.update(task, total=total, completed=done, description=f"running {running:2d}  best: {best_label[0]}")
+
+        out = run_search(scenario, space, targets, str(store), num_requests, rate_tol, workers, ray_address, progress)
+    ranked = rank(out["results"], objective)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "objective": objective,
+                    "ranked": ranked,
+                    **{k: out[k] for k in ("candidates", "evaluated", "reused")},
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        t = Table(
+            title=f"{scenario.model}: {len(ranked)} of {out['candidates']} candidates meet "
+            f"{', '.join(str(x) for x in targets)} ({out['evaluated']} evaluated, {out['reused']} reused)"
+        )
+        for col in ("rank", "deployment", "GPUs", "capacity req/s", objective, "USD/h", "P90 TTFT", "P90 TPOT"):
+            t.add_column(col, justify="left" if col == "deployment" else "right")
+        for i, r in enumerate(ranked[:top]):
+            t.add_row(
+                str(i + 1),
+                r["label"],
+                str(r["gpus"]),
+                f"{r['capacity']:.2f}",
+                f"{r[objective]:.2f}",
+                f"{r['usd_per_hour']:.2f}",
+                f"{r['ttft_p90_ms']:.0f}",
+                f"{r['tpot_p90_ms']:.1f}",
+            )
+        console.print(t)
+        front = frontier(ranked, "usd_per_m_requests", "tpot_p90_ms")
+        console.print(
+            "Pareto frontier (cost per million requests vs P90 TPOT): "
+            + "; ".join(f"{r['label']} ${r['usd_per_m_requests']:.0f}/M {r['tpot_p90_ms']:.1f} ms" for r in front)
+        )
+        if not ranked:
+            console.print("no candidate meets the SLOs; relax them or widen the search")
+    if report:
+        from servesim.report.html import search_report
+
+        err.print(f"wrote {search_report(out, objective, targets, report)}", highlight=False)
+    if best_out and ranked:
+        from servesim.report.toml_out import write_scenario
+        from servesim.search.space import Candidate
+
+        best = Candidate(**ranked[0]["candidate"]).scenario(scenario)
+        rate = ranked[0]["capacity"]
+        best = best.model_copy(update={"workload": best.workload.model_copy(update={"rate": rate})})
+        header = (
+            f"best deployment by {objective}: {ranked[0]['label']}\ncapacity {rate:.2f} req/s within "
+            f"{', '.join(str(x) for x in targets)}; written by servesim search"
+        )
+        err.print(f"wrote {write_scenario(best, best_out, header)}", highlight=False)
 
 
 def _parse_prefill(text: str) -> tuple[int, int]:
@@ -234,18 +402,29 @@ def step(
     watts = power.watts(ops)
     if as_json:
         doc = {
-            "model": m.name, "gpu": g.name, "tp": tp, "dtype": dtype, "perf_model": describe(perf),
-            "batch": {"num_tokens": batch.num_tokens, "num_seqs": batch.num_seqs,
-                      "num_decodes": batch.num_decodes, "decode_ctx_sum": batch.decode_ctx_sum,
-                      "prefill_lens": list(batch.prefill_lens), "prefill_ctx": list(batch.prefill_ctx)},
+            "model": m.name,
+            "gpu": g.name,
+            "tp": tp,
+            "dtype": dtype,
+            "perf_model": describe(perf),
+            "batch": {
+                "num_tokens": batch.num_tokens,
+                "num_seqs": batch.num_seqs,
+                "num_decodes": batch.num_decodes,
+                "decode_ctx_sum": batch.decode_ctx_sum,
+                "prefill_lens": list(batch.prefill_lens),
+                "prefill_ctx": list(batch.prefill_ctx),
+            },
             "seconds": total,
             "joules": watts * total * tp,
             "watts_per_gpu": watts,
             "power_source": power.source,
             "breakdown": {op.name: op.seconds for op in ops},
-            "ops": [{"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
-                    for o in ops],
-        }  # fmt: skip
+            "ops": [
+                {"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
+                for o in ops
+            ],
+        }
         print(json.dumps(doc, indent=2))
         return
     from servesim.report.table import breakdown_table
@@ -399,8 +578,15 @@ def validate(
     for r in df.itertuples():
         shape = (f"{r.chunk}:{r.chunk_ctx}" if r.chunk else "") + (" + " if r.chunk and r.decodes else "")
         shape += f"{r.decodes}x{r.decode_ctx}" if r.decodes else ""
-        t.add_row(r.kind, shape, f"{r.measured_s * 1e3:.3f}", f"{r.profiled_s * 1e3:.3f}", f"{r.profiled_ape:.1f}",
-                  f"{r.roofline_s * 1e3:.3f}", f"{r.roofline_ape:.1f}")  # fmt: skip
+        t.add_row(
+            r.kind,
+            shape,
+            f"{r.measured_s * 1e3:.3f}",
+            f"{r.profiled_s * 1e3:.3f}",
+            f"{r.profiled_ape:.1f}",
+            f"{r.roofline_s * 1e3:.3f}",
+            f"{r.roofline_ape:.1f}",
+        )
     console.print(t)
     for name in ("profiled", "roofline"):
         st = error_stats(df, name)

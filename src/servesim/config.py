@@ -251,17 +251,24 @@ def validation_message(err: ValidationError, origin: str = "") -> str:
     return f"{where}{loc}: {msg}" if loc else f"{where}{msg}"
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
-    data = read_structured(p, "scenario file")
+def scenario_from_data(data: dict, origin: str = "", base_dir: Path | None = None) -> Scenario:
+    """Validate a scenario mapping; relative paths in it are taken from `base_dir`."""
     try:
         scenario = Scenario(**data)
     except ValidationError as e:
-        raise ServesimError(validation_message(e, str(p))) from None
-    # relative paths in a scenario are relative to the file
+        raise ServesimError(validation_message(e, origin)) from None
     wl = scenario.workload
-    if wl.trace is not None and not wl.trace.is_absolute():
-        wl.trace = p.parent / wl.trace
-    if scenario.gpu_file is not None and not scenario.gpu_file.is_absolute():
-        scenario.gpu_file = p.parent / scenario.gpu_file
+    if base_dir is not None and wl.trace is not None and not wl.trace.is_absolute():
+        wl.trace = base_dir / wl.trace
+    if base_dir is not None and scenario.gpu_file is not None and not scenario.gpu_file.is_absolute():
+        scenario.gpu_file = base_dir / scenario.gpu_file
     return scenario
+
+
+def load_scenario(path: str | Path, extra: dict | None = None) -> Scenario:
+    """Read a scenario TOML file; its top-level tables named in `extra` (e.g. search) are moved there."""
+    p = Path(path)
+    data = read_structured(p, "scenario file")
+    for key in list(extra or {}):
+        extra[key] = data.pop(key, {}) or {}
+    return scenario_from_data(data, str(p), p.parent)
