@@ -324,6 +324,12 @@ def search(
         )
         if not ranked:
             console.print("no candidate meets the SLOs; relax them or widen the search")
+        kinds = sorted({r.get("perf_model", "?") for r in ranked})
+        if len(kinds) > 1:
+            err.print(
+                f"note: candidates were priced by different performance models ({', '.join(kinds)}); "
+                "for a like-for-like GPU comparison pass a scenario with perf_model = 'roofline'"
+            )
     if report:
         from servesim.report.html import search_report
 

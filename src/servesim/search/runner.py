@@ -62,6 +62,7 @@ def evaluate(
     usd_h = s["cost"]["total_usd"] / s["duration_s"] * 3600
     watts = s["energy"]["avg_power_w"]
     return out | {
+        "perf_model": s["perf_model"].split(" (")[0],
         "usd_per_hour": usd_h,
         "avg_power_w": watts,
         "ttft_p90_ms": s["ttft_ms"]["p90"],
