@@ -29,9 +29,11 @@ def main():
     ap.add_argument("--num-requests", type=int, default=300)
     ap.add_argument("--rate-tol", type=float, default=0.05)
     args = ap.parse_args()
+    # one performance model for every GPU, so the ranking compares like with like
     base = Scenario(
         model="llama-3.1-70b",
         engine=EngineConfig(max_model_len=16384),
+        perf_model="roofline",
         workload=WorkloadConfig(input=CHAT_IN, output=CHAT_OUT, seed=1),
         router="least_tokens",
     )
