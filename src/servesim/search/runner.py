@@ -19,6 +19,7 @@ from servesim.search.capacity import SLOTarget, find_capacity
 from servesim.search.space import Candidate, SearchSpace, expand, infeasible
 from servesim.search.store import ResultStore
 
+MIN_ARRIVAL_S = 20.0  # seconds of arrivals each capacity run spans at least (up to 4x num_requests)
 OBJECTIVES = {
     "goodput_per_dollar": "requests served within the SLOs per dollar",
     "goodput_per_gpu": "requests per second within the SLOs per GPU",
@@ -41,10 +42,12 @@ def evaluate(
     scenario = c.scenario(base)
 
     def at(rate: float) -> Scenario:
+        """The candidate at `rate`: at least MIN_ARRIVAL_S of arrivals, so queues can build if they will."""
         burst = math.isinf(rate)
+        n = num_requests if burst else min(4 * num_requests, max(num_requests, math.ceil(rate * MIN_ARRIVAL_S)))
         arrival = "burst" if burst else scenario.workload.arrival
         wl = scenario.workload.model_copy(
-            update={"num_requests": num_requests, "rate": 1.0 if burst else rate, "arrival": arrival}
+            update={"num_requests": n, "rate": 1.0 if burst else rate, "arrival": arrival}
         )
         return scenario.model_copy(update={"workload": wl})
 
@@ -129,7 +132,7 @@ def context(base: Scenario, targets: list[SLOTarget], num_requests: int, rel_tol
         "slo": [str(t) for t in targets],
         "num_requests": num_requests,
         "rel_tol": rel_tol,
-        "version": 1,
+        "version": 3,
     }
 
 
