@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict
 
 from servesim.config import Scenario
+from servesim.errors import ServesimError
 from servesim.search.capacity import SLOTarget, find_capacity
 from servesim.search.space import Candidate, SearchSpace, expand, infeasible
 from servesim.search.store import ResultStore
@@ -51,7 +52,10 @@ def evaluate(
         )
         return scenario.model_copy(update={"workload": wl})
 
-    cap = find_capacity(at, slo, rel_tol, hint)
+    try:
+        cap = find_capacity(at, slo, rel_tol, hint)
+    except ServesimError as e:  # a setting the checks above could not foresee: the candidate cannot run
+        return out | {"feasible": False, "reason": str(e), "capacity": 0.0, "sims": 0, "seconds": 0.0}
     s = cap["summary"]
     out |= {
         "feasible": True,
@@ -132,7 +136,7 @@ def context(base: Scenario, targets: list[SLOTarget], num_requests: int, rel_tol
         "slo": [str(t) for t in targets],
         "num_requests": num_requests,
         "rel_tol": rel_tol,
-        "version": 3,
+        "version": 4,
     }
 
 

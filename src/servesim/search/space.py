@@ -24,6 +24,7 @@ class SearchSpace(BaseModel):
     gpus: list[str] = Field(default_factory=lambda: ["h100-sxm"])
     tp: list[int] = Field(default_factory=lambda: [1])
     pp: list[int] = Field(default_factory=lambda: [1])
+    ep: list[int] = Field(default_factory=lambda: [1], description="expert parallel sizes (MoE models)")
     replicas: list[int] = Field(default_factory=lambda: [1])
     schedulers: list[str] = Field(default_factory=lambda: ["vllm"])
     max_num_seqs: list[int] = Field(default_factory=lambda: [256])
@@ -42,6 +43,7 @@ class Candidate:
     max_num_batched_tokens: int
     prefill: int = 0
     decode: int = 0
+    ep: int = 1
 
     @property
     def disaggregated(self) -> bool:
@@ -55,11 +57,13 @@ class Candidate:
     @property
     def base(self) -> Candidate:
         """The same deployment with one replica: its capacity seeds the search of this one."""
-        return Candidate(self.gpu, self.tp, self.pp, 1, self.scheduler, self.max_num_seqs, self.max_num_batched_tokens)
+        return Candidate(
+            self.gpu, self.tp, self.pp, 1, self.scheduler, self.max_num_seqs, self.max_num_batched_tokens, ep=self.ep
+        )
 
     def label(self) -> str:
         layout = f"{self.prefill}P{self.decode}D" if self.disaggregated else f"x{self.replicas}"
-        pp = f" PP{self.pp}" if self.pp > 1 else ""
+        pp = (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
         return (
             f"{self.gpu} TP{self.tp}{pp} {layout} {self.scheduler} seqs={self.max_num_seqs} "
             f"tokens={self.max_num_batched_tokens}"
@@ -75,6 +79,7 @@ class Candidate:
             update=dict(
                 tp=self.tp,
                 pp=self.pp,
+                ep=self.ep,
                 scheduler=self.scheduler,
                 max_num_seqs=self.max_num_seqs,
                 max_num_batched_tokens=self.max_num_batched_tokens,
@@ -102,13 +107,13 @@ def _pd(text: str) -> tuple[int, int]:
 
 def expand(space: SearchSpace) -> list[Candidate]:
     cands = []
-    for gpu, tp, pp, sched, seqs, tokens in itertools.product(
-        space.gpus, space.tp, space.pp, space.schedulers, space.max_num_seqs, space.max_num_batched_tokens
-    ):
+    choices = (space.gpus, space.tp, space.pp, space.ep, space.schedulers, space.max_num_seqs,
+               space.max_num_batched_tokens)  # fmt: skip
+    for gpu, tp, pp, ep, sched, seqs, tokens in itertools.product(*choices):
         if tokens < seqs:
             continue  # vLLM requires max_num_batched_tokens >= max_num_seqs
-        cands += [Candidate(gpu, tp, pp, r, sched, seqs, tokens) for r in space.replicas]
-        cands += [Candidate(gpu, tp, pp, 1, sched, seqs, tokens, *_pd(x)) for x in space.pd]
+        cands += [Candidate(gpu, tp, pp, r, sched, seqs, tokens, ep=ep) for r in space.replicas]
+        cands += [Candidate(gpu, tp, pp, 1, sched, seqs, tokens, *_pd(x), ep=ep) for x in space.pd]
     return cands
 
 
@@ -119,6 +124,8 @@ def infeasible(cand: Candidate, base: Scenario) -> str | None:
         model, gpu = get_model(sc.model), get_gpu(cand.gpu, sc.gpu_file)
         if model.heads % cand.tp:
             return f"TP {cand.tp} does not divide {model.heads} heads"
+        if cand.ep > 1 and (not model.is_moe or model.num_experts % cand.ep):
+            return f"EP {cand.ep} needs a MoE model whose expert count it divides"
         memory = plan_memory(model, gpu, sc.engine)
         max_len = sc.engine.max_model_len or model.max_position
         if memory.kv_tokens // cand.pp < max_len:
