@@ -16,6 +16,8 @@ from dataclasses import asdict
 
 from servesim.config import Scenario
 from servesim.errors import ServesimError
+from servesim.hardware import get_gpu
+from servesim.models import get_model
 from servesim.search.capacity import SLOTarget, find_capacity
 from servesim.search.space import Candidate, SearchSpace, expand, infeasible
 from servesim.search.store import ResultStore
@@ -113,7 +115,15 @@ class _Ray:
             raise ServesimError("--ray-address needs Ray: pip install 'servesim[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            try:
+                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                from servesim.errors import ServesimError
+
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ServesimError(
+                    f"could not reach a Ray cluster at '{address}' ({first}); start one with 'ray start --head'"
+                ) from None
         self.remote = ray.remote(evaluate)
 
     def submit(self, *args):
@@ -152,6 +162,9 @@ def run_search(
     progress=None,
 ) -> dict:
     """Evaluate every candidate of `space` (resuming from the store); returns results and how many were new."""
+    get_model(base.model)  # unknown names are one clear error, not a search where nothing fits
+    for gpu in space.gpus:
+        get_gpu(gpu, base.gpu_file)
     cands = expand(space)
     ctx = context(base, targets, num_requests, rel_tol)
     store = ResultStore(store_path)
