@@ -268,6 +268,15 @@ def search(
     space_data.update({k: v for k, v in flags.items() if v is not None})
     space = SearchSpace.model_validate(space_data)
     targets = parse_targets(slo or [])
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model
+
+    get_model(scenario.model)  # bad names fail before the progress bar starts
+    for name in space.gpus:
+        get_gpu(name, scenario.gpu_file)
+    from servesim.search.space import expand
+
+    expand(space)  # and so do malformed xPyD layouts
     best_label = ["-"]
 
     with Progress(
