@@ -243,9 +243,12 @@ def search(
     """Search deployments for the one that serves the workload best within the SLOs."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model
     from servesim.search import SearchSpace, parse_targets, run_search
     from servesim.search.pareto import frontier, rank
     from servesim.search.runner import OBJECTIVES
+    from servesim.search.space import expand
 
     if objective not in OBJECTIVES:
         raise ServesimError(f"--objective must be one of {', '.join(OBJECTIVES)}, not '{objective}'")
@@ -268,14 +271,9 @@ def search(
     space_data.update({k: v for k, v in flags.items() if v is not None})
     space = SearchSpace.model_validate(space_data)
     targets = parse_targets(slo or [])
-    from servesim.hardware import get_gpu
-    from servesim.models import get_model
-
     get_model(scenario.model)  # bad names fail before the progress bar starts
     for name in space.gpus:
         get_gpu(name, scenario.gpu_file)
-    from servesim.search.space import expand
-
     expand(space)  # and so do malformed xPyD layouts
     best_label = ["-"]
 
