@@ -88,11 +88,9 @@ class Result:
                 s["power_control"] = self.power_control
             s.update(energy_cost_summary(self.requests, self.replica_steps, self.replica_info, s["duration_s"],
                                          self.host_w))  # fmt: skip
+            s["memory"] = _memory(self.memory)
             if self.pools:
                 s["memory"] = {name: _memory(self.memories[ids[0]]) for name, ids in self.pools.items()}
-            else:
-                s["memory"] = _memory(self.memory)
-            if self.pools:
                 served = {
                     name: sum(1 for r in self.raw_requests if any(seg[0] in ids for seg in r.segments))
                     for name, ids in self.pools.items()
@@ -161,7 +159,7 @@ def simulate(scenario: Scenario | None = None) -> Result:
         p, d = sc.prefill, sc.decode
         prefill, p_mem = _pool(sc, p.gpu or sc.gpu, p.engine, p.replicas, 0)
         decode, d_mem = _pool(sc, d.gpu or sc.gpu, d.engine, d.replicas, p.replicas)
-        replicas, pools = prefill + decode, {"prefill": (p, prefill), "decode": (d, decode)}
+        replicas, pools = prefill + decode, {"prefill": prefill, "decode": decode}
         memories = [p_mem] * len(prefill) + [d_mem] * len(decode)
         engines = [p.engine, d.engine]
     else:
@@ -206,7 +204,7 @@ def simulate(scenario: Scenario | None = None) -> Result:
         [r.iter_end[: r.it] for r in replicas],
         hits / queries if queries else None,
         " / ".join(sorted({describe(r.perf) for r in replicas})),
-        {name: [r.rid for r in reps] for name, (_, reps) in pools.items()},
+        {name: [r.rid for r in reps] for name, reps in pools.items()},
         [dict(gpus=r.gpus, idle_w=r.power.idle_w, usd_per_s=r.usd_per_s, busy_s=r.busy_s) for r in replicas],
         host_power(sum(r.gpus for r in replicas), sc.node.gpus_per_node, sc.power.host_w_per_node),
         controller.summary(max((r.now for r in replicas), default=0.0)) if controller else None,

@@ -22,19 +22,33 @@ class OpCost:
 
 
 class PerfModel(ABC):
-    """Predicts how long one engine iteration takes on one replica."""
+    """Predicts how long one engine iteration takes on one replica.
+
+    A model implements `breakdown`; the simulator calls `split` (once per iteration) and
+    `decode_split` (once per run of decode iterations), which subclasses make fast.
+    """
 
     @abstractmethod
     def breakdown(self, batch: Batch) -> list[OpCost]:
         """Per-operator costs; their seconds sum to `iteration_time(batch)`."""
 
+    def split(self, batch: Batch) -> tuple[float, float, float]:
+        """(compute-bound, memory-bound, other) seconds of an iteration (other: collectives, CPU)."""
+        ops = self.breakdown(batch)
+        comp = sum(o.seconds for o in ops if o.bound == "compute")
+        mem = sum(o.seconds for o in ops if o.bound == "memory")
+        return comp, mem, sum(o.seconds for o in ops) - comp - mem
+
+    def decode_split(self, num_seqs: int, ctx_sums: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """`split` of consecutive decode-only iterations of `num_seqs` requests, ctx_sums[k] being the
+        decode_ctx_sum of iteration k; only the memory-bound part varies (decode attention reads the cache)."""
+        parts = [self.split(Batch(num_seqs, int(c))) for c in ctx_sums]
+        return parts[0][0], np.array([p[1] for p in parts]), parts[0][2]
+
     def iteration_time(self, batch: Batch) -> float:
-        return sum(op.seconds for op in self.breakdown(batch))
+        return sum(self.split(batch))
 
     def decode_times(self, num_seqs: int, ctx_sums: np.ndarray) -> np.ndarray:
-        """Times of consecutive decode-only iterations of `num_seqs` requests.
-
-        ctx_sums[k] is the decode_ctx_sum of iteration k. Subclasses vectorise this;
-        the simulator calls it to advance many decode iterations at once.
-        """
-        return np.array([self.iteration_time(Batch(num_seqs, int(c))) for c in ctx_sums])
+        """Times of consecutive decode-only iterations (see `decode_split`)."""
+        comp, mem, other = self.decode_split(num_seqs, ctx_sums)
+        return comp + mem + other

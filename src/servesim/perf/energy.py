@@ -55,24 +55,33 @@ class PowerModel:
 
     def mean_watts(self, comp, mem, other, clock: float = 1.0):
         """Mean power over compute-bound, memory-bound and other (comm, CPU) seconds at full clock."""
-        comp_t, mem_t = comp / clock, mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1))
+        comp_t, mem_t = stretch(comp, mem, clock)
         f = clock**CLOCK_POWER_EXPONENT
         extra_mem = (self.memory_w - self.idle_w) * (1 - MEMORY_CLOCK_SHARE + MEMORY_CLOCK_SHARE * f)
         energy = comp_t * (self.compute_w - self.idle_w) * f + mem_t * extra_mem
         total = comp_t + mem_t + other  # scalar or array (runs of decode iterations)
         return self.idle_w + energy / np.maximum(total, 1e-30)
 
-    def capped(self, comp: float, mem: float, other: float, cap_w: float) -> tuple[float, float, float]:
-        """(seconds, mean watts, clock) of the iteration under a per-GPU power cap."""
+    def clock_for(self, comp: float, mem: float, other: float, cap_w: float) -> float:
+        """The highest clock (fraction of full) at which the iteration's mean power fits the cap."""
         if self.mean_watts(comp, mem, other) <= cap_w:
-            return comp + mem + other, self.mean_watts(comp, mem, other), 1.0
+            return 1.0
         lo, hi = MIN_CLOCK, 1.0
-        for _ in range(20):  # the highest clock whose mean power fits the cap
+        for _ in range(20):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if self.mean_watts(comp, mem, other, mid) <= cap_w else (lo, mid)
-        clock = lo
-        seconds = comp / clock + mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1)) + other
-        return seconds, self.mean_watts(comp, mem, other, clock), clock
+        return lo
+
+    def capped(self, comp: float, mem: float, other: float, cap_w: float) -> tuple[float, float, float]:
+        """(seconds, mean watts, clock) of the iteration under a per-GPU power cap."""
+        clock = self.clock_for(comp, mem, other, cap_w)
+        comp_t, mem_t = stretch(comp, mem, clock)
+        return comp_t + mem_t + other, self.mean_watts(comp, mem, other, clock), clock
+
+
+def stretch(comp, mem, clock: float):
+    """Compute-bound and memory-bound seconds at a lowered clock (scalars or arrays)."""
+    return comp / clock, mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1))
 
 
 NO_POWER = PowerModel(0.0, 0.0, 0.0, "none")  # for replicas whose energy nobody asked about

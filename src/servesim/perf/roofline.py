@@ -202,21 +202,26 @@ class RooflineModel(PerfModel):
             ("cpu_overhead", p.cpu_overhead_s + p.cpu_per_seq_s * S, 0 * S, 0 * S, "overhead"),
         ]
 
-    def _table(self, which: str, count: int) -> np.ndarray:
-        """Seconds of the token (or sequence) operators for 0..count, grown on demand."""
-        table = self._tok_table if which == "tok" else self._seq_table
-        if count >= len(table):
-            size = max(count + 1, 2 * len(table), 1024)
-            x = np.arange(size, dtype=float)
-            ops = self._token_ops(x) if which == "tok" else self._seq_ops(x)
-            table = sum(op[1] for op in ops)
-            table[0] = 0.0
-            self._bound_tables[which] = self._split_ops(ops)
-            if which == "tok":
-                self._tok_table = table
-            else:
-                self._seq_table = table
-        return table
+    def _table(self, which: str, count: int) -> None:
+        """Grow the seconds (and their compute/memory split) of the token or sequence operators to 0..count."""
+        size = max(count + 1, 2 * len(self._tok_table if which == "tok" else self._seq_table), 1024)
+        x = np.arange(size, dtype=float)
+        ops = self._token_ops(x) if which == "tok" else self._seq_ops(x)
+        table = sum(op[1] for op in ops)
+        table[0] = 0.0
+        self._bound_tables[which] = self._split_ops(ops)
+        if which == "tok":
+            self._tok_table = table
+        else:
+            self._seq_table = table
+
+    def _bounds(self, T: int, S: int) -> tuple[np.ndarray, np.ndarray]:
+        """The compute/memory split tables of the token and sequence operators, grown to T and S."""
+        if len(self._tok_table) <= T:
+            self._table("tok", T)
+        if len(self._seq_table) <= S:
+            self._table("seq", S)
+        return self._bound_tables["tok"], self._bound_tables["seq"]
 
     def _split_ops(self, ops) -> np.ndarray:
         """Rows (compute-bound, memory-bound) seconds of `ops`, element by element; the rest is comm/CPU."""
@@ -234,11 +239,7 @@ class RooflineModel(PerfModel):
         """
         T = batch.num_decodes + sum(batch.prefill_lens)
         S = batch.num_decodes + len(batch.prefill_lens)
-        if len(self._tok_table) <= T:
-            self._table("tok", T)
-        if len(self._seq_table) <= S:
-            self._table("seq", S)
-        tok, seq = self._bound_tables["tok"], self._bound_tables["seq"]
+        tok, seq = self._bounds(T, S)
         dt, pt, ot, _, _ = self._attention_parts(batch)
         comp = float(tok[0, T] + seq[0, S]) + pt
         mem = float(tok[1, T] + seq[1, S]) + dt + ot
@@ -316,23 +317,8 @@ class RooflineModel(PerfModel):
         ops.insert(2, self._attention(batch))
         return ops
 
-    def iteration_time(self, batch: Batch) -> float:
-        T = batch.num_decodes + sum(batch.prefill_lens)
-        S = batch.num_decodes + len(batch.prefill_lens)
-        tok, seq = self._tok_table, self._seq_table
-        if len(tok) <= T:
-            tok = self._table("tok", T)
-        if len(seq) <= S:
-            seq = self._table("seq", S)
-        return float(tok[T] + seq[S]) + self._attention(batch).seconds
-
     def decode_split(self, n: int, ctx_sums: np.ndarray) -> tuple[float, np.ndarray, float]:
-        """(compute-bound, memory-bound, other) seconds of consecutive decode iterations (memory per iteration)."""
-        const = self._table("tok", n)[n] + self._table("seq", n)[n]
-        tok, seq = self._bound_tables["tok"], self._bound_tables["seq"]
+        tok, seq = self._bounds(n, n)
         comp, mem_const = float(tok[0, n] + seq[0, n]), float(tok[1, n] + seq[1, n])
-        return comp, mem_const + self._decode_attention(n, ctx_sums), float(const) - comp - mem_const
-
-    def decode_times(self, num_seqs: int, ctx_sums: np.ndarray) -> np.ndarray:
-        const = self._table("tok", num_seqs)[num_seqs] + self._table("seq", num_seqs)[num_seqs]
-        return self._decode_attention(num_seqs, ctx_sums) + const
+        const = float(self._tok_table[n] + self._seq_table[n])
+        return comp, mem_const + self._decode_attention(n, ctx_sums), const - comp - mem_const

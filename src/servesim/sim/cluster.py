@@ -40,6 +40,14 @@ class Cluster:
             events.append((self.power.cfg.interval_s, POWER, -2, None))
         heapq.heapify(events)
         seq = len(events)
+
+        def again(t: float, kind: int, interval: float) -> None:
+            """Schedule the next periodic check while anything is left to serve."""
+            nonlocal seq
+            if events or any(r.outstanding for r in replicas):
+                seq += 1
+                heapq.heappush(events, (t + interval, kind, seq, None))
+
         while events:
             t, kind, _, obj = heapq.heappop(events)
             for rep in replicas:
@@ -52,17 +60,13 @@ class Cluster:
                 dest.submit(req)
             elif kind == POWER:
                 self.power.step(t, replicas)
-                if events or any(r.outstanding for r in replicas):
-                    seq += 1
-                    heapq.heappush(events, (t + self.power.cfg.interval_s, POWER, seq, None))
+                again(t, POWER, self.power.cfg.interval_s)
             else:
                 move = self.migrator.step(replicas)
                 if move:
                     req, dest, land = move
                     seq += 1
                     heapq.heappush(events, (land, LAND, seq, (req, dest)))
-                if events or any(r.outstanding for r in replicas):
-                    seq += 1
-                    heapq.heappush(events, (t + self.migrator.cfg.interval_s, CHECK, seq, None))
+                again(t, CHECK, self.migrator.cfg.interval_s)
         for rep in replicas:
             rep.advance(math.inf)

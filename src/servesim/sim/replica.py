@@ -15,7 +15,7 @@ from collections import deque
 import numpy as np
 
 from servesim.perf import Batch, PerfModel
-from servesim.perf.energy import MEMORY_SLOWDOWN, NO_POWER, PowerModel
+from servesim.perf.energy import NO_POWER, PowerModel, stretch
 from servesim.sim.decoding import DecodingSet
 from servesim.sim.kv_cache import KVCache
 from servesim.sim.request import Request
@@ -125,7 +125,6 @@ class Replica:
         """Recompute preemption: free everything, requeue at the front."""
         self._release(req)
         if req.decoding:
-            req.generated = req.output_len - req.finish_it + self.it - 1
             self._close_decoding(req)
         else:
             self.prefilling.remove(req)
@@ -136,7 +135,6 @@ class Replica:
     def migrate_out(self, req: Request) -> None:
         """Let a decoding request leave with its progress (its KV cache is copied to another replica)."""
         self._release(req)
-        req.generated = req.output_len - req.finish_it + self.it - 1
         req.computed = req.base + self.it
         self._close_decoding(req)
         req.migrations += 1
@@ -147,7 +145,8 @@ class Replica:
         return (self.kv.used + wanted) / self.kv.total
 
     def _close_decoding(self, req: Request) -> None:
-        """End a decoding stint: record its tokens' iterations and their share of energy and cost."""
+        """End a decoding stint: count its tokens, record their iterations and share of energy and cost."""
+        req.generated = req.output_len - req.finish_it + self.it - 1
         last, first = self.it - 1, req.dec_first
         if last >= first:
             before_j = self.cum_j[first - 1] if first else 0.0
@@ -157,12 +156,16 @@ class Replica:
         req.segments.append((self.rid, req.seg_start, last))
         self.dec.remove(req)
 
-    def _finish(self, req: Request, t: float) -> None:
+    def _leave(self, req: Request) -> None:
+        """Free a request that is done here, closing the record of the tokens it made here."""
         self._release(req)
         if req.decoding:
             self._close_decoding(req)
-        else:
+        else:  # it made one token here, in its last prefill iteration
             req.segments.append((self.rid, req.seg_start, req.seg_start))
+
+    def _finish(self, req: Request, t: float) -> None:
+        self._leave(req)
         req.finish = t
 
     # ----- the loop -----
@@ -227,11 +230,9 @@ class Replica:
         if self.cap_w is None:
             return comp + mem + other, self.power.mean_watts(comp, mem, other)
         # the most power-hungry iteration of a run sets its clock: at low clocks that is the most memory-bound one
-        clock = min(self.power.capped(comp, float(m), other, self.cap_w)[2] for m in (np.min(mem), np.max(mem)))
-        seconds = comp + mem + other
-        if clock < 1.0:
-            seconds = comp / clock + mem * (1 + MEMORY_SLOWDOWN * (1 / clock - 1)) + other
-        return seconds, self.power.mean_watts(comp, mem, other, clock)
+        clock = min(self.power.clock_for(comp, float(m), other, self.cap_w) for m in (np.min(mem), np.max(mem)))
+        comp_t, mem_t = stretch(comp, mem, clock)
+        return comp_t + mem_t + other, self.power.mean_watts(comp, mem, other, clock)
 
     def _step(self, plan) -> None:
         dec, it, kv = self.dec, self.it, self.kv
@@ -260,8 +261,7 @@ class Replica:
             if req.generated >= req.output_len:
                 self._finish(req, t)
             elif self.on_prefilled is not None:  # disaggregated: decoding happens elsewhere
-                self._release(req)
-                req.segments.append((self.rid, it, it))
+                self._leave(req)
                 self.on_prefilled(req, t, t - self.now)
             else:
                 dec.add(req, it + 1)
