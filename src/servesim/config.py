@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,14 +23,16 @@ class _Strict(BaseModel):
 class EngineConfig(_Strict):
     """Engine settings, named as vLLM names them."""
 
-    scheduler: str = Field("vllm", description="vllm | sarathi | orca | static")
+    scheduler: str = Field("vllm", description="scheduling policy (`servesim policies` lists them)")
+    scheduler_options: dict[str, Any] = Field(
+        default_factory=dict, description="the policy's own settings, e.g. {chunk_size = 512} for sarathi"
+    )
     tp: int = Field(1, ge=1, description="tensor parallel size")
     pp: int = Field(1, ge=1, description="pipeline parallel size (stages over layers)")
     ep: int = Field(1, ge=1, description="expert parallel size (MoE experts spread whole over ep GPUs)")
     expert_skew: float = Field(1.0, ge=1, description="busiest GPU's routed-expert load over the mean (EP)")
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int = Field(8192, ge=1)
-    chunk_size: int = Field(512, ge=1, description="token budget of the sarathi scheduler")
     block_size: int = Field(16, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     enable_prefix_caching: bool = True
@@ -48,8 +50,6 @@ class EngineConfig(_Strict):
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
                 f"max_num_seqs ({self.max_num_seqs}), as vLLM requires"
             )
-        if self.scheduler == "sarathi" and self.chunk_size < self.max_num_seqs:
-            raise ValueError(f"chunk_size ({self.chunk_size}) must be >= max_num_seqs ({self.max_num_seqs})")
         return self
 
 
@@ -213,8 +213,8 @@ class Scenario(_Strict):
     gpu: str = "h100-sxm"
     gpu_file: Path | None = None
     replicas: int = Field(1, ge=1, description="identical engine replicas behind the router")
-    router: str = Field("round_robin", description="round_robin | random | least_requests | least_tokens | "
-                        "prefix_affinity")  # fmt: skip
+    router: str | None = Field(None, description="routing policy of co-located replicas (`servesim policies`); "
+                               "default round_robin")
     perf_model: Literal["auto", "profiled", "roofline"] = Field(
         "auto", description="auto: the GPU's measured profile if there is one, else the roofline"
     )

@@ -7,6 +7,11 @@ import importlib
 from servesim.errors import ServesimError
 
 
+def canonical(name: str) -> str:
+    """Registry names use underscores; flags are hyphenated, so `least-tokens` means `least_tokens`."""
+    return name.strip().lower().replace("-", "_")
+
+
 class Registry:
     def __init__(self, kind: str, package: str):
         self.kind, self.package = kind, package  # the package whose import registers the built-ins
@@ -20,7 +25,11 @@ class Registry:
         importlib.import_module(self.package)
         return sorted(self._classes)
 
-    def make(self, name: str, *args):
-        if name not in self.names():
+    def get(self, name: str) -> type:
+        key = canonical(name)
+        if key not in self.names():
             raise ServesimError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
-        return self._classes[name](*args)
+        return self._classes[key]
+
+    def make(self, name: str, *args):
+        return self.get(name)(*args)

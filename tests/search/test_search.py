@@ -67,7 +67,8 @@ def test_pruning_without_simulating():
     assert len(expand(SearchSpace(max_num_seqs=[512], max_num_batched_tokens=[256, 1024]))) == 1
     moe = expand(SearchSpace(tp=[2], ep=[1, 2], replicas=[1, 2], pd=["1P1D"]))
     assert len(moe) == 6 and {c.ep for c in moe} == {1, 2}
-    assert "EP 2 needs a MoE model" in infeasible(Candidate("h100-sxm", 2, 1, 1, "vllm", 256, 8192, ep=2), BASE)
+    dense_ep = infeasible(Candidate("h100-sxm", 2, 1, 1, "vllm", 256, 8192, ep=2), BASE)
+    assert "expert parallel size 2 needs a MoE model" in dense_ep
     mixtral = BASE.model_copy(update={"model": "mixtral-8x7b"})
     assert infeasible(Candidate("h100-sxm", 2, 1, 1, "vllm", 256, 8192, ep=2), mixtral) is None
 

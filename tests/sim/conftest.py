@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from servesim.config import EngineConfig
@@ -16,35 +14,7 @@ from servesim.sim.request import Request
 
 
 def check_invariants(r: Replica) -> None:
-    kv, dec, B = r.kv, r.dec, r.block_size
-    assert 0 <= kv.used <= kv.total
-    assert kv.used + kv.evictable <= kv.total
-    assert len(r.running) <= r.engine.max_num_seqs
-    decoding = [q for q in r.running.values() if q.decoding]
-    prefilling = [q for q in r.running.values() if not q.decoding]
-    assert prefilling == r.prefilling
-    assert dec.n == len(decoding)
-    assert dec.base_sum == sum(q.base for q in decoding)
-    assert dec.phase == [sum(1 for q in decoding if q.base % B == p) for p in range(B)]
-    held = 0
-    refs: dict = {}
-    for q in r.running.values():
-        blocks = math.ceil((q.base + r.it) / B) if q.decoding else q.blocks
-        computed = q.base + r.it if q.decoding else q.computed
-        assert blocks >= math.ceil(computed / B)
-        if q.decoding:  # generated tokens follow from the iteration counter, like computed ones
-            generated = q.output_len - q.finish_it + r.it - 1
-            assert 1 <= generated < q.output_len
-            assert computed == q.prompt_len + generated - 1  # the newest token is not cached yet
-        else:
-            assert computed < q.target
-        held += blocks - q.shared_blocks
-        for h in q.entries:
-            refs[h] = refs.get(h, 0) + 1
-    live = {h: c for h, c in kv._refs.items() if c > 0}
-    assert live == refs, "prefix-cache reference counts disagree with the running requests"
-    assert kv.used == held + len(live) * kv.unit_blocks
-    assert kv.evictable == len(kv._lru) * kv.unit_blocks
+    r.state.check()
 
 
 @pytest.fixture
@@ -65,10 +35,10 @@ def checked(monkeypatch):
 
 
 def make_replica(engine: EngineConfig | None = None, model="llama-3.1-8b", gpu="h100", num_blocks=20000,
-                 unit_tokens=512) -> Replica:  # fmt: skip
+                 unit_tokens=512, rid=0) -> Replica:  # fmt: skip
     engine = engine or EngineConfig()
     perf = RooflineModel(get_model(model), get_gpu(gpu), tp=engine.tp)
-    return Replica(engine, perf, num_blocks, unit_tokens)
+    return Replica(engine, perf, num_blocks, unit_tokens, rid)
 
 
 def serve(reqs: list[tuple], engine=None, num_blocks=20000, **kw) -> tuple[Replica, list[Request]]:

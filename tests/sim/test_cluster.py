@@ -3,7 +3,7 @@ import pytest
 
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import EngineConfig, LengthDist
-from servesim.sim.cluster import Cluster
+from servesim.sim.cluster import Cluster, Pool
 from servesim.sim.request import Request
 from servesim.sim.router import make_router, router_names
 from tests.sim.conftest import make_replica
@@ -15,10 +15,8 @@ SKEWED = WorkloadConfig(num_requests=1500, rate=40, arrival="gamma", burstiness=
 
 def serve_cluster(reqs, n, router, engine=None, blocks=20000):
     requests = [Request(i, *t) for i, t in enumerate(sorted(reqs, key=lambda t: t[0]))]
-    replicas = [make_replica(engine, num_blocks=blocks) for _ in range(n)]
-    for i, r in enumerate(replicas):
-        r.rid = i
-    Cluster(replicas, make_router(router)).run(requests)
+    replicas = [make_replica(engine, num_blocks=blocks, rid=i) for i in range(n)]
+    Cluster([Pool("", replicas, make_router(router))]).run(requests)
     return replicas, requests
 
 
@@ -38,8 +36,8 @@ def test_conservation_across_replicas(checked, router):
     assert all(q.finish is not None for q in done)
     served = [q.segments[-1][0] for q in done]
     assert sorted(set(served)) == [0, 1, 2]
-    assert sum(len(r.running) + len(r.waiting) + len(r.incoming) for r in replicas) == 0
-    assert all(r.kv.used == 0 for r in replicas)
+    assert sum(r.outstanding for r in replicas) == 0
+    assert all(r.state.kv.used == 0 for r in replicas)
 
 
 def test_one_replica_cluster_equals_a_replica():

@@ -5,7 +5,7 @@ from servesim import Scenario, WorkloadConfig, simulate
 from servesim.config import EngineConfig, KVTransferConfig, LengthDist, PoolConfig
 from servesim.models import get_model
 from servesim.perf import Batch
-from servesim.sim.disaggregation import DisaggregatedCluster
+from servesim.sim.cluster import Cluster, Pool
 from servesim.sim.kv_transfer import kv_transfer_seconds
 from servesim.sim.request import Request
 from servesim.sim.router import make_router
@@ -17,17 +17,17 @@ KV_BYTES = MODEL.kv_bytes_per_token()
 
 def run_pd(reqs, cfg=KVTransferConfig(), n_prefill=1, n_decode=1):
     requests = [Request(i, *t) for i, t in enumerate(reqs)]
-    prefill = [make_replica() for _ in range(n_prefill)]
-    decode = [make_replica() for _ in range(n_decode)]
-    for i, r in enumerate(prefill + decode):
-        r.rid = i
+    prefill = [make_replica(rid=i) for i in range(n_prefill)]
+    decode = [make_replica(rid=n_prefill + i) for i in range(n_decode)]
 
     def transfer(req, last_s):
         return kv_transfer_seconds(req.prompt_len, MODEL, KV_BYTES, cfg, 1, last_s)
 
-    DisaggregatedCluster(prefill, decode, make_router("least_tokens"), make_router("least_tokens"), transfer).run(
-        requests
-    )
+    pools = [
+        Pool("prefill", prefill, make_router("least_tokens"), transfer),
+        Pool("decode", decode, make_router("least_tokens")),
+    ]
+    Cluster(pools).run(requests)
     return prefill, decode, requests
 
 
@@ -49,7 +49,7 @@ def test_first_decode_token_waits_exactly_for_the_transfer(checked):
     assert req.first_token == pytest.approx(prefill_s)  # the prefill replica makes the first token
     transfer = 3000 * KV_BYTES / 20e9 + 10e-6
     assert req.transfer_s == pytest.approx(transfer)
-    iter_ends = [prefill[0].iter_end[: prefill[0].it], decode[0].iter_end[: decode[0].it]]
+    iter_ends = [prefill[0].meter.iter_end[: prefill[0].it], decode[0].meter.iter_end[: decode[0].it]]
     from servesim.metrics import token_times
 
     times = token_times(req, iter_ends)
@@ -57,7 +57,7 @@ def test_first_decode_token_waits_exactly_for_the_transfer(checked):
     first_decode = decode[0].perf.iteration_time(Batch.decode(1, 3001))
     assert times[1] - times[0] == pytest.approx(transfer + first_decode, rel=1e-9)
     assert [seg[0] for seg in req.segments] == [0, 1]
-    assert prefill[0].kv.used == 0 and decode[0].kv.used == 0
+    assert prefill[0].state.kv.used == 0 and decode[0].state.kv.used == 0
 
 
 def test_conservation_with_pools(checked):
@@ -71,8 +71,8 @@ def test_conservation_with_pools(checked):
         assert q.segments[0][0] in (0, 1)
         if q.output_len > 1:
             assert q.segments[-1][0] in (2, 3)
-    assert all(r.kv.used == 0 and not r.running for r in prefill + decode)
-    assert all(r.dec.n == 0 for r in prefill)  # prefill replicas never decode
+    assert all(r.state.kv.used == 0 and not r.state.running for r in prefill + decode)
+    assert all(r.state.dec.n == 0 for r in prefill)  # prefill replicas never decode
 
 
 def test_colocated_vs_disaggregated_mixed_hardware():

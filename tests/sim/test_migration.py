@@ -3,7 +3,7 @@ import numpy as np
 from servesim import EngineConfig, Scenario, WorkloadConfig, simulate
 from servesim.config import KVTransferConfig, LengthDist, MigrationConfig
 from servesim.metrics import token_times
-from servesim.sim.cluster import Cluster
+from servesim.sim.cluster import Cluster, Pool
 from servesim.sim.migration import Migrator
 from servesim.sim.request import Request
 from servesim.sim.router import make_router
@@ -20,20 +20,18 @@ def test_migration_conserves_requests_tokens_and_blocks(checked):
     reqs = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(
         zip(np.cumsum(rng.exponential(0.01, 300)), rng.integers(100, 4000, 300), rng.integers(50, 600, 300),
             strict=True))]  # fmt: skip
-    replicas = [make_replica(num_blocks=n) for n in (1500, 1500, 6000)]  # one roomy, two tight
-    for i, r in enumerate(replicas):
-        r.rid = i
+    replicas = [make_replica(num_blocks=n, rid=i) for i, n in enumerate((1500, 1500, 6000))]  # one roomy, two tight
     migrator = Migrator(MigrationConfig(enabled=True, threshold=0.1), KVTransferConfig(), 131072)
-    Cluster(replicas, make_router("round_robin"), migrator).run(reqs)
+    Cluster([Pool("", replicas, make_router("round_robin"))], [migrator]).run(reqs)
     assert migrator.moves > 0
-    iter_ends = [r.iter_end[: r.it] for r in replicas]
+    iter_ends = [r.meter.iter_end[: r.it] for r in replicas]
     for q in reqs:
         assert q.finish is not None
         times = token_times(q, iter_ends)
         assert len(times) == q.output_len and np.all(np.diff(times) > 0)
     moved = [q for q in reqs if q.migrations]
     assert moved and all(len({seg[0] for seg in q.segments}) > 1 for q in moved)
-    assert all(r.kv.used == 0 and not r.running and not r.waiting for r in replicas)
+    assert all(r.state.kv.used == 0 and not r.state.running and not r.state.waiting for r in replicas)
 
 
 def test_migration_cuts_tail_latency_under_bursts():

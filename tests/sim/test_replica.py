@@ -17,7 +17,7 @@ def test_single_request_is_prefill_plus_decodes(checked):
     decodes = [perf.iteration_time(Batch.decode(1, 700 + k)) for k in range(1, 50)]
     assert req.first_token == pytest.approx(prefill, rel=1e-12)
     assert req.finish == pytest.approx(prefill + sum(decodes), rel=1e-9)
-    times = token_times(req, [r.iter_end])
+    times = token_times(req, [r.meter.iter_end])
     assert len(times) == 50
     assert np.diff(times) == pytest.approx(decodes, rel=1e-6)
     assert r.it == 50
@@ -44,11 +44,11 @@ def test_conservation_and_token_counts(checked):
     assert all(q.finish is not None for q in done)
     assert sorted(q.id for q in done) == list(range(300))
     for q in done:
-        times = token_times(q, [r.iter_end])
+        times = token_times(q, [r.meter.iter_end])
         assert len(times) == q.output_len
         assert times[0] == q.first_token and times[-1] == q.finish
         assert np.all(np.diff(times) > 0)
-    assert r.kv.used == 0 and not r.running and not r.waiting
+    assert r.state.kv.used == 0 and not r.state.running and not r.state.waiting
 
 
 def test_fast_forward_equals_step_by_step(step_by_step):
@@ -64,7 +64,7 @@ def test_fast_forward_equals_step_by_step(step_by_step):
     replica_mod.MAX_RUN = 4096
     r2, fast = serve(reqs, engine, num_blocks=900)
     assert r1.it == r2.it
-    assert np.allclose(r1.iter_end[: r1.it], r2.iter_end[: r2.it], rtol=1e-9)
+    assert np.allclose(r1.meter.iter_end[: r1.it], r2.meter.iter_end[: r2.it], rtol=1e-9)
     assert [q.finish for q in slow] == pytest.approx([q.finish for q in fast], rel=1e-9)
     assert [q.preemptions for q in slow] == [q.preemptions for q in fast]
     assert sum(q.preemptions for q in fast) > 0  # the small cache exercised preemption
@@ -75,16 +75,16 @@ def test_preemption_recomputes_and_conserves(checked):
     r, done = serve(reqs, EngineConfig(max_num_seqs=64), num_blocks=600)
     assert sum(q.preemptions for q in done) > 0
     for q in done:
-        assert len(token_times(q, [r.iter_end])) == 300
+        assert len(token_times(q, [r.meter.iter_end])) == 300
     # newest admitted are preempted first: the earliest request is never preempted
     assert done[0].preemptions == 0
-    assert r.kv.used == 0
+    assert r.state.kv.used == 0
 
 
 def test_max_num_seqs_and_budget_respected(checked):
     reqs = [(0.0, 3000, 50) for _ in range(40)]
     r, _ = serve(reqs, EngineConfig(max_num_seqs=8, max_num_batched_tokens=1000))
-    steps = r.log.arrays()
+    steps = r.meter.log.arrays()
     assert steps["seqs"].max() == 8
     assert steps["tokens"].max() <= 1000
 
@@ -117,15 +117,16 @@ lengths = st.tuples(st.floats(0, 5), st.integers(1, 2500), st.integers(1, 300))
 )
 def test_invariants_hold_on_random_workloads(checked, reqs, scheduler, max_num_seqs, budget, block_size, blocks):
     engine = EngineConfig(scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=budget,
-                          chunk_size=max(max_num_seqs, budget // 2), block_size=block_size)  # fmt: skip
+                          block_size=block_size,
+                          scheduler_options={"chunk_size": max(max_num_seqs, budget // 2)} if scheduler == "sarathi" else {})  # fmt: skip
     # every request must fit alone: blocks * block_size >= the longest sequence
     blocks = max(blocks, (2500 + 300) // block_size + 2)
     r, done = serve(reqs, engine, num_blocks=blocks, unit_tokens=512 // 16 * block_size)
     for q in done:
         assert q.finish is not None and q.arrival <= q.first_token <= q.finish
-        assert len(token_times(q, [r.iter_end])) == q.output_len
-    steps = r.log.arrays()
+        assert len(token_times(q, [r.meter.iter_end])) == q.output_len
+    steps = r.meter.log.arrays()
     assert steps["seqs"].max() <= max_num_seqs
     assert steps["kv_used"].max() <= blocks
-    assert np.all(np.diff(r.iter_end[: r.it]) > 0)
-    assert r.kv.used == 0
+    assert np.all(np.diff(r.meter.iter_end[: r.it]) > 0)
+    assert r.state.kv.used == 0

@@ -62,6 +62,11 @@ class PowerModel:
         total = comp_t + mem_t + other  # scalar or array (runs of decode iterations)
         return self.idle_w + energy / np.maximum(total, 1e-30)
 
+    @property
+    def min_cap_w(self) -> float:
+        """The lowest cap every iteration can keep: compute- or memory-bound work at the lowest clock."""
+        return float(max(self.mean_watts(1.0, 0.0, 0.0, MIN_CLOCK), self.mean_watts(0.0, 1.0, 0.0, MIN_CLOCK)))
+
     def clock_for(self, comp: float, mem: float, other: float, cap_w: float) -> float:
         """The highest clock (fraction of full) at which the iteration's mean power fits the cap."""
         if self.mean_watts(comp, mem, other) <= cap_w:

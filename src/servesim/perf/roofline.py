@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec
+from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
 from servesim.perf.base import OpCost, PerfModel
 from servesim.perf.batch import Batch
@@ -54,14 +54,7 @@ class RooflineModel(PerfModel):
         gpus_per_node: int = 8,
         network_gbs: float = 50.0,
     ):
-        if tp < 1 or model.heads % tp:
-            raise ServesimError(f"tensor parallel size {tp} must divide {model.name}'s {model.heads} attention heads")
-        if pp < 1 or pp > model.layers:
-            raise ServesimError(
-                f"pipeline parallel size {pp} must be between 1 and {model.name}'s {model.layers} layers"
-            )
-        if ep > 1 and (not model.is_moe or model.num_experts % ep):
-            raise ServesimError(f"expert parallel size {ep} needs a MoE model whose expert count it divides")
+        Layout(tp, pp, ep, gpus_per_node).check(model)
         self.model, self.gpu, self.tp = model, gpu, tp
         self.pp, self.ep, self.expert_skew = pp, ep, max(1.0, expert_skew)
         self.p = params or RooflineParams()
@@ -166,8 +159,9 @@ class RooflineModel(PerfModel):
         E, k = m.num_experts, m.top_k
         T = np.maximum(T, 1.0)
         if self.ep > 1:
-            # experts spread whole over ep GPUs; the busiest GPU (expert_skew x the mean load) sets the pace
-            inter, local = m.moe_intermediate, E / self.ep
+            # experts spread whole over ep groups of tp/ep GPUs, each expert split over its group's GPUs;
+            # the busiest group (expert_skew x the mean load) sets the pace
+            inter, local = m.moe_intermediate // (self.tp // self.ep), E / self.ep
             assigned = T * k / self.ep * self.expert_skew
             active = local * (1.0 - (1.0 - 1.0 / local) ** assigned)
         else:  # every expert split over the tp GPUs

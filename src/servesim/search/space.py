@@ -7,13 +7,11 @@ import itertools
 import json
 from dataclasses import asdict, dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from servesim.config import EngineConfig, PoolConfig, Scenario
+from servesim.config import EngineConfig, PoolConfig, Scenario, validation_message
 from servesim.errors import ServesimError
-from servesim.hardware import get_gpu
-from servesim.models import get_model
-from servesim.sim.memory import plan_memory
+from servesim.sim.deployment import infeasible as deployment_infeasible
 
 
 class SearchSpace(BaseModel):
@@ -83,12 +81,12 @@ class Candidate:
                 scheduler=self.scheduler,
                 max_num_seqs=self.max_num_seqs,
                 max_num_batched_tokens=self.max_num_batched_tokens,
-                chunk_size=max(base.engine.chunk_size, self.max_num_seqs),
             )
         )
         engine = EngineConfig.model_validate(engine.model_dump())
         update: dict = {"gpu": self.gpu, "engine": engine, "replicas": self.replicas}
-        if self.disaggregated:
+        if self.disaggregated:  # each pool has its own replicas and router
+            update["router"] = None
             update["prefill"] = PoolConfig(gpu=self.gpu, replicas=self.prefill, engine=engine)
             update["decode"] = PoolConfig(gpu=self.gpu, replicas=self.decode, engine=engine)
         return base.model_copy(update=update)
@@ -118,20 +116,9 @@ def expand(space: SearchSpace) -> list[Candidate]:
 
 
 def infeasible(cand: Candidate, base: Scenario) -> str | None:
-    """Why the candidate cannot run at all (model too big, heads not divisible), checked without simulating."""
+    """Why the candidate cannot run at all, by the rules `simulate` applies (sim/deployment.py)."""
     try:
         sc = cand.scenario(base)
-        model, gpu = get_model(sc.model), get_gpu(cand.gpu, sc.gpu_file)
-        if model.heads % cand.tp:
-            return f"TP {cand.tp} does not divide {model.heads} heads"
-        if cand.ep > 1 and (not model.is_moe or model.num_experts % cand.ep):
-            return f"EP {cand.ep} needs a MoE model whose expert count it divides"
-        memory = plan_memory(model, gpu, sc.engine)
-        max_len = sc.engine.max_model_len or model.max_position
-        if memory.kv_tokens // cand.pp < max_len:
-            return f"KV cache holds {memory.kv_tokens // cand.pp} tokens < max_model_len {max_len}"
-    except ServesimError as e:
-        return str(e)
-    except ValueError as e:  # pydantic validation of the derived engine settings
-        return str(e).splitlines()[0]
-    return None
+    except ValidationError as e:  # the derived engine settings
+        return validation_message(e)
+    return deployment_infeasible(sc)

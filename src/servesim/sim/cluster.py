@@ -1,72 +1,116 @@
-"""A cluster: replicas behind a router, driven by one clock.
+"""A deployment at run time: pools of replicas behind routers, driven by one event queue.
 
-Events (arrivals, migration checks, migrated requests landing) are handled in time
-order; before each, every replica runs the iterations that start before it, so the
-router and the migrator see each replica as it stands.
+Requests arrive at the first pool. In a disaggregated deployment the first pool's
+replicas prefill and hand each request on; its KV cache lands on the next pool after
+the transfer time (`kv_transfer.py`) and is admitted straight into decoding. Controllers
+(live migration, power control) act every `interval_s`.
+
+Before an event is handled, the replicas it concerns run every iteration that starts
+before it: the pools that hand requests on first (they may add earlier events, which are
+then handled first), then the event's own pool, or all pools for a controller.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from servesim.sim.migration import Migrator
-from servesim.sim.power_control import PowerController
+from servesim.sim.events import ARRIVAL, CONTROL, LANDING, EventQueue
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
 from servesim.sim.router import Router
 
-ARRIVE, CHECK, LAND, POWER = 0, 1, 2, 3
+
+@dataclass
+class Pool:
+    name: str
+    replicas: list[Replica]
+    router: Router
+    # set when this pool hands requests on after their prefill: (request, last iteration's seconds) -> delay
+    transfer: Callable[[Request, float], float] | None = None
+    next: Pool | None = field(default=None, repr=False)
+
+    def advance(self, t: float) -> None:
+        for rep in self.replicas:
+            rep.advance(t)
 
 
 class Cluster:
-    def __init__(self, replicas: list[Replica], router: Router, migrator: Migrator | None = None,
-                 power: PowerController | None = None):  # fmt: skip
-        self.replicas = replicas
-        self.router = router
-        self.migrator = migrator
-        self.power = power
+    def __init__(self, pools: list[Pool], controllers: list | None = None):
+        self.pools = pools
+        self.controllers = controllers or []
+        self.replicas = [rep for pool in pools for rep in pool.replicas]
+        self.events = EventQueue()
+        self._pending = 0  # arrivals and landings not yet handled
+        for pool, nxt in zip(pools, pools[1:], strict=False):
+            pool.next = nxt
+            for rep in pool.replicas:
+                rep.on_prefilled = self._make_handoff(pool)
 
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
-        replicas = self.replicas
-        if len(replicas) == 1 and self.power is None:
-            replicas[0].run(requests)
+        if len(self.replicas) == 1 and not self.controllers:
+            self.replicas[0].run(requests)
             return
-        events = [(r.arrival, ARRIVE, i, r) for i, r in enumerate(requests)]
-        if self.migrator and requests:
-            events.append((requests[0].arrival, CHECK, -1, None))
-        if self.power and requests:
-            events.append((self.power.cfg.interval_s, POWER, -2, None))
-        heapq.heapify(events)
-        seq = len(events)
+        events = self.events
+        events.extend((r.arrival, ARRIVAL, self._arrive, r) for r in requests)
+        self._pending += len(requests)
+        t0 = requests[0].arrival if requests else 0.0
+        for ctl in self.controllers:
+            events.schedule(ctl.first_check(t0), CONTROL, self._control, ctl)
+        sources = [p for p in self.pools if p.next is not None]
+        while True:
+            t = events.peek()
+            if t == math.inf:
+                if not self._drain():
+                    return
+                continue
+            for pool in sources:  # they may hand on requests whose KV cache lands before t
+                pool.advance(t)
+            if events.peek() < t:
+                continue
+            t, handler, arg = events.pop()
+            handler(t, arg)
 
-        def again(t: float, kind: int, interval: float) -> None:
-            """Schedule the next periodic check while anything is left to serve."""
-            nonlocal seq
-            if events or any(r.outstanding for r in replicas):
-                seq += 1
-                heapq.heappush(events, (t + interval, kind, seq, None))
+    def _drain(self) -> bool:
+        """Run every pool to completion, upstream first; True if that scheduled more events."""
+        for pool in self.pools:
+            pool.advance(math.inf)
+            if len(self.events):
+                return True
+        return False
 
-        while events:
-            t, kind, _, obj = heapq.heappop(events)
-            for rep in replicas:
-                rep.advance(t)
-            if kind == ARRIVE:
-                replicas[self.router.route(obj, replicas)].submit(obj)
-            elif kind == LAND:
-                req, dest = obj
-                req.kv_ready, req.ready = True, t
-                dest.submit(req)
-            elif kind == POWER:
-                self.power.step(t, replicas)
-                again(t, POWER, self.power.cfg.interval_s)
-            else:
-                move = self.migrator.step(replicas)
-                if move:
-                    req, dest, land = move
-                    seq += 1
-                    heapq.heappush(events, (land, LAND, seq, (req, dest)))
-                again(t, CHECK, self.migrator.cfg.interval_s)
-        for rep in replicas:
-            rep.advance(math.inf)
+    # ----- handlers -----
+    def _arrive(self, t: float, req: Request) -> None:
+        self._pending -= 1
+        pool = self.pools[0]
+        pool.advance(t)
+        pool.replicas[pool.router.route(req, pool.replicas)].submit(req)
+
+    def _make_handoff(self, pool: Pool) -> Callable:
+        def handoff(req: Request, t: float, last_iteration_s: float) -> None:
+            req.transfer_s = pool.transfer(req, last_iteration_s)
+            self.land(req, t + req.transfer_s, pool.next)
+
+        return handoff
+
+    def land(self, req: Request, t: float, pool: Pool, replica: Replica | None = None) -> None:
+        """Deliver a request with its KV cache at time t, to `replica` or where the pool's router sends it."""
+        self._pending += 1
+        self.events.schedule(t, LANDING, self._land, (req, pool, replica))
+
+    def _land(self, t: float, arg) -> None:
+        req, pool, replica = arg
+        self._pending -= 1
+        pool.advance(t)
+        req.kv_ready, req.ready = True, t
+        dest = replica if replica is not None else pool.replicas[pool.router.route(req, pool.replicas)]
+        dest.submit(req)
+
+    def _control(self, t: float, ctl) -> None:
+        for pool in self.pools:
+            pool.advance(t)
+        ctl.step(t, self)
+        if self._pending or any(rep.outstanding for rep in self.replicas):
+            self.events.schedule(t + ctl.interval_s, CONTROL, self._control, ctl)

@@ -1,7 +1,9 @@
 """GPU memory plan of a replica: weights, activation reserve, and what is left for the KV cache.
 
 As vLLM does it: KV cache = memory x gpu_memory_utilization - weights - peak activations
-- runtime (non-torch) memory, per GPU, divided into blocks of `block_size` tokens.
+- runtime (non-torch) memory, per GPU, divided into blocks of `block_size` tokens. With
+pipeline parallelism each stage caches its own layers, and the cache is shared by the pp
+micro-batch streams in flight, so each stream gets 1/pp of the blocks.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from servesim.config import EngineConfig
 from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec
+from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
 
 GIB = 2**30
@@ -24,7 +27,7 @@ class MemoryPlan:
     reserve_gib: float  # activations + runtime, per GPU
     kv_gib: float  # per GPU
     kv_bytes_per_token: float  # per GPU
-    num_blocks: int
+    num_blocks: int  # per micro-batch stream (the whole cache without pipeline parallelism)
     block_size: int
 
     @property
@@ -39,8 +42,9 @@ def kv_dtype(engine: EngineConfig) -> str:
 
 
 def kv_bytes_per_token_per_gpu(model: ModelSpec, engine: EngineConfig) -> float:
-    """KV bytes one token takes on each GPU: heads split over TP (MLA's latent is replicated)."""
-    b = DTYPE_BYTES[kv_dtype(engine)] * model.layers / engine.pp  # each stage caches its own layers
+    """KV bytes one token takes on each GPU of the largest stage: heads split over TP (MLA's latent is
+    replicated)."""
+    b = DTYPE_BYTES[kv_dtype(engine)] * Layout.of(engine).stage_layers(model)
     if model.is_mla:
         return float(model.kv_elems_per_token_layer * b)
     kv_heads = max(1, model.kv_heads // engine.tp)
@@ -62,7 +66,9 @@ def activation_reserve_gib(model: ModelSpec, engine: EngineConfig) -> float:
 def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryPlan:
     """Size the KV cache, or say clearly why the model does not fit."""
     budget = gpu.memory_gib * engine.gpu_memory_utilization
-    weights = model.weight_bytes(engine.dtype) / (engine.tp * engine.pp) / GIB
+    layout = Layout.of(engine)
+    stage_share = layout.stage_layers(model) * layout.pp / model.layers  # 1 unless stages are uneven
+    weights = model.weight_bytes(engine.dtype) / layout.gpus * stage_share / GIB
     reserve = activation_reserve_gib(model, engine)
     kv = budget - weights - reserve
     per_token = kv_bytes_per_token_per_gpu(model, engine)
@@ -72,5 +78,5 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryP
             f"+ {reserve:.1f} GiB reserve per GPU > {budget:.1f} GiB usable "
             f"(gpu_memory_utilization {engine.gpu_memory_utilization}); use a larger --tp or GPU"
         )
-    blocks = int(kv * GIB // (per_token * engine.block_size))
+    blocks = int(kv * GIB // (per_token * engine.block_size)) // layout.streams
     return MemoryPlan(budget, weights, reserve, kv, per_token, blocks, engine.block_size)

@@ -1,6 +1,7 @@
 """Live migration of decoding requests between replicas, after Llumnix (Sun et al., OSDI 2024).
 
-Every `interval_s` the most and least loaded replicas are compared by KV load (blocks
+Every `interval_s` the most and least loaded replicas of the pool that decodes (the only
+pool, or the decode pool of a disaggregated deployment) are compared by KV load (blocks
 held plus blocks their queued prompts want); when the gap exceeds `threshold`, the
 source's shortest decoding request moves to the destination. `live` migration copies
 the KV cache while the request keeps decoding and pauses it only for the blocks written
@@ -10,9 +11,14 @@ The request keeps its tokens and resumes decoding on arrival, ahead of queued pr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from servesim.config import KVTransferConfig, MigrationConfig
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
+
+if TYPE_CHECKING:
+    from servesim.sim.cluster import Cluster
 
 
 class Migrator:
@@ -25,14 +31,29 @@ class Migrator:
         tokens = req.computed if self.cfg.mode == "stop" else block_size
         return tokens * self.kv_bytes / (self.link.bandwidth_gbs * 1e9) + self.link.latency_us * 1e-6
 
-    def step(self, replicas: list[Replica]) -> tuple[Request, Replica, float] | None:
-        """Pick one move, if the imbalance calls for it: (request, destination, landing time)."""
-        loads = [r.kv_load() for r in replicas]
+    @property
+    def interval_s(self) -> float:
+        return self.cfg.interval_s
+
+    def first_check(self, t0: float) -> float:
+        return t0
+
+    def step(self, t: float, cluster: Cluster) -> None:
+        """Move one request, if the imbalance calls for it."""
+        pool = cluster.pools[-1]
+        move = self.pick(pool.replicas)
+        if move:
+            req, dest, land = move
+            cluster.land(req, land, pool, dest)
+
+    def pick(self, replicas: list[Replica]) -> tuple[Request, Replica, float] | None:
+        """One move, if the imbalance calls for it: (request, destination, landing time)."""
+        loads = [r.state.kv_load() for r in replicas]
         src = max(range(len(replicas)), key=loads.__getitem__)
         dst = min(range(len(replicas)), key=loads.__getitem__)
         if loads[src] - loads[dst] < self.cfg.threshold:
             return None
-        source, dest = replicas[src], replicas[dst]
+        source, dest = replicas[src].state, replicas[dst].state
         movable = [q for q in source.running.values() if q.decoding and q.seg_start < source.it]
         if not movable:
             return None
@@ -43,4 +64,4 @@ class Migrator:
         pause = self.pause(req, source.block_size)
         self.moves += 1
         self.paused_s += pause
-        return req, dest, source.now + pause
+        return req, replicas[dst], source.now + pause

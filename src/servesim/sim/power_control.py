@@ -11,9 +11,13 @@ most recent cap. It records how often and how long caps applied.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from servesim.config import PowerConfig
 from servesim.sim.replica import Replica
+
+if TYPE_CHECKING:
+    from servesim.sim.cluster import Cluster
 
 
 class PowerController:
@@ -27,11 +31,19 @@ class PowerController:
         self.any_capped_s = 0.0
         self.peak_w = 0.0
 
-    def _energy(self, replicas: list[Replica], t: float) -> float:
-        idle = sum(r.power.idle_w * r.gpus * max(t - r.busy_s, 0.0) for r in replicas)
-        return sum(r.energy_j for r in replicas) + idle + self.host_w * t
+    @property
+    def interval_s(self) -> float:
+        return self.cfg.interval_s
 
-    def step(self, t: float, replicas: list[Replica]) -> None:
+    def first_check(self, t0: float) -> float:
+        return self.cfg.interval_s
+
+    def _energy(self, replicas: list[Replica], t: float) -> float:
+        idle = sum(r.power.idle_w * r.gpus * max(t - r.meter.busy_s, 0.0) for r in replicas)
+        return sum(r.meter.energy_j for r in replicas) + idle + self.host_w * t
+
+    def step(self, t: float, cluster: Cluster) -> None:
+        replicas = cluster.replicas
         if t <= self.last_t:
             return
         energy = self._energy(replicas, t)

@@ -35,5 +35,4 @@ class Router:
 
 def queued_tokens(replica: Replica) -> int:
     """Work waiting at a replica in tokens: KV held by running requests plus prompts not yet started."""
-    waiting = sum(r.target - r.computed for r in replica.waiting) + sum(r.prompt_len for r in replica.incoming)
-    return replica.kv.used * replica.block_size + waiting
+    return replica.state.queued_tokens()

@@ -1,20 +1,23 @@
-"""The scheduler interface, the mechanics every policy shares, and the policy registry.
+"""The scheduling-policy interface, the mechanics every policy shares, and the policy registry.
 
-Each iteration the replica asks its scheduler for a plan: the prefill chunks to run
-beside the decoding requests. The base class reserves the decodes' KV blocks first
-(preempting, newest first, when they do not fit), as vLLM does; a policy decides
-which prefill chunks join the batch.
+Each iteration the replica asks its policy for a plan: the prefill chunks to run beside
+the decoding requests. The base class first reserves the decodes' KV blocks (preempting
+when they do not fit) and admits requests whose KV cache was transferred in; a policy
+then chooses prefill chunks from the replica's `ReplicaState`. A policy may also order
+the waiting queue (`make_queue`), choose preemption victims (`pick_victim`) and take
+options of its own (`Options`, from `engine.scheduler_options`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pydantic import BaseModel, ValidationError
 
+from servesim.config import EngineConfig, validation_message
+from servesim.errors import ServesimError
 from servesim.registry import Registry
+from servesim.sim.queue import FCFSQueue, WaitingQueue
 from servesim.sim.request import Request
-
-if TYPE_CHECKING:
-    from servesim.sim.replica import Replica
+from servesim.sim.state import ReplicaState
 
 Plan = list[tuple[Request, int]]
 SCHEDULERS = Registry("scheduler", "servesim.sim.policies")
@@ -22,17 +25,45 @@ register = SCHEDULERS.register
 scheduler_names = SCHEDULERS.names
 
 
-def make_scheduler(name: str, replica: Replica) -> Scheduler:
-    return SCHEDULERS.make(name, replica)
+def make_scheduler(name: str, state: ReplicaState, engine: EngineConfig) -> Scheduler:
+    return SCHEDULERS.make(name, state, engine)
 
 
 class Scheduler:
     name = ""
+    Options: type[BaseModel] | None = None  # the policy's own settings
+    preemption_mode = "recompute"
 
-    def __init__(self, replica: Replica):
-        self.r = replica
-        self.cfg = replica.engine
+    def __init__(self, state: ReplicaState, engine: EngineConfig, options: BaseModel | None = None):
+        self.state = state
+        self.cfg = engine
+        self.opts = options if options is not None else self.configure(engine)
         self.preempted = False  # set when the current step preempted a request
+
+    # ----- set-up -----
+    @classmethod
+    def configure(cls, engine: EngineConfig) -> BaseModel | None:
+        """Validate `engine.scheduler_options` against the policy's `Options`; one clear line if wrong."""
+        given = engine.scheduler_options
+        if cls.Options is None:
+            if given:
+                raise ServesimError(f"scheduler {cls.name} takes no options (got {', '.join(given)})")
+            return None
+        try:
+            opts = cls.Options(**given)
+        except ValidationError as e:
+            raise ServesimError(validation_message(e, f"scheduler_options of {cls.name}")) from None
+        cls.check(engine, opts)
+        return opts
+
+    @classmethod
+    def check(cls, engine: EngineConfig, opts: BaseModel) -> None:
+        """Refuse option values that cannot work with these engine settings."""
+
+    @classmethod
+    def make_queue(cls, opts: BaseModel | None) -> WaitingQueue:
+        """The waiting queue's order: first come, first served unless a policy says otherwise."""
+        return FCFSQueue()
 
     # ----- the policy's part -----
     def schedule(self) -> Plan:
@@ -45,70 +76,50 @@ class Scheduler:
     def schedule_prefills(self) -> Plan:
         raise NotImplementedError
 
+    def pick_victim(self) -> Request:
+        """The running request to preempt when blocks run out: the newest, as vLLM does."""
+        return self.state.newest()
+
     def arrivals_matter(self) -> bool:
         """Could a new arrival change the next plan? If not, decode runs skip over arrivals."""
-        r = self.r
-        return not r.waiting and len(r.running) < self.cfg.max_num_seqs
+        s = self.state
+        return not s.waiting and len(s.running) < self.cfg.max_num_seqs
 
     # ----- shared mechanics -----
+    def preempt(self) -> Request:
+        victim = self.pick_victim()
+        self.state.preempt(victim, self.preemption_mode)
+        self.preempted = True
+        return victim
+
     def reserve_decodes(self) -> None:
-        r = self.r
-        need = r.dec.blocks_needed_at(r.it)
-        while need > r.kv.free():
-            victim = r.last_running()
-            if victim.decoding and (victim.base + r.it) % r.block_size == 0:
-                need -= 1  # it was one of the decodes that needed a block now
-            r.preempt(victim)
-            self.preempted = True
-        r.kv.allocate(need)
-        r.decodes_reserved = True
+        s = self.state
+        dec, kv = s.dec, s.kv
+        while dec.blocks_needed_at(s.it) > kv.free():
+            self.preempt()
+        kv.allocate(dec.blocks_needed_at(s.it))
+        s.decodes_reserved = True
 
     def admit_transferred(self) -> None:
         """Start waiting requests whose KV cache was transferred in: they decode from this iteration."""
-        r = self.r
+        s = self.state
         if self.preempted:
             return
-        for req in [q for q in r.waiting if q.kv_ready]:
-            if len(r.running) >= self.cfg.max_num_seqs or not r.kv.allocate(r.blocks_for(req.computed + 1)):
+        for req in [q for q in s.waiting if q.kv_ready]:
+            if not s.start_decoding(req):
                 return
-            r.start_decoding(req)
 
     def continue_prefill(self, req: Request, budget: int) -> int:
-        """Grow a running prefill by up to `budget` tokens, preempting newer requests if needed.
+        """Grow a running prefill by up to `budget` tokens, preempting others if needed.
 
         Returns the chunk scheduled, 0 if `req` itself had to be preempted.
         """
-        r = self.r
         chunk = min(req.target - req.computed, budget)
-        need = r.blocks_for(req.computed + chunk) - req.blocks
-        while need > r.kv.free():
-            victim = r.last_running()
-            r.preempt(victim)
-            self.preempted = True
-            if victim is req:
+        while not self.state.grow(req, chunk):
+            if self.preempt() is req:
                 return 0
-        r.kv.allocate(need)
-        req.blocks += need
         return chunk
 
     def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
-        """Start the waiting request at the head of the queue with a chunk of up to `budget`.
-
-        Returns the chunk, or 0 (leaving it waiting) if it does not fit.
-        """
-        r = self.r
-        kv = r.kv
-        hits = kv.match(req.hash_ids, (req.target - 1) // r.unit_tokens) if req.hash_ids else []
-        hit_tokens = len(hits) * r.unit_tokens
-        todo = req.target - hit_tokens
-        if not chunked and todo > budget:
-            kv.unref(hits)
-            return 0
-        chunk = min(todo, budget)
-        hit_blocks = len(hits) * kv.unit_blocks
-        need = r.blocks_for(hit_tokens + chunk) - hit_blocks
-        if not kv.allocate(need):
-            kv.unref(hits)
-            return 0
-        r.start(req, hits, hit_tokens, need)
-        return chunk
+        """Start waiting request `req` with a chunk of up to `budget` tokens; 0 if it does not fit."""
+        return self.state.admit(req, budget, chunked)

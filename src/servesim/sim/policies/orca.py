@@ -15,13 +15,13 @@ class OrcaScheduler(Scheduler):
     name = "orca"
 
     def schedule_prefills(self) -> Plan:
-        r = self.r
-        budget = self.cfg.max_num_batched_tokens - r.dec.n
+        s = self.state
+        budget = self.cfg.max_num_batched_tokens - s.dec.n
         plan: Plan = []
         if self.preempted:
             return plan
-        while r.waiting and len(r.running) < self.cfg.max_num_seqs:
-            req = r.waiting[0]
+        while s.waiting and len(s.running) < self.cfg.max_num_seqs:
+            req = s.waiting.peek()
             room = budget if plan else max(budget, req.target)
             chunk = self.admit(req, room, chunked=False)
             if not chunk:

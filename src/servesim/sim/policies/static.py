@@ -14,12 +14,12 @@ class StaticScheduler(Scheduler):
     name = "static"
 
     def schedule_prefills(self) -> Plan:
-        r = self.r
+        s = self.state
         plan: Plan = []
-        if r.running:
+        if s.running:
             return plan
-        while r.waiting and len(plan) < self.cfg.max_num_seqs:
-            req = r.waiting[0]
+        while s.waiting and len(plan) < self.cfg.max_num_seqs:
+            req = s.waiting.peek()
             chunk = self.admit(req, req.target, chunked=False)
             if not chunk:
                 break
@@ -27,4 +27,4 @@ class StaticScheduler(Scheduler):
         return plan
 
     def arrivals_matter(self) -> bool:
-        return not self.r.running
+        return not self.state.running

@@ -2,8 +2,8 @@
 
 Per iteration, within `max_num_batched_tokens` and `max_num_seqs`: every decoding
 request first, then running (partially prefilled) requests in admission order, then
-waiting requests first-come first-served, the last one cut to the remaining budget.
-A step that had to preempt admits nobody new.
+waiting requests in queue order, the last one cut to the remaining budget. A step that
+had to preempt admits nobody new.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ class VLLMScheduler(Scheduler):
         return self.cfg.max_num_batched_tokens
 
     def schedule_prefills(self) -> Plan:
-        r = self.r
-        budget = self.token_budget() - r.dec.n
+        s = self.state
+        budget = self.token_budget() - s.dec.n
         plan: Plan = []
-        for req in list(r.prefilling):
+        for req in list(s.prefilling):
             if budget <= 0:
                 break
             chunk = self.continue_prefill(req, budget)
@@ -32,11 +32,15 @@ class VLLMScheduler(Scheduler):
             budget -= chunk
         if self.preempted:
             return plan
-        while r.waiting and budget > 0 and len(r.running) < self.cfg.max_num_seqs:
-            req = r.waiting[0]
+        while s.waiting and budget > 0 and len(s.running) < self.cfg.max_num_seqs:
+            req = self.next_waiting()
             chunk = self.admit(req, budget)
             if not chunk:
                 break
             plan.append((req, chunk))
             budget -= chunk
         return plan
+
+    def next_waiting(self):
+        """The waiting request to admit next: the head of the queue."""
+        return self.state.waiting.peek()

@@ -1,0 +1,197 @@
+"""From a scenario to the replicas, pools and controllers that serve it, and every rule on the way.
+
+`plan(scenario)` checks everything that can be checked without simulating, once, and
+says in one line what is wrong: unknown model, GPU, scheduler or router, a policy's
+options, a layout the model cannot take, a model that does not fit, a KV cache smaller
+than `max_model_len`, prefix-cache units that are not whole blocks, power limits no GPU
+can keep, settings that do not apply to the deployment's shape. `simulate` builds what
+it plans; the search prunes candidates with the same `plan`. What was accepted but
+assumed is returned as notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from servesim.config import EngineConfig, Scenario
+from servesim.errors import ServesimError
+from servesim.hardware import GPUSpec, get_gpu
+from servesim.layout import Layout
+from servesim.metrics.energy import host_power
+from servesim.models import ModelSpec, get_model
+from servesim.perf.energy import PowerModel
+from servesim.perf.profiled import load_profile_for, make_perf_model
+from servesim.sim.cluster import Cluster, Pool
+from servesim.sim.kv_transfer import kv_transfer_seconds
+from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
+from servesim.sim.migration import Migrator
+from servesim.sim.power_control import PowerController
+from servesim.sim.replica import Replica
+from servesim.sim.router import ROUTERS, make_router
+from servesim.sim.scheduler import SCHEDULERS
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """One pool checked: `replicas` identical engines of `layout` on `gpu`."""
+
+    name: str
+    gpu: GPUSpec
+    engine: EngineConfig
+    layout: Layout
+    replicas: int
+    router: str
+    memory: MemoryPlan  # per micro-batch stream
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.layout.gpus
+
+
+@dataclass
+class Plan:
+    scenario: Scenario
+    model: ModelSpec
+    pools: list[PoolPlan]
+    max_len: int  # longest request (prompt + output) every pool accepts
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gpus(self) -> int:
+        return sum(p.gpus for p in self.pools)
+
+    @property
+    def host_w(self) -> float:
+        sc = self.scenario
+        return host_power(self.gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
+
+
+def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: EngineConfig, replicas: int,
+          router: str, notes: list[str]) -> PoolPlan:  # fmt: skip
+    gpu = get_gpu(gpu_name, sc.gpu_file)
+    layout = Layout.of(engine, sc.node.gpus_per_node)
+    notes += [n for n in layout.check(model) if n not in notes]
+    SCHEDULERS.get(engine.scheduler).configure(engine)
+    ROUTERS.get(router)
+    if engine.max_model_len and engine.max_model_len > model.max_position:
+        raise ServesimError(
+            f"max_model_len {engine.max_model_len} is longer than {model.name}'s context of {model.max_position} "
+            "tokens; lower --max-model-len"
+        )
+    memory = plan_memory(model, gpu, engine)
+    max_len = engine.max_model_len or model.max_position
+    if memory.kv_tokens < max_len:
+        per = f" per pipeline stream ({layout.streams} streams)" if layout.streams > 1 else ""
+        raise ServesimError(
+            f"the KV cache of {gpu.name} at TP {layout.tp} x PP {layout.pp} holds {memory.kv_tokens} tokens{per}, "
+            f"fewer than max_model_len {max_len}; lower --max-model-len, raise --gpu-memory-utilization or --tp, "
+            "or use a larger GPU"
+        )
+    if engine.enable_prefix_caching and sc.workload.hash_block_tokens % engine.block_size:
+        raise ServesimError(
+            f"hash_block_tokens ({sc.workload.hash_block_tokens}) must be a multiple of block_size "
+            f"({engine.block_size})"
+        )
+    engine = engine.model_copy(update={"max_model_len": max_len})
+    return PoolPlan(name, gpu, engine, layout, replicas, canonical_router(router), memory)
+
+
+def canonical_router(name: str) -> str:
+    return ROUTERS.get(name).name
+
+
+def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:
+    """The power model the simulation will use: measured levels where the GPU's profile is used."""
+    return PowerModel.for_gpu(gpu, None if sc.perf_model == "roofline" else load_profile_for(gpu.name))
+
+
+def _check_power(sc: Scenario, plan: Plan) -> None:
+    cap, budget = sc.power.cap_w, sc.power.budget_w
+    limits = [("power cap", cap, "--power-cap")]
+    if budget is not None:
+        limits.append(("the power controller's cap", sc.power.throttle_cap_w, "power.throttle_cap_w"))
+    idle = plan.host_w
+    for p in plan.pools:
+        power = _power_model(sc, p.gpu)
+        idle += power.idle_w * p.gpus
+        for label, watts, where in limits:
+            if watts is not None and watts < power.min_cap_w:
+                raise ServesimError(
+                    f"{label} of {watts:g} W is below the {power.min_cap_w:.0f} W that {p.gpu.name} draws at its "
+                    f"lowest clock, so it could not be kept; raise {where}"
+                )
+    if budget is not None and budget <= idle:
+        raise ServesimError(
+            f"power budget {budget:g} W is not above the deployment's idle draw of {idle:.0f} W ({plan.gpus} GPUs "
+            "and their hosts' share); raise --power-budget or use fewer GPUs"
+        )
+
+
+def plan(sc: Scenario) -> Plan:
+    """Check the scenario against every rule; one clear line for the first it breaks."""
+    model = get_model(sc.model)
+    notes: list[str] = []
+    if sc.disaggregated:
+        if sc.replicas != 1 or sc.router is not None:
+            raise ServesimError(
+                "replicas and router set the co-located deployment; with disaggregated pools set each pool's "
+                "(--prefill-replicas/--decode-replicas, [prefill]/[decode] replicas and router)"
+            )
+        p, d = sc.prefill, sc.decode
+        pools = [_pool(sc, model, "prefill", p.gpu or sc.gpu, p.engine, p.replicas, p.router, notes),
+                 _pool(sc, model, "decode", d.gpu or sc.gpu, d.engine, d.replicas, d.router, notes)]  # fmt: skip
+    else:
+        pools = [_pool(sc, model, "", sc.gpu, sc.engine, sc.replicas, sc.router or "round_robin", notes)]
+    out = Plan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)
+    _check_power(sc, out)
+    return out
+
+
+def infeasible(sc: Scenario) -> str | None:
+    """Why the scenario cannot run at all, or None."""
+    try:
+        plan(sc)
+    except ServesimError as e:
+        return str(e)
+    return None
+
+
+def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> list[Replica]:
+    """The pool's engines: with pipeline parallelism, one per micro-batch stream, each on tp GPUs at a time."""
+    e, lay = p.engine, p.layout
+    perf = make_perf_model(model, p.gpu, lay.tp, e.dtype, kv_dtype(e), sc.perf_model, pp=lay.pp, ep=lay.ep,
+                           expert_skew=e.expert_skew, gpus_per_node=lay.gpus_per_node,
+                           network_gbs=sc.node.network_gbs)  # fmt: skip
+    power = PowerModel.for_gpu(p.gpu, getattr(perf, "profile", None))
+    price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else p.gpu.price_per_hour
+    unit = sc.workload.hash_block_tokens
+    count = p.replicas * lay.streams
+    reps = [Replica(e, perf, p.memory.num_blocks, unit, first_rid + i, power, lay.tp, price) for i in range(count)]
+    for rep in reps:
+        rep.cap_w = sc.power.cap_w
+    return reps
+
+
+def build(pl: Plan) -> Cluster:
+    """The running deployment of a checked plan."""
+    sc, model = pl.scenario, pl.model
+    pools, rid = [], 0
+    for p in pl.pools:
+        reps = _replicas(sc, model, p, rid)
+        rid += len(reps)
+        pools.append(Pool(p.name, reps, make_router(p.router, sc.workload.seed)))
+    if sc.disaggregated:
+        kv_bytes = model.kv_bytes_per_token(kv_dtype(sc.decode.engine))
+        links = min(p.layout.tp for p in pl.pools)
+
+        def transfer(req, last_s: float) -> float:
+            return kv_transfer_seconds(req.prompt_len, model, kv_bytes, sc.kv_transfer, links, last_s)
+
+        pools[0].transfer = transfer
+    controllers: list = []
+    if sc.migration.enabled:
+        decode_engine = pl.pools[-1].engine
+        controllers.append(Migrator(sc.migration, sc.kv_transfer, model.kv_bytes_per_token(kv_dtype(decode_engine))))
+    if sc.power.budget_w is not None:
+        controllers.append(PowerController(sc.power, pl.host_w, sc.power.cap_w))
+    return Cluster(pools, controllers)

@@ -1,0 +1,93 @@
+"""The waiting queue of a replica, with pluggable ordering (as vLLM V1's request queue has).
+
+`FCFSQueue` serves in arrival order and puts a preempted request back at the front, as
+vLLM's recompute preemption does. `KeyedQueue` serves the smallest `key(request)` first
+(priority, shortest job, ...); a preempted request re-enters by its key, as in vLLM's
+priority queue. Both let a policy take any request out, not only the head.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from servesim.sim.request import Request
+
+
+class FCFSQueue:
+    """First come, first served."""
+
+    __slots__ = ("_q",)
+
+    def __init__(self):
+        self._q: deque[Request] = deque()
+
+    def push(self, req: Request) -> None:
+        self._q.append(req)
+
+    def requeue(self, req: Request) -> None:
+        """A preempted request goes back to the front."""
+        self._q.appendleft(req)
+
+    def peek(self) -> Request:
+        return self._q[0]
+
+    def remove(self, req: Request) -> None:
+        if self._q[0] is req:
+            self._q.popleft()
+        else:
+            self._q.remove(req)
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(self._q)
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+
+class KeyedQueue:
+    """Smallest `key(request)` first; ties in the order requests were pushed."""
+
+    __slots__ = ("key", "_heap", "_live", "_seq")
+
+    def __init__(self, key: Callable[[Request], object]):
+        self.key = key
+        self._heap: list = []
+        self._live: dict[int, int] = {}  # request id -> sequence number of its live heap entry
+        self._seq = 0
+
+    def push(self, req: Request) -> None:
+        self._seq += 1
+        self._live[req.id] = self._seq
+        heapq.heappush(self._heap, (self.key(req), self._seq, req))
+
+    requeue = push
+
+    def _top(self):
+        heap, live = self._heap, self._live
+        while heap and live.get(heap[0][2].id) != heap[0][1]:
+            heapq.heappop(heap)  # an entry whose request was taken out
+        return heap[0]
+
+    def peek(self) -> Request:
+        return self._top()[2]
+
+    def remove(self, req: Request) -> None:
+        del self._live[req.id]
+
+    def __iter__(self) -> Iterator[Request]:
+        live = self._live
+        return iter([e[2] for e in sorted(self._heap) if live.get(e[2].id) == e[1]])
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __bool__(self) -> bool:
+        return bool(self._live)
+
+
+WaitingQueue = FCFSQueue | KeyedQueue

@@ -1,0 +1,231 @@
+"""A replica's requests and KV cache: the one owner of who is waiting, prefilling and decoding.
+
+Policies read this state and change it only through its methods: `admit` (a waiting
+request starts prefilling), `preempt` (a running request gives its blocks back),
+`start_decoding` (a request whose KV cache was transferred in), and the replica's own
+`prefilled`, `finish`, `hand_off` and `migrate_out`. `check()` recounts everything from
+scratch; tests run it after every step.
+
+A decoding request's progress follows from the iteration counter `it` (see
+`decoding.py`), so ending its stint of decoding (finish, preemption, hand-off,
+migration) settles its generated tokens, its record of the iterations that made them,
+and their share of energy and cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from servesim.errors import ServesimError
+from servesim.sim.decoding import DecodingSet
+from servesim.sim.kv_cache import KVCache
+from servesim.sim.meter import Meter
+from servesim.sim.queue import FCFSQueue, WaitingQueue
+from servesim.sim.request import Request
+
+PREEMPTION_MODES = ("recompute",)  # vLLM V1's only mode; swap to a CPU tier comes with a host KV model
+
+
+class ReplicaState:
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool, unit_tokens: int, max_num_seqs: int,
+                 waiting: WaitingQueue | None = None, rid: int = 0, meter: Meter | None = None):  # fmt: skip
+        self.rid = rid  # the replica's index in its deployment; token records name it
+        self.block_size = block_size
+        self.unit_tokens = unit_tokens  # tokens per prefix-cache entry (the trace's hash unit)
+        self.max_num_seqs = max_num_seqs
+        self.kv = KVCache(num_blocks, block_size, prefix_caching, max(1, unit_tokens // block_size))
+        self.dec = DecodingSet(block_size)
+        self.incoming: deque[Request] = deque()  # handed over, arriving later (at `req.ready`)
+        self.waiting = waiting if waiting is not None else FCFSQueue()
+        self.running: dict[int, Request] = {}  # in admission order
+        self.prefilling: list[Request] = []  # running requests still computing their prompt
+        self.it = 0  # iterations run so far
+        self.decodes_reserved = False  # this iteration's decode blocks are already taken
+        self.now = 0.0
+        self.meter = meter or Meter()
+
+    # ----- reading -----
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def newest(self) -> Request:
+        """The most recently admitted running request (vLLM's preemption victim)."""
+        return next(reversed(self.running.values()))
+
+    def held(self, req: Request) -> int:
+        """Blocks a running request holds, its shared prefix blocks included."""
+        if req.decoding:
+            return self.blocks_for(req.base + self.it + self.decodes_reserved)
+        return req.blocks
+
+    def progress(self, req: Request) -> int:
+        """Tokens of a running request whose KV is cached."""
+        return req.base + self.it if req.decoding else req.computed
+
+    @property
+    def outstanding(self) -> int:
+        """Requests queued, running or handed over but not yet arrived."""
+        return len(self.running) + len(self.waiting) + len(self.incoming)
+
+    def kv_load(self) -> float:
+        """Fraction of the KV cache held or wanted by queued prompts (Llumnix's virtual usage)."""
+        wanted = sum(self.blocks_for(r.target) for r in self.waiting)
+        return (self.kv.used + wanted) / self.kv.total
+
+    def queued_tokens(self) -> int:
+        """Work here in tokens: KV held by running requests plus prompts not yet started."""
+        waiting = sum(r.target - r.computed for r in self.waiting) + sum(r.prompt_len for r in self.incoming)
+        return self.kv.used * self.block_size + waiting
+
+    # ----- changing -----
+    def arrive(self) -> None:
+        """Queue the handed-over requests whose time has come."""
+        incoming, now = self.incoming, self.now
+        while incoming and incoming[0].ready <= now:
+            self.waiting.push(incoming.popleft())
+
+    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
+        """Start waiting request `req` with a prefill chunk of up to `budget` tokens, its cached prefix
+        reused. Returns the chunk, or 0 (it stays waiting) if unchunked it exceeds the budget or its
+        blocks do not fit."""
+        kv, unit = self.kv, self.unit_tokens
+        hits = kv.match(req.hash_ids, (req.target - 1) // unit) if req.hash_ids else []
+        hit_tokens = len(hits) * unit
+        todo = req.target - hit_tokens
+        if not chunked and todo > budget:
+            kv.unref(hits)
+            return 0
+        chunk = min(todo, budget)
+        shared = len(hits) * kv.unit_blocks
+        need = self.blocks_for(hit_tokens + chunk) - shared
+        if not kv.allocate(need):
+            kv.unref(hits)
+            return 0
+        self.waiting.remove(req)
+        req.entries = hits
+        req.shared_blocks = shared
+        req.computed = hit_tokens
+        req.blocks = shared + need
+        self.running[req.id] = req
+        self.prefilling.append(req)
+        if req.first_scheduled is None:
+            req.first_scheduled = self.now
+            req.cached_tokens = hit_tokens
+        return chunk
+
+    def grow(self, req: Request, tokens: int) -> bool:
+        """Give a prefilling request blocks for `tokens` more tokens, if they fit."""
+        need = self.blocks_for(req.computed + tokens) - req.blocks
+        if not self.kv.allocate(need):
+            return False
+        req.blocks += need
+        return True
+
+    def start_decoding(self, req: Request) -> bool:
+        """Admit a waiting request whose KV cache came with it straight into decoding, if it fits."""
+        if len(self.running) >= self.max_num_seqs or not self.kv.allocate(self.blocks_for(req.computed + 1)):
+            return False
+        self.waiting.remove(req)
+        req.kv_ready = False
+        req.blocks = req.shared_blocks = 0
+        req.entries = []
+        self.running[req.id] = req
+        self.dec.add(req, self.it)
+        req.seg_start = self.it
+        return True
+
+    def preempt(self, victim: Request, mode: str = "recompute") -> None:
+        """Take a running request's blocks back; it waits again and recomputes what it had."""
+        if mode not in PREEMPTION_MODES:
+            raise ServesimError(f"preemption mode '{mode}' is not modelled; use {', '.join(PREEMPTION_MODES)}")
+        self._release(victim)
+        if victim.decoding:
+            self._end_stint(victim)
+        else:
+            self.prefilling.remove(victim)
+        victim.computed = 0
+        victim.preemptions += 1
+        self.waiting.requeue(victim)
+
+    def prefilled(self, req: Request) -> None:
+        """A request's prompt is computed: it stops prefilling (the replica decides what comes next)."""
+        self.prefilling.remove(req)
+        if self.kv.prefix_caching and req.hash_ids:
+            self._cache_prompt(req)
+
+    def decode_from(self, req: Request, it: int) -> None:
+        self.dec.add(req, it)
+
+    def finish(self, req: Request, t: float) -> None:
+        self.hand_off(req)
+        req.finish = t
+
+    def hand_off(self, req: Request) -> None:
+        """Free a request that is done here, closing the record of the tokens it made here."""
+        self._release(req)
+        if req.decoding:
+            self._end_stint(req)
+        else:  # it made one token here, in its last prefill iteration
+            req.segments.append((self.rid, req.seg_start, req.seg_start))
+
+    def migrate_out(self, req: Request) -> None:
+        """Let a decoding request leave with its progress (its KV cache is copied elsewhere)."""
+        self._release(req)
+        req.computed = req.base + self.it
+        self._end_stint(req)
+        req.migrations += 1
+
+    def _release(self, req: Request) -> None:
+        self.kv.release(self.held(req) - req.shared_blocks)
+        self.kv.unref(req.entries)
+        req.entries = []
+        req.shared_blocks = req.blocks = 0
+        del self.running[req.id]
+
+    def _end_stint(self, req: Request) -> None:
+        last = self.it - 1
+        req.generated = req.output_len - req.finish_it + last
+        self.meter.charge(req, req.dec_first, last)
+        req.segments.append((self.rid, req.seg_start, last))
+        self.dec.remove(req)
+
+    def _cache_prompt(self, req: Request) -> None:
+        """Make the request's full prompt units shareable prefix-cache entries."""
+        kv = self.kv
+        full = req.prompt_len // self.unit_tokens
+        for h in req.hash_ids[len(req.entries) : full]:
+            if kv.insert(h):
+                req.entries.append(h)
+                req.shared_blocks += kv.unit_blocks
+
+    # ----- the invariant -----
+    def check(self) -> None:
+        """Recount blocks, prefix references and the decode aggregate from scratch; raise if they disagree."""
+        kv, dec, B = self.kv, self.dec, self.block_size
+        assert 0 <= kv.used <= kv.total
+        assert kv.used + kv.evictable <= kv.total
+        assert len(self.running) <= self.max_num_seqs
+        decoding = [q for q in self.running.values() if q.decoding]
+        assert [q for q in self.running.values() if not q.decoding] == self.prefilling
+        assert not any(q.id in self.running for q in self.waiting)
+        assert dec.n == len(decoding)
+        assert dec.base_sum == sum(q.base for q in decoding)
+        assert dec.phase == [sum(1 for q in decoding if q.base % B == p) for p in range(B)]
+        held, refs = 0, {}
+        for q in self.running.values():
+            blocks, computed = self.held(q), self.progress(q)
+            assert blocks >= math.ceil(computed / B)
+            if q.decoding:  # generated tokens follow from the iteration counter, like computed ones
+                generated = q.output_len - q.finish_it + self.it - 1
+                assert 1 <= generated < q.output_len
+                assert computed == q.prompt_len + generated - 1  # the newest token is not cached yet
+            else:
+                assert computed < q.target
+            held += blocks - q.shared_blocks
+            for h in q.entries:
+                refs[h] = refs.get(h, 0) + 1
+        live = {h: c for h, c in kv._refs.items() if c > 0}
+        assert live == refs, "prefix-cache reference counts disagree with the running requests"
+        assert kv.used == held + len(live) * kv.unit_blocks
+        assert kv.evictable == len(kv._lru) * kv.unit_blocks
