@@ -3,6 +3,8 @@ import pytest
 from servesim.config import EngineConfig
 from servesim.errors import ServesimError
 from servesim.sim import scheduler_names
+from servesim.sim.policies.vllm import VLLMScheduler
+from servesim.sim.scheduler import register
 from tests.sim.conftest import make_replica, serve
 
 
@@ -20,7 +22,8 @@ def test_vllm_chunks_long_prompts(checked):
 
 
 def test_sarathi_budget_is_the_chunk_size(checked):
-    r, _ = serve([(0.0, 3000, 30), (0.0, 100, 200)], EngineConfig(scheduler="sarathi", scheduler_options={"chunk_size": 512}))
+    engine = EngineConfig(scheduler="sarathi", scheduler_options={"chunk_size": 512})
+    r, _ = serve([(0.0, 3000, 30), (0.0, 100, 200)], engine)
     assert r.meter.log.arrays()["tokens"].max() == 512
 
 
@@ -49,3 +52,64 @@ def test_static_admits_up_to_max_num_seqs(checked):
     r, done = serve([(0.0, 50, 20)] * 10, EngineConfig(scheduler="static", max_num_seqs=4))
     starts = sorted({q.first_scheduled for q in done})
     assert len(starts) == 3  # batches of 4, 4 and 2
+
+
+def test_a_policy_may_admit_any_waiting_request(checked):
+    """A policy picks from the queue by its own rule and admits that request, not the head."""
+
+    @register
+    class LeastOutputFirst(VLLMScheduler):
+        name = "test_least_output_first"
+
+        def schedule_prefills(self):
+            s, plan = self.state, []
+            if s.waiting and not s.running:
+                req = min(s.waiting, key=lambda r: r.output_len)
+                plan.append((req, self.admit(req, self.token_budget())))
+            return plan
+
+    engine = EngineConfig(scheduler="test_least_output_first")
+    r, done = serve([(0.0, 100, 50), (0.001, 100, 300), (0.002, 100, 10), (0.003, 100, 100)], engine)
+    order = sorted(done, key=lambda q: q.first_scheduled)
+    assert [q.output_len for q in order] == [50, 10, 100, 300]
+    assert all(q.finish is not None for q in done)
+
+
+def test_sjf_queue_orders_by_remaining_output(checked):
+    engine = EngineConfig(scheduler="sjf", max_num_seqs=1)
+    r, done = serve([(0.0, 100, 50), (0.001, 100, 300), (0.002, 100, 10), (0.003, 100, 100)], engine)
+    assert [q.output_len for q in sorted(done, key=lambda q: q.first_scheduled)] == [50, 10, 100, 300]
+    fcfs, _ = serve([(0.0, 100, 50), (0.001, 100, 300), (0.002, 100, 10), (0.003, 100, 100)],
+                    EngineConfig(max_num_seqs=1))  # fmt: skip
+    mean_e2e = lambda reqs: sum(q.finish - q.arrival for q in reqs) / len(reqs)  # noqa: E731
+    assert mean_e2e(done) < mean_e2e(_)
+    with pytest.raises(ServesimError, match="scheduler_options of sjf: size"):
+        make_replica(EngineConfig(scheduler="sjf", scheduler_options={"size": "weight"}))
+
+
+def test_pick_victim_hook_chooses_who_is_preempted(checked):
+    victims = []
+
+    @register
+    class EvictLongest(VLLMScheduler):
+        name = "test_evict_longest"
+
+        def pick_victim(self):
+            running = list(self.state.running.values())
+            victim = max(running, key=lambda q: (q.output_len, q.id))
+            victims.append((victim, running))
+            return victim
+
+    reqs = [(0.001 * i, 300, 40 + 37 * i) for i in range(12)]
+    r, done = serve(reqs, EngineConfig(scheduler="test_evict_longest", max_num_batched_tokens=1024), num_blocks=90)
+    assert victims and all(v.output_len == max(q.output_len for q in running) for v, running in victims)
+    assert sum(q.preemptions for q in done) == len(victims)
+    assert all(q.finish is not None for q in done)
+
+
+def test_policy_options_are_checked_by_the_policy():
+    with pytest.raises(ServesimError, match="sarathi chunk_size \\(64\\) must be >= max_num_seqs \\(256\\)"):
+        make_replica(EngineConfig(scheduler="sarathi", scheduler_options={"chunk_size": 64}))
+    with pytest.raises(ServesimError, match="scheduler vllm takes no options"):
+        make_replica(EngineConfig(scheduler_options={"chunk_size": 64}))
+    assert make_replica(EngineConfig(scheduler="SJF")).scheduler.name == "sjf"  # names are case- and hyphen-blind

@@ -109,16 +109,16 @@ lengths = st.tuples(st.floats(0, 5), st.integers(1, 2500), st.integers(1, 300))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     reqs=st.lists(lengths, min_size=1, max_size=40),
-    scheduler=st.sampled_from(["vllm", "sarathi", "orca", "static"]),
+    scheduler=st.sampled_from(["vllm", "sarathi", "orca", "static", "sjf"]),
     max_num_seqs=st.integers(1, 48),
     budget=st.integers(48, 4096),
     block_size=st.sampled_from([8, 16, 32]),
     blocks=st.integers(400, 3000),
 )
 def test_invariants_hold_on_random_workloads(checked, reqs, scheduler, max_num_seqs, budget, block_size, blocks):
+    options = {"chunk_size": max(max_num_seqs, budget // 2)} if scheduler == "sarathi" else {}
     engine = EngineConfig(scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=budget,
-                          block_size=block_size,
-                          scheduler_options={"chunk_size": max(max_num_seqs, budget // 2)} if scheduler == "sarathi" else {})  # fmt: skip
+                          block_size=block_size, scheduler_options=options)  # fmt: skip
     # every request must fit alone: blocks * block_size >= the longest sequence
     blocks = max(blocks, (2500 + 300) // block_size + 2)
     r, done = serve(reqs, engine, num_blocks=blocks, unit_tokens=512 // 16 * block_size)
