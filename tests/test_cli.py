@@ -23,7 +23,7 @@ def test_run_defaults_table():
     res = invoke("run", "--num-requests", "60")
     assert res.exit_code == 0, res.output
     assert "Successful requests" in res.output and "Median TTFT (ms)" in res.output
-    assert "llama-3.1-8b on 1x h100-sxm" in res.output
+    assert "llama-3.1-8b on h100-sxm TP1, scheduler vllm" in res.output
 
 
 def test_run_flags_json_and_output(tmp_path):

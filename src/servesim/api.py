@@ -43,6 +43,21 @@ class Result:
     notes: list[str] = field(default_factory=list)  # what was accepted but assumed (see sim/deployment.py)
     _summary: dict | None = field(default=None, repr=False)
 
+    def title(self) -> str:
+        """One line naming the deployment: model, GPUs, layout, scheduler, performance model."""
+        sc = self.scenario
+
+        def shape(gpu: str, e, count: int) -> str:
+            lay = f"TP{e.tp}" + (f" PP{e.pp}" if e.pp > 1 else "") + (f" EP{e.ep}" if e.ep > 1 else "")
+            return f"{count} x " * (count > 1) + f"{gpu} {lay}, scheduler {e.scheduler}"
+
+        if sc.disaggregated:
+            pools = (("prefill", sc.prefill), ("decode", sc.decode))
+            where = "; ".join(f"{n}: {shape(p.gpu or sc.gpu, p.engine, p.replicas)}" for n, p in pools)
+        else:
+            where = shape(sc.gpu, sc.engine, sc.replicas)
+        return f"{sc.model} on {where} ({self.perf_model})"
+
     def power_series(self, bin_s: float = 1.0) -> pd.DataFrame:
         """Mean power per replica and for the cluster (with hosts) in each `bin_s` window."""
         idle = [r["idle_w"] * r["gpus"] for r in self.replica_info]

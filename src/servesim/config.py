@@ -7,6 +7,7 @@ A scenario file is TOML with top-level `model`, `gpu` and tables [engine], [work
 from __future__ import annotations
 
 import math
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -272,3 +273,73 @@ def load_scenario(path: str | Path, extra: dict | None = None) -> Scenario:
     for key in list(extra or {}):
         extra[key] = data.pop(key, {}) or {}
     return scenario_from_data(data, str(p), p.parent)
+
+
+# ----- command-line flags onto scenario fields -----
+# A flag named like a field of the scenario, its engine or its workload sets that field;
+# input_X / output_X set the workload's length distributions, prefill_X / decode_X a pool.
+# These few are named for what users type rather than for the field they set:
+FLAG_ALIASES = {
+    "migration": "migration.enabled",
+    "power_cap": "power.cap_w",
+    "power_budget": "power.budget_w",
+    "price_per_gpu_hour": "power.price_per_gpu_hour",
+    "kv_transfer": "kv_transfer.mode",
+    "kv_bandwidth_gbs": "kv_transfer.bandwidth_gbs",
+    "input_dist": "workload.input.dist",
+    "output_dist": "workload.output.dist",
+}
+
+
+def flag_path(name: str) -> str:
+    """The dotted scenario field a `servesim run` flag sets."""
+    if name in FLAG_ALIASES:
+        return FLAG_ALIASES[name]
+    for section, model in (("", Scenario), ("engine.", EngineConfig), ("workload.", WorkloadConfig)):
+        if name in model.model_fields:
+            return section + name
+    for prefix in ("input", "output"):
+        field = name.removeprefix(prefix + "_")
+        if field != name and field in LengthDist.model_fields:
+            return f"workload.{prefix}.{field}"
+    for pool in ("prefill", "decode"):
+        field = name.removeprefix(pool + "_")
+        if field != name:
+            return f"{pool}.{field}" if field in PoolConfig.model_fields else f"{pool}.engine.{field}"
+    raise KeyError(name)
+
+
+def parse_option(item: str) -> tuple[str, object]:
+    """`key=value`, the value read as TOML (numbers, booleans, quoted strings) or else taken as text."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ServesimError(f"scheduler option '{item}' must look like key=value, e.g. chunk_size=512")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return key.strip(), value
+
+
+def apply_flags(scenario: Scenario, flags: dict, options: list[str] | None = None) -> Scenario:
+    """The scenario with every flag that was given (not None) set, and the policy's options added."""
+    data = scenario.model_dump(exclude_none=True)
+    given = [(flag_path(name), value) for name, value in flags.items() if value is not None]
+    given.sort(key=lambda item: item[0].startswith(("prefill.", "decode.")))  # pools copy the engine as set
+    for path, value in given:
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            if part in ("prefill", "decode") and part not in node:  # a pool starts from the scenario's engine
+                node[part] = {"engine": dict(data["engine"])}
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    if flags.get("trace") is not None and flags.get("num_requests") is None:
+        data["workload"]["num_requests"] = None  # a trace replays all its rows unless told otherwise
+    for item in options or []:
+        key, value = parse_option(item)
+        data["engine"].setdefault("scheduler_options", {})[key] = value
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ServesimError(validation_message(e)) from None

@@ -1,26 +1,74 @@
-"""Reading user files: a missing or unparsable file is one clear error, never a traceback."""
+"""Reading and writing user files: a missing, unreadable or unwritable path is one clear error."""
 
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
 from servesim.errors import ServesimError
 
 
-def read_structured(path: str | Path, what: str) -> dict:
-    """Parse a .toml or .json file; `what` names it in errors ("scenario file", "GPU file")."""
+def read_text(path: str | Path, what: str) -> str:
+    """The file's text; one clear line if it is missing, a folder, unreadable or not UTF-8 text."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ServesimError(f"{what} {p} not found")
-    text = p.read_text()
+    if not p.is_file():
+        raise ServesimError(f"{what} {p} is not a file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ServesimError(f"{what} {p} is not UTF-8 text (is it a binary or compressed file?)") from None
+    except OSError as e:
+        raise ServesimError(f"{what} {p} cannot be read: {e.strerror}") from None
+
+
+def read_structured(path: str | Path, what: str) -> dict:
+    """Parse a .toml or .json file holding a table; `what` names it in errors ("scenario file", "GPU file")."""
+    p = Path(path)
+    text = read_text(p, what)
     if p.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ServesimError(f"{what} {p} is not valid JSON: {e}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ServesimError(f"{what} {p} is not valid TOML: {e}") from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ServesimError(f"{what} {p} is not valid TOML: {e}") from None
+    if not isinstance(data, dict):
+        raise ServesimError(f"{what} {p} must hold a table of settings (a JSON object), not a {type(data).__name__}")
+    return data
+
+
+def _writable_dir(d: Path, flag: str) -> None:
+    probe = d
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ServesimError(f"{flag} {d}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ServesimError(f"{flag} {d}: folder {probe} is not writable")
+
+
+def check_output_dir(path: str | Path, flag: str) -> Path:
+    """A folder to write results into (made if missing): refuse a file or an unwritable place up front."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ServesimError(f"{flag} {p} is a file; give a folder for the results")
+    _writable_dir(p, flag)
+    return p
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """A file to write (its folder made if missing): refuse a folder or an unwritable place up front."""
+    p = Path(path)
+    if p.is_dir():
+        raise ServesimError(f"{flag} {p} is a folder; give a file name")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ServesimError(f"{flag} {p} is not writable")
+    _writable_dir(p.parent, flag)
+    return p

@@ -91,3 +91,38 @@ def save(df: pd.DataFrame, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False, float_format="%.6g")
     return out
+
+
+def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None, measure_only: bool,
+                   profile_dir: Path | None, log=print) -> tuple[pd.DataFrame, str]:  # fmt: skip
+    """`servesim validate`: measure on this GPU (or read `measured`), then compare with both predictors."""
+    from servesim.errors import ServesimError
+    from servesim.files import read_text
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model
+
+    spec, g = get_model(model), get_gpu(gpu)
+    if measured is not None:
+        read_text(measured, "measurement file")
+        df = pd.read_csv(measured)
+    else:
+        try:
+            import torch
+        except ImportError:
+            raise ServesimError("servesim validate needs PyTorch and a CUDA GPU (or --measured FILE)") from None
+        if not torch.cuda.is_available():
+            raise ServesimError("servesim validate needs a CUDA GPU (or --measured FILE)")
+        df = measure(spec, g.name, log=log)
+    if measure_only:
+        save(df, out or Path(f"validation_{g.name}_{spec.name}.csv"))
+        return df, ""
+    from servesim.perf import RooflineModel
+    from servesim.perf.profiled import ProfiledModel, load_profile_for
+
+    prof = load_profile_for(g.name, profile_dir)
+    if prof is None:
+        raise ServesimError(f"no profile for {g.name}; pass --profile DIR")
+    df = compare(df, {"profiled": ProfiledModel(spec, g, prof), "roofline": RooflineModel(spec, g)})
+    if out:
+        save(df, out)
+    return df, f"{spec.name} on {g.name}: measured vs predicted forward time"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+import sys
 
-from servesim.perf import OpCost
+from rich.table import Table
 
 
 def _fmt(v, digits=2) -> str:
@@ -65,7 +65,8 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
     return t
 
 
-def breakdown_table(ops: list[OpCost], total: float, title: str) -> Table:
+def breakdown_table(ops: list[dict], total: float, title: str) -> Table:
+    """Per-operator costs of one iteration (the `ops` of `perf.step.price_step`)."""
     t = Table(title=title, title_justify="left")
     for col, just in (
         ("operator", "left"),
@@ -78,13 +79,83 @@ def breakdown_table(ops: list[OpCost], total: float, title: str) -> Table:
         t.add_column(col, justify=just)
     for op in ops:
         t.add_row(
-            op.name,
-            f"{op.seconds * 1e3:.3f}",
-            f"{op.seconds / total:.1%}" if total else "-",
-            f"{op.flops / 1e9:,.1f}",
-            f"{op.bytes / 1e6:,.1f}",
-            op.bound,
+            op["name"],
+            f"{op['seconds'] * 1e3:.3f}",
+            f"{op['seconds'] / total:.1%}" if total else "-",
+            f"{op['flops'] / 1e9:,.1f}",
+            f"{op['bytes'] / 1e6:,.1f}",
+            op["bound"],
         )
     t.add_section()
     t.add_row("total", f"{total * 1e3:.3f}", "100%", "", "", "")
+    return t
+
+
+def _table(title: str, columns: list[str], left: tuple[str, ...] = ("name",)) -> Table:
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, justify="left" if col in left else "right")
+    return t
+
+
+def models_table() -> Table:
+    from servesim.models import get_model, model_names
+
+    t = _table("models", ["name", "type", "params (B)", "active (B)", "layers", "hidden", "heads/kv",
+                          "KV/token (KiB)", "max context"], ("name", "type"))  # fmt: skip
+    for name in model_names():
+        m = get_model(name)
+        t.add_row(name, m.model_type, f"{m.num_params / 1e9:.2f}", f"{m.active_params / 1e9:.2f}", str(m.layers),
+                  str(m.hidden), f"{m.heads}/{'MLA' if m.is_mla else m.kv_heads}",
+                  f"{m.kv_bytes_per_token() / 1024:.1f}", str(m.max_position))  # fmt: skip
+    return t
+
+
+def gpus_table(gpu_file=None) -> Table:
+    from servesim.hardware import catalog
+    from servesim.perf.profile_data import find_profile, load_profile
+
+    t = _table("GPUs", ["name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GiB", "HBM GB/s", "link GB/s", "TDP W", "$/h",
+                        "perf model"], ("name", "perf model"))  # fmt: skip
+    for g in catalog(gpu_file).values():
+        path = find_profile(g.name)
+        kind = f"profiled ({load_profile(path).meta.get('date', '?')})" if path else "roofline (not measured)"
+        t.add_row(g.name, f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}" if g.fp8_tflops else "-", f"{g.memory_gib:g}",
+                  f"{g.mem_bw_gbs:g}", f"{g.link_gbs:g}", f"{g.tdp_w:g}", f"{g.price_per_hour:.2f}", kind)  # fmt: skip
+    return t
+
+
+def search_table(ranked: list[dict], objective: str, title: str, top: int) -> Table:
+    t = _table(title, ["rank", "deployment", "GPUs", "capacity req/s", objective, "USD/h", "P90 TTFT", "P90 TPOT"],
+               ("deployment",))  # fmt: skip
+    for i, r in enumerate(ranked[:top]):
+        t.add_row(str(i + 1), r["label"], str(r["gpus"]), f"{r['capacity']:.2f}", f"{r[objective]:.2f}",
+                  f"{r['usd_per_hour']:.2f}", f"{r['ttft_p90_ms']:.0f}", f"{r['tpot_p90_ms']:.1f}")  # fmt: skip
+    return t
+
+
+def validation_table(df, title: str) -> Table:
+    t = _table(title, ["kind", "batch", "measured ms", "profiled ms", "err %", "roofline ms", "err %"],
+               ("kind", "batch"))  # fmt: skip
+    for r in df.itertuples():
+        shape = (f"{r.chunk}:{r.chunk_ctx}" if r.chunk else "") + (" + " if r.chunk and r.decodes else "")
+        shape += f"{r.decodes}x{r.decode_ctx}" if r.decodes else ""
+        t.add_row(r.kind, shape, f"{r.measured_s * 1e3:.3f}", f"{r.profiled_s * 1e3:.3f}", f"{r.profiled_ape:.1f}",
+                  f"{r.roofline_s * 1e3:.3f}", f"{r.roofline_ape:.1f}")  # fmt: skip
+    return t
+
+
+def policies_table() -> Table:
+    from servesim.sim.router import ROUTERS
+    from servesim.sim.scheduler import SCHEDULERS
+
+    t = _table("policies", ["kind", "name", "options (scheduler_options / -O KEY=VALUE)", "what it does"],
+               ("kind", "name", "options (scheduler_options / -O KEY=VALUE)", "what it does"))  # fmt: skip
+    for kind, reg in (("scheduler", SCHEDULERS), ("router", ROUTERS)):
+        for name in reg.names():
+            cls = reg.get(name)
+            doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+            fields = getattr(cls, "Options", None)
+            opts = ", ".join(f"{k}={f.default}" for k, f in fields.model_fields.items()) if fields else "-"
+            t.add_row(kind, name, opts, doc)
     return t

@@ -28,3 +28,17 @@ def write_scenario(scenario, path: str | Path, header: str = "") -> Path:
     body = to_toml(scenario.model_dump(mode="json", exclude_none=True))
     p.write_text("".join(f"# {line}\n" for line in header.splitlines()) + body)
     return p
+
+
+def write_best(base, best: dict, objective: str, targets, path: str | Path) -> Path:
+    """The search's best deployment as a scenario at its capacity, ready for `servesim run --config`."""
+    from servesim.search.space import Candidate
+
+    scenario = Candidate(**best["candidate"]).scenario(base)
+    rate = best["capacity"]
+    scenario = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"rate": rate})})
+    header = (
+        f"best deployment by {objective}: {best['label']}\ncapacity {rate:.2f} req/s within "
+        f"{', '.join(str(x) for x in targets)}; written by servesim search"
+    )
+    return write_scenario(scenario, path, header)

@@ -150,6 +150,27 @@ def context(base: Scenario, targets: list[SLOTarget], num_requests: int, rel_tol
     }
 
 
+def objective_check(objective: str, num_requests: int, rate_tol: float, workers: int | None) -> None:
+    """Refuse search settings that cannot work, in one line each."""
+    if objective not in OBJECTIVES:
+        raise ServesimError(f"--objective must be one of {', '.join(OBJECTIVES)}, not '{objective}'")
+    if num_requests < 1:
+        raise ServesimError(f"--num-requests must be at least 1, not {num_requests}")
+    if not 0 < rate_tol < 1:
+        raise ServesimError(f"--rate-tol must be between 0 and 1 (a relative precision), not {rate_tol}")
+    if workers is not None and workers < 1:
+        raise ServesimError(f"--workers must be at least 1, not {workers}")
+
+
+def check_search(base: Scenario, space: SearchSpace, store_path: str) -> None:
+    """What makes the whole search impossible fails here, before any candidate runs."""
+    get_model(base.model)  # unknown names are one clear error, not a search where nothing fits
+    for gpu in space.gpus:
+        get_gpu(gpu, base.gpu_file)
+    expand(space)  # malformed xPyD layouts
+    ResultStore(store_path).close()
+
+
 def run_search(
     base: Scenario,
     space: SearchSpace,
@@ -162,9 +183,7 @@ def run_search(
     progress=None,
 ) -> dict:
     """Evaluate every candidate of `space` (resuming from the store); returns results and how many were new."""
-    get_model(base.model)  # unknown names are one clear error, not a search where nothing fits
-    for gpu in space.gpus:
-        get_gpu(gpu, base.gpu_file)
+    check_search(base, space, store_path)
     cands = expand(space)
     ctx = context(base, targets, num_requests, rel_tol)
     store = ResultStore(store_path)

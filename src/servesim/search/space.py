@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -13,21 +14,48 @@ from servesim.config import EngineConfig, PoolConfig, Scenario, validation_messa
 from servesim.errors import ServesimError
 from servesim.sim.deployment import infeasible as deployment_infeasible
 
+Positive = Annotated[int, Field(ge=1)]
+
 
 class SearchSpace(BaseModel):
     """Choices to combine; `pd` adds disaggregated candidates as 'xPyD' prefill:decode replica counts."""
 
     model_config = ConfigDict(extra="forbid")
 
-    gpus: list[str] = Field(default_factory=lambda: ["h100-sxm"])
-    tp: list[int] = Field(default_factory=lambda: [1])
-    pp: list[int] = Field(default_factory=lambda: [1])
-    ep: list[int] = Field(default_factory=lambda: [1], description="expert parallel sizes (MoE models)")
-    replicas: list[int] = Field(default_factory=lambda: [1])
-    schedulers: list[str] = Field(default_factory=lambda: ["vllm"])
-    max_num_seqs: list[int] = Field(default_factory=lambda: [256])
-    max_num_batched_tokens: list[int] = Field(default_factory=lambda: [8192])
+    gpus: list[str] = Field(default_factory=lambda: ["h100-sxm"], min_length=1)
+    tp: list[Positive] = Field(default_factory=lambda: [1], min_length=1)
+    pp: list[Positive] = Field(default_factory=lambda: [1], min_length=1)
+    ep: list[Positive] = Field(default_factory=lambda: [1], min_length=1, description="expert parallel sizes (MoE)")
+    replicas: list[Positive] = Field(default_factory=lambda: [1], min_length=1)
+    schedulers: list[str] = Field(default_factory=lambda: ["vllm"], min_length=1)
+    max_num_seqs: list[Positive] = Field(default_factory=lambda: [256], min_length=1)
+    max_num_batched_tokens: list[Positive] = Field(default_factory=lambda: [8192], min_length=1)
     pd: list[str] = Field(default_factory=list, description="e.g. ['1P1D', '2P1D']")
+
+
+def _split(text: str) -> list[str]:
+    return [x for x in text.replace(" ", "").split(",") if x]
+
+
+def space_from(section: dict, **flags: str | None) -> SearchSpace:
+    """The search space of a [search] table, with comma-list flags (given ones) taking precedence."""
+    data = dict(section)
+    for name, text in flags.items():
+        if text is None:
+            continue
+        kind = SearchSpace.model_fields[name].annotation
+        if kind == list[str]:
+            data[name] = _split(text)
+            continue
+        try:
+            data[name] = [int(x) for x in _split(text)]
+        except ValueError:
+            flag = "--" + name.replace("_", "-")
+            raise ServesimError(f"{flag} '{text}' must be a comma-separated list of integers, e.g. 1,2,4") from None
+    try:
+        return SearchSpace.model_validate(data)
+    except ValidationError as e:
+        raise ServesimError(validation_message(e, "search space")) from None
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,22 @@ import json
 import sqlite3
 from pathlib import Path
 
+from servesim.errors import ServesimError
+
 
 class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS evaluations (key TEXT PRIMARY KEY, result TEXT NOT NULL)")
-        self.db.commit()
+        if self.path.is_dir():
+            raise ServesimError(f"--store {self.path} is a folder; give a file name, e.g. {self.path}/search.sqlite")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path)
+            self.db.execute("CREATE TABLE IF NOT EXISTS evaluations (key TEXT PRIMARY KEY, result TEXT NOT NULL)")
+            self.db.commit()
+        except (sqlite3.Error, OSError) as e:
+            raise ServesimError(f"--store {self.path} cannot be used as a results store ({e}); give a new file "
+                                "name or a store written by servesim search") from None  # fmt: skip
 
     def get(self, key: str) -> dict | None:
         row = self.db.execute("SELECT result FROM evaluations WHERE key = ?", (key,)).fetchone()

@@ -1,0 +1,80 @@
+"""One engine iteration priced on its own (`servesim step`): time, energy and per-operator breakdown."""
+
+from __future__ import annotations
+
+from servesim.errors import ServesimError
+from servesim.perf.batch import Batch
+
+
+def parse_prefill(text: str) -> Batch:
+    """`LEN[:CTX]`: a chunk of LEN new tokens after CTX cached ones."""
+    length, _, ctx = text.partition(":")
+    try:
+        n, c = int(length), int(ctx or 0)
+    except ValueError:
+        raise ServesimError(f"--prefill '{text}' must be LEN or LEN:CTX (integers)") from None
+    if n < 1 or c < 0:
+        raise ServesimError(f"--prefill '{text}': LEN must be >= 1 and CTX >= 0")
+    return Batch.prefill(n, c)
+
+
+def parse_decode(text: str) -> Batch:
+    """`COUNTxCTX`: COUNT decoding requests with CTX tokens of context."""
+    count, sep, ctx = text.lower().partition("x")
+    try:
+        n, c = int(count), int(ctx)
+    except ValueError:
+        raise ServesimError(f"--decode '{text}' must be COUNTxCTX, e.g. 64x2048") from None
+    if not sep or n < 1 or c < 1:
+        raise ServesimError(f"--decode '{text}': COUNT and CTX must be >= 1")
+    return Batch.decode(n, c)
+
+
+def parse_batch(prefill: list[str], decode: list[str]) -> Batch:
+    if not prefill and not decode:
+        raise ServesimError("give at least one --prefill LEN[:CTX] or --decode COUNTxCTX")
+    batch = Batch()
+    for part in [parse_prefill(t) for t in prefill] + [parse_decode(t) for t in decode]:
+        batch = batch + part
+    return batch
+
+
+def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf16", perf_model: str = "auto",
+               gpu_file=None) -> dict:  # fmt: skip
+    """Seconds, joules and the per-operator breakdown of one iteration of `batch`."""
+    from servesim.config import EngineConfig
+    from servesim.hardware import get_gpu
+    from servesim.models import get_model
+    from servesim.perf.energy import PowerModel
+    from servesim.perf.profiled import describe, make_perf_model
+    from servesim.sim.memory import kv_dtype
+
+    engine = EngineConfig(tp=tp, dtype=dtype)
+    m, g = get_model(model), get_gpu(gpu, gpu_file)
+    perf = make_perf_model(m, g, tp, engine.dtype, kv_dtype(engine), perf_model)
+    ops = perf.breakdown(batch)
+    total = perf.iteration_time(batch)
+    power = PowerModel.for_gpu(g, getattr(perf, "profile", None))
+    watts = power.watts(ops)
+    return {
+        "model": m.name,
+        "gpu": g.name,
+        "tp": tp,
+        "dtype": dtype,
+        "perf_model": describe(perf),
+        "batch": {
+            "num_tokens": batch.num_tokens,
+            "num_seqs": batch.num_seqs,
+            "num_decodes": batch.num_decodes,
+            "decode_ctx_sum": batch.decode_ctx_sum,
+            "prefill_lens": list(batch.prefill_lens),
+            "prefill_ctx": list(batch.prefill_ctx),
+        },
+        "seconds": total,
+        "joules": watts * total * tp,
+        "watts_per_gpu": watts,
+        "power_source": power.source,
+        "breakdown": {op.name: op.seconds for op in ops},
+        "ops": [{"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
+                for o in ops],  # fmt: skip
+    }
