@@ -18,7 +18,7 @@ from servesim.files import read_structured
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EngineConfig(_Strict):
@@ -80,7 +80,7 @@ class WorkloadConfig(_Strict):
     """The request stream: arrival process, lengths, or a trace to replay."""
 
     num_requests: int | None = Field(1000, ge=1, description="default with a trace: all rows")
-    rate: float = Field(10.0, gt=0, description="requests per second; inf sends all at once")
+    rate: float = Field(10.0, gt=0, allow_inf_nan=True, description="requests per second; inf sends all at once")
     arrival: Literal["poisson", "gamma", "constant", "burst", "trace"] = "poisson"
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 is Poisson, <1 burstier")
     input: LengthDist = Field(default_factory=lambda: SHAREGPT_INPUT.model_copy())
@@ -90,7 +90,7 @@ class WorkloadConfig(_Strict):
     trace_sample: Literal["head", "random"] = "head"
     time_scale: float = Field(1.0, gt=0, description="with arrival=trace: divide gaps by this")
     hash_block_tokens: int = Field(512, ge=1, description="tokens per trace hash id (Mooncake: 512)")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _trace(self):

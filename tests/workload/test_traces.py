@@ -28,7 +28,7 @@ def test_read_mooncake_fixture(fixtures):
         (
             "a.csv",
             "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,-4,5\n",
-            "line 2: Context.*negative",
+            "line 2: ContextTokens must be at least 1",
         ),
         ("a.csv", "time,in,out\n", "line 1: expected header"),
         ("a.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 1}\n{oops\n', "line 2: not valid JSON"),

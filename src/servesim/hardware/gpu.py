@@ -46,6 +46,11 @@ class GPUSpec(BaseModel, frozen=True):
 def _parse(table: dict, origin: str) -> dict[str, GPUSpec]:
     gpus = {}
     for key, fields in table.items():
+        if not isinstance(fields, dict):
+            raise ServesimError(f"{origin}: [{key}] must be a table of GPU fields (bf16_tflops, memory_gib, ...), "
+                                f"not a {type(fields).__name__}")  # fmt: skip
+        if "name" in fields:
+            raise ServesimError(f"{origin}: GPU [{key}] has a 'name' field; the table's key [{key}] is its name")
         try:
             gpus[key.lower()] = GPUSpec(name=key.lower(), **fields)
         except ValidationError as e:

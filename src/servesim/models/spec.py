@@ -141,65 +141,81 @@ class ModelSpec:
         return linear + att * context * self.layers
 
 
-def _need(cfg: dict, key: str, origin: str):
-    if key not in cfg:
-        raise ServesimError(f"{origin}: config.json lacks '{key}'")
-    return cfg[key]
+def _int(cfg: dict, key: str, origin: str, default: int | None = None, least: int = 1) -> int:
+    """A whole-number field of config.json, at least `least`; missing ones take `default` or are an error."""
+    value = cfg.get(key)
+    if value is None:
+        if default is None:
+            raise ServesimError(f"{origin}: config.json lacks '{key}'")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ServesimError(f"{origin}: config.json '{key}' must be a whole number >= {least}, not {value!r}")
+    return value
 
 
 def from_hf_config(cfg: dict, name: str = "custom", origin: str = "config") -> ModelSpec:
     """Build a ModelSpec from a parsed Hugging Face config.json."""
+    if not isinstance(cfg, dict):
+        raise ServesimError(f"{origin}: config.json must hold an object of settings, not a {type(cfg).__name__}")
     mtype = cfg.get("model_type", "")
     if mtype not in SUPPORTED_TYPES:
         raise ServesimError(
             f"{origin}: model_type '{mtype}' is not supported; supported: " + ", ".join(sorted(SUPPORTED_TYPES))
         )
-    hidden = _need(cfg, "hidden_size", origin)
-    heads = _need(cfg, "num_attention_heads", origin)
+    hidden = _int(cfg, "hidden_size", origin)
+    heads = _int(cfg, "num_attention_heads", origin)
+    kv_heads = _int(cfg, "num_key_value_heads", origin, heads)
+    if heads % kv_heads:
+        raise ServesimError(f"{origin}: num_attention_heads ({heads}) must be a multiple of num_key_value_heads "
+                            f"({kv_heads})")  # fmt: skip
     common = dict(
         name=name,
         model_type=mtype,
         hidden=hidden,
-        layers=_need(cfg, "num_hidden_layers", origin),
+        layers=_int(cfg, "num_hidden_layers", origin),
         heads=heads,
-        kv_heads=cfg.get("num_key_value_heads") or heads,
-        head_dim=cfg.get("head_dim") or hidden // heads,
-        intermediate=_need(cfg, "intermediate_size", origin),
-        vocab=_need(cfg, "vocab_size", origin),
-        max_position=cfg.get("max_position_embeddings", 4096),
+        kv_heads=kv_heads,
+        head_dim=_int(cfg, "head_dim", origin, max(1, hidden // heads)),
+        intermediate=_int(cfg, "intermediate_size", origin),
+        vocab=_int(cfg, "vocab_size", origin),
+        max_position=_int(cfg, "max_position_embeddings", origin, 4096),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         qkv_bias=bool(cfg.get("attention_bias", mtype in ("qwen2", "qwen2_moe"))),
         qk_norm=mtype in ("qwen3", "qwen3_moe"),
     )
     if mtype == "mixtral":
         common.update(
-            num_experts=cfg["num_local_experts"],
-            top_k=cfg["num_experts_per_tok"],
+            num_experts=_int(cfg, "num_local_experts", origin),
+            top_k=_int(cfg, "num_experts_per_tok", origin),
             moe_intermediate=common["intermediate"],
         )
     elif mtype in ("qwen2_moe", "qwen3_moe"):
         if cfg.get("mlp_only_layers") or cfg.get("decoder_sparse_step", 1) != 1:
             raise ServesimError(f"{origin}: interleaved dense/MoE layers are not supported")
         common.update(
-            num_experts=cfg["num_experts"],
-            top_k=cfg["num_experts_per_tok"],
-            moe_intermediate=cfg["moe_intermediate_size"],
-            shared_intermediate=cfg.get("shared_expert_intermediate_size", 0),
+            num_experts=_int(cfg, "num_experts", origin),
+            top_k=_int(cfg, "num_experts_per_tok", origin),
+            moe_intermediate=_int(cfg, "moe_intermediate_size", origin),
+            shared_intermediate=_int(cfg, "shared_expert_intermediate_size", origin, 0, least=0),
         )
     elif mtype in MLA_TYPES:
-        n_routed = cfg.get("n_routed_experts") or 0
+        n_routed = _int(cfg, "n_routed_experts", origin, 0, least=0)
+        moe_width = _int(cfg, "moe_intermediate_size", origin, 0, least=0)
         common.update(
             num_experts=n_routed,
-            top_k=cfg.get("num_experts_per_tok", 0) if n_routed else 0,
-            moe_intermediate=cfg.get("moe_intermediate_size", 0),
-            shared_intermediate=(cfg.get("n_shared_experts") or 0) * cfg.get("moe_intermediate_size", 0),
-            dense_layers=cfg.get("first_k_dense_replace", 0) if n_routed else 0,
-            q_lora_rank=cfg.get("q_lora_rank") or 0,
-            kv_lora_rank=_need(cfg, "kv_lora_rank", origin),
-            qk_nope_dim=_need(cfg, "qk_nope_head_dim", origin),
-            qk_rope_dim=_need(cfg, "qk_rope_head_dim", origin),
-            v_head_dim=_need(cfg, "v_head_dim", origin),
+            top_k=_int(cfg, "num_experts_per_tok", origin, 0, least=0) if n_routed else 0,
+            moe_intermediate=moe_width,
+            shared_intermediate=_int(cfg, "n_shared_experts", origin, 0, least=0) * moe_width,
+            dense_layers=_int(cfg, "first_k_dense_replace", origin, 0, least=0) if n_routed else 0,
+            q_lora_rank=_int(cfg, "q_lora_rank", origin, 0, least=0),
+            kv_lora_rank=_int(cfg, "kv_lora_rank", origin),
+            qk_nope_dim=_int(cfg, "qk_nope_head_dim", origin),
+            qk_rope_dim=_int(cfg, "qk_rope_head_dim", origin),
+            v_head_dim=_int(cfg, "v_head_dim", origin),
         )
+    if common.get("top_k", 0) > common.get("num_experts", 0):
+        raise ServesimError(f"{origin}: num_experts_per_tok ({common['top_k']}) exceeds the expert count "
+                            f"({common['num_experts']})")  # fmt: skip
     return ModelSpec(**common)
 
 

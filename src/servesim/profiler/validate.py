@@ -105,6 +105,10 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     if measured is not None:
         read_text(measured, "measurement file")
         df = pd.read_csv(measured)
+        missing = {"kind", "chunk", "chunk_ctx", "decodes", "decode_ctx", "measured_s"} - set(df.columns)
+        if missing:
+            raise ServesimError(f"measurement file {measured} lacks columns {', '.join(sorted(missing))}; pass a CSV "
+                                "written by servesim validate --measure-only")  # fmt: skip
     else:
         try:
             import torch

@@ -71,7 +71,9 @@ def parse_targets(items: list[str]) -> list[SLOTarget]:
             try:
                 ms = float(val.removesuffix("ms"))
             except ValueError:
-                raise ServesimError(f"SLO '{part}': '{val}' is not a number of milliseconds") from None
+                ms = math.nan
+            if not 0 < ms < math.inf:
+                raise ServesimError(f"SLO '{part}': '{val}' is not a positive number of milliseconds") from None
             out.append(SLOTarget(metric, stat, ms))
     if not out:
         raise ServesimError("give at least one SLO, e.g. --slo 'p90_ttft:2000 p90_tpot:50'")

@@ -124,11 +124,12 @@ def _pd(text: str) -> tuple[int, int]:
     t = text.upper().replace(" ", "")
     p, _, d = t.partition("P")
     try:
-        if not d.endswith("D"):
+        if not d.endswith("D") or int(p) < 1 or int(d[:-1]) < 1:
             raise ValueError
         return int(p), int(d[:-1])
     except ValueError:
-        raise ServesimError(f"disaggregation '{text}' must look like 2P1D (prefill:decode replicas)") from None
+        msg = f"disaggregation '{text}' must look like 2P1D (prefill:decode replicas, each at least 1)"
+        raise ServesimError(msg) from None
 
 
 def expand(space: SearchSpace) -> list[Candidate]:

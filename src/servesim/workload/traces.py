@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from servesim.errors import ServesimError
+from servesim.files import read_text
 
 AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
 
@@ -32,18 +33,20 @@ class Trace:
         return len(self.input_lens)
 
 
-def _positive_int(text, path: Path, line: int, field: str) -> int:
+def _positive_int(text, path: Path, line: int, field: str, least: int = 1) -> int:
+    if isinstance(text, bool) or (isinstance(text, float) and not text.is_integer()):
+        raise ServesimError(f"{path} line {line}: {field} '{text}' is not a whole number")
     try:
         value = int(text)
-    except (TypeError, ValueError):
-        raise ServesimError(f"{path} line {line}: {field} '{text}' is not an integer") from None
-    if value < 0:
-        raise ServesimError(f"{path} line {line}: {field} is negative ({value})")
+    except (TypeError, ValueError, OverflowError):
+        raise ServesimError(f"{path} line {line}: {field} '{text}' is not a whole number") from None
+    if value < least:
+        raise ServesimError(f"{path} line {line}: {field} must be at least {least}, not {value}")
     return value
 
 
 def read_azure(path: Path) -> Trace:
-    lines = path.read_text().splitlines()
+    lines = read_text(path, "trace file").splitlines()
     if not lines or [h.strip() for h in lines[0].split(",")] != AZURE_HEADER:
         raise ServesimError(f"{path} line 1: expected header {','.join(AZURE_HEADER)}")
     stamps, ins, outs = [], [], []
@@ -68,26 +71,25 @@ def read_azure(path: Path) -> Trace:
 
 def read_mooncake(path: Path) -> Trace:
     stamps, ins, outs, hashes = [], [], [], []
-    with path.open() as f:
-        for no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ServesimError(f"{path} line {no}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ServesimError(f"{path} line {no}: expected a JSON object")
-            for key in ("timestamp", "input_length", "output_length"):
-                if key not in row:
-                    raise ServesimError(f"{path} line {no}: missing field '{key}'")
-            stamps.append(_positive_int(row["timestamp"], path, no, "timestamp"))
-            ins.append(_positive_int(row["input_length"], path, no, "input_length"))
-            outs.append(_positive_int(row["output_length"], path, no, "output_length"))
-            h = row.get("hash_ids", [])
-            if not isinstance(h, list):
-                raise ServesimError(f"{path} line {no}: hash_ids must be a list")
-            hashes.append(h)
+    for no, line in enumerate(read_text(path, "trace file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ServesimError(f"{path} line {no}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ServesimError(f"{path} line {no}: expected a JSON object")
+        for key in ("timestamp", "input_length", "output_length"):
+            if key not in row:
+                raise ServesimError(f"{path} line {no}: missing field '{key}'")
+        stamps.append(_positive_int(row["timestamp"], path, no, "timestamp", least=0))
+        ins.append(_positive_int(row["input_length"], path, no, "input_length"))
+        outs.append(_positive_int(row["output_length"], path, no, "output_length"))
+        h = row.get("hash_ids", [])
+        if not isinstance(h, list) or not all(isinstance(x, int | str) for x in h):
+            raise ServesimError(f"{path} line {no}: hash_ids must be a list of integers")
+        hashes.append(h)
     if not ins:
         raise ServesimError(f"{path} holds no requests")
     t = np.array(stamps, dtype=float) / 1000.0
@@ -98,7 +100,7 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
     """Read a trace; `fmt` auto picks by extension (.csv Azure, .jsonl/.json Mooncake)."""
     p = Path(path)
     if not p.is_file():
-        raise ServesimError(f"trace file {p} not found")
+        read_text(p, "trace file")  # says clearly what is there instead: nothing, or a folder
     if fmt == "auto":
         fmt = {".csv": "azure", ".jsonl": "mooncake", ".json": "mooncake"}.get(p.suffix.lower(), "")
         if not fmt:

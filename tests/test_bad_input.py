@@ -1,0 +1,96 @@
+"""Bad input, family by family: each ends in one line that says what is wrong, never a traceback."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import invoke, one_line_error
+
+CATALOG = Path(__file__).parents[1] / "src" / "servesim" / "models" / "catalog"
+N = ["--num-requests", "20"]
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    Path("bin.csv").write_bytes(bytes(range(256)) * 4)
+    Path("bin.toml").write_bytes(b"\xff\xfe\x00model = 1")
+    Path("list.json").write_text("[1, 2]")
+    Path("gpu_scalar.toml").write_text("mygpu = 5\n")
+    Path("gpu_list.toml").write_text("mygpu = [1, 2]\n")
+    Path("gpu_name.toml").write_text("[mygpu]\nname = 'x'\nbf16_tflops = 100\nmemory_gib = 80\nmem_bw_gbs = 2000\n"
+                                     "link_gbs = 900\ntdp_w = 700\n")  # fmt: skip
+    llama = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
+    mixtral = json.loads((CATALOG / "mixtral-8x7b.json").read_text())
+    configs = {
+        "zero_heads": {**llama, "num_attention_heads": 0},
+        "str_hidden": {**llama, "hidden_size": "4096"},
+        "no_experts": {k: v for k, v in mixtral.items() if k != "num_local_experts"},
+    }
+    for name, cfg in configs.items():
+        Path(f"{name}.json").write_text(json.dumps(cfg))
+    Path("list_cfg.json").write_text(json.dumps([llama]))
+    Path("inf.jsonl").write_text('{"timestamp": 0, "input_length": 1e999, "output_length": 5}\n')
+    Path("zero.jsonl").write_text('{"timestamp": 0, "input_length": 10, "output_length": 0}\n')
+    Path("afile").write_text("x")
+    Path("notsqlite.sqlite").write_text("not a database " * 100)
+    return tmp_path
+
+
+CASES = [
+    # unreadable or non-UTF-8 files, and files of the wrong shape
+    (["run", "--trace", "bin.csv"], "not UTF-8 text"),
+    (["run", "-c", "bin.toml"], "not UTF-8 text"),
+    (["run", "-c", "list.json"], "must hold a table of settings"),
+    (["run", "--trace", "d"], "is not a file"),
+    # --gpu-file entries that are not GPU tables
+    (["run", "--gpu-file", "gpu_scalar.toml", *N], "[mygpu] must be a table of GPU fields"),
+    (["step", "--gpu-file", "gpu_list.toml", "--decode", "1x10"], "[mygpu] must be a table of GPU fields"),
+    (["gpus", "--gpu-file", "gpu_name.toml"], "has a 'name' field"),
+    # Hugging Face config.json that cannot describe a model
+    (["run", "--model", "zero_heads.json", *N], "'num_attention_heads' must be a whole number >= 1, not 0"),
+    (["step", "--model", "str_hidden.json", "--decode", "1x1"], "'hidden_size' must be a whole number"),
+    (["run", "--model", "no_experts.json", *N], "lacks 'num_local_experts'"),
+    (["run", "--model", "list_cfg.json", *N], "must hold a table of settings"),
+    # output paths
+    (["run", *N, "--output", "afile"], "is a file; give a folder"),
+    (["run", *N, "--report", "d"], "is a folder; give a file name"),
+    (["run", *N, "--trace-out", "d"], "is a folder; give a file name"),
+    # numbers
+    (["run", "--seed", "-1", *N], "workload.seed"),
+    (["run", "--trace", "inf.jsonl"], "line 1: input_length 'inf' is not a whole number"),
+    (["run", "--trace", "zero.jsonl"], "line 1: output_length must be at least 1"),
+    (["run", "--input-mean", "inf", *N], "workload.input.mean: Input should be a finite number"),
+    (["run", "--output-sigma", "inf", *N], "workload.output.sigma: Input should be a finite number"),
+    (["search", "--replicas", "0", "--slo", "p90_tpot:50", "--store", "s.sqlite"], "replicas.0"),
+    (["search", "--replicas", "-1", "--slo", "p90_tpot:50", "--store", "s.sqlite"], "replicas.0"),
+    (["search", "--num-requests", "-5", "--slo", "p90_tpot:50", "--store", "s.sqlite"], "--num-requests"),
+    (["search", "--slo", "p90_ttft:-5", "--store", "s.sqlite"], "not a positive number of milliseconds"),
+    (["search", "--pd", "0P1D", "--slo", "p90_tpot:50", "--store", "s.sqlite"], "each at least 1"),
+    # search stores that are not stores
+    (["search", "--store", "d", "--slo", "p90_tpot:50"], "--store d is a folder"),
+    (["search", "--store", "notsqlite.sqlite", "--slo", "p90_tpot:50"], "cannot be used as a results store"),
+    # settings that cannot be kept, or do not apply to the deployment's shape
+    (["run", "--power-budget", "100", *N], "is not above the deployment's idle draw"),
+    (["run", "--power-cap", "1", *N], "power cap of 1 W is below"),
+    (["run", "--kv-bandwidth-gbs", "0", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "bandwidth_gbs"),
+    (["run", "--router", "random", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "set each pool's"),
+    (["run", "--replicas", "2", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "set each pool's"),
+    (["run", "--model", "mixtral-8x7b", "--gpu", "h200", "--ep", "8", *N], "must divide tensor parallel size 1"),
+    (["run", "-O", "chunk_size=64", "--scheduler", "sarathi", *N], "sarathi chunk_size (64) must be >= max_num_seqs"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_one_clear_line(files, args, fragment):
+    one_line_error(invoke(*args), fragment)
+
+
+def test_accepted_with_a_note(files):
+    res = invoke("run", "--pp", "3", *N)
+    assert res.exit_code == 0, res.output
+    assert "note: PP 3 does not divide llama-3.1-8b's 32 layers" in res.stderr
+    res = invoke("run", "--router", "least-tokens", "--replicas", "2", "--json", *N)  # hyphens as flags have them
+    assert res.exit_code == 0 and json.loads(res.stdout)["completed"] == 20
