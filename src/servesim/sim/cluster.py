@@ -66,10 +66,11 @@ class Cluster:
                 if not self._drain():
                     return
                 continue
-            for pool in sources:  # they may hand on requests whose KV cache lands before t
-                pool.advance(t)
-            if events.peek() < t:
-                continue
+            if sources:
+                for pool in sources:  # they may hand on requests whose KV cache lands before t
+                    pool.advance(t)
+                if events.peek() < t:
+                    continue
             t, handler, arg = events.pop()
             handler(t, arg)
 

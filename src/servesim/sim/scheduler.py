@@ -95,9 +95,11 @@ class Scheduler:
     def reserve_decodes(self) -> None:
         s = self.state
         dec, kv = s.dec, s.kv
-        while dec.blocks_needed_at(s.it) > kv.free():
-            self.preempt()
-        kv.allocate(dec.blocks_needed_at(s.it))
+        need = dec.blocks_needed_at(s.it)
+        while need > kv.free():
+            self.preempt()  # a decoding victim may have been one of the requests that needed a block
+            need = dec.blocks_needed_at(s.it)
+        kv.allocate(need)
         s.decodes_reserved = True
 
     def admit_transferred(self) -> None:
