@@ -51,10 +51,11 @@ def note(text: str) -> None:
 
 
 def _names(kind: str) -> str:
-    from servesim.sim.router import router_names
-    from servesim.sim.scheduler import scheduler_names
+    from servesim.pipeline.schedule import SCHEDULES
+    from servesim.sim.router import ROUTERS
+    from servesim.sim.scheduler import SCHEDULERS
 
-    return " | ".join(scheduler_names() if kind == "scheduler" else router_names())
+    return " | ".join({"scheduler": SCHEDULERS, "router": ROUTERS, "pipeline": SCHEDULES}[kind].names())
 
 
 Opt = typer.Option
@@ -255,6 +256,75 @@ def search(
         from servesim.report.toml_out import write_best
 
         err.print(f"wrote {write_best(scenario, ranked[0], objective, targets, best_out)}", highlight=False)
+
+
+@app.command()
+@friendly
+def pipeline(
+    config: Annotated[Path | None, Opt("--config", "-c", help="pipeline TOML file")] = None,
+    model: Annotated[str | None, Opt(help="dense catalog model or config.json")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU name")] = None,
+    pp: Annotated[int | None, Opt(help="pipeline stages")] = None,
+    tp: Annotated[int | None, Opt(help="tensor parallel size per stage")] = None,
+    micro_batches: Annotated[int | None, Opt(help="micro-batches per step")] = None,
+    micro_batch_size: Annotated[int | None, Opt(help="sequences per micro-batch")] = None,
+    seq_len: Annotated[int | None, Opt(help="tokens per sequence")] = None,
+    schedule: Annotated[str | None, Opt(help=_names("pipeline"))] = None,
+    chunks: Annotated[int | None, Opt(help="model chunks per device (interleaved, bfpp)")] = None,
+    perf_model: Annotated[str | None, Opt(help="auto | profiled | roofline")] = None,
+    memory_limit_gib: Annotated[float | None, Opt(help="per-GPU memory limit (default: the GPU's memory)")] = None,
+    search: Annotated[bool, Opt("--search", help="rank pp x tp x micro-batch size x schedule by throughput")] = False,
+    pps: Annotated[str, Opt("--pps", help="with --search: pipeline sizes")] = "2,4,8",
+    tps: Annotated[str, Opt("--tps", help="with --search: tensor parallel sizes")] = "1,2,4,8",
+    sizes: Annotated[str, Opt("--sizes", help="with --search: micro-batch sizes")] = "1,2",
+    schedules: Annotated[str | None, Opt("--schedules", help="with --search: schedules (default: all)")] = None,
+    top: Annotated[int, Opt(help="rows of the search ranking to print")] = 15,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+    report: Annotated[Path | None, Opt(help="write an HTML report with the timeline")] = None,
+    trace_out: Annotated[Path | None, Opt(help="write the timeline as a Chrome/Perfetto trace")] = None,
+):
+    """Price one pipeline-parallel training step under a schedule (1F1B, interleaved, Zero Bubble, ...)."""
+    from servesim.pipeline import search_pipeline, simulate_pipeline
+    from servesim.pipeline.config import load_pipeline_config
+    from servesim.search.space import int_list, name_list
+
+    for path, flag in ((report, "--report"), (trace_out, "--trace-out")):
+        if path:
+            check_output_file(path, flag)
+    flags = dict(model=model, gpu=gpu, pp=pp, tp=tp, micro_batches=micro_batches, micro_batch_size=micro_batch_size,
+                 seq_len=seq_len, schedule=schedule, chunks=chunks, perf_model=perf_model,
+                 memory_limit_gib=memory_limit_gib)  # fmt: skip
+    cfg = load_pipeline_config(config, flags)
+    if search:
+        from servesim.pipeline.schedule import SCHEDULES
+
+        names = name_list(schedules, "--schedules") if schedules else SCHEDULES.names()
+        rows = search_pipeline(cfg, int_list(pps, "--pps"), int_list(tps, "--tps"), int_list(sizes, "--sizes"), names)
+        if as_json:
+            print(json.dumps(rows, indent=2, default=str))
+            return
+        from servesim.report.table import pipeline_search_table
+
+        batch = cfg.micro_batches * cfg.micro_batch_size
+        fits = sum(r["fits"] for r in rows)
+        title = f"{cfg.model} on {cfg.gpu}: {fits} of {len(rows)} layouts fit, global batch {batch} x {cfg.seq_len}"
+        console.print(pipeline_search_table(rows, title, top))
+        return
+    result = simulate_pipeline(cfg)
+    if as_json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        from servesim.report.table import pipeline_table
+
+        console.print(pipeline_table(result.summary()))
+    if report:
+        from servesim.report.html import pipeline_report
+
+        err.print(f"wrote {pipeline_report(result, report)}", highlight=False)
+    if trace_out:
+        from servesim.report.trace import pipeline_trace
+
+        err.print(f"wrote {pipeline_trace(result, trace_out)}", highlight=False)
 
 
 @app.command()

@@ -27,9 +27,10 @@ class Registry:
 
     def get(self, name: str) -> type:
         key = canonical(name)
-        if key not in self.names():
-            raise ServesimError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
-        return self._classes[key]
+        for known in self.names():
+            if canonical(known) == key:
+                return self._classes[known]
+        raise ServesimError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
 
     def make(self, name: str, *args):
         return self.get(name)(*args)

@@ -89,6 +89,10 @@ class RooflineModel(PerfModel):
         t = np.maximum(flops / (self.peak * eff), nbytes / self.bw) + p.kernel_overhead_s
         return t * count, flops * count, nbytes * count
 
+    def gemm_seconds(self, rows: float, n: int, k: int) -> float:
+        """Seconds of one [rows x k] @ [k x n] GEMM on one GPU (measured where the profile has the shape)."""
+        return float(self._gemm(np.asarray(float(rows)), n, k)[0])
+
     def _stream(self, nbytes, kernels: float):
         return nbytes / self.bw + kernels * self.p.kernel_overhead_s
 

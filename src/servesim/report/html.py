@@ -215,3 +215,42 @@ def _write(path, text: str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text)
     return p
+
+
+PASS_COLORS = {"F": "#4C78A8", "B": "#F58518", "W": "#54A24B", "BW": "#E45756"}
+
+
+def pipeline_report(result, path: str | Path) -> Path:
+    """The step's timeline (the classic pipeline picture), and per-device bubble and memory."""
+    import plotly.graph_objects as go
+
+    s = result.summary()
+    tl = result.timeline
+    fig = go.Figure()
+    for kind, color in PASS_COLORS.items():
+        rows = [(d, op, a, b) for d, sl in enumerate(tl.slices) for op, a, b in sl if op.kind == kind]
+        if not rows:
+            continue
+        fig.add_trace(go.Bar(
+            y=[f"device {d}" for d, *_ in rows], x=[1e3 * (b - a) for *_, a, b in rows],
+            base=[1e3 * a for *_, a, _ in rows], orientation="h", name=kind, marker_color=color,
+            text=[str(op.mb) for _, op, _, _ in rows], textposition="inside", insidetextanchor="middle",
+            hovertext=[f"{op} {1e3 * a:.1f}-{1e3 * b:.1f} ms" for _, op, a, b in rows], hoverinfo="text",
+        ))  # fmt: skip
+    fig.update_layout(title=f"{s['schedule']}: one step ({s['micro_batches']} micro-batches)", barmode="overlay",
+                      xaxis_title="ms", yaxis=dict(autorange="reversed"), bargap=0.15)  # fmt: skip
+    devices = [f"device {d}" for d in range(tl.devices)]
+    static = [a - b for a, b in zip(s["peak_memory_gib"], s["peak_activation_gib"], strict=True)]
+    mem = go.Figure([go.Bar(x=devices, y=s["peak_activation_gib"], name="activations"),
+                     go.Bar(x=devices, y=static, name="weights, grads, optimizer")])  # fmt: skip
+    mem.update_layout(barmode="stack", title="peak memory per GPU", yaxis_title="GiB")
+    bub = go.Figure([go.Bar(x=devices, y=[100 * b for b in s["bubble_per_stage"]])])
+    bub.update_layout(title="bubble per device", yaxis_title="% of the step")
+    rows = [(k, _fmt(v, 3) if isinstance(v, float) else v) for k, v in s.items() if not isinstance(v, list | dict)]
+    sections = [("Timeline", _fig_html(fig)), ("Summary", _table(rows, ("figure", "value"))),
+                ("Memory", _fig_html(mem)), ("Bubble", _fig_html(bub))]  # fmt: skip
+    title = f"servesim pipeline: {s['model']} on {s['gpus']}x {s['gpu']} (PP{s['pp']} TP{s['tp']})"
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(_page(title, sections))
+    return p

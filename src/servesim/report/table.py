@@ -159,3 +159,38 @@ def policies_table() -> Table:
             opts = ", ".join(f"{k}={f.default}" for k, f in fields.model_fields.items()) if fields else "-"
             t.add_row(kind, name, opts, doc)
     return t
+
+
+def pipeline_table(s: dict) -> Table:
+    t = Table(title=f"{s['model']} on {s['gpus']}x {s['gpu']} (PP{s['pp']} TP{s['tp']}), schedule {s['schedule']}"
+              f" (chunks {s['chunks']}), {s['perf_model']}", show_header=False, title_justify="left")  # fmt: skip
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    rows = [
+        ("Micro-batches x size x sequence", f"{s['micro_batches']} x {s['micro_batch_size']} x {s['seq_len']}"),
+        ("Step time, steady state (s)", f"{s['step_s']:.3f}"),
+        ("Step time with a flush (s)", f"{s['flush_step_s']:.3f}"),
+        ("Throughput (tokens/s)", f"{s['tokens_per_s']:,.0f}"),
+        ("MFU", f"{s['mfu']:.1%}"),
+        ("Bubble, mean over devices", f"{s['bubble_fraction']:.1%}"),
+        ("Bubble per device", " ".join(f"{b:.1%}" for b in s["bubble_per_stage"])),
+        ("F / B / W per virtual stage (ms)", " / ".join(f"{s['pass_ms'][k]:.1f}" for k in "FBW")),
+        ("Peak activations per device (GiB)", " ".join(f"{x:.1f}" for x in s["peak_activation_gib"])),
+        ("Peak memory per device (GiB)", " ".join(f"{x:.1f}" for x in s["peak_memory_gib"])),
+    ]
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def pipeline_search_table(rows: list[dict], title: str, top: int) -> Table:
+    t = _table(title, ["rank", "layout", "GPUs", "tokens/s", "tokens/s/GPU", "MFU", "bubble", "peak GiB", "fits"],
+               ("layout", "fits"))  # fmt: skip
+    for i, r in enumerate(rows[:top]):
+        if "gpus" not in r:  # refused before it ran
+            t.add_row(str(i + 1), r["label"], "-", "-", "-", "-", "-", "-", r["reason"])
+            continue
+        t.add_row(str(i + 1), r["label"], str(r["gpus"]), f"{r['tokens_per_s']:,.0f}",
+                  f"{r['tokens_per_s'] / r['gpus']:,.0f}", f"{r['mfu']:.1%}", f"{r['bubble_fraction']:.1%}",
+                  f"{max(r['peak_memory_gib']):.1f}", "yes" if r["fits"] else r["reason"])  # fmt: skip
+    return t

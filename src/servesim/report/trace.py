@@ -37,3 +37,18 @@ def chrome_trace(result, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
     return p
+
+
+def pipeline_trace(result, path: str | Path) -> Path:
+    """The pipeline step as a Chrome trace: one track per device, one slice per F/B/W pass."""
+    events = []
+    for d, slices in enumerate(result.timeline.slices):
+        events.append({"name": "process_name", "ph": "M", "pid": d, "args": {"name": f"device {d}"}})
+        for op, start, end in slices:
+            events.append({"name": f"{op.kind}{op.mb}", "cat": op.kind, "ph": "X", "pid": d, "tid": 0,
+                           "ts": round(start * 1e6, 3), "dur": round((end - start) * 1e6, 3),
+                           "args": {"micro_batch": op.mb, "virtual_stage": op.stage}})  # fmt: skip
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
+    return p

@@ -37,6 +37,24 @@ def _split(text: str) -> list[str]:
     return [x for x in text.replace(" ", "").split(",") if x]
 
 
+def name_list(text: str, flag: str) -> list[str]:
+    names = _split(text)
+    if not names:
+        raise ServesimError(f"{flag} '{text}' names nothing; give a comma-separated list")
+    return names
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """A comma list of positive integers, or one clear line."""
+    try:
+        values = [int(x) for x in _split(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ServesimError(f"{flag} '{text}' must be a comma-separated list of positive integers, e.g. 1,2,4")
+    return values
+
+
 def space_from(section: dict, **flags: str | None) -> SearchSpace:
     """The search space of a [search] table, with comma-list flags (given ones) taking precedence."""
     data = dict(section)
@@ -47,11 +65,7 @@ def space_from(section: dict, **flags: str | None) -> SearchSpace:
         if kind == list[str]:
             data[name] = _split(text)
             continue
-        try:
-            data[name] = [int(x) for x in _split(text)]
-        except ValueError:
-            flag = "--" + name.replace("_", "-")
-            raise ServesimError(f"{flag} '{text}' must be a comma-separated list of integers, e.g. 1,2,4") from None
+        data[name] = int_list(text, "--" + name.replace("_", "-"))
     try:
         return SearchSpace.model_validate(data)
     except ValidationError as e:
