@@ -1,3 +1,8 @@
-"""Built-in pipeline schedules; importing this package registers them by name."""
+"""Built-in pipeline schedules, one module each; importing this package imports (and so registers) them all,
+so a new schedule is one new file here."""
 
-from servesim.pipeline.schedules import bfpp, gpipe, interleaved, one_f_one_b, zb_h1, zb_h2, zb_v  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
