@@ -1,12 +1,13 @@
 """Simulation speed: 10,000 requests with Azure-conversation-like lengths, llama-3.1-8b on one H100.
 
 Capacity is measured first (all requests at once); the timed run offers 80% of it as a
-Poisson stream. `--gpu h200` runs the same with the H200's measured profile. Prints wall
+Poisson stream. Both the H100 and the H200 have measured profiles (used by default);
+`--perf-model roofline` prices with the roofline instead. Prints wall
 time and simulated requests per wall-second. Lengths are lognormal with the means and
 log-spreads of the Azure LLM inference 2023 conversation trace (context mean 1155,
 sigma 0.99; generated mean 211, sigma 0.86; clipped to its range).
 
-    python benchmarks/bench_sim.py [--requests 10000] [--repeat 3] [--gpu h200]
+    python benchmarks/bench_sim.py [--requests 10000] [--repeat 3] [--gpu h200] [--perf-model roofline]
 """
 
 from __future__ import annotations
@@ -23,23 +24,25 @@ AZURE_CONV_OUTPUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, ma
 
 
 GPU = "h100-sxm"
+PERF = "auto"
 
 
 def scenario(n: int, rate: float, arrival: str = "poisson") -> Scenario:
     wl = WorkloadConfig(
         num_requests=n, rate=rate, arrival=arrival, input=AZURE_CONV_INPUT, output=AZURE_CONV_OUTPUT, seed=1
     )
-    return Scenario(model="llama-3.1-8b", gpu=GPU, workload=wl)
+    return Scenario(model="llama-3.1-8b", gpu=GPU, workload=wl, perf_model=PERF)
 
 
 def main() -> None:
-    global GPU
+    global GPU, PERF
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--gpu", default="h100-sxm", help="h200 uses its measured profile; h100-sxm the roofline")
+    ap.add_argument("--gpu", default="h100-sxm")
+    ap.add_argument("--perf-model", default="auto", help="auto (the GPU's profile) | profiled | roofline")
     args = ap.parse_args()
-    GPU = args.gpu
+    GPU, PERF = args.gpu, args.perf_model
 
     cap = simulate(scenario(args.requests, float("inf"), "burst")).summary()["request_throughput"]
     rate = 0.8 * cap

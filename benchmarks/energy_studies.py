@@ -55,16 +55,17 @@ def study_efficiency(n):
         "model | GPU x TP | perf model | rate req/s | output tok/s | tokens/J | output tokens/J | "
         "$/M output tokens | $/M tokens | avg W per GPU"
     )
-    # one performance model for every GPU (the roofline), so the GPUs compare like with like; the H200's
-    # measured profile gives a reference row
+    # one performance model for every GPU (the roofline), so the GPUs compare like with like; the measured
+    # profiles of the H100 and H200 (times and power levels) give reference rows
     small = (
         ("a100-80gb-sxm", 1, "roofline"),
         ("h100-sxm", 1, "roofline"),
+        ("h100-sxm", 1, "profiled"),
         ("h200", 1, "roofline"),
         ("h200", 1, "profiled"),
     )
-    large = (("a100-80gb-sxm", 4, "roofline"), ("h100-sxm", 4, "roofline"), ("h200", 2, "roofline"),
-             ("h200", 4, "roofline"), ("h200", 4, "profiled"))  # fmt: skip
+    large = (("a100-80gb-sxm", 4, "roofline"), ("h100-sxm", 4, "roofline"), ("h100-sxm", 4, "profiled"),
+             ("h200", 2, "roofline"), ("h200", 4, "roofline"), ("h200", 4, "profiled"))  # fmt: skip
     for model, layouts in (("llama-3.1-8b", small), ("llama-3.1-70b", large)):
         for gpu, tp, perf in layouts:
             rate, s = best_rate(model, gpu, tp, n, perf)

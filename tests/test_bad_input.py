@@ -8,6 +8,7 @@ import pytest
 from tests.test_cli import invoke, one_line_error
 
 CATALOG = Path(__file__).parents[1] / "src" / "servesim" / "models" / "catalog"
+LLAMA_H200 = Path(__file__).parents[1] / "docs" / "validation" / "measured_h200_llama-3.1-8b.csv"
 N = ["--num-requests", "20"]
 
 
@@ -80,6 +81,8 @@ CASES = [
     (["run", "--replicas", "2", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "set each pool's"),
     (["run", "--model", "mixtral-8x7b", "--gpu", "h200", "--ep", "8", *N], "must divide tensor parallel size 1"),
     (["run", "-O", "chunk_size=64", "--scheduler", "sarathi", *N], "sarathi chunk_size (64) must be >= max_num_seqs"),
+    (["validate", "--model", "qwen2.5-14b", "--gpu", "h200", "--measured", str(LLAMA_H200)],
+     "was measured with model llama-3.1-8b, not qwen2.5-14b"),
 ]
 
 

@@ -9,7 +9,7 @@ from servesim.metrics import good_mask
 @pytest.fixture(scope="module")
 def result():
     wl = WorkloadConfig(num_requests=300, rate=12.0, seed=2)
-    return simulate(Scenario(workload=wl, slo=SLO(ttft_ms=40, tpot_ms=8)))
+    return simulate(Scenario(workload=wl, slo=SLO(ttft_ms=20, tpot_ms=9)))
 
 
 def test_records_follow_vllm_definitions(result):
@@ -45,7 +45,7 @@ def test_summary_statistics(result):
 
 def test_goodput(result):
     s, df = result.summary(), result.requests
-    ok = (df.ttft_s * 1000 <= 40) & ((df.tpot_s * 1000 <= 8) | df.tpot_s.isna())
+    ok = (df.ttft_s * 1000 <= 20) & ((df.tpot_s * 1000 <= 9) | df.tpot_s.isna())
     assert s["good_requests"] == int(ok.sum())
     assert s["request_goodput"] == pytest.approx(ok.sum() / s["duration_s"])
     assert 0 < s["good_requests"] < 300  # the targets are tight enough to bite

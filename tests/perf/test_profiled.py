@@ -16,7 +16,7 @@ from servesim.models import get_model
 from servesim.perf import Batch, RooflineModel
 from servesim.perf.energy import PowerModel
 from servesim.perf.profile_data import find_profile, load_profile, profiled_gpus
-from servesim.perf.profiled import ProfiledModel, fitted_params, make_perf_model
+from servesim.perf.profiled import ProfiledModel, describe, fitted_params, make_perf_model
 from servesim.profiler.validate import compare, error_stats
 
 H200 = get_gpu("h200")
@@ -101,11 +101,12 @@ def test_fallback_to_fitted_roofline(profile):
 
 def test_selection():
     assert isinstance(make_perf_model(get_model("llama-3.1-8b"), H200), ProfiledModel)
-    h100 = get_gpu("h100")
-    assert type(make_perf_model(get_model("llama-3.1-8b"), h100)) is RooflineModel
+    assert isinstance(make_perf_model(get_model("llama-3.1-8b"), get_gpu("h100")), ProfiledModel)
+    a100 = get_gpu("a100")
+    assert type(make_perf_model(get_model("llama-3.1-8b"), a100)) is RooflineModel
     assert type(make_perf_model(get_model("llama-3.1-8b"), H200, kind="roofline")) is RooflineModel
-    with pytest.raises(ServesimError, match="no measured profile for h100-sxm.*h200"):
-        make_perf_model(get_model("llama-3.1-8b"), h100, kind="profiled")
+    with pytest.raises(ServesimError, match="no measured profile for a100-80gb-sxm.*h100-sxm, h200"):
+        make_perf_model(get_model("llama-3.1-8b"), a100, kind="profiled")
 
 
 @pytest.fixture
@@ -161,16 +162,23 @@ def test_energy(profile, llama):
     assert sheet.source == "datasheet" and sheet.compute_w == 700
 
 
-@pytest.mark.parametrize("run", sorted(p.name for p in DOCS.glob("measured_h200_*.csv")))
-def test_recorded_h200_validation(run):
-    """Guard against regressions on every forward-pass measurement recorded on an H200 (docs/validation).
+@pytest.mark.parametrize("run", sorted(p.name for p in DOCS.glob("measured_*.csv")))
+def test_recorded_validation(run):
+    """Guard against regressions on every forward-pass measurement recorded on a GPU (docs/validation).
 
     The figures of record are in docs/validation.md (target: median 5%, P90 10%); this guard allows
     half a point of run-to-run drift on the median (two runs of one model differ by 1% on average).
     """
     measured = pd.read_csv(DOCS / run)
-    spec = get_model(measured.model[0])
-    df = compare(measured, {"profiled": make_perf_model(spec, H200), "roofline": RooflineModel(spec, H200)})
+    spec, gpu = get_model(measured.model[0]), get_gpu(measured.gpu[0])
+    perf = make_perf_model(spec, gpu)
+    assert describe(perf).startswith("profiled")  # every GPU with a recorded validation ships its profile
+    df = compare(measured, {"profiled": perf, "roofline": RooflineModel(spec, gpu)})
     prof, roof = error_stats(df, "profiled"), error_stats(df, "roofline")
     assert prof["median_ape"] <= 5.5 and prof["p90_ape"] <= 10.0
     assert prof["median_ape"] < roof["median_ape"] / 3
+
+
+def test_both_gpus_have_recorded_validations():
+    gpus = {pd.read_csv(p).gpu[0] for p in DOCS.glob("measured_*.csv")}
+    assert {"h100-sxm", "h200"} <= gpus

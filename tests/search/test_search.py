@@ -31,6 +31,7 @@ def test_parse_targets():
 
 def test_capacity_is_the_slo_boundary():
     targets = parse_targets(["p90_ttft:300"])  # queueing makes TTFT, not TPOT, grow without bound
+    base = BASE.model_copy(update={"engine": EngineConfig(max_model_len=8192, max_num_seqs=32)})  # so they queue
 
     def at(rate):
         wl = WorkloadConfig(
@@ -39,7 +40,7 @@ def test_capacity_is_the_slo_boundary():
             seed=3,
             arrival="burst" if rate == float("inf") else "poisson",
         )
-        return BASE.model_copy(update={"workload": wl})
+        return base.model_copy(update={"workload": wl})
 
     cap = find_capacity(at, targets, rel_tol=0.05)
     assert cap["capacity"] > 0 and cap["summary"]["ttft_ms"]["p90"] <= 300

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from servesim.errors import ServesimError
 from servesim.profiler import kernels as K
 from servesim.profiler.timing import copies_for, time_calls
 
@@ -98,30 +99,40 @@ def _kv(b, hkv, c, d, dev, copies):
             for _ in range(copies)]  # fmt: skip
 
 
-def measure_attention(heads, dev) -> tuple[list, list]:
-    prefill, decode = [], []
+def measure_attention(heads, dev, prefill: list, decode: list) -> None:
+    """Append (hq, hkv, d, len, ctx, seconds) rows; shapes whose KV cache does not fit the free memory are
+    skipped with a note, so the grid follows the GPU in hand."""
     for hq, hkv, d in heads:
         for L in PREFILL_L:
             for C in PREFILL_C:
-                if L + C > 32768:
+                copies = copies_for(2 * (C + L) * hkv * d * 2, cap=8)
+                if L + C > 32768 or not _fits(copies * 2 * (C + L) * hkv * d * 2, f"prefill {L}:{C} Hkv={hkv}"):
                     continue
                 q = torch.randn(L, hq, d, device=dev, dtype=DT)
-                kvs = _kv(1, hkv, C + L, d, dev, copies_for(2 * (C + L) * hkv * d * 2, cap=8))
+                kvs = _kv(1, hkv, C + L, d, dev, copies)
                 prefill.append((hq, hkv, d, L, C, time_calls([lambda k=k, v=v: K.attention_prefill(q, k, v)
                                                                for k, v in kvs])))  # fmt: skip
                 del kvs
         for B in DECODE_B:
             for C in DECODE_C:
-                if B * C > 2**21:
+                copies = copies_for(2 * B * C * hkv * d * 2, cap=8)
+                if B * C > 2**21 or not _fits(copies * 2 * B * C * hkv * d * 2, f"decode {B}x{C} Hkv={hkv}"):
                     continue
                 q = torch.randn(B, hq, d, device=dev, dtype=DT)
-                kvs = _kv(B, hkv, C, d, dev, copies_for(2 * B * C * hkv * d * 2, cap=8))
+                kvs = _kv(B, hkv, C, d, dev, copies)
                 decode.append((hq, hkv, d, B, C, time_calls([lambda k=k, v=v: K.attention_decode(q, k, v)
                                                              for k, v in kvs])))  # fmt: skip
                 del kvs
         torch.cuda.empty_cache()
         _log(f"attention Hq={hq} Hkv={hkv} D={d}: done")
-    return prefill, decode
+
+
+def _fits(nbytes: float, what: str) -> bool:
+    free = torch.cuda.mem_get_info()[0]
+    if nbytes <= 0.8 * free:
+        return True
+    _log(f"skipped {what}: needs {nbytes / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
+    return False
 
 
 def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:
@@ -395,7 +406,22 @@ def _meta(gpu, probe, quick, durations, started, complete) -> dict:
 def run_profile(
     out: Path, gpu: str, quick: bool = False, sections: str = "gemm,attention,elementwise,calibration,power"
 ) -> Path:
-    """Measure and write a profile folder; returns it."""
+    """Measure and write a profile folder; returns it. Running out of GPU memory ends in one clear line, with
+    the tables measured before it written and meta.json marked incomplete."""
+    try:
+        return _run_profile(out, gpu, quick, sections)
+    except Exception as e:
+        if type(e).__name__ != "OutOfMemoryError" and "out of memory" not in str(e).lower():
+            raise
+        free = torch.cuda.mem_get_info()[0] / 2**30
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        detail = ". ".join(str(e).splitlines()[0].split(". ")[:2])  # torch's "CUDA out of memory. Tried to allocate X"
+        raise ServesimError(f"out of GPU memory while profiling ({detail}); {free:.1f} of "
+                            f"{total:.1f} GiB free now; the tables measured before it are in {out} (meta.json "
+                            "says complete: false)") from None  # fmt: skip
+
+
+def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
     if not torch.cuda.is_available():
         raise RuntimeError("servesim profile needs a CUDA GPU")
     dev = "cuda"
@@ -423,9 +449,12 @@ def run_profile(
         durations["gemm"] = time.time() - t
     if "attention" in todo:
         t = time.time()
-        prefill, decode = measure_attention(heads, dev)
-        _write_csv(out / "attention_prefill.csv", ["hq", "hkv", "d", "q_len", "ctx", "seconds"], prefill)
-        _write_csv(out / "attention_decode.csv", ["hq", "hkv", "d", "batch", "ctx", "seconds"], decode)
+        prefill, decode = [], []
+        try:
+            measure_attention(heads, dev, prefill, decode)
+        finally:  # what was measured is written even if a shape ran the GPU out of memory
+            _write_csv(out / "attention_prefill.csv", ["hq", "hkv", "d", "q_len", "ctx", "seconds"], prefill)
+            _write_csv(out / "attention_decode.csv", ["hq", "hkv", "d", "batch", "ctx", "seconds"], decode)
         durations["attention"] = time.time() - t
     if "elementwise" in todo:
         t = time.time()

@@ -17,18 +17,47 @@ from servesim.models import ModelSpec
 from servesim.perf import Batch, PerfModel
 
 ENGINE_OPS = {"cpu_overhead", "sampler"}  # engine work outside the model's forward pass
-KV_LIMIT_BYTES = 70 * 2**30
+GIB = 2**30
+KV_SHARE = 0.8  # of the memory free once the weights are loaded: the rest is left for activations and graphs
 
 
-def validation_grid(spec: ModelSpec) -> list[tuple[str, int, int, int, int]]:
-    """(kind, chunk, chunk_ctx, decodes, decode_ctx): pure prefill, pure decode, mixed."""
+def validation_grid(spec: ModelSpec, kv_limit_bytes: float = float("inf")) -> list[tuple[str, int, int, int, int]]:
+    """(kind, chunk, chunk_ctx, decodes, decode_ctx): pure prefill, pure decode, mixed; batches whose KV cache
+    exceeds `kv_limit_bytes` are left out (see `skipped`)."""
+    return [b for b in _full_grid() if kv_bytes(spec, b) <= kv_limit_bytes]
+
+
+def _full_grid() -> list[tuple[str, int, int, int, int]]:
     grid = [("prefill", L, 0, 0, 0) for L in (64, 128, 256, 512, 1024, 2048, 4096, 8192)]
     grid += [("prefill", L, C, 0, 0) for L in (512, 2048) for C in (2048, 8192)]
-    kvpt = spec.kv_bytes_per_token()
-    grid += [("decode", 0, 0, B, C) for B in (1, 8, 32, 64, 128, 256) for C in (512, 2048, 8192)
-             if B * C * kvpt <= KV_LIMIT_BYTES]  # fmt: skip
+    grid += [("decode", 0, 0, B, C) for B in (1, 8, 32, 64, 128, 256) for C in (512, 2048, 8192)]
     grid += [("mixed", L, C, B, 2048) for L in (256, 1024, 2048) for C in (0, 2048) for B in (16, 64)]
     return grid
+
+
+def kv_bytes(spec: ModelSpec, batch: tuple) -> float:
+    """KV-cache bytes one validation batch holds: the chunk's context and every decode's."""
+    _, L, C, B, Cd = batch
+    return spec.kv_bytes_per_token() * ((L + C if L else 0) + B * (Cd + 1))
+
+
+def skipped(spec: ModelSpec, kv_limit_bytes: float) -> list[str]:
+    """One note per batch left out of the grid for lack of memory."""
+    return [f"skipped {k} chunk {L}:{C} decodes {B}x{Cd}: its KV cache needs {kv_bytes(spec, b) / GIB:.1f} GiB, "
+            f"{kv_limit_bytes / GIB:.1f} GiB available" for b in _full_grid() if kv_bytes(spec, b) > kv_limit_bytes
+            for k, L, C, B, Cd in [b]]  # fmt: skip
+
+
+class MeasurementStopped(Exception):
+    """The GPU ran out of memory; `rows` holds what was measured before, `message` says where and why."""
+
+    def __init__(self, message: str, rows: list[dict]):
+        super().__init__(message)
+        self.rows = rows
+
+
+def is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
 def batch_of(chunk: int, chunk_ctx: int, decodes: int, decode_ctx: int) -> Batch:
@@ -47,24 +76,52 @@ def forward_seconds(perf: PerfModel, batch: Batch) -> float:
 
 def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataFrame:
     """Run the validation grid on the GPU; one row per batch with the measured seconds."""
-    import torch
+    from servesim.errors import ServesimError
+
+    try:
+        import torch
+    except ImportError:
+        raise ServesimError("servesim validate needs PyTorch and a CUDA GPU (or --measured FILE)") from None
+    if not torch.cuda.is_available():
+        raise ServesimError("servesim validate needs a CUDA GPU (or --measured FILE)")
 
     from servesim.profiler import kernels
     from servesim.profiler.decoder import Decoder
     from servesim.profiler.timing import capture, replay_seconds
 
     kernels.probe("cuda")
-    dec = Decoder(spec)
-    rows = []
-    for kind, L, C, B, Cd in validation_grid(spec):
-        inp = dec.inputs(L, C, B, Cd)
-        for _ in range(2):
-            dec.forward(inp)
-        graph = capture(lambda inp=inp: dec.forward(inp))
+    rows: list[dict] = []
+    try:
+        dec = Decoder(spec)
+    except Exception as e:
+        if not is_oom(e):
+            raise
+        free = torch.cuda.mem_get_info()[0]
+        raise MeasurementStopped(f"out of GPU memory loading {spec.name}'s weights ({spec.weight_bytes() / GIB:.1f} "
+                                 f"GiB; {free / GIB:.1f} GiB free)", rows) from None  # fmt: skip
+    limit = KV_SHARE * torch.cuda.mem_get_info()[0]  # the grid fits what this GPU has free, not a constant
+    for note in skipped(spec, limit):
+        log(note)
+    for batch in validation_grid(spec, limit):
+        kind, L, C, B, Cd = batch
+        try:
+            inp = dec.inputs(L, C, B, Cd)
+            for _ in range(2):
+                dec.forward(inp)
+            graph = capture(lambda inp=inp: dec.forward(inp))
+            seconds = replay_seconds(graph, repeats)
+        except Exception as e:
+            if not is_oom(e):
+                raise
+            inp = graph = None
+            torch.cuda.empty_cache()
+            free = torch.cuda.mem_get_info()[0]
+            raise MeasurementStopped(f"out of GPU memory at the {kind} batch chunk {L}:{C} decodes {B}x{Cd} (its KV "
+                                     f"cache needs {kv_bytes(spec, batch) / GIB:.1f} GiB; {free / GIB:.1f} GiB free)",
+                                     rows) from None  # fmt: skip
         rows.append(dict(model=spec.name, gpu=gpu, kind=kind, chunk=L, chunk_ctx=C, decodes=B, decode_ctx=Cd,
-                         measured_s=replay_seconds(graph, repeats)))  # fmt: skip
-        ms = rows[-1]["measured_s"] * 1e3
-        log(f"{time.strftime('%H:%M:%S')} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: {ms:.3f} ms")
+                         measured_s=seconds))  # fmt: skip
+        log(f"{time.strftime('%H:%M:%S')} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: {seconds * 1e3:.3f} ms")
         del graph, inp
         torch.cuda.empty_cache()
     return pd.DataFrame(rows)
@@ -109,14 +166,19 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
         if missing:
             raise ServesimError(f"measurement file {measured} lacks columns {', '.join(sorted(missing))}; pass a CSV "
                                 "written by servesim validate --measure-only")  # fmt: skip
+        for column, want in (("model", spec.name), ("gpu", g.name)):
+            if column in df.columns and str(df[column].iloc[0]) != want:
+                raise ServesimError(f"measurement file {measured} was measured with {column} {df[column].iloc[0]}, "
+                                    f"not {want}; pass --{column} {df[column].iloc[0]}")  # fmt: skip
     else:
         try:
-            import torch
-        except ImportError:
-            raise ServesimError("servesim validate needs PyTorch and a CUDA GPU (or --measured FILE)") from None
-        if not torch.cuda.is_available():
-            raise ServesimError("servesim validate needs a CUDA GPU (or --measured FILE)")
-        df = measure(spec, g.name, log=log)
+            df = measure(spec, g.name, log=log)
+        except MeasurementStopped as stop:
+            kept = ""
+            if stop.rows:
+                path = save(pd.DataFrame(stop.rows), out or Path(f"validation_{g.name}_{spec.name}.csv"))
+                kept = f"; the {len(stop.rows)} batches measured before it are in {path}"
+            raise ServesimError(f"{stop}{kept}") from None
     if measure_only:
         save(df, out or Path(f"validation_{g.name}_{spec.name}.csv"))
         return df, ""

@@ -1,0 +1,38 @@
+"""The validation grid follows the GPU's free memory; running out of memory ends in one line, keeping data."""
+
+import pandas as pd
+import pytest
+
+from servesim.errors import ServesimError
+from servesim.models import get_model
+from servesim.profiler import validate
+from servesim.profiler.validate import MeasurementStopped, kv_bytes, skipped, validate_model, validation_grid
+
+GIB = 2**30
+
+
+def test_grid_is_sized_by_memory():
+    llama = get_model("llama-3.1-8b")  # 128 KiB of KV per token
+    full, small = validation_grid(llama), validation_grid(llama, 20 * GIB)
+    assert len(full) == 42 and len(small) == 36  # the 36 batches the first H100 run measured by hand
+    assert all(kv_bytes(llama, b) <= 20 * GIB for b in small)
+    notes = skipped(llama, 20 * GIB)
+    assert len(notes) == 6 and "decodes 128x2048: its KV cache needs 32.0 GiB, 20.0 GiB available" in notes[2]
+    assert {b[0] for b in small} == {"prefill", "decode", "mixed"}
+
+
+def test_out_of_memory_is_one_line_and_keeps_what_was_measured(tmp_path, monkeypatch):
+    rows = [dict(model="llama-3.1-8b", gpu="h100-sxm", kind="prefill", chunk=64, chunk_ctx=0, decodes=0,
+                 decode_ctx=0, measured_s=0.008)]  # fmt: skip
+
+    def stopped(spec, gpu, log):
+        raise MeasurementStopped("out of GPU memory at the decode batch chunk 0:0 decodes 64x8192 (its KV cache "
+                                 "needs 64.0 GiB; 62.3 GiB free)", rows)  # fmt: skip
+
+    monkeypatch.setattr(validate, "measure", stopped)
+    out = tmp_path / "v.csv"
+    with pytest.raises(ServesimError) as err:
+        validate_model("llama-3.1-8b", "h100-sxm", out, None, True, None)
+    msg = str(err.value)
+    assert "\n" not in msg and "decodes 64x8192" in msg and f"the 1 batches measured before it are in {out}" in msg
+    assert pd.read_csv(out).measured_s.tolist() == [0.008]
