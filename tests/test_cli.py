@@ -90,6 +90,14 @@ def test_validate_from_recorded_measurements(tmp_path):
     assert {"measured_s", "profiled_s", "roofline_s", "profiled_ape"} <= set(df.columns) and len(df) == 40
 
 
+def test_kv_cache_dtype_flag():
+    fp8 = json.loads(invoke("run", "--num-requests", "20", "--kv-cache-dtype", "fp8", "--json").stdout)
+    bf16 = json.loads(invoke("run", "--num-requests", "20", "--json").stdout)
+    assert fp8["memory"]["kv_cache_tokens"] > 1.9 * bf16["memory"]["kv_cache_tokens"]  # one byte a value
+    assert "fp8 priced by the roofline" in fp8["perf_model"] and "fp8" not in bf16["perf_model"]
+    one_line_error(invoke("run", "--gpu", "a100", "--dtype", "fp8"), "has no fp8 tensor cores")
+
+
 def test_step_energy_and_perf_model():
     res = invoke("step", "--gpu", "h200", "--decode", "32x1024", "--json")
     doc = json.loads(res.stdout)

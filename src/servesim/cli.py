@@ -86,6 +86,7 @@ def run(
     enable_prefix_caching: Annotated[bool | None, Opt("--enable-prefix-caching/--no-enable-prefix-caching")] = None,
     max_model_len: Annotated[int | None, Opt()] = None,
     dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 weights")] = None,
+    kv_cache_dtype: Annotated[str | None, Opt(help="auto | bf16 | fp16 | fp8 KV cache (auto: as vLLM)")] = None,
     num_requests: Annotated[int | None, Opt()] = None,
     rate: Annotated[float | None, Opt(help="requests/s; inf = all at once")] = None,
     arrival: Annotated[str | None, Opt(help="poisson | gamma | constant | burst | trace")] = None,

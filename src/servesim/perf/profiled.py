@@ -142,7 +142,8 @@ def make_perf_model(model: ModelSpec, gpu: GPUSpec, tp: int = 1, dtype: str = "b
 def describe(perf: RooflineModel) -> str:
     if isinstance(perf, ProfiledModel):
         meta = perf.profile.meta
-        return f"profiled ({meta.get('device_name', perf.gpu.name)}, {meta.get('date', '?')})"
+        fitted = "" if perf.measured_dtype else "; fp8 priced by the roofline fitted to it"
+        return f"profiled ({meta.get('device_name', perf.gpu.name)}, {meta.get('date', '?')}{fitted})"
     return "roofline"
 
 
