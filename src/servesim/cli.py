@@ -58,6 +58,15 @@ def _names(kind: str) -> str:
     return " | ".join({"scheduler": SCHEDULERS, "router": ROUTERS, "pipeline": SCHEDULES}[kind].names())
 
 
+def _write_views(result, report: Path | None, report_fn: str, trace_out: Path | None, trace_fn: str) -> None:
+    """Write the HTML report and the Chrome trace that were asked for (report/html.py, report/trace.py)."""
+    from servesim.report import html, trace
+
+    for path, writer in ((report, getattr(html, report_fn)), (trace_out, getattr(trace, trace_fn))):
+        if path:
+            err.print(f"wrote {writer(result, path)}", highlight=False)
+
+
 Opt = typer.Option
 
 
@@ -155,14 +164,7 @@ def run(
     if output:
         paths = result.save(output, fmt)
         err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
-    if report:
-        from servesim.report.html import run_report
-
-        err.print(f"wrote {run_report(result, report)}", highlight=False)
-    if trace_out:
-        from servesim.report.trace import chrome_trace
-
-        err.print(f"wrote {chrome_trace(result, trace_out)}", highlight=False)
+    _write_views(result, report, "run_report", trace_out, "chrome_trace")
 
 
 @app.command()
@@ -318,14 +320,7 @@ def pipeline(
         from servesim.report.table import pipeline_table
 
         console.print(pipeline_table(result.summary()))
-    if report:
-        from servesim.report.html import pipeline_report
-
-        err.print(f"wrote {pipeline_report(result, report)}", highlight=False)
-    if trace_out:
-        from servesim.report.trace import pipeline_trace
-
-        err.print(f"wrote {pipeline_trace(result, trace_out)}", highlight=False)
+    _write_views(result, report, "pipeline_report", trace_out, "pipeline_trace")
 
 
 @app.command()
