@@ -87,7 +87,7 @@ def test_validate_from_recorded_measurements(tmp_path):
     assert res.exit_code == 0, res.output
     assert "profiled  median APE" in res.output and "roofline  median APE" in res.output
     df = pd.read_csv(tmp_path / "v.csv")
-    assert {"measured_s", "profiled_s", "roofline_s", "profiled_ape"} <= set(df.columns) and len(df) == 40
+    assert {"measured_s", "profiled_s", "roofline_s", "profiled_ape"} <= set(df.columns) and len(df) == 60
 
 
 def test_kv_cache_dtype_flag():

@@ -14,10 +14,12 @@ GIB = 2**30
 def test_grid_is_sized_by_memory():
     llama = get_model("llama-3.1-8b")  # 128 KiB of KV per token
     full, small = validation_grid(llama), validation_grid(llama, 20 * GIB)
-    assert len(full) == 42 and len(small) == 36  # the 36 batches the first H100 run measured by hand
+    assert len(full) == 62 and len(small) == 54
+    assert ("decode", 0, 0, 4, 32768) in full and ("mixed", 256, 0, 64, 4096) in full
     assert all(kv_bytes(llama, b) <= 20 * GIB for b in small)
     notes = skipped(llama, 20 * GIB)
-    assert len(notes) == 6 and "decodes 128x2048: its KV cache needs 32.0 GiB, 20.0 GiB available" in notes[2]
+    assert len(notes) == 8 and any("decodes 128x2048: its KV cache needs 32.0 GiB, 20.0 GiB available" in n
+                                   for n in notes)  # fmt: skip
     assert {b[0] for b in small} == {"prefill", "decode", "mixed"}
 
 

@@ -29,9 +29,11 @@ def validation_grid(spec: ModelSpec, kv_limit_bytes: float = float("inf")) -> li
 
 def _full_grid() -> list[tuple[str, int, int, int, int]]:
     grid = [("prefill", L, 0, 0, 0) for L in (64, 128, 256, 512, 1024, 2048, 4096, 8192)]
-    grid += [("prefill", L, C, 0, 0) for L in (512, 2048) for C in (2048, 8192)]
+    grid += [("prefill", L, C, 0, 0) for L in (512, 2048) for C in (2048, 8192, 16384)]
     grid += [("decode", 0, 0, B, C) for B in (1, 8, 32, 64, 128, 256) for C in (512, 2048, 8192)]
+    grid += [("decode", 0, 0, B, C) for B in (1, 2, 4) for C in (16384, 32768)]  # a few long sequences
     grid += [("mixed", L, C, B, 2048) for L in (256, 1024, 2048) for C in (0, 2048) for B in (16, 64)]
+    grid += [("mixed", L, 0, B, Cd) for L in (256, 2048) for B in (16, 64) for Cd in (512, 1024, 4096)]
     return grid
 
 
