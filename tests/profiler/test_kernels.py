@@ -31,6 +31,18 @@ def test_prefill_attention_is_causal_after_the_cache(ctx):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_split_kv_decode_on_the_gpu_matches_the_reference():
+    report = K.probe("cuda")
+    assert report["decode_backends"] and K.DECODE_BACKENDS  # a split-KV backend was found and is used
+    B, hq, hkv, d, C = 2, 32, 8, 128, 9000
+    q = torch.randn(B, hq, d, device="cuda", dtype=torch.bfloat16)
+    k, v = (torch.randn(B, hkv, C, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    ref = reference_attention(q.float().unsqueeze(2), k.float(), v.float(), C)[:, :, 0].reshape(B, hq * d)
+    out = K.attention_decode(q, k, v).float()
+    assert (out - ref).norm() / ref.norm() < 1e-2
+
+
 def test_decode_attention_packs_query_groups():
     B, hq, hkv, d, C = 3, 8, 2, 16, 11
     q, k, v = torch.randn(B, hq, d), torch.randn(B, hkv, C, d), torch.randn(B, hkv, C, d)
