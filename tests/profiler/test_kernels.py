@@ -38,8 +38,9 @@ def test_split_kv_decode_on_the_gpu_matches_the_reference():
     B, hq, hkv, d, C = 2, 32, 8, 128, 9000
     q = torch.randn(B, hq, d, device="cuda", dtype=torch.bfloat16)
     k, v = (torch.randn(B, hkv, C, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    ref = reference_attention(q.float().unsqueeze(2), k.float(), v.float(), C)[:, :, 0].reshape(B, hq * d)
-    out = K.attention_decode(q, k, v).float()
+    ref = reference_attention(q.float().cpu().unsqueeze(2), k.float().cpu(), v.float().cpu(), C)[:, :, 0]
+    ref = ref.reshape(B, hq * d)
+    out = K.attention_decode(q, k, v).float().cpu()
     assert (out - ref).norm() / ref.norm() < 1e-2
 
 
