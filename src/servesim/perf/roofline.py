@@ -66,8 +66,8 @@ class RooflineModel(PerfModel):
         self.bw = gpu.mem_bw_gbs * 1e9 * self.p.mem_efficiency
         # tensor-parallel collectives run over NVLink inside a node, over the network once the group spans nodes;
         # pipeline stages sit on consecutive GPUs, so their sends cross the network when tp x pp spans nodes
-        nvlink = gpu.link_gbs / 2 * 1e9 * self.p.link_efficiency
-        network = network_gbs * 1e9 * self.p.link_efficiency
+        self.nvlink_bw = nvlink = gpu.link_gbs / 2 * 1e9 * self.p.link_efficiency
+        self.network_bw = network = network_gbs * 1e9 * self.p.link_efficiency
         self.link_bw = nvlink if tp <= gpus_per_node else network
         self.pp_bw = nvlink if tp * pp <= gpus_per_node else network
         m = model

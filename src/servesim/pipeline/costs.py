@@ -29,7 +29,6 @@ import numpy as np
 
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
-from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf.batch import Batch
 from servesim.perf.profiled import describe, make_perf_model
@@ -96,7 +95,6 @@ def stage_costs(cfg: PipelineConfig, chunks: int) -> StageCosts:
     if m.is_moe or m.is_mla:
         raise ServesimError(f"servesim pipeline prices dense GQA models; {m.name} is MoE or MLA (not yet modelled)")
     tp = cfg.tp
-    Layout(tp, 1, 1, cfg.gpus_per_node).check(m)
     perf = make_perf_model(m, g, tp, "bf16", "bf16", cfg.perf_model, gpus_per_node=cfg.gpus_per_node,
                            network_gbs=cfg.network_gbs)  # fmt: skip
     b, s = cfg.micro_batch_size, cfg.seq_len
@@ -134,12 +132,10 @@ def stage_costs(cfg: PipelineConfig, chunks: int) -> StageCosts:
     params_gpu = params / tp
     bw = g.mem_bw_gbs * 1e9 * perf.p.mem_efficiency
     send_bytes = T * h * BYTES / tp  # each TP rank sends its share (Megatron's scatter/gather)
-    nvlink = g.link_gbs / 2 * 1e9 * perf.p.link_efficiency
-    network = cfg.network_gbs * 1e9 * perf.p.link_efficiency
     base = perf.p.collective_base_s
     tokens = T * cfg.micro_batches
     flops = tokens * (6 * m.num_params + 12 * L * h * s)  # PaLM's model FLOPs (Chowdhery et al. 2022, App. B)
-    return StageCosts(f, bb, w, act, act_w, send_bytes / nvlink + base, send_bytes / network + base,
+    return StageCosts(f, bb, w, act, act_w, send_bytes / perf.nvlink_bw + base, send_bytes / perf.network_bw + base,
                       cfg.gpus_per_node // tp, params_gpu * ADAM_BYTES_PER_PARAM,
                       params_gpu * ADAM_TRAFFIC_PER_PARAM / bw, flops, g.peak_flops("bf16"), T,
                       describe(perf))  # fmt: skip

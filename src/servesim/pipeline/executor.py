@@ -130,20 +130,18 @@ def _check_complete(orders, placement, stages: int, m: int) -> None:
                             f"stage; these are missing or extra: {', '.join(wrong)}")  # fmt: skip
 
 
+def activation_change(op: Op, costs: StageCosts) -> float:
+    """Bytes of activations `op` takes (F, at its start) or gives back (the backward ops, at their end)."""
+    act, kept = costs.act[op.stage], costs.act_w[op.stage]
+    return {"F": act, "B": -(act - kept), "W": -kept, "BW": -act}[op.kind]
+
+
 def _peak_activations(slices, costs: StageCosts) -> np.ndarray:
     peaks = []
     for dev in slices:
-        events = []  # (time, order, bytes): at equal times the op that ended releases before the next allocates
-        for op, start, finish in dev:
-            k = op.stage
-            if op.kind == "F":
-                events.append((start, 1, costs.act[k]))
-            elif op.kind == "B":
-                events.append((finish, 0, -(costs.act[k] - costs.act_w[k])))
-            elif op.kind == "W":
-                events.append((finish, 0, -costs.act_w[k]))
-            else:  # BW releases everything
-                events.append((finish, 0, -costs.act[k]))
+        # (time, order, bytes): at equal times the op that ended releases before the next allocates
+        events = [(start, 1, activation_change(op, costs)) if op.kind == "F" else
+                  (finish, 0, activation_change(op, costs)) for op, start, finish in dev]  # fmt: skip
         level = peak = 0.0
         for _, _, delta in sorted(events, key=lambda e: (e[0], e[1])):
             level += delta

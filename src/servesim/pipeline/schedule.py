@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from servesim.errors import ServesimError
 from servesim.pipeline.costs import StageCosts
-from servesim.pipeline.executor import duration, inputs, makes
+from servesim.pipeline.executor import activation_change, duration, inputs, makes
 from servesim.pipeline.ops import Op, looping
 from servesim.registry import Registry
 
@@ -71,17 +71,15 @@ def greedy(placement: list[int], costs: StageCosts, m: int, limit: list[float]) 
         done += 1
         free[d] = finish
         orders[d].append(op)
+        held[d] += activation_change(op, costs)
         k = op.stage
         if op.kind == "F":
-            held[d] += costs.act[k]
             next_f[d][k] += 1
             pending_b[d].add(Op("B", op.mb, k))
         elif op.kind == "B":
-            held[d] -= costs.act[k] - costs.act_w[k]
             pending_b[d].discard(op)
             pending_w[d].append(Op("W", op.mb, k))
         else:
-            held[d] -= costs.act_w[k]
             pending_w[d].remove(op)
 
     def choice(d: int) -> tuple[float, Op] | None:

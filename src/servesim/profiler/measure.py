@@ -20,6 +20,7 @@ import torch
 from servesim.errors import ServesimError
 from servesim.profiler import kernels as K
 from servesim.profiler.timing import copies_for, time_calls
+from servesim.profiler.validate import is_oom
 
 FORMAT_VERSION = 1
 M_GRID = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
@@ -411,7 +412,7 @@ def run_profile(
     try:
         return _run_profile(out, gpu, quick, sections)
     except Exception as e:
-        if type(e).__name__ != "OutOfMemoryError" and "out of memory" not in str(e).lower():
+        if not is_oom(e):
             raise
         free = torch.cuda.mem_get_info()[0] / 2**30
         total = torch.cuda.get_device_properties(0).total_memory / 2**30

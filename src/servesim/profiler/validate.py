@@ -45,9 +45,14 @@ def kv_bytes(spec: ModelSpec, batch: tuple) -> float:
 
 def skipped(spec: ModelSpec, kv_limit_bytes: float) -> list[str]:
     """One note per batch left out of the grid for lack of memory."""
-    return [f"skipped {k} chunk {L}:{C} decodes {B}x{Cd}: its KV cache needs {kv_bytes(spec, b) / GIB:.1f} GiB, "
-            f"{kv_limit_bytes / GIB:.1f} GiB available" for b in _full_grid() if kv_bytes(spec, b) > kv_limit_bytes
-            for k, L, C, B, Cd in [b]]  # fmt: skip
+    notes = []
+    for batch in _full_grid():
+        need = kv_bytes(spec, batch)
+        if need > kv_limit_bytes:
+            kind, L, C, B, Cd = batch
+            notes.append(f"skipped {kind} chunk {L}:{C} decodes {B}x{Cd}: its KV cache needs {need / GIB:.1f} GiB, "
+                         f"{kv_limit_bytes / GIB:.1f} GiB available")  # fmt: skip
+    return notes
 
 
 class MeasurementStopped(Exception):

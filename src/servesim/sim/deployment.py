@@ -72,7 +72,7 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
     layout = Layout.of(engine, sc.node.gpus_per_node)
     notes += [n for n in layout.check(model) if n not in notes]
     SCHEDULERS.get(engine.scheduler).configure(engine)
-    ROUTERS.get(router)
+    router = ROUTERS.get(router).name  # known, and spelled as registered
     if engine.max_model_len and engine.max_model_len > model.max_position:
         raise ServesimError(
             f"max_model_len {engine.max_model_len} is longer than {model.name}'s context of {model.max_position} "
@@ -93,11 +93,7 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
             f"({engine.block_size})"
         )
     engine = engine.model_copy(update={"max_model_len": max_len})
-    return PoolPlan(name, gpu, engine, layout, replicas, canonical_router(router), memory)
-
-
-def canonical_router(name: str) -> str:
-    return ROUTERS.get(name).name
+    return PoolPlan(name, gpu, engine, layout, replicas, router, memory)
 
 
 def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:

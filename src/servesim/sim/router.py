@@ -32,7 +32,3 @@ class Router:
     def route(self, req: Request, replicas: list[Replica]) -> int:
         raise NotImplementedError
 
-
-def queued_tokens(replica: Replica) -> int:
-    """Work waiting at a replica in tokens: KV held by running requests plus prompts not yet started."""
-    return replica.state.queued_tokens()

@@ -1,6 +1,6 @@
 """Join the shortest queue measured in work: KV tokens held plus prompt tokens still to prefill."""
 
-from servesim.sim.router import Router, queued_tokens, register
+from servesim.sim.router import Router, register
 
 
 @register
@@ -8,4 +8,4 @@ class LeastTokens(Router):
     name = "least_tokens"
 
     def route(self, req, replicas) -> int:
-        return min(range(len(replicas)), key=lambda i: (queued_tokens(replicas[i]), i))
+        return min(range(len(replicas)), key=lambda i: (replicas[i].state.queued_tokens(), i))
