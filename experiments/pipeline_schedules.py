@@ -4,7 +4,7 @@
 every schedule's step time, throughput, MFU, bubble and peak memory, and the gain over 1F1B.
 (2) Equal F, B and W and free sends: the simulated bubble next to the textbook formula.
 
-    python benchmarks/pipeline_studies.py [--micro-batches 32]
+    python experiments/pipeline_schedules.py [--micro-batches 32]
 """
 
 from __future__ import annotations
