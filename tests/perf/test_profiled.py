@@ -91,7 +91,7 @@ def test_fallback_to_fitted_roofline(profile):
     # GEMMs are profiled shapes, so they come from the tables)
     kernel = lambda m: m._decode_attention(32, 32 * 4096) - m._decode_fixed(32)  # noqa: E731
     assert kernel(ds) == pytest.approx(kernel(roof), rel=1e-12)
-    assert ds._prefill_attention(Batch.prefill(512, 256))[0] != roof._prefill_attention(Batch.prefill(512, 256))[0]
+    assert ds._prefill_seconds(Batch.prefill(512, 256)) != roof._prefill_seconds(Batch.prefill(512, 256))
     assert profile.gemm_time(10.0, 12345, 678) is None
     fp8 = ProfiledModel(get_model("llama-3.1-8b"), H200, profile, dtype="fp8")  # profile is bf16 only
     assert fp8.iteration_time(Batch.prefill(4096)) < ProfiledModel(

@@ -61,7 +61,7 @@ def test_fast_forward_equals_step_by_step(step_by_step):
     r1, slow = serve(reqs, engine, num_blocks=900)
     from servesim.sim import replica as replica_mod
 
-    replica_mod.MAX_RUN = 4096
+    replica_mod.MAX_RUN = 1 << 20
     r2, fast = serve(reqs, engine, num_blocks=900)
     assert r1.it == r2.it
     assert np.allclose(r1.meter.iter_end[: r1.it], r2.meter.iter_end[: r2.it], rtol=1e-9)

@@ -62,6 +62,16 @@ class PowerModel:
         total = comp_t + mem_t + other  # scalar or array (runs of decode iterations)
         return self.idle_w + energy / np.maximum(total, 1e-30)
 
+    def linear(self, comp: float, other: float, clock: float = 1.0) -> tuple[float, float, float, float]:
+        """(a, b, e0, e1): at `clock`, an iteration with these compute-bound and other seconds and s seconds
+        in all at full clock lasts a + b s and uses e0 + e1 s joules per GPU (power is linear in its parts)."""
+        sf = stretch(0.0, 1.0, clock)[1]  # memory-bound seconds stretch by this
+        comp_t, f = comp / clock, clock**CLOCK_POWER_EXPONENT
+        extra_mem = (self.memory_w - self.idle_w) * (1 - MEMORY_CLOCK_SHARE + MEMORY_CLOCK_SHARE * f)
+        a, b = comp_t + other - (comp + other) * sf, sf
+        e0 = self.idle_w * a + comp_t * (self.compute_w - self.idle_w) * f - extra_mem * sf * (comp + other)
+        return a, b, e0, self.idle_w * b + extra_mem * sf
+
     @property
     def min_cap_w(self) -> float:
         """The lowest cap every iteration can keep: compute- or memory-bound work at the lowest clock."""

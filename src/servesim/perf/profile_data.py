@@ -75,7 +75,8 @@ class Grid2D:
         self.keys = sorted(rows)
         self._brackets: dict = {}
 
-    def _bracket(self, a: float):
+    def bracket(self, a: float) -> tuple[Curve, Curve | None, float]:
+        """The row curves that value `a` of the first key interpolates between, and the weight of the second."""
         hit = self._brackets.get(a)
         if hit is None:
             keys = self.keys
@@ -92,7 +93,7 @@ class Grid2D:
 
     def __call__(self, a: float, b):
         """Linear in both keys; flat below the first key, extrapolated past the last."""
-        c0, c1, w = self._bracket(a)
+        c0, c1, w = self.bracket(a)
         t0 = c0(b)
         return t0 if c1 is None else t0 + (c1(b) - t0) * w
 

@@ -79,13 +79,13 @@ class ProfiledModel(RooflineModel):
         seconds = seconds + ew("rms_norm", T, m.hidden)  # final norm
         return seconds, super()._elementwise(T)[1]
 
-    def _attention_parts(self, b: Batch):
-        dt, pt, ot, f, nb = super()._attention_parts(b)
+    def _attention_seconds(self, b: Batch) -> tuple[float, float, float]:
+        dt, pt, ot = super()._attention_seconds(b)
         if b.prefill_lens and b.num_decodes:  # a mixed batch joins the prefill and decode attention outputs
             ot += self.model.layers * float(
                 self.profile.elementwise_time("concat", b.num_tokens, self.hq * self.model.head_dim)
             )
-        return dt, pt, ot, f, nb
+        return dt, pt, ot
 
     def _kv_write(self, op: str, tokens) -> float:
         """Storing K and V of `tokens` new tokens in every layer's cache."""
@@ -95,19 +95,25 @@ class ProfiledModel(RooflineModel):
         grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
         if grid is None:
             return super()._decode_attention(n, ctx_sum)
-        attn = self.model.layers * grid(n, np.asarray(ctx_sum, dtype=float) / n)
+        attn = self.model.layers * grid(n, ctx_sum / n)  # ctx_sum: a number or an array
         fixed = self._decode_extra.get(n)
         if fixed is None:  # depends on the request count only
             fixed = self._decode_extra[n] = self._decode_fixed(n) + float(self._kv_write("write_kv_decode", n))
         return attn + fixed
 
-    def _prefill_attention(self, b: Batch) -> tuple[float, float, float]:
-        t, f, nb = super()._prefill_attention(b)
+    def _decode_breaks(self, n: int) -> list[float]:
+        grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
+        if grid is None:
+            return super()._decode_breaks(n)
+        c0, c1, _ = grid.bracket(n)
+        return c0.xs + (c1.xs if c1 is not None else [])
+
+    def _prefill_seconds(self, b: Batch) -> float:
         grid = self.profile.prefill.get(self.layout) if self.measured_dtype else None
-        if grid is not None:
-            t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
-            t += float(self._kv_write("write_kv", b.num_prefill_tokens))
-        return t, f, nb
+        if grid is None:
+            return super()._prefill_seconds(b)
+        t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
+        return t + float(self._kv_write("write_kv", b.num_prefill_tokens))
 
 
 def load_profile_for(gpu: str, profile_dir: str | Path | None = None) -> Profile | None:

@@ -13,7 +13,7 @@ import numpy as np
 from servesim.hardware import GPUSpec
 from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
-from servesim.perf.base import OpCost, PerfModel
+from servesim.perf.base import FAR, DecodeCurve, OpCost, PerfModel
 from servesim.perf.batch import Batch
 
 
@@ -77,6 +77,7 @@ class RooflineModel(PerfModel):
         self._bound_tables: dict[str, np.ndarray] = {}  # their compute- and memory-bound parts
         self._seq_table = np.zeros(1)  # seconds of per-sequence operators, by sequence count
         self._dec_fixed: dict[int, float] = {}
+        self._curves: dict[int, DecodeCurve] = {}
 
     # ----- primitives (vectorised over the row count) -----
     def _gemm(self, rows, n: int, k: int, count=1.0):
@@ -238,7 +239,7 @@ class RooflineModel(PerfModel):
         T = batch.num_decodes + sum(batch.prefill_lens)
         S = batch.num_decodes + len(batch.prefill_lens)
         tok, seq = self._bounds(T, S)
-        dt, pt, ot, _, _ = self._attention_parts(batch)
+        dt, pt, ot = self._attention_seconds(batch)
         comp = float(tok[0, T] + seq[0, S]) + pt
         mem = float(tok[1, T] + seq[1, S]) + dt + ot
         return comp, mem, float(self._tok_table[T] + self._seq_table[S]) + dt + pt + ot - comp - mem
@@ -270,36 +271,44 @@ class RooflineModel(PerfModel):
         per_layer = np.maximum(fc * ctx_sum / self.attn_peak, (bc * ctx_sum + br * n) / self.bw)
         return self.model.layers * (per_layer + self.p.kernel_overhead_s) + self._decode_fixed(n)
 
-    def _prefill_attention(self, b: Batch) -> tuple[float, float, float]:
-        """(seconds, flops, bytes) of the prefill chunks' attention over all layers."""
+    def _prefill_terms(self, b: Batch) -> tuple[tuple, float, float]:
+        """MLA's latent up-projection as (seconds, flops, bytes), zeros otherwise, and the prefill chunks'
+        attention flops and bytes per layer."""
         m, L = self.model, self.model.layers
         pairs, new, kv_tok = b.prefill_pairs, b.num_prefill_tokens, b.prefill_kv_tokens
-        t = f = nb = 0.0
         if m.is_mla:  # prefill decompresses the latent cache, then runs ordinary attention
             width = m.qk_nope_dim + m.qk_rope_dim + m.v_head_dim
             pf = 2.0 * self.hq * width * pairs
             pb = (kv_tok * self.hq * width + new * self.hq * width) * self.wb
             up = self._gemm(kv_tok, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, L)
-            t, f, nb = float(up[0]), float(up[1]), float(up[2])
-        else:
-            pf = 4.0 * self.hq * m.head_dim * pairs
-            pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.wb
-        t += L * (max(pf / self.attn_peak, pb / self.bw) + self.p.kernel_overhead_s)
-        return t, f + L * pf, nb + L * pb
+            return (float(up[0]), float(up[1]), float(up[2])), pf, pb
+        pf = 4.0 * self.hq * m.head_dim * pairs
+        pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.wb
+        return (0.0, 0.0, 0.0), pf, pb
+
+    def _prefill_seconds(self, b: Batch) -> float:
+        """Seconds of the prefill chunks' attention over all layers."""
+        up, pf, pb = self._prefill_terms(b)
+        return up[0] + self.model.layers * (max(pf / self.attn_peak, pb / self.bw) + self.p.kernel_overhead_s)
+
+    def _attention_seconds(self, b: Batch) -> tuple[float, float, float]:
+        """(decode, prefill, other) seconds of the batch's attention."""
+        dt = float(self._decode_attention(b.num_decodes, b.decode_ctx_sum)) if b.num_decodes else 0.0
+        return dt, self._prefill_seconds(b) if b.prefill_lens else 0.0, 0.0
 
     def _attention_parts(self, b: Batch) -> tuple[float, float, float, float, float]:
         """(decode seconds, prefill seconds, other seconds, flops, bytes) of the batch's attention."""
         L = self.model.layers
-        dt = pt = f = nb = 0.0
+        dt, pt, ot = self._attention_seconds(b)
+        f = nb = 0.0
         if b.num_decodes:
             fc, bc, br = self._decode_attn_coeffs()
-            dt = float(self._decode_attention(b.num_decodes, b.decode_ctx_sum))
             f += L * fc * b.decode_ctx_sum
             nb += L * (bc * b.decode_ctx_sum + br * b.num_decodes)
         if b.prefill_lens:
-            pt, pf, pb = self._prefill_attention(b)
-            f, nb = f + pf, nb + pb
-        return dt, pt, 0.0, f, nb
+            up, pf, pb = self._prefill_terms(b)
+            f, nb = f + up[1] + L * pf, nb + up[2] + L * pb
+        return dt, pt, ot, f, nb
 
     def _attention(self, b: Batch) -> OpCost:
         dt, pt, ot, f, nb = self._attention_parts(b)
@@ -315,8 +324,19 @@ class RooflineModel(PerfModel):
         ops.insert(2, self._attention(batch))
         return ops
 
-    def decode_split(self, n: int, ctx_sums: np.ndarray) -> tuple[float, np.ndarray, float]:
-        tok, seq = self._bounds(n, n)
-        comp, mem_const = float(tok[0, n] + seq[0, n]), float(tok[1, n] + seq[1, n])
-        const = float(self._tok_table[n] + self._seq_table[n])
-        return comp, mem_const + self._decode_attention(n, ctx_sums), const - comp - mem_const
+    def _decode_breaks(self, n: int) -> list[float]:
+        """Mean contexts at which decode attention's slope changes: where compute overtakes memory."""
+        fc, bc, br = self._decode_attn_coeffs()
+        compute, memory = fc / self.attn_peak, bc / self.bw  # per context token
+        return [0.0, br / self.bw / (compute - memory)] if compute > memory else [0.0]
+
+    def decode_curve(self, n: int) -> DecodeCurve:
+        curve = self._curves.get(n)
+        if curve is None:
+            tok, seq = self._bounds(n, n)
+            comp, mem_const = float(tok[0, n] + seq[0, n]), float(tok[1, n] + seq[1, n])
+            other = float(self._tok_table[n] + self._seq_table[n]) - comp - mem_const
+            xs = np.array(sorted(set(self._decode_breaks(n))) + [FAR])
+            seconds = comp + other + mem_const + self._decode_attention(n, n * xs)
+            curve = self._curves[n] = DecodeCurve(comp, other, xs, seconds)
+        return curve

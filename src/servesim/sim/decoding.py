@@ -27,7 +27,6 @@ class DecodingSet:
     def add(self, req: Request, it: int) -> None:
         """Start decoding at iteration `it`; the prefill's token is already counted."""
         req.base = req.computed - it
-        req.dec_first = it
         req.finish_it = it - 1 + req.output_len - req.generated
         req.epoch += 1
         req.decoding = True
@@ -83,14 +82,17 @@ class DecodingSet:
         """New blocks needed over `count` iterations from `start`."""
         if count <= 0 or not self.n:
             return 0
-        full, rest = divmod(count, self.B)
-        return full * self.n + sum(self._needs(start)[:rest])
+        B, phase = self.B, self.phase
+        full, rest = divmod(count, B)
+        return full * self.n + sum(phase[(-j) % B] for j in range(start, start + rest))
 
-    def iterations_fitting(self, start: int, free: int) -> int:
-        """How many iterations from `start` can run before growth exceeds `free` blocks."""
+    def iterations_fitting(self, start: int, free: int, enough: int = 1 << 62) -> int:
+        """How many iterations from `start` can run before growth exceeds `free` blocks (or at least `enough`)."""
         if not self.n:
             return 1 << 62
         full, rem = divmod(free, self.n)
+        if full * self.B >= enough:  # whole block rounds for every request cover it
+            return full * self.B
         k = 0
         for need in self._needs(start):
             rem -= need

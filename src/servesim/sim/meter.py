@@ -1,8 +1,8 @@
 """What a replica's iterations cost: their end times, energy and GPU cost, and a log of steps.
 
 Each iteration's energy and cost are shared among the tokens it processed. The meter keeps
-running sums of one token's share per iteration, so a decoding request's share over any
-stint of iterations is one subtraction when the stint ends (`charge`).
+running sums of one token's share, so a decoding request's share over a stint of
+iterations is one subtraction when the stint ends (`mark`, then `charge`).
 """
 
 from __future__ import annotations
@@ -15,61 +15,101 @@ from servesim.sim.request import Request
 class StepLog:
     """Per-step records: a mixed iteration or a run of decode iterations (energy in joules, all GPUs)."""
 
-    __slots__ = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy")
+    FIELDS = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy")
 
     def __init__(self):
-        for name in self.__slots__:
-            setattr(self, name, [])
-
-    def add(self, start, end, iters, seqs, tokens, kv_used, waiting, energy):
-        self.energy.append(energy)
-        self.start.append(start)
-        self.end.append(end)
-        self.iters.append(iters)
-        self.seqs.append(seqs)
-        self.tokens.append(tokens)
-        self.kv_used.append(kv_used)
-        self.waiting.append(waiting)
+        self.rows: list[tuple] = []
+        self.add = self.rows.append  # one tuple of FIELDS per step
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(getattr(self, name)) for name in self.__slots__}
+        cols = list(zip(*self.rows, strict=True)) or [()] * len(self.FIELDS)
+        return {name: np.asarray(col) for name, col in zip(self.FIELDS, cols, strict=True)}
 
 
 class Meter:
-    def __init__(self):
+    """Iteration end times, energy and GPU cost of one replica's iterations.
+
+    A run of decode iterations is recorded by its closed form (`DecodeCurve.run`); the end
+    time of each of its iterations is written out, all runs at once, when `iter_end` is read.
+    """
+
+    def __init__(self, usd_per_s: float = 0.0):
+        self.usd_per_s = usd_per_s  # GPU cost of the replica per second
         self.energy_j = 0.0  # energy of all iterations so far, all GPUs
         self.busy_s = 0.0
-        self.iter_end = np.empty(4096)
-        # running sums over iterations of one token's share of energy and cost
-        self.cum_j = np.empty(4096)
-        self.cum_usd = np.empty(4096)
+        # one token's share of energy and cost, summed over all iterations so far
+        self.cum_j = self.cum_usd = 0.0
+        self._ends = np.empty(4096)
+        self._runs: list[tuple] = []  # decode runs whose iteration ends are not written out yet
         self.log = StepLog()
 
-    def record(self, start: int, ends, j_per_token, usd_per_token) -> None:
-        """Store iteration end times and per-token energy and cost from iteration `start` on."""
-        stop = start + len(ends)
-        if stop > len(self.iter_end):
-            size = max(stop, 2 * len(self.iter_end))
-            for name in ("iter_end", "cum_j", "cum_usd"):
-                grown = np.empty(size)
-                grown[:start] = getattr(self, name)[:start]
-                setattr(self, name, grown)
-        before_j = self.cum_j[start - 1] if start else 0.0
-        before_usd = self.cum_usd[start - 1] if start else 0.0
-        if stop == start + 1:  # one iteration: skip numpy's per-call overhead
-            self.iter_end[start] = ends[0]
-            self.cum_j[start] = before_j + j_per_token[0]
-            self.cum_usd[start] = before_usd + usd_per_token[0]
-            return
-        self.iter_end[start:stop] = ends
-        self.cum_j[start:stop] = before_j + np.cumsum(j_per_token)
-        self.cum_usd[start:stop] = before_usd + np.cumsum(usd_per_token)
+    def step(self, it: int, t: float, seconds: float, energy: float, tokens: int) -> tuple[float, float]:
+        """Iteration `it`, ending at t; returns one token's share of its energy and cost."""
+        if it >= len(self._ends):
+            self._ends = np.concatenate([self._ends, np.empty(max(it + 1, len(self._ends)))])
+        self._ends[it] = t
+        jpt, usdpt = energy / tokens, seconds * self.usd_per_s / tokens
+        self._add(seconds, energy, jpt, usdpt)
+        return jpt, usdpt
 
-    def charge(self, req: Request, first: int, last: int) -> None:
-        """Give a decoding request its token's share of iterations first..last."""
-        if last < first:
-            return
-        before_j = self.cum_j[first - 1] if first else 0.0
-        before_usd = self.cum_usd[first - 1] if first else 0.0
-        req.decode_j += float(self.cum_j[last] - before_j)
-        req.decode_usd += float(self.cum_usd[last] - before_usd)
+    def run(self, j0: int, k: int, start: float, x0: float, curve, scale: tuple[float, float], energy: float,
+            seconds: float, n: int) -> None:  # fmt: skip
+        """k decode iterations of n requests from iteration j0, as `curve.run(x0, k, scale=scale)` prices them."""
+        self._runs.append((j0, k, start, x0, scale[0], scale[1], start + seconds, curve))
+        self._add(seconds, energy, energy / n, seconds * self.usd_per_s / n)
+
+    def _add(self, seconds: float, energy: float, jpt: float, usdpt: float) -> None:
+        self.energy_j += energy
+        self.busy_s += seconds
+        self.cum_j += jpt
+        self.cum_usd += usdpt
+
+    # ----- decode stints -----
+    def mark(self, req: Request) -> None:
+        """A request starts decoding: remember the running sums."""
+        req.j_mark, req.usd_mark = self.cum_j, self.cum_usd
+
+    def charge(self, req: Request) -> None:
+        """A request stops decoding: give it its token's share of the iterations since `mark`."""
+        req.decode_j += self.cum_j - req.j_mark
+        req.decode_usd += self.cum_usd - req.usd_mark
+
+    # ----- iteration end times -----
+    @property
+    def iter_end(self) -> np.ndarray:
+        """End time of every iteration so far (and unused room after them)."""
+        if self._runs:
+            self._write_runs()
+        return self._ends
+
+    def _write_runs(self) -> None:
+        """Every pending run's iteration ends, vectorised over all runs (grouped by their curve)."""
+        runs, self._runs = self._runs, []
+        cols = list(zip(*runs, strict=True))
+        j0, k = np.array(cols[0]), np.array(cols[1])
+        start, x0, a, b, t_end = (np.array(c, dtype=float) for c in cols[2:7])
+        first = np.cumsum(k) - k  # each run's first position in the flat arrays
+        rep = np.repeat(np.arange(len(runs)), k)
+        m = np.arange(len(rep)) - first[rep]
+        x = x0[rep] + m
+        ids: dict[int, int] = {}  # curve -> group
+        curves = []
+        for c in cols[7]:
+            if id(c) not in ids:
+                ids[id(c)] = len(curves)
+                curves.append(c)
+        group = np.array([ids[id(c)] for c in cols[7]])[rep]
+        order = np.argsort(group, kind="stable")
+        seconds = np.empty(len(rep))
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(group, minlength=len(curves)))))
+        for g, curve in enumerate(curves):
+            idx = order[bounds[g] : bounds[g + 1]]
+            seconds[idx] = curve.times(x[idx])
+        cs = np.cumsum(a[rep] + b[rep] * seconds)
+        before = np.concatenate(([0.0], cs))[first]
+        ends = start[rep] + (cs - before[rep])
+        ends[first + k - 1] = t_end  # the end the simulation went on from
+        stop = int((j0 + k).max())
+        if stop > len(self._ends):
+            self._ends = np.concatenate([self._ends, np.empty(max(stop, len(self._ends)))])
+        self._ends[j0[rep] + m] = ends

@@ -21,7 +21,7 @@ from servesim.sim.request import Request
 from servesim.sim.scheduler import SCHEDULERS
 from servesim.sim.state import ReplicaState
 
-MAX_RUN = 4096  # iterations advanced in one decode run at most
+MAX_RUN = 1 << 20  # iterations advanced in one decode run at most
 
 
 class Replica:
@@ -32,7 +32,8 @@ class Replica:
         self.power, self.gpus = power, gpus  # each GPU of the replica draws `power`
         self.usd_per_s = price_per_hour * gpus / 3600
         self.cap_w: float | None = None  # per-GPU power cap in force
-        self.meter = Meter()
+        self.meter = Meter(self.usd_per_s)
+        self._full_clock: dict[int, tuple] = {}  # request count -> power.linear of its decode iterations
         policy = SCHEDULERS.get(engine.scheduler)
         opts = policy.configure(engine)
         self.state = ReplicaState(num_blocks, engine.block_size, engine.enable_prefix_caching, unit_tokens,
@@ -114,10 +115,7 @@ class Replica:
         dt, watts = self._price(*self.perf.split(batch))
         t = s.now + dt
         energy, tokens = watts * dt * self.gpus, batch.num_tokens
-        jpt, usdpt = energy / tokens, dt * self.usd_per_s / tokens
-        meter.record(it, (t,), (jpt,), (usdpt,))
-        meter.energy_j += energy
-        meter.busy_s += dt
+        jpt, usdpt = meter.step(it, t, dt, energy, tokens)
         s.decodes_reserved = False
         for req, chunk in plan:
             req.prefill_j += chunk * jpt
@@ -140,38 +138,43 @@ class Replica:
         s.it = it + 1
         for req in dec.pop_finished(it):
             s.finish(req, t)
-        meter.log.add(s.now, t, 1, batch.num_seqs, tokens, kv.used, len(s.waiting), energy)
+        meter.log.add((s.now, t, 1, batch.num_seqs, tokens, kv.used, len(s.waiting), energy))
         s.now = t
+
+    def _run_power(self, curve, n: int, x0: float, k: int) -> tuple[float, float, float, float]:
+        """`PowerModel.linear` for a run of k decode iterations: at full clock, or under the power cap."""
+        if self.cap_w is None:
+            lin = self._full_clock.get(n)
+            if lin is None:
+                lin = self._full_clock[n] = self.power.linear(curve.comp, curve.other)
+            return lin
+        # the most power-hungry iteration of a run sets its clock: at low clocks that is the most memory-bound one
+        fixed = curve.comp + curve.other
+        clock = min(self.power.clock_for(curve.comp, float(curve.times(x)) - fixed, curve.other, self.cap_w)
+                    for x in (x0, x0 + k - 1))  # fmt: skip
+        return self.power.linear(curve.comp, curve.other, clock)
 
     def _decode_run(self, next_arrival: float | None, until: float = math.inf) -> None:
         s, meter = self.state, self.meter
-        dec, kv, j0 = s.dec, s.kv, s.it
+        dec, kv, j0, now = s.dec, s.kv, s.it, s.now
         n = dec.n
-        k = min(dec.next_finish() - j0 + 1, 1 + dec.iterations_fitting(j0 + 1, kv.free()), MAX_RUN)
-        if self.scheduler.preempted:
-            k = 1  # freed room may admit waiting requests next step
-        ctx = dec.base_sum + n * (j0 + 1 + np.arange(k))
-        times, watts = self._price(*self.perf.decode_split(n, ctx))
-        ends = s.now + np.cumsum(times)
+        k = 1 if self.scheduler.preempted else min(dec.next_finish() - j0 + 1, MAX_RUN)
+        k = min(k, 1 + dec.iterations_fitting(j0 + 1, kv.free(), k))
         horizon = until  # the caller needs this replica's state at `until`
         if next_arrival is not None and self.scheduler.arrivals_matter():
             horizon = min(horizon, next_arrival)
-        if horizon < math.inf:
-            first = int(np.searchsorted(ends, horizon))
-            if first < k:
-                k = first + 1
-                ends, times, watts = ends[:k], times[:k], watts[:k]
+        curve = self.perf.decode_curve(n)
+        x0 = dec.base_sum / n + j0 + 1  # mean context of the first iteration; it grows by one per iteration
+        a, b, e0, e1 = self._run_power(curve, n, x0, k)
+        k, total, elapsed = curve.run(x0, k, horizon - now, (a, b))
         if not kv.allocate(dec.blocks_needed(j0 + 1, k - 1)):
             raise RuntimeError("decode run outgrew the KV cache")
-        energy = watts * times * self.gpus
-        meter.record(j0, ends, energy / n, times * (self.usd_per_s / n))
-        run_energy = float(energy.sum())
-        meter.energy_j += run_energy
-        meter.busy_s += float(times.sum())
+        energy = self.gpus * (k * e0 + e1 * total)
+        meter.run(j0, k, now, x0, curve, (a, b), energy, elapsed, n)
         s.decodes_reserved = False
         s.it = j0 + k
-        t = float(ends[-1])
+        t = now + elapsed
         for req in dec.pop_finished(s.it - 1):
             s.finish(req, t)
-        meter.log.add(s.now, t, k, n, n, kv.used, len(s.waiting), run_energy)
+        meter.log.add((now, t, k, n, n, kv.used, len(s.waiting), energy))
         s.now = t

@@ -17,7 +17,7 @@ class Request:
         "base", "finish_it", "epoch", "decoding",
         "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
         "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s", "migrations",
-        "dec_first", "prefill_j", "decode_j", "prefill_usd", "decode_usd",
+        "j_mark", "usd_mark", "prefill_j", "decode_j", "prefill_usd", "decode_usd",
     )  # fmt: skip
 
     def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
@@ -47,7 +47,7 @@ class Request:
         self.kv_ready = False  # its KV cache arrives with it (disaggregated decode)
         self.transfer_s: float | None = None
         self.migrations = 0
-        self.dec_first = 0  # first iteration of the current decoding stint
+        self.j_mark = self.usd_mark = 0.0  # the meter's running sums when its decoding stint began
         # energy and GPU cost of the iterations it took part in, shared among their tokens
         self.prefill_j = self.decode_j = self.prefill_usd = self.decode_usd = 0.0
 

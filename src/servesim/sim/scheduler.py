@@ -105,7 +105,7 @@ class Scheduler:
     def admit_transferred(self) -> None:
         """Start waiting requests whose KV cache was transferred in: they decode from this iteration."""
         s = self.state
-        if self.preempted:
+        if self.preempted or not s.landed:
             return
         for req in [q for q in s.waiting if q.kv_ready]:
             if not s.start_decoding(req):

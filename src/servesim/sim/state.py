@@ -40,6 +40,7 @@ class ReplicaState:
         self.waiting = waiting if waiting is not None else FCFSQueue()
         self.running: dict[int, Request] = {}  # in admission order
         self.prefilling: list[Request] = []  # running requests still computing their prompt
+        self.landed = 0  # waiting requests whose KV cache came with them
         self.it = 0  # iterations run so far
         self.decodes_reserved = False  # this iteration's decode blocks are already taken
         self.now = 0.0
@@ -83,7 +84,9 @@ class ReplicaState:
         """Queue the handed-over requests whose time has come."""
         incoming, now = self.incoming, self.now
         while incoming and incoming[0].ready <= now:
-            self.waiting.push(incoming.popleft())
+            req = incoming.popleft()
+            self.landed += req.kv_ready
+            self.waiting.push(req)
 
     def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
         """Start waiting request `req` with a prefill chunk of up to `budget` tokens, its cached prefix
@@ -128,10 +131,11 @@ class ReplicaState:
             return False
         self.waiting.remove(req)
         req.kv_ready = False
+        self.landed -= 1
         req.blocks = req.shared_blocks = 0
         req.entries = []
         self.running[req.id] = req
-        self.dec.add(req, self.it)
+        self.decode_from(req, self.it)
         req.seg_start = self.it
         return True
 
@@ -155,7 +159,9 @@ class ReplicaState:
             self._cache_prompt(req)
 
     def decode_from(self, req: Request, it: int) -> None:
+        """Start decoding at iteration `it` (every earlier iteration is metered)."""
         self.dec.add(req, it)
+        self.meter.mark(req)
 
     def finish(self, req: Request, t: float) -> None:
         self.hand_off(req)
@@ -186,7 +192,7 @@ class ReplicaState:
     def _end_stint(self, req: Request) -> None:
         last = self.it - 1
         req.generated = req.output_len - req.finish_it + last
-        self.meter.charge(req, req.dec_first, last)
+        self.meter.charge(req)
         req.segments.append((self.rid, req.seg_start, last))
         self.dec.remove(req)
 
@@ -209,6 +215,7 @@ class ReplicaState:
         decoding = [q for q in self.running.values() if q.decoding]
         assert [q for q in self.running.values() if not q.decoding] == self.prefilling
         assert not any(q.id in self.running for q in self.waiting)
+        assert self.landed == sum(q.kv_ready for q in self.waiting)
         assert dec.n == len(decoding)
         assert dec.base_sum == sum(q.base for q in decoding)
         assert dec.phase == [sum(1 for q in decoding if q.base % B == p) for p in range(B)]
