@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.config import Scenario
-from servesim.metrics import itl_table, pool_stats, request_records, summarize, summary_stats, token_times
+from servesim.metrics import Records, itl_table, pool_stats, request_records, summarize, summary_stats, token_times
 from servesim.metrics.energy import energy_cost_summary, power_series
 from servesim.perf.profiled import describe
 from servesim.sim.deployment import build, plan
@@ -19,6 +19,9 @@ from servesim.sim.memory import MemoryPlan
 from servesim.sim.power_control import PowerController
 from servesim.sim.request import Request
 from servesim.workload import generate
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _memory(m: MemoryPlan) -> dict:
@@ -60,8 +63,10 @@ class Result:
 
     def power_series(self, bin_s: float = 1.0) -> pd.DataFrame:
         """Mean power per replica and for the cluster (with hosts) in each `bin_s` window."""
+        import pandas as pd
+
         idle = [r["idle_w"] * r["gpus"] for r in self.replica_info]
-        return power_series(self.replica_steps, idle, self.host_w, self.summary()["duration_s"], bin_s)
+        return pd.DataFrame(power_series(self.replica_steps, idle, self.host_w, self.summary()["duration_s"], bin_s))
 
     @property
     def memory(self) -> MemoryPlan:
@@ -78,9 +83,16 @@ class Result:
         return itl_table(self.raw_requests, self.iter_ends)
 
     @cached_property
+    def records(self) -> Records:
+        """One entry per request in each column (numpy arrays): what `requests` holds."""
+        return request_records(self.raw_requests, self._itls)
+
+    @cached_property
     def requests(self) -> pd.DataFrame:
         """One row per request: times in seconds, lengths, preemptions, cached tokens, replica."""
-        return request_records(self.raw_requests, self._itls)
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
 
     def token_times(self, request_id: int) -> np.ndarray:
         return token_times(self.raw_requests[request_id], self.iter_ends)
@@ -88,13 +100,13 @@ class Result:
     def summary(self) -> dict:
         if self._summary is None:
             blocks = [m.num_blocks for m in self.memories]
-            s = summarize(self.requests, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate)
+            s = summarize(self.records, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate)
             s["perf_model"] = self.perf_model
             if self.notes:
                 s["notes"] = self.notes
             if self.power_control:
                 s["power_control"] = self.power_control
-            s.update(energy_cost_summary(self.requests, self.replica_steps, self.replica_info, s["duration_s"],
+            s.update(energy_cost_summary(self.records, self.replica_steps, self.replica_info, s["duration_s"],
                                          self.host_w))  # fmt: skip
             s["memory"] = _memory(self.memory)
             if self.pools:
@@ -106,7 +118,7 @@ class Result:
                 s["pools"] = pool_stats(s["replicas"], self.pools, served)
                 for name, ids in self.pools.items():
                     s["pools"][name]["avg_power_w"] = sum(s["energy"]["replica_avg_power_w"][i] for i in ids)
-                s["kv_transfer_ms"] = summary_stats(self.requests.kv_transfer_s.dropna())
+                s["kv_transfer_ms"] = summary_stats(self.records.kv_transfer_s)  # (NaN where none)
             self._summary = s
         return self._summary
 

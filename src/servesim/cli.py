@@ -1,6 +1,6 @@
 """The `servesim` command line: flags in, the library's answers out. No modelling happens here."""
 
-from __future__ import annotations
+# (no `from __future__ import annotations`: typer would evaluate every annotation string at start-up)
 
 import functools
 import json
@@ -60,11 +60,14 @@ def _names(kind: str) -> str:
 
 def _write_views(result, report: Path | None, report_fn: str, trace_out: Path | None, trace_fn: str) -> None:
     """Write the HTML report and the Chrome trace that were asked for (report/html.py, report/trace.py)."""
-    from servesim.report import html, trace
+    if report:
+        from servesim.report import html
 
-    for path, writer in ((report, getattr(html, report_fn)), (trace_out, getattr(trace, trace_fn))):
-        if path:
-            err.print(f"wrote {writer(result, path)}", highlight=False)
+        err.print(f"wrote {getattr(html, report_fn)(result, report)}", highlight=False)
+    if trace_out:
+        from servesim.report import trace
+
+        err.print(f"wrote {getattr(trace, trace_fn)(result, trace_out)}", highlight=False)
 
 
 Opt = typer.Option

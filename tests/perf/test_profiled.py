@@ -43,15 +43,15 @@ def test_shipped_profile(profile):
 
 
 def test_interpolation_is_exact_on_measured_points(profile):
-    raw = profile.raw["gemm.csv"]
+    raw = pd.DataFrame(profile.raw["gemm.csv"])
     for (n, k), part in list(raw.groupby(["n", "k"]))[:20]:
         part = part.sort_values("m")
         measured = part.seconds.to_numpy()
         cleaned = np.maximum.accumulate(measured)
-        assert np.allclose(profile.gemm_time(part.m.to_numpy(float), n, k), cleaned, rtol=1e-12)
+        assert np.allclose(profile.gemm_time(part.m.to_numpy(float), int(n), int(k)), cleaned, rtol=1e-12)
         kept = measured == cleaned  # points no earlier point exceeds are returned as measured
         assert kept[0] and kept[-1] and np.array_equal(cleaned[kept], measured[kept])
-    dec = profile.raw["attention_decode.csv"]
+    dec = pd.DataFrame(profile.raw["attention_decode.csv"])
     row = dec[(dec.hq == 32) & (dec.hkv == 8) & (dec.batch == 64) & (dec.ctx == 2048)].seconds.item()
     assert float(profile.decode[(32, 8, 128)](64, 2048.0)) == pytest.approx(row, rel=0.05)  # exact unless cleaned
 
@@ -200,3 +200,16 @@ def test_long_context_decode_is_priced_as_engines_run_it():
     spec, gpu = get_model("llama-3.1-8b"), get_gpu("h100-sxm")
     df = compare(long, {"profiled": make_perf_model(spec, gpu)})
     assert df.profiled_ape.max() < 5.0
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h200"])
+def test_stored_roofline_fit_is_the_fit_of_the_shipped_tables(gpu):
+    """The fit kept beside a shipped profile (to spare each run its search) is what the search gives."""
+    from servesim.hardware import get_gpu
+    from servesim.perf.profile_data import find_profile, load_profile
+    from servesim.perf.profiled import FIT_FILE, _fit, fitted_params
+
+    profile, spec = load_profile(find_profile(gpu)), get_gpu(gpu)
+    stored = json.loads((profile.path / FIT_FILE).read_text())
+    assert stored["key"]["tables"] == profile.digest  # not stale
+    assert fitted_params(profile, spec) == _fit(profile, spec.peak_flops("bf16"), spec.mem_bw_gbs * 1e9)

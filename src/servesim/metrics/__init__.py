@@ -1,6 +1,7 @@
 """Metrics: per-request records and summaries as `vllm bench serve` defines them."""
 
 from servesim.metrics.summary import (
+    Records,
     good_mask,
     itl_table,
     pool_stats,
@@ -10,4 +11,6 @@ from servesim.metrics.summary import (
     token_times,
 )
 
-__all__ = ["good_mask", "itl_table", "pool_stats", "request_records", "summarize", "summary_stats", "token_times"]
+__all__ = [
+    "Records", "good_mask", "itl_table", "pool_stats", "request_records", "summarize", "summary_stats", "token_times",
+]  # fmt: skip

@@ -10,7 +10,6 @@ tokens carry the input share, decode tokens the output share; what no token carr
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def _cumulative(steps: dict, idle_w: float, duration: float) -> tuple[np.ndarray, np.ndarray]:
@@ -27,7 +26,7 @@ def _cumulative(steps: dict, idle_w: float, duration: float) -> tuple[np.ndarray
 
 
 def power_series(replica_steps: list[dict], idle_w: list[float], host_w: float, duration: float,
-                 bin_s: float = 1.0) -> pd.DataFrame:  # fmt: skip
+                 bin_s: float = 1.0) -> dict[str, np.ndarray]:  # fmt: skip
     """Mean power (W) in each `bin_s` window: per replica (all its GPUs) and for the cluster with hosts."""
     edges = np.arange(0.0, max(duration, bin_s) + bin_s, bin_s)
     out = {"time_s": edges[:-1]}
@@ -38,13 +37,13 @@ def power_series(replica_steps: list[dict], idle_w: list[float], host_w: float, 
         out[f"replica_{i}_w"] = watts
         total = total + watts
     out["cluster_w"] = total
-    return pd.DataFrame(out)
+    return out
 
 
-def energy_cost_summary(df: pd.DataFrame, replica_steps: list[dict], info: list[dict], duration: float,
+def energy_cost_summary(df, replica_steps: list[dict], info: list[dict], duration: float,
                         host_w: float) -> dict:  # fmt: skip
     """The run's energy, power and cost (info: per replica gpus, idle_w, usd_per_s, busy_s)."""
-    done = df[df.completed]
+    done = df.select(df.completed)
     in_tok, out_tok = int(done.input_len.sum()), int(done.output_len.sum())
     busy_j = float(sum(s["energy"].sum() for s in replica_steps))
     idle_j = float(sum(r["idle_w"] * r["gpus"] * max(duration - r["busy_s"], 0.0) for r in info))
@@ -61,13 +60,13 @@ def energy_cost_summary(df: pd.DataFrame, replica_steps: list[dict], info: list[
             "gpu_busy_j": busy_j,
             "gpu_idle_j": idle_j,
             "host_j": host_j,
-            "j_per_request": total_j / len(done) if len(done) else None,
+            "j_per_request": total_j / done.rows if done.rows else None,
             "j_per_input_token": float(done.prefill_j.sum()) / in_tok if in_tok else None,
             "j_per_output_token": float(done.decode_j.sum()) / out_tok if out_tok else None,
             "tokens_per_j": (in_tok + out_tok) / total_j if total_j else None,
             "output_tokens_per_j": out_tok / total_j if total_j else None,
             "avg_power_w": total_j / duration if duration else 0.0,
-            "peak_power_w": float(series.cluster_w.max()),
+            "peak_power_w": float(series["cluster_w"].max()),
             "avg_power_per_gpu_w": (busy_j + idle_j) / (gpus * duration) if duration else 0.0,
             "replica_avg_power_w": [float(series[f"replica_{i}_w"].mean()) for i in range(len(info))],
             "replica_peak_power_w": [float(series[f"replica_{i}_w"].max()) for i in range(len(info))],

@@ -9,14 +9,14 @@ arrival (t = 0) to the last finish. Goodput: requests meeting every SLO, per sec
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from servesim.config import SLO
+from servesim.records import Records
 
 PERCENTILES = (50, 90, 99)
 
 
-def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> Records:
     """One row per request, with ITL statistics from `itl_table(requests, ...)`."""
     cols = {
         "request_id": [r.id for r in requests],
@@ -38,16 +38,17 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
         "prefill_usd": [r.prefill_usd for r in requests],
         "decode_usd": [r.decode_usd for r in requests],
     }
-    df = pd.DataFrame(cols)
-    for c in ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s"):
-        df[c] = df[c].astype(float)
+    df = Records({k: np.array(v, dtype=float if k in OPTIONAL_TIMES else None) for k, v in cols.items()})
+    if not len(requests):
+        df.update({k: np.empty(0, dtype=int if k in INT_COLUMNS else bool if k in FLAGS else float) for k in cols})
     df["energy_j"] = df.prefill_j + df.decode_j
     df["cost_usd"] = df.prefill_usd + df.decode_usd
     df["ttft_s"] = df.first_token_s - df.arrival_s
     df["e2el_s"] = df.finish_s - df.arrival_s
     df["queue_s"] = df.first_scheduled_s - df.arrival_s
     multi = df.output_len > 1
-    df["tpot_s"] = np.where(multi, (df.e2el_s - df.ttft_s) / (df.output_len - 1).clip(lower=1), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df["tpot_s"] = np.where(multi, (df.e2el_s - df.ttft_s) / np.maximum(df.output_len - 1, 1), np.nan)
     owner, gaps = itls
     count = np.bincount(owner, minlength=len(requests))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -58,6 +59,11 @@ def request_records(requests, itls: tuple[np.ndarray, np.ndarray]) -> pd.DataFra
         itl_max[owner[starts]] = np.maximum.reduceat(gaps, starts)
     df["itl_max_s"] = itl_max
     return df
+
+
+OPTIONAL_TIMES = ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s")  # None -> NaN
+INT_COLUMNS = ("request_id", "input_len", "output_len", "preemptions", "cached_tokens", "replica", "migrations")
+FLAGS = ("completed", "rejected")
 
 
 def token_times(req, iter_ends: list[np.ndarray]) -> np.ndarray:
@@ -120,13 +126,13 @@ def _stats(values_s: np.ndarray) -> dict:
     return out
 
 
-def good_mask(df: pd.DataFrame, slo: SLO) -> np.ndarray:
-    ok = df.completed.to_numpy().copy()
+def good_mask(df: Records, slo: SLO) -> np.ndarray:
+    ok = df.completed.copy()
     checks = (("ttft_ms", "ttft_s"), ("tpot_ms", "tpot_s"), ("e2el_ms", "e2el_s"))
     for field, col in checks:
         target = getattr(slo, field)
         if target is not None:
-            v = df[col].to_numpy() * 1000.0
+            v = df[col] * 1000.0
             # a request with one output token has no TPOT and meets any TPOT target
             ok &= np.where(np.isnan(v), col == "tpot_s", v <= target)
     return ok
@@ -156,22 +162,22 @@ def replica_stats(steps: dict, kv_blocks: int, duration: float) -> dict:
     }
 
 
-def summarize(df: pd.DataFrame, itls: np.ndarray, replica_steps: list[dict], slo: SLO, kv_blocks: list[int],
+def summarize(df: Records, itls: np.ndarray, replica_steps: list[dict], slo: SLO, kv_blocks: list[int],
               kv_hit_rate: float | None) -> dict:  # fmt: skip
     """The run's summary; batch and KV statistics are means over replicas, each replica listed too."""
-    done = df[df.completed]
-    duration = float(done.finish_s.max()) if len(done) else 0.0
+    done = df.select(df.completed)
+    duration = float(done.finish_s.max()) if done.rows else 0.0
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
     in_tok, out_tok = int(done.input_len.sum()), int(done.output_len.sum())
     reps = [replica_stats(s, b, duration) for s, b in zip(replica_steps, kv_blocks, strict=True)]
     mean = lambda f: float(np.mean([f(r) for r in reps]))  # noqa: E731
     summary = {
-        "completed": int(len(done)),
+        "completed": done.rows,
         "failed": int((~df.completed).sum()),
         "duration_s": duration,
         "total_input_tokens": in_tok,
         "total_output_tokens": out_tok,
-        "request_throughput": per_s(len(done)),
+        "request_throughput": per_s(done.rows),
         "output_throughput": per_s(out_tok),
         "total_token_throughput": per_s(in_tok + out_tok),
         "ttft_ms": _stats(done.ttft_s),
@@ -195,10 +201,10 @@ def summarize(df: pd.DataFrame, itls: np.ndarray, replica_steps: list[dict], slo
         },
     }
     if len(reps) > 1:
-        served = df.groupby("replica").size()
+        served = np.bincount(df.replica[df.replica >= 0], minlength=len(reps))
         for i, r in enumerate(reps):
             r["replica"] = i
-            r["completed"] = int(served.get(i, 0))
+            r["completed"] = int(served[i])
             r["request_throughput"] = per_s(r["completed"])
         summary["replicas"] = reps
     if slo.any:

@@ -10,17 +10,21 @@ predicts less time.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
+import statistics
 from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from servesim.errors import ServesimError
+from servesim.records import Records
 
 FORMAT_VERSION = 1
 BUILTIN = Path(__file__).with_name("profiles")
@@ -98,13 +102,27 @@ class Grid2D:
         return t0 if c1 is None else t0 + (c1(b) - t0) * w
 
 
-def _grid(df: pd.DataFrame, a: str, b: str) -> Grid2D:
+def _groups(t: Records, keys: list[str]):
+    """(key values, rows) for each distinct combination of `keys` in table t, in sorted order."""
+    cols = [t[k] for k in keys]
+    order = np.lexsort(cols[::-1])
+    sorted_cols = [c[order] for c in cols]
+    change = np.zeros(len(order), dtype=bool)
+    change[0] = True
+    for c in sorted_cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        yield tuple(c[a] for c in sorted_cols), order[a:b]
+
+
+def _grid(t: Records, a: str, b: str) -> Grid2D:
     """Rows by `a`, each non-decreasing in `b` and no faster than the row before it."""
     rows, prev = {}, None
-    for key, part in sorted(df.groupby(a), key=lambda kv: kv[0]):
-        part = part.sort_values(b)
-        xs = part[b].to_numpy(float)
-        ts = np.maximum.accumulate(part.seconds.to_numpy(float))
+    for (key,), idx in _groups(t, [a]):
+        idx = idx[np.argsort(t[b][idx], kind="stable")]
+        xs = t[b][idx].astype(float)
+        ts = np.maximum.accumulate(t["seconds"][idx].astype(float))
         if prev is not None:
             ts = np.maximum.accumulate(np.maximum(ts, prev(xs)))
         rows[float(key)] = prev = Curve(xs, ts)
@@ -121,7 +139,8 @@ class Profile:
     elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
     power: dict[str, float]
     calibration: dict[str, float]
-    raw: dict[str, pd.DataFrame] = field(repr=False)
+    raw: dict[str, Records] = field(repr=False)
+    digest: str = ""  # of the tables' contents
 
     @property
     def gpu(self) -> str:
@@ -137,24 +156,54 @@ class Profile:
         return self.elementwise[op](width, tokens)
 
 
-def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_table(path: Path, columns: list[str], text_columns: tuple[str, ...] = ("op", "state", "name")) -> Records:
+    if not set(columns) & set(text_columns):  # all numbers: numpy's reader, the checks below only if it fails
+        try:
+            with path.open() as f:
+                header = [h.strip() for h in f.readline().split(",")]
+                data = np.loadtxt(f, delimiter=",", ndmin=2)
+            if set(columns) <= set(header) and data.shape[0] and data.shape[1] == len(header):
+                table = Records({name: data[:, i] for i, name in enumerate(header)})
+                if (table.seconds > 0).all():
+                    return table
+        except (ValueError, UnicodeDecodeError):
+            pass
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        rows = list(csv.reader(path.read_text().splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
         raise ServesimError(f"profile table {path} is corrupt ({type(e).__name__}); re-run servesim profile") from None
-    missing = [c for c in columns if c not in df.columns]
+    header = [h.strip() for h in rows[0]] if rows else []
+    missing = [c for c in columns if c not in header]
     if missing:
         raise ServesimError(f"profile table {path} lacks columns {', '.join(missing)}; re-run servesim profile")
-    numeric = [c for c in columns if c not in ("op", "state")]
-    bad = df[numeric].apply(pd.to_numeric, errors="coerce").isna().any(axis=1)
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-        raise ServesimError(f"profile table {path} line {line}: a value is not a number")
-    if (df.seconds <= 0).any():
-        raise ServesimError(f"profile table {path}: times must be positive")
-    if df.empty:
+    body = [r for r in rows[1:] if r]
+    if not body:
         raise ServesimError(f"profile table {path} is empty; re-run servesim profile")
-    return df
+    for line, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ServesimError(f"profile table {path} line {line} has {len(r)} fields, not {len(header)}; re-profile")
+    table = Records()
+    for i, name in enumerate(header):
+        values = [r[i].strip() for r in body]
+        if name in text_columns:
+            table[name] = np.array(values)
+            continue
+        try:
+            table[name] = np.array(values, dtype=float)
+        except ValueError:
+            line = next(j for j, v in enumerate(values, start=2) if not _is_number(v))
+            raise ServesimError(f"profile table {path} line {line}: a value is not a number") from None
+    if "seconds" in table and ((table.seconds <= 0) | np.isnan(table.seconds)).any():
+        raise ServesimError(f"profile table {path}: times must be positive")
+    return table
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 @cache
@@ -175,34 +224,41 @@ def load_profile(path: str | Path) -> Profile:
             f"profile {p} has format {meta.get('format_version')}, this servesim reads {FORMAT_VERSION}; re-profile"
         )
     raw = {}
+    digest = hashlib.sha1()
     for name, cols in TABLES.items():
         if not (p / name).is_file():
             raise ServesimError(f"profile {p} is incomplete: {name} missing; re-run servesim profile")
         raw[name] = _read_table(p / name, cols)
+        digest.update((p / name).read_bytes())
     for name, cols in OPTIONAL.items():
         if (p / name).is_file():
-            raw[name] = pd.read_csv(p / name)
-            if any(c not in raw[name].columns for c in cols):
-                raise ServesimError(f"profile table {p / name} lacks columns {', '.join(cols)}; re-profile")
+            raw[name] = _read_table(p / name, cols)
     g = raw["gemm.csv"]
     gemm = {}
-    for (n, k), part in g.groupby(["n", "k"]):
-        part = part.sort_values("m")
-        gemm[(int(n), int(k))] = Curve(part.m.to_numpy(float), np.maximum.accumulate(part.seconds.to_numpy(float)))
-    layouts = lambda df: df.groupby(["hq", "hkv", "d"])  # noqa: E731
-    prefill = {tuple(int(x) for x in key): _grid(part, "q_len", "ctx") for key, part in
-               layouts(raw["attention_prefill.csv"])}  # fmt: skip
-    decode = {tuple(int(x) for x in key): _grid(part, "batch", "ctx") for key, part in
-              layouts(raw["attention_decode.csv"])}  # fmt: skip
-    ew = raw["elementwise.csv"].groupby(["op", "width", "tokens"], as_index=False).seconds.median()
-    elementwise = {op: _grid(part, "width", "tokens") for op, part in ew.groupby("op")}
+    for (n, k), idx in _groups(g, ["n", "k"]):
+        idx = idx[np.argsort(g.m[idx], kind="stable")]
+        gemm[(int(n), int(k))] = Curve(g.m[idx], np.maximum.accumulate(g.seconds[idx]))
+    layouts = ["hq", "hkv", "d"]
+    prefill = {tuple(int(x) for x in key): _grid(t.select(idx), "q_len", "ctx") for t in
+               [raw["attention_prefill.csv"]] for key, idx in _groups(t, layouts)}  # fmt: skip
+    decode = {tuple(int(x) for x in key): _grid(t.select(idx), "batch", "ctx") for t in
+              [raw["attention_decode.csv"]] for key, idx in _groups(t, layouts)}  # fmt: skip
+    ew = raw["elementwise.csv"]
+    medians: dict = defaultdict(list)  # repeated measurements of one shape: their median
+    for key, idx in _groups(ew, ["op", "width", "tokens"]):
+        medians[key[0]].append((float(key[1]), float(key[2]), statistics.median(ew.seconds[idx].tolist())))
+    elementwise = {}
+    for op, rows in medians.items():
+        width, tokens, seconds = (np.array(c) for c in zip(*rows, strict=True))
+        elementwise[str(op)] = _grid(Records(width=width, tokens=tokens, seconds=seconds), "width", "tokens")
     power = {}
     if "power.csv" in raw:
-        power = {r.state: float(r.watts_mean) for r in raw["power.csv"].itertuples()}
+        power = {str(s): float(w) for s, w in zip(raw["power.csv"].state, raw["power.csv"].watts_mean, strict=True)}
     calibration = {}
     if "calibration.csv" in raw:
-        calibration = {r.name: float(r.value) for r in raw["calibration.csv"].itertuples()}
-    return Profile(p, meta, gemm, prefill, decode, elementwise, power, calibration, raw)
+        cal = raw["calibration.csv"]
+        calibration = {str(n): float(v) for n, v in zip(cal.name, cal.value, strict=True)}
+    return Profile(p, meta, gemm, prefill, decode, elementwise, power, calibration, raw, digest.hexdigest())
 
 
 def profile_dirs() -> list[Path]:

@@ -53,7 +53,7 @@ def acceptable(result, targets: list[SLOTarget], burst: bool = False) -> bool:
     """Every SLO met, no request refused, and (a short run can meet latency targets while queues
     still grow) the load carried."""
     s = result.summary()
-    carried = burst or sustained(result.requests)
+    carried = burst or sustained(result.records)
     return all(t.met(s) for t in targets) and s["failed"] == 0 and carried
 
 
