@@ -1,13 +1,21 @@
-"""Simulation speed: 10,000 requests with Azure-conversation-like lengths, llama-3.1-8b on one H100.
+"""Simulation speed, llama-3.1-8b on one H100: real traces replayed, and a synthetic stream.
 
-Capacity is measured first (all requests at once); the timed run offers 80% of it as a
-Poisson stream. Both the H100 and the H200 have measured profiles (used by default);
-`--perf-model roofline` prices with the roofline instead. Prints wall
-time and simulated requests per wall-second. Lengths are lognormal with the means and
-log-spreads of the Azure LLM inference 2023 conversation trace (context mean 1155,
-sigma 0.99; generated mean 211, sigma 0.86; clipped to its range).
+Real traces (when `--traces` holds them; the repository's shared folder by default): the
+Azure LLM inference 2023 conversation trace with its own timestamps, and the Mooncake
+conversation trace with prefix caching on. Each is simulated once to warm up (imports,
+profile), then timed: best wall time of `simulate()` (trace parsing included) and
+simulated requests per wall-second, with the parsing time on its own.
+
+Synthetic: 10,000 requests with Azure-conversation-like lengths (lognormal with the
+trace's means and log-spreads: context mean 1155, sigma 0.99; generated mean 211, sigma
+0.86). Capacity is measured first (all requests at once); the timed run offers 80% of it
+as a Poisson stream, then the same run again stepping through every iteration.
+
+Both the H100 and the H200 have measured profiles (used by default); `--perf-model
+roofline` prices with the roofline instead.
 
     python benchmarks/bench_sim.py [--requests 10000] [--repeat 3] [--gpu h200] [--perf-model roofline]
+                                   [--traces DIR] [--only traces|synthetic]
 """
 
 from __future__ import annotations
@@ -15,9 +23,11 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
-from servesim import LengthDist, Scenario, WorkloadConfig, simulate
+from servesim import EngineConfig, LengthDist, Scenario, WorkloadConfig, simulate
 from servesim.sim import replica
+from servesim.workload import generate
 
 AZURE_CONV_INPUT = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)
 AZURE_CONV_OUTPUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
@@ -34,6 +44,48 @@ def scenario(n: int, rate: float, arrival: str = "poisson") -> Scenario:
     return Scenario(model="llama-3.1-8b", gpu=GPU, workload=wl, perf_model=PERF)
 
 
+TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
+
+
+def trace_cases(folder: Path) -> dict[str, Scenario]:
+    """The real-trace scenarios whose files are present."""
+    cases = {}
+    azure, mooncake = folder / "AzureLLMInferenceTrace_conv.csv", folder / "mooncake_conversation_trace.jsonl"
+    if azure.is_file():
+        wl = WorkloadConfig(trace=azure, arrival="trace")
+        cases["Azure conversation (own timestamps)"] = Scenario(model="llama-3.1-8b", gpu=GPU, workload=wl,
+                                                                 perf_model=PERF)  # fmt: skip
+    if mooncake.is_file():
+        wl = WorkloadConfig(trace=mooncake, arrival="trace")
+        cases["Mooncake conversation (prefix caching)"] = Scenario(
+            model="llama-3.1-8b", gpu=GPU, workload=wl, perf_model=PERF, engine=EngineConfig(enable_prefix_caching=True)
+        )
+    return cases
+
+
+def bench_traces(folder: Path, repeat: int) -> None:
+    cases = trace_cases(folder)
+    if not cases:
+        print(f"no traces in {folder}; skipping the real-trace cases")
+        return
+    for name, sc in cases.items():
+        result = simulate(sc)  # warm-up: imports, profile, caches
+        walls, parse = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            generate(sc.workload)
+            t1 = time.perf_counter()
+            result = simulate(sc)
+            walls.append(time.perf_counter() - t1)
+            parse.append(t1 - t0)
+        s = result.summary()
+        n, best, p = s["completed"] + s["failed"], min(walls), min(parse)
+        print(f"{name}: {n} requests over {s['duration_s']:.0f} s simulated, {s['iterations']} iterations, "
+              f"{s['preemptions']} preemptions")  # fmt: skip
+        print(f"  simulate() best of {repeat}: {best:.3f} s -> {n / best:,.0f} simulated requests per wall-second "
+              f"(trace parsing {p:.3f} s of it; {n / (best - p):,.0f}/s without)")  # fmt: skip
+
+
 def main() -> None:
     global GPU, PERF
     ap = argparse.ArgumentParser()
@@ -41,8 +93,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--gpu", default="h100-sxm")
     ap.add_argument("--perf-model", default="auto", help="auto (the GPU's profile) | profiled | roofline")
+    ap.add_argument("--traces", type=Path, default=TRACES, help="folder holding the Azure and Mooncake traces")
+    ap.add_argument("--only", choices=["traces", "synthetic"])
     args = ap.parse_args()
     GPU, PERF = args.gpu, args.perf_model
+    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    if args.only != "synthetic":
+        bench_traces(args.traces, args.repeat)
+    if args.only != "traces":
+        bench_synthetic(args)
+
+
+def bench_synthetic(args) -> None:
 
     cap = simulate(scenario(args.requests, float("inf"), "burst")).summary()["request_throughput"]
     rate = 0.8 * cap
@@ -58,7 +120,6 @@ def main() -> None:
         sim_walls.append(t1 - t0)
         metric_walls.append(t2 - t1)
     best = min(sim_walls)
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(f"performance model: {result.perf_model}")
     print(
         f"simulated {summary['completed']} requests, {summary['iterations']} iterations, "

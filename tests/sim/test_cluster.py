@@ -4,8 +4,9 @@ import pytest
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import EngineConfig, LengthDist
 from servesim.sim.cluster import Cluster, Pool
+from servesim.sim.replica import Replica
 from servesim.sim.request import Request
-from servesim.sim.router import make_router, router_names
+from servesim.sim.router import Router, make_router, router_names
 from tests.sim.conftest import make_replica
 
 SKEWED = WorkloadConfig(num_requests=1500, rate=40, arrival="gamma", burstiness=0.3, seed=3,
@@ -82,3 +83,46 @@ def test_prefix_affinity_raises_cache_hits(tmp_path):
     hit = {r: simulate(Scenario(workload=wl, replicas=4, router=r)).summary()["kv_cache"]["prefix_hit_rate"]
            for r in ("round_robin", "prefix_affinity")}  # fmt: skip
     assert hit["prefix_affinity"] > hit["round_robin"] + 0.05
+
+
+class _ReadsAll(Router):
+    """Round robin that first reads every replica, so each is brought up to every arrival."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = make_router("round_robin")
+
+    def route(self, req, replicas) -> int:
+        for rep in replicas:
+            rep.outstanding  # noqa: B018
+        return self.inner.route(req, replicas)
+
+
+def _serve(router, n=600):
+    rng = np.random.default_rng(11)
+    reqs = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(
+        zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(50, 3000, n), rng.integers(5, 400, n), strict=True))]
+    replicas = [make_replica(num_blocks=3000, rid=i) for i in range(4)]
+    Cluster([Pool("", replicas, router)], []).run(reqs)
+    return reqs, replicas
+
+
+def test_replicas_the_router_does_not_read_run_the_same_timeline():
+    """A replica brought up to each arrival and one left to run on its own serve the same requests alike."""
+    eager, _ = _serve(_ReadsAll())
+    lazy, _ = _serve(make_router("round_robin"))
+    assert [q.finish for q in lazy] == pytest.approx([q.finish for q in eager], rel=1e-9)
+    assert [q.first_token for q in lazy] == pytest.approx([q.first_token for q in eager], rel=1e-9)
+    assert [q.segments for q in lazy] == [q.segments for q in eager]
+
+
+def test_power_of_two_reads_two_replicas_and_takes_the_lighter(monkeypatch):
+    reads = []
+    original = Replica.advance
+    monkeypatch.setattr(Replica, "advance", lambda self, t: (reads.append(self.rid), original(self, t))[1])
+    reqs, replicas = _serve(make_router("power_of_two"), n=300)
+    assert all(q.finish is not None for q in reqs)
+    # two reads per arrival while requests arrive (the rest are the final drain)
+    assert len(reads) <= 2 * len(reqs) + 4 * 10
+    served = np.bincount([q.segments[-1][0] for q in reqs], minlength=4)
+    assert served.min() > 0.15 * len(reqs)  # balanced, unlike one replica taking all

@@ -82,6 +82,7 @@ class ProfiledModel(RooflineModel):
         self.measured_dtype = dtype == "bf16" and self.kvb == 2  # the profile holds bf16 kernels
         self.layout = None if model.is_mla else (self.hq, self.hkv, model.head_dim)
         self._decode_extra: dict[int, float] = {}
+        self._by_tokens: dict[tuple[str, int], float] = {}  # elementwise kernels of mixed iterations, by token count
 
     def _gemm(self, rows, n: int, k: int, count=1.0):
         t, f, b = super()._gemm(rows, n, k, count)
@@ -104,10 +105,19 @@ class ProfiledModel(RooflineModel):
     def _attention_seconds(self, b: Batch) -> tuple[float, float, float]:
         dt, pt, ot = super()._attention_seconds(b)
         if b.prefill_lens and b.num_decodes:  # a mixed batch joins the prefill and decode attention outputs
-            ot += self.model.layers * float(
-                self.profile.elementwise_time("concat", b.num_tokens, self.hq * self.model.head_dim)
-            )
+            ot += self._per_tokens("concat", b.num_tokens)
         return dt, pt, ot
+
+    def _per_tokens(self, op: str, tokens: int) -> float:
+        """All layers' `concat` or `write_kv` kernels over `tokens` tokens (remembered: few counts recur)."""
+        t = self._by_tokens.get((op, tokens))
+        if t is None:
+            if op == "concat":
+                t = self.model.layers * float(self.profile.elementwise_time(op, tokens, self.hq * self.model.head_dim))
+            else:
+                t = float(self._kv_write(op, tokens))
+            self._by_tokens[(op, tokens)] = t
+        return t
 
     def _kv_write(self, op: str, tokens) -> float:
         """Storing K and V of `tokens` new tokens in every layer's cache."""
@@ -135,7 +145,7 @@ class ProfiledModel(RooflineModel):
         if grid is None:
             return super()._prefill_seconds(b)
         t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
-        return t + float(self._kv_write("write_kv", b.num_prefill_tokens))
+        return t + self._per_tokens("write_kv", b.num_prefill_tokens)
 
 
 def load_profile_for(gpu: str, profile_dir: str | Path | None = None) -> Profile | None:

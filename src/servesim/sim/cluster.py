@@ -7,13 +7,17 @@ the transfer time (`kv_transfer.py`) and is admitted straight into decoding. Con
 
 Before an event is handled, the replicas it concerns run every iteration that starts
 before it: the pools that hand requests on first (they may add earlier events, which are
-then handled first), then the event's own pool, or all pools for a controller.
+then handled first), then, for a controller, all pools. A router sees its pool through
+`AdvancedTo`: a replica runs up to the event when the router reads it, so a router that
+reads two replicas (or none) costs two (or none), however large the pool. A replica left
+behind runs later; its own arrivals cut its runs where they would have been cut anyway,
+so the timeline is the same.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from servesim.sim.events import ARRIVAL, CONTROL, LANDING, EventQueue
@@ -34,6 +38,21 @@ class Pool:
     def advance(self, t: float) -> None:
         for rep in self.replicas:
             rep.advance(t)
+
+
+class AdvancedTo(Sequence):
+    """A pool's replicas as they stand at time t: each runs up to t when it is first read."""
+
+    def __init__(self, replicas: list[Replica], t: float):
+        self.replicas, self.t = replicas, t
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def __getitem__(self, i: int) -> Replica:
+        rep = self.replicas[i]
+        rep.advance(self.t)
+        return rep
 
 
 class Cluster:
@@ -86,8 +105,7 @@ class Cluster:
     def _arrive(self, t: float, req: Request) -> None:
         self._pending -= 1
         pool = self.pools[0]
-        pool.advance(t)
-        pool.replicas[pool.router.route(req, pool.replicas)].submit(req)
+        pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))].submit(req)
 
     def _make_handoff(self, pool: Pool) -> Callable:
         def handoff(req: Request, t: float, last_iteration_s: float) -> None:
@@ -104,9 +122,8 @@ class Cluster:
     def _land(self, t: float, arg) -> None:
         req, pool, replica = arg
         self._pending -= 1
-        pool.advance(t)
         req.kv_ready, req.ready = True, t
-        dest = replica if replica is not None else pool.replicas[pool.router.route(req, pool.replicas)]
+        dest = replica if replica is not None else pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))]
         dest.submit(req)
 
     def _control(self, t: float, ctl) -> None:

@@ -1,11 +1,13 @@
 """The router interface and registry: which replica serves an arriving request.
 
 A router sees the replicas as they stand when the request arrives and returns the index
-of one. Each policy is one small module in `sim/routers/`, registered by name.
+of one. Reading a replica brings it up to date (`cluster.AdvancedTo`), so a router that
+reads few replicas of a large pool is cheap. Each policy is one small module in `sim/routers/`, registered by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from servesim.registry import Registry
@@ -29,6 +31,6 @@ class Router:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def route(self, req: Request, replicas: list[Replica]) -> int:
+    def route(self, req: Request, replicas: Sequence[Replica]) -> int:
         raise NotImplementedError
 
