@@ -52,11 +52,11 @@ def trace_cases(folder: Path) -> dict[str, Scenario]:
     cases = {}
     azure, mooncake = folder / "AzureLLMInferenceTrace_conv.csv", folder / "mooncake_conversation_trace.jsonl"
     if azure.is_file():
-        wl = WorkloadConfig(trace=azure, arrival="trace")
+        wl = WorkloadConfig(trace=azure, arrival="trace", num_requests=None)
         cases["Azure conversation (own timestamps)"] = Scenario(model="llama-3.1-8b", gpu=GPU, workload=wl,
                                                                  perf_model=PERF)  # fmt: skip
     if mooncake.is_file():
-        wl = WorkloadConfig(trace=mooncake, arrival="trace")
+        wl = WorkloadConfig(trace=mooncake, arrival="trace", num_requests=None)
         cases["Mooncake conversation (prefix caching)"] = Scenario(
             model="llama-3.1-8b", gpu=GPU, workload=wl, perf_model=PERF, engine=EngineConfig(enable_prefix_caching=True)
         )

@@ -21,9 +21,12 @@ class StepLog:
         self.rows: list[tuple] = []
         self.add = self.rows.append  # one tuple of FIELDS per step
 
+    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting")
+
     def arrays(self) -> dict[str, np.ndarray]:
-        cols = list(zip(*self.rows, strict=True)) or [()] * len(self.FIELDS)
-        return {name: np.asarray(col) for name, col in zip(self.FIELDS, cols, strict=True)}
+        table = np.array(self.rows, dtype=float).reshape(-1, len(self.FIELDS))
+        return {name: table[:, i].astype(np.int64) if name in self.INTS else table[:, i]
+                for i, name in enumerate(self.FIELDS)}  # fmt: skip
 
 
 class Meter:

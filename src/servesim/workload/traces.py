@@ -69,9 +69,35 @@ def read_azure(path: Path) -> Trace:
     return Trace(secs, np.array(ins), np.array(outs))
 
 
+def _mooncake_fast(lines: list[str]) -> Trace | None:
+    """Every line parsed in one JSON call; None if any line is unusual (the careful reader then says which)."""
+    body = [line for line in lines if line.strip()]
+    try:
+        rows = json.loads("[" + ",".join(body) + "]")
+        stamps = np.array([r["timestamp"] for r in rows])
+        ins = np.array([r["input_length"] for r in rows])
+        outs = np.array([r["output_length"] for r in rows])
+        hashes = [r.get("hash_ids", []) for r in rows]
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
+        return None
+    if not rows or any(a.dtype.kind != "i" for a in (stamps, ins, outs)):
+        return None
+    if (stamps < 0).any() or (ins < 1).any() or (outs < 1).any() or not all(type(h) is list for h in hashes):
+        return None
+    flat = [x for h in hashes for x in h]
+    if flat and np.array(flat).dtype.kind not in "iU":  # integers (or string ids), as the careful reader allows
+        return None
+    t = stamps.astype(float) / 1000.0
+    return Trace(t - t.min(), ins, outs, hashes)
+
+
 def read_mooncake(path: Path) -> Trace:
+    lines = read_text(path, "trace file").splitlines()
+    fast = _mooncake_fast(lines)
+    if fast is not None:
+        return fast
     stamps, ins, outs, hashes = [], [], [], []
-    for no, line in enumerate(read_text(path, "trace file").splitlines(), start=1):
+    for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
