@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -137,9 +139,26 @@ class Result:
         return paths
 
 
+@contextmanager
+def _no_cycle_collection():
+    """Pause Python's cyclic garbage collector: a run builds many long-lived objects and no cycles worth
+    collecting, and the collector's repeated scans of them cost about a third of the run's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def simulate(scenario: Scenario | None = None) -> Result:
     """Simulate the scenario's deployment (co-located or disaggregated) serving its workload to completion."""
-    sc = scenario or Scenario()
+    with _no_cycle_collection():
+        return _simulate(scenario or Scenario())
+
+
+def _simulate(sc: Scenario) -> Result:
     pl = plan(sc)
     cluster = build(pl)
     requests = generate(sc.workload)
