@@ -11,7 +11,7 @@ fast search ranks: Kendall's tau of the reference's top 20 as the fast search sc
 them, how many of the reference's top 20 (top 5) the fast top 20 (top 5) holds, and the
 median relative difference of the capacity each found.
 
-    python benchmarks/bench_search.py [--workers 2] [--num-requests 300]
+    python benchmarks/bench_search.py [--workers 2] [--num-requests 500] [--rate-tol 0.03]
                                       [--reference-requests 1200 --reference-rate-tol 0.02]
 """
 
@@ -80,8 +80,8 @@ def compare(fast: list[dict], ref: list[dict], objective: str = "goodput_per_dol
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--num-requests", type=int, default=300)
-    ap.add_argument("--rate-tol", type=float, default=0.05)
+    ap.add_argument("--num-requests", type=int, default=500)
+    ap.add_argument("--rate-tol", type=float, default=0.03)
     ap.add_argument("--reference-requests", type=int, default=0, help="also run a slow reference search")
     ap.add_argument("--reference-rate-tol", type=float, default=0.02)
     args = ap.parse_args()

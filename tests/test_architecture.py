@@ -74,3 +74,16 @@ def test_policies_do_not_reach_into_the_replica():
         imports = top_level_imports(path, set())
         assert not any(m.startswith("servesim.sim.replica") for m in imports), path.name
         assert "self.r." not in path.read_text()
+
+
+def test_a_run_and_its_summary_do_not_import_pandas():
+    """pandas and pyarrow take about half a second to import; the command line's run path must not need them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from servesim import Scenario, WorkloadConfig, simulate; "
+            "simulate(Scenario(workload=WorkloadConfig(num_requests=20))).summary(); "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'plotly') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

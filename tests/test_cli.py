@@ -144,3 +144,13 @@ def test_errors_are_one_line(tmp_path):
     one_line_error(invoke("search", "--slo", "p95_tpot:5", "--store", store), "must look like p90_ttft")
     one_line_error(invoke("search", "--tp", "1,x", "--slo", "p90_tpot:5", "--store", store), "comma-separated")
     one_line_error(invoke("search", "--objective", "speed", "--slo", "p90_tpot:5", "--store", store), "--objective")
+
+
+def test_python_m_servesim_runs_the_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "servesim", "run", "--num-requests", "5"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Successful requests" in out.stdout
