@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from servesim import EngineConfig, Scenario, WorkloadConfig, simulate
 from servesim.config import KVTransferConfig, LengthDist, MigrationConfig
@@ -52,3 +53,18 @@ def test_stop_and_copy_pauses_longer():
     live = Migrator(MigrationConfig(mode="live"), KVTransferConfig(), 131072).pause(req, 16)
     stop = Migrator(MigrationConfig(mode="stop"), KVTransferConfig(), 131072).pause(req, 16)
     assert stop == live + (4000 - 16) * 131072 / 50e9
+
+
+def test_fast_forward_equals_stepping_when_requests_land_mid_run(monkeypatch):
+    """A migrated request can start decoding while the waiting queue is blocked: a decode run must stop
+    where it lands, exactly as stepping one iteration at a time does."""
+    from servesim.sim import replica as replica_mod
+
+    wl = BURSTY.model_copy(update={"num_requests": 1500})
+    sc = Scenario(workload=wl, replicas=4, router="round_robin", engine=TIGHT, migration=MigrationConfig(enabled=True))
+    fast = simulate(sc)
+    monkeypatch.setattr(replica_mod, "MAX_RUN", 1)
+    step = simulate(sc)
+    assert fast.summary()["migrations"] > 0
+    assert [q.finish for q in fast.raw_requests] == pytest.approx([q.finish for q in step.raw_requests], rel=1e-9)
+    assert [q.segments for q in fast.raw_requests] == [q.segments for q in step.raw_requests]

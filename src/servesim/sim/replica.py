@@ -68,6 +68,7 @@ class Replica:
     def submit(self, req: Request) -> None:
         """Hand over a request that becomes ready at `req.ready` (no earlier than those before it)."""
         self.state.incoming.append(req)
+        self.state.landing += req.kv_ready
 
     def next_ready(self) -> float:
         """When this replica next has something to do: now if busy, else its next arrival."""
@@ -163,6 +164,8 @@ class Replica:
         horizon = until  # the caller needs this replica's state at `until`
         if next_arrival is not None and self.scheduler.arrivals_matter():
             horizon = min(horizon, next_arrival)
+        elif s.landing:  # a request whose KV cache comes with it starts decoding even while the queue is blocked
+            horizon = min(horizon, next(r.ready for r in s.incoming if r.kv_ready))
         curve = self.perf.decode_curve(n)
         x0 = dec.base_sum / n + j0 + 1  # mean context of the first iteration; it grows by one per iteration
         a, b, e0, e1 = self._run_power(curve, n, x0, k)

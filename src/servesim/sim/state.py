@@ -41,6 +41,7 @@ class ReplicaState:
         self.running: dict[int, Request] = {}  # in admission order
         self.prefilling: list[Request] = []  # running requests still computing their prompt
         self.landed = 0  # waiting requests whose KV cache came with them
+        self.landing = 0  # such requests still incoming
         self.it = 0  # iterations run so far
         self.decodes_reserved = False  # this iteration's decode blocks are already taken
         self.now = 0.0
@@ -86,6 +87,7 @@ class ReplicaState:
         while incoming and incoming[0].ready <= now:
             req = incoming.popleft()
             self.landed += req.kv_ready
+            self.landing -= req.kv_ready
             self.waiting.push(req)
 
     def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
@@ -216,6 +218,7 @@ class ReplicaState:
         assert [q for q in self.running.values() if not q.decoding] == self.prefilling
         assert not any(q.id in self.running for q in self.waiting)
         assert self.landed == sum(q.kv_ready for q in self.waiting)
+        assert self.landing == sum(q.kv_ready for q in self.incoming)
         assert dec.n == len(decoding)
         assert dec.base_sum == sum(q.base for q in decoding)
         assert dec.phase == [sum(1 for q in decoding if q.base % B == p) for p in range(B)]
