@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from servesim.config import Scenario
-from servesim.metrics import Records, itl_table, pool_stats, request_records, summarize, summary_stats, token_times
+from servesim.metrics import (
+    ITLs,
+    Records,
+    itl_table,
+    pool_stats,
+    request_records,
+    summarize,
+    summary_stats,
+    token_times,
+)
 from servesim.metrics.energy import energy_cost_summary, power_series
 from servesim.perf.profiled import describe
 from servesim.sim.deployment import build, plan
@@ -81,7 +90,7 @@ class Result:
         return self.replica_steps[0]
 
     @cached_property
-    def _itls(self) -> tuple[np.ndarray, np.ndarray]:
+    def _itls(self) -> ITLs:
         return itl_table(self.raw_requests, self.iter_ends)
 
     @cached_property
@@ -102,7 +111,8 @@ class Result:
     def summary(self) -> dict:
         if self._summary is None:
             blocks = [m.num_blocks for m in self.memories]
-            s = summarize(self.records, self._itls[1], self.replica_steps, self.scenario.slo, blocks, self.kv_hit_rate)
+            s = summarize(self.records, self._itls.gaps, self.replica_steps, self.scenario.slo, blocks,
+                          self.kv_hit_rate)  # fmt: skip
             s["perf_model"] = self.perf_model
             if self.notes:
                 s["notes"] = self.notes

@@ -85,3 +85,15 @@ def test_too_long_requests_are_rejected():
     sc.engine.max_model_len = 3100
     s = simulate(sc).summary()
     assert s["failed"] > 0 and s["completed"] + s["failed"] == 50
+
+
+def test_itl_table_in_chunks_equals_all_at_once():
+    from servesim import Scenario, WorkloadConfig, simulate
+    from servesim.metrics import itl_table
+
+    r = simulate(Scenario(workload=WorkloadConfig(num_requests=120, rate=20.0), replicas=2, router="round_robin"))
+    whole, parts = itl_table(r.raw_requests, r.iter_ends, chunk=10**6), itl_table(r.raw_requests, r.iter_ends, chunk=7)
+    np.testing.assert_array_equal(whole.gaps, parts.gaps)
+    np.testing.assert_array_equal(whole.mean, parts.mean)
+    np.testing.assert_array_equal(whole.max, parts.max)
+    assert len(whole.gaps) == sum(q.output_len - 1 for q in r.raw_requests if q.finish is not None)

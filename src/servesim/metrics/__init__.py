@@ -1,6 +1,7 @@
 """Metrics: per-request records and summaries as `vllm bench serve` defines them."""
 
 from servesim.metrics.summary import (
+    ITLs,
     Records,
     good_mask,
     itl_table,
@@ -12,5 +13,6 @@ from servesim.metrics.summary import (
 )
 
 __all__ = [
-    "Records", "good_mask", "itl_table", "pool_stats", "request_records", "summarize", "summary_stats", "token_times",
+    "ITLs", "Records", "good_mask", "itl_table", "pool_stats", "request_records", "summarize", "summary_stats",
+    "token_times",
 ]  # fmt: skip

@@ -81,7 +81,7 @@ def run_report(result, path: str | Path) -> Path:
     )
 
     fig = make_subplots(rows=1, cols=4, subplot_titles=("TTFT", "TPOT", "ITL", "E2EL"))
-    itls = result._itls[1]
+    itls = result._itls.gaps
     for col, values in enumerate((done.ttft_s, done.tpot_s.dropna(), itls, done.e2el_s), start=1):
         v = np.sort(np.asarray(values, dtype=float)) * 1000
         if len(v):
