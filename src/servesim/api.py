@@ -150,7 +150,7 @@ class Result:
 
 
 @contextmanager
-def _no_cycle_collection():
+def no_cycle_collection():
     """Pause Python's cyclic garbage collector: a run builds many long-lived objects and no cycles worth
     collecting, and the collector's repeated scans of them cost about a third of the run's time."""
     enabled = gc.isenabled()
@@ -162,16 +162,30 @@ def _no_cycle_collection():
             gc.enable()
 
 
-def simulate(scenario: Scenario | None = None) -> Result:
-    """Simulate the scenario's deployment (co-located or disaggregated) serving its workload to completion."""
-    with _no_cycle_collection():
-        return _simulate(scenario or Scenario())
+def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_address: str | None = None) -> Result:
+    """Simulate the scenario's deployment (co-located or disaggregated) serving its workload to completion.
+
+    A fleet in `partitions` groups runs its groups on `workers` local processes (default: one per
+    core) or on the Ray cluster at `ray_address` (see `partition.py`)."""
+    sc = scenario or Scenario()
+    if sc.partitions > 1:
+        from servesim.partition import default_workers, simulate_partitioned
+
+        return simulate_partitioned(sc, workers or default_workers(sc), ray_address)
+    return run_share(sc)[0]
 
 
-def _simulate(sc: Scenario) -> Result:
+def run_share(sc: Scenario, share: tuple[int, int] = (0, 1)) -> tuple[Result, int, int]:
+    """The result of serving a share of the workload (`generate`'s share), with the prefix-cache blocks
+    hit and looked up."""
+    with no_cycle_collection():
+        return _simulate(sc, share)
+
+
+def _simulate(sc: Scenario, share: tuple[int, int]) -> tuple[Result, int, int]:
     pl = plan(sc)
     cluster = build(pl)
-    requests = generate(sc.workload)
+    requests = generate(sc.workload, share)
     accepted = []
     for r in requests:
         if r.prompt_len + r.output_len > pl.max_len:
@@ -185,7 +199,7 @@ def _simulate(sc: Scenario) -> Result:
     hits = sum(r.state.kv.hit_blocks for r in replicas)
     queries = sum(r.state.kv.query_blocks for r in replicas)
     power = next((c for c in cluster.controllers if isinstance(c, PowerController)), None)
-    return Result(
+    result = Result(
         sc,
         memories,
         requests,
@@ -199,3 +213,4 @@ def _simulate(sc: Scenario) -> Result:
         power.summary(max((r.now for r in replicas), default=0.0)) if power else None,
         notes=pl.notes,
     )
+    return result, hits, queries

@@ -87,6 +87,9 @@ def run(
     expert_skew: Annotated[float | None, Opt(help="busiest GPU's expert load over the mean")] = None,
     replicas: Annotated[int | None, Opt(help="engine replicas behind the router")] = None,
     router: Annotated[str | None, Opt(help=_names("router"))] = None,
+    partitions: Annotated[int | None, Opt(help="independent replica groups, simulated in parallel")] = None,
+    workers: Annotated[int | None, Opt(help="local processes for --partitions (default: one per core)")] = None,
+    ray_address: Annotated[str | None, Opt(help="run the partitions on this Ray cluster (auto, host:port)")] = None,
     scheduler: Annotated[str | None, Opt(help=_names("scheduler"))] = None,
     scheduler_option: Annotated[
         list[str] | None, Opt("--scheduler-option", "-O", help="a policy setting KEY=VALUE, e.g. chunk_size=512")
@@ -139,7 +142,8 @@ def run(
 ):
     """Simulate a deployment serving a request stream (defaults: Llama-3.1-8B on one H100)."""
     flags = dict(locals())
-    for name in ("config", "scheduler_option", "goodput", "output", "fmt", "as_json", "report", "trace_out"):
+    for name in ("config", "scheduler_option", "goodput", "output", "fmt", "as_json", "report", "trace_out", "workers",
+                 "ray_address"):  # fmt: skip
         flags.pop(name)
     if fmt not in ("parquet", "csv"):
         raise ServesimError(f"--format must be parquet or csv, not '{fmt}'")
@@ -154,7 +158,7 @@ def run(
 
     from servesim.api import simulate
 
-    result = simulate(scenario)
+    result = simulate(scenario, workers, ray_address)
     for text in result.notes:
         note(text)
     summary = result.summary()

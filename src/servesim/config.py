@@ -216,6 +216,8 @@ class Scenario(_Strict):
     replicas: int = Field(1, ge=1, description="identical engine replicas behind the router")
     router: str | None = Field(None, description="routing policy of co-located replicas (`servesim policies`); "
                                "default round_robin")
+    partitions: int = Field(1, ge=1, description="independent groups of replicas, simulated in parallel: "
+                            "arrivals are dealt to them in turn and each routes on its own (partition.py)")
     perf_model: Literal["auto", "profiled", "roofline"] = Field(
         "auto", description="auto: the GPU's measured profile if there is one, else the roofline"
     )

@@ -107,24 +107,10 @@ class _Local:
 
 class _Ray:
     def __init__(self, address: str):
-        try:
-            import ray
-        except ImportError:
-            from servesim.errors import ServesimError
+        from servesim.ray_util import connect
 
-            raise ServesimError("--ray-address needs Ray: pip install 'servesim[ray]'") from None
-        self.ray = ray
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                from servesim.errors import ServesimError
-
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise ServesimError(
-                    f"could not reach a Ray cluster at '{address}' ({first}); start one with 'ray start --head'"
-                ) from None
-        self.remote = ray.remote(evaluate)
+        self.ray = connect(address)
+        self.remote = self.ray.remote(evaluate)
 
     def submit(self, *args):
         return self.remote.remote(*args)

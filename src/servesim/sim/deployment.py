@@ -138,9 +138,27 @@ def plan(sc: Scenario) -> Plan:
                  _pool(sc, model, "decode", d.gpu or sc.gpu, d.engine, d.replicas, d.router, notes)]  # fmt: skip
     else:
         pools = [_pool(sc, model, "", sc.gpu, sc.engine, sc.replicas, sc.router or "round_robin", notes)]
+    _check_partitions(sc)
     out = Plan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)
     _check_power(sc, out)
     return out
+
+
+def _check_partitions(sc: Scenario) -> None:
+    """Groups simulated apart must not need each other: same size, no cluster-wide controller or hand-off."""
+    if sc.partitions == 1:
+        return
+    why = None
+    if sc.disaggregated:
+        why = "disaggregated pools hand requests to each other"
+    elif sc.replicas % sc.partitions:
+        why = f"{sc.replicas} replicas do not split into {sc.partitions} equal groups"
+    elif sc.migration.enabled:
+        why = "live migration moves requests between any two replicas"
+    elif sc.power.budget_w is not None:
+        why = "a cluster power budget is shared by every replica"
+    if why:
+        raise ServesimError(f"cannot split the fleet into {sc.partitions} partitions: {why}; use --partitions 1")
 
 
 def infeasible(sc: Scenario) -> str | None:

@@ -51,6 +51,13 @@ class Request:
         # energy and GPU cost of the iterations it took part in, shared among their tokens
         self.prefill_j = self.decode_j = self.prefill_usd = self.decode_usd = 0.0
 
+    def __getstate__(self):  # a tuple, not a dict of slot names: partitions send many requests back
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
     @property
     def target(self) -> int:
         """Tokens the prefill must have computed before the next token is sampled."""

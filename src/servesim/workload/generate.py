@@ -11,8 +11,9 @@ from servesim.workload.lengths import sample_lengths
 from servesim.workload.traces import read_trace
 
 
-def generate(wl: WorkloadConfig) -> list[Request]:
-    """Requests sorted by arrival, ids 0..n-1 in arrival order."""
+def generate(wl: WorkloadConfig, share: tuple[int, int] = (0, 1)) -> list[Request]:
+    """Requests sorted by arrival, ids 0..n-1 in arrival order; with share = (g, G), only those whose id is
+    g modulo G (the stream dealt in turn to G groups), keeping their ids."""
     rng = np.random.default_rng(wl.seed)
     hashes = None
     if wl.trace is not None:
@@ -37,7 +38,9 @@ def generate(wl: WorkloadConfig) -> list[Request]:
     order = np.argsort(times, kind="stable")
     outs = np.maximum(outs, 1)  # a request always yields at least its first token
     ins = np.maximum(ins, 1)
+    g, groups = share
     return [
         Request(k, float(times[i]), int(ins[i]), int(outs[i]), hashes[i] if hashes else None)
         for k, i in enumerate(order)
+        if k % groups == g
     ]
