@@ -1,6 +1,6 @@
 """Do two checkouts simulate the same thing? For refactors that must not change results.
 
-Runs twelve scenarios (policies, routers, prefix caching, profiled and roofline models,
+Runs thirteen scenarios (policies, routers, prefix caching, profiled and roofline models,
 the Azure and Mooncake traces when the shared folder has them) under each checkout's
 `src/`, then compares every summary figure and every numeric per-request column within
 a relative tolerance, and prints the scenarios that differ with their first differences.
@@ -25,7 +25,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1] + "/src")
 from servesim import LengthDist, Scenario, WorkloadConfig, simulate
-from servesim.config import EngineConfig
+from servesim.config import EngineConfig, PowerConfig
 IN = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)
 OUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
 T = Path(sys.argv[3])
@@ -41,6 +41,7 @@ cases = {
     "4 least_requests": Scenario(workload=wl(56.0), replicas=4, router="least_requests"),
     "sarathi": Scenario(workload=wl(14.0), engine=EngineConfig(scheduler="sarathi")),
     "overload": Scenario(workload=wl(30.0)),
+    "power cap 450 W": Scenario(workload=wl(14.0), power=PowerConfig(cap_w=450)),
 }
 azure, mooncake = T / "AzureLLMInferenceTrace_conv.csv", T / "mooncake_conversation_trace.jsonl"
 if azure.is_file():

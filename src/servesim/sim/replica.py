@@ -3,16 +3,14 @@
 Each step the policy plans an iteration from the replica's state. A plan with prefill
 chunks runs as one iteration. A plan of decodes only runs as many identical-shape
 iterations as it can at once: up to the next finish, the next arrival that could change
-the plan, or the iteration at which the KV cache would run out; their times come from
-one vectorised call to the performance model. The meter records what each iteration
-cost.
+the plan, or the iteration at which the KV cache would run out, priced in closed form
+(`DecodeCurve.run`: iteration time is piecewise linear in the mean context). The meter
+records what each iteration cost.
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 from servesim.perf import Batch, PerfModel
 from servesim.perf.energy import NO_POWER, PowerModel, stretch
@@ -100,12 +98,11 @@ class Replica:
             else:
                 raise RuntimeError(f"scheduler {sched.name} made no progress at t={s.now}")
 
-    def _price(self, comp, mem, other):
-        """(seconds, watts per GPU) of iterations with these bound splits, under the power cap if any."""
+    def _price(self, comp: float, mem: float, other: float) -> tuple[float, float]:
+        """(seconds, watts per GPU) of an iteration with these bound splits, under the power cap if any."""
         if self.cap_w is None:
             return comp + mem + other, self.power.mean_watts(comp, mem, other)
-        # the most power-hungry iteration of a run sets its clock: at low clocks that is the most memory-bound one
-        clock = min(self.power.clock_for(comp, float(m), other, self.cap_w) for m in (np.min(mem), np.max(mem)))
+        clock = self.power.clock_for(comp, mem, other, self.cap_w)
         comp_t, mem_t = stretch(comp, mem, clock)
         return comp_t + mem_t + other, self.power.mean_watts(comp, mem, other, clock)
 
