@@ -70,10 +70,10 @@ class DecodingSet:
             done.append(top[3])
 
     # ----- KV-cache growth -----
-    def _needs(self, start: int) -> list[int]:
-        """New blocks needed at iterations start, start+1, ..., start+B-1."""
+    def _needs(self, start: int, count: int | None = None):
+        """New blocks needed at iterations start, start+1, ... (count of them, a whole block cycle by default)."""
         B, phase = self.B, self.phase
-        return [phase[(-j) % B] for j in range(start, start + B)]
+        return (phase[(-j) % B] for j in range(start, start + (B if count is None else count)))
 
     def blocks_needed_at(self, it: int) -> int:
         return self.phase[(-it) % self.B]
@@ -82,9 +82,8 @@ class DecodingSet:
         """New blocks needed over `count` iterations from `start`."""
         if count <= 0 or not self.n:
             return 0
-        B, phase = self.B, self.phase
-        full, rest = divmod(count, B)
-        return full * self.n + sum(phase[(-j) % B] for j in range(start, start + rest))
+        full, rest = divmod(count, self.B)
+        return full * self.n + sum(self._needs(start, rest))
 
     def iterations_fitting(self, start: int, free: int, enough: int = 1 << 62) -> int:
         """How many iterations from `start` can run before growth exceeds `free` blocks (or at least `enough`)."""

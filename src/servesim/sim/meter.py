@@ -16,12 +16,11 @@ class StepLog:
     """Per-step records: a mixed iteration or a run of decode iterations (energy in joules, all GPUs)."""
 
     FIELDS = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy")
+    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting")
 
     def __init__(self):
         self.rows: list[tuple] = []
         self.add = self.rows.append  # one tuple of FIELDS per step
-
-    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting")
 
     def arrays(self) -> dict[str, np.ndarray]:
         table = np.array(self.rows, dtype=float).reshape(-1, len(self.FIELDS))
@@ -48,8 +47,7 @@ class Meter:
 
     def step(self, it: int, t: float, seconds: float, energy: float, tokens: int) -> tuple[float, float]:
         """Iteration `it`, ending at t; returns one token's share of its energy and cost."""
-        if it >= len(self._ends):
-            self._ends = np.concatenate([self._ends, np.empty(max(it + 1, len(self._ends)))])
+        self._hold(it + 1)
         self._ends[it] = t
         jpt, usdpt = energy / tokens, seconds * self.usd_per_s / tokens
         self._add(seconds, energy, jpt, usdpt)
@@ -112,7 +110,10 @@ class Meter:
         before = np.concatenate(([0.0], cs))[first]
         ends = start[rep] + (cs - before[rep])
         ends[first + k - 1] = t_end  # the end the simulation went on from
-        stop = int((j0 + k).max())
-        if stop > len(self._ends):
-            self._ends = np.concatenate([self._ends, np.empty(max(stop, len(self._ends)))])
+        self._hold(int((j0 + k).max()))
         self._ends[j0[rep] + m] = ends
+
+    def _hold(self, count: int) -> None:
+        """Room for the end times of iterations 0..count-1 (at least doubling, so growth stays cheap)."""
+        if count > len(self._ends):
+            self._ends = np.concatenate([self._ends, np.empty(max(count, len(self._ends)))])

@@ -65,8 +65,7 @@ class Replica:
 
     def submit(self, req: Request) -> None:
         """Hand over a request that becomes ready at `req.ready` (no earlier than those before it)."""
-        self.state.incoming.append(req)
-        self.state.landing += req.kv_ready
+        self.state.receive(req)
 
     def next_ready(self) -> float:
         """When this replica next has something to do: now if busy, else its next arrival."""

@@ -2,7 +2,8 @@
 
 A router sees the replicas as they stand when the request arrives and returns the index
 of one. Reading a replica brings it up to date (`cluster.AdvancedTo`), so a router that
-reads few replicas of a large pool is cheap. Each policy is one small module in `sim/routers/`, registered by name.
+reads few replicas of a large pool is cheap. Each policy is one small module in
+`sim/routers/`, registered by name.
 """
 
 from __future__ import annotations

@@ -81,6 +81,11 @@ class ReplicaState:
         return self.kv.used * self.block_size + waiting
 
     # ----- changing -----
+    def receive(self, req: Request) -> None:
+        """A request handed over, arriving at `req.ready` (no earlier than those before it)."""
+        self.incoming.append(req)
+        self.landing += req.kv_ready
+
     def arrive(self) -> None:
         """Queue the handed-over requests whose time has come."""
         incoming, now = self.incoming, self.now
