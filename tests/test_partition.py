@@ -53,6 +53,11 @@ def test_partitions_that_would_need_each_other_are_refused(update, why):
         simulate(FLEET.model_copy(update={"partitions": 2, **update}))
 
 
+def test_workers_below_one_are_refused():
+    with pytest.raises(ServesimError, match="workers must be at least 1"):
+        simulate(FLEET.model_copy(update={"partitions": 2}), workers=-1)
+
+
 def test_partitions_on_a_local_ray_cluster():
     pytest.importorskip("ray")
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from servesim.config import Scenario
+from servesim.errors import ServesimError
 from servesim.metrics import (
     ITLs,
     Records,
@@ -168,6 +169,8 @@ def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_a
     A fleet in `partitions` groups runs its groups on `workers` local processes (default: one per
     core) or on the Ray cluster at `ray_address` (see `partition.py`)."""
     sc = scenario or Scenario()
+    if workers is not None and workers < 1:
+        raise ServesimError(f"workers must be at least 1, not {workers}")
     if sc.partitions > 1:
         from servesim.partition import default_workers, simulate_partitioned
 
