@@ -1,12 +1,17 @@
-"""How a run's cost grows with its size: wall time and peak memory from 10^4 requests up.
+"""How a run's cost grows with its size: wall time and peak memory from 10^4 requests up to a fleet-day.
 
-A fleet of `--replicas` llama-3.1-70b replicas (TP4 on H100-SXM, profiled model) behind
-the power_of_two router serves Poisson traffic with Azure-conversation-like lengths at a
-fixed rate per replica, so a run of N requests covers N / rate seconds of serving. Each
-size runs in a fresh process (`simulate()` then `summary()`); the script prints wall
-time, peak RSS and the log-log slope between sizes (1 = linear), and writes the plot.
+The default is the fleet-day of issue 13: 256 llama-3.1-70b replicas (TP4 on H100-SXM,
+profiled model) behind the power_of_two router, serving 10^7 requests a day on average
+(115.7 per second) with the Azure conversation trace's lengths (sampled at random) and
+a daily shape of the rate (`DAY`, assumed: the 2023 trace covers one hour). A run of N
+requests covers the first N / 10^7 of that day. Runs are streamed (`--stream`: records
+not kept, summaries gathered as the run goes) over `--partitions` groups on as many
+local processes. Each size runs in a fresh process; the script prints wall time, peak
+memory (the parent's plus each worker's peak: a bound on what was resident at once) and
+the log-log slope between sizes (1 = linear), and writes the plot.
 
-    python benchmarks/bench_scale.py [--sizes 1e4,3e4,1e5,3e5,1e6] [--replicas 64] [--svg docs/img/scale.svg]
+    python benchmarks/bench_scale.py [--sizes 1e4,1e5,1e6,1e7] [--replicas 256] [--partitions 2]
+        [--in-memory] [--synthetic --replicas 64 --rate 128 --partitions 1]
 """
 
 from __future__ import annotations
@@ -18,22 +23,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+TRACE = ROOT.parent / "shared" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+# relative request rate per hour of the day, midnight first: an assumed diurnal shape (trough at night
+# ~0.3x the mean, flat peak ~1.45x through the working day), not a measured one
+DAY = [0.45, 0.35, 0.3, 0.28, 0.3, 0.4, 0.6, 0.85, 1.1, 1.3, 1.4, 1.45, 1.45, 1.45, 1.45, 1.4, 1.35, 1.3, 1.2,
+       1.1, 1.0, 0.9, 0.75, 0.6]  # fmt: skip
+
 CHILD = r"""
 import json, resource, sys, time
 from servesim import EngineConfig, LengthDist, Scenario, WorkloadConfig, simulate
-n, replicas, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-IN = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)
-OUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
-sc = Scenario(model="llama-3.1-70b", gpu="h100-sxm", engine=EngineConfig(tp=4), replicas=replicas,
-              router="power_of_two", workload=WorkloadConfig(num_requests=n, rate=rate * replicas, input=IN,
-              output=OUT, seed=1))
+cfg = json.loads(sys.argv[1])
+if cfg["synthetic"]:  # Azure-conversation-like lognormal lengths
+    lengths = dict(input=LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050),
+                   output=LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000))
+else:
+    lengths = dict(trace=cfg["trace"], trace_sample="random")
+wl = WorkloadConfig(num_requests=cfg["n"], rate=cfg["rate"], rate_shape=cfg["shape"], seed=1, **lengths)
+sc = Scenario(model="llama-3.1-70b", gpu="h100-sxm", engine=EngineConfig(tp=4), replicas=cfg["replicas"],
+              router="power_of_two", partitions=cfg["partitions"], workload=wl)
 t0 = time.perf_counter()
-result = simulate(sc)
+result = simulate(sc, stream=cfg["stream"])
 t1 = time.perf_counter()
 s = result.summary()
 t2 = time.perf_counter()
-print(json.dumps({"n": n, "sim_s": t1 - t0, "summary_s": t2 - t1, "rss_gb": resource.getrusage(
-    resource.RUSAGE_SELF).ru_maxrss / 1e6, "served_s": s["duration_s"], "completed": s["completed"]}))
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6 if cfg["partitions"] > 1 else 0.0
+print(json.dumps({"n": cfg["n"], "sim_s": t1 - t0, "summary_s": t2 - t1, "rss_gb": own + cfg["partitions"] * worker,
+                  "served_s": s["duration_s"], "completed": s["completed"], "ttft_p99_ms": s["ttft_ms"]["p99"],
+                  "itl_p99_ms": s["itl_ms"]["p99"], "iterations": s["iterations"]}))
 """
 
 
@@ -68,15 +86,21 @@ def svg_plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1e4,3e4,1e5,3e5,1e6")
-    ap.add_argument("--replicas", type=int, default=64)
-    ap.add_argument("--rate", type=float, default=2.0, help="requests per second per replica")
-    ap.add_argument("--svg", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "img" / "scale.svg")
+    ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
+    ap.add_argument("--replicas", type=int, default=256)
+    ap.add_argument("--rate", type=float, default=1e7 / 86400, help="mean requests per second, whole fleet")
+    ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--in-memory", action="store_true", help="keep every request (not streamed)")
+    ap.add_argument("--synthetic", action="store_true", help="lognormal lengths and a steady rate instead")
+    ap.add_argument("--svg", type=Path, default=ROOT / "docs" / "img" / "scale.svg")
     args = ap.parse_args()
+    if not args.synthetic and not TRACE.is_file():
+        sys.exit(f"{TRACE} not found: pass --synthetic")
     rows = []
     for n in (int(float(x)) for x in args.sizes.split(",")):
-        res = subprocess.run([sys.executable, "-c", CHILD, str(n), str(args.replicas), str(args.rate)],
-                             capture_output=True, text=True)  # fmt: skip
+        cfg = dict(n=n, replicas=args.replicas, rate=args.rate, partitions=args.partitions, stream=not args.in_memory,
+                   synthetic=args.synthetic, trace=str(TRACE), shape=None if args.synthetic else DAY)  # fmt: skip
+        res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True)
         if res.returncode:
             why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"
             print(f"{n:>10,} requests: failed ({why})")
@@ -89,8 +113,9 @@ def main() -> None:
             dn = math.log(b["n"] / a["n"])
             wall = (b["sim_s"] + b["summary_s"]) / (a["sim_s"] + a["summary_s"])
             slope = f"  slope: time {math.log(wall) / dn:.2f}, memory {math.log(b['rss_gb'] / a['rss_gb']) / dn:.2f}"
-        print(f"{n:>10,} requests ({r['served_s']:,.0f} s served): simulate {r['sim_s']:.1f} s "
-              f"({n / r['sim_s']:,.0f}/s), summary {r['summary_s']:.1f} s, peak RSS {r['rss_gb']:.2f} GB{slope}",
+        print(f"{n:>10,} requests ({r['served_s']:,.0f} s served, {r['iterations']:,} iterations): simulate "
+              f"{r['sim_s']:.1f} s ({n / r['sim_s']:,.0f}/s), summary {r['summary_s']:.2f} s, peak RSS "
+              f"{r['rss_gb']:.2f} GB, P99 TTFT {r['ttft_p99_ms']:.0f} ms, P99 ITL {r['itl_p99_ms']:.1f} ms{slope}",
               flush=True)  # fmt: skip
     if len(rows) > 1:
         svg_plot(rows, args.svg)

@@ -154,3 +154,18 @@ def test_python_m_servesim_runs_the_command_line():
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "Successful requests" in out.stdout
+
+
+def test_run_streamed_writes_records_as_it_goes(tmp_path):
+    res = invoke("run", "--replicas", "2", "--num-requests", "300", "--rate", "20", "--rate-shape", "1,3",
+                 "--rate-period-s", "20", "--stream", "--output", str(tmp_path), "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["completed"] == 300 and any("streamed" in n for n in summary["notes"])
+    records = pd.read_parquet(tmp_path / "requests.parquet")
+    assert sorted(records.request_id) == list(range(300))
+    assert (tmp_path / "power.csv").is_file()
+    bad = invoke("run", "--num-requests", "5", "--stream", "--format", "csv", "-o", str(tmp_path / "x"))
+    assert bad.exit_code != 0 and "--stream writes Parquet" in bad.output
+    bad = invoke("run", "--num-requests", "5", "--rate-shape", "1,x")
+    assert bad.exit_code != 0 and "comma list of numbers" in bad.output

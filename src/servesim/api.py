@@ -17,11 +17,14 @@ from servesim.errors import ServesimError
 from servesim.metrics import (
     ITLs,
     Records,
+    StepTotals,
+    Tally,
+    fold_steps,
     itl_table,
+    pool_counts,
     pool_stats,
     request_records,
     summarize,
-    summary_stats,
     token_times,
 )
 from servesim.metrics.energy import energy_cost_summary, power_series
@@ -30,7 +33,8 @@ from servesim.sim.deployment import build, plan
 from servesim.sim.memory import MemoryPlan
 from servesim.sim.power_control import PowerController
 from servesim.sim.request import Request
-from servesim.workload import generate
+from servesim.stream import Collector, Streamed
+from servesim.workload import generate_chunks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +42,13 @@ if TYPE_CHECKING:
 
 def _memory(m: MemoryPlan) -> dict:
     return {"weights_gib_per_gpu": m.weights_gib, "kv_cache_gib_per_gpu": m.kv_gib, "kv_cache_tokens": m.kv_tokens}
+
+
+CHUNK = 8192  # arrivals taken into the simulation at a time (a streamed run collects between chunks)
+
+
+STREAM_NOTE = ("streamed: requests were summarised as they finished; TTFT, TPOT, E2EL and ITL percentiles come "
+               "from 0.1%-wide histogram bins (within 0.05%)")
 
 
 @dataclass
@@ -56,6 +67,8 @@ class Result:
     host_w: float = 0.0  # constant power of the deployment's hosts
     power_control: dict | None = None  # what the cluster power controller did
     notes: list[str] = field(default_factory=list)  # what was accepted but assumed (see sim/deployment.py)
+    # a streamed run (`stream.py`) keeps no requests, steps or iteration ends, only these
+    streamed: Streamed | None = None
     _summary: dict | None = field(default=None, repr=False)
 
     def title(self) -> str:
@@ -77,8 +90,29 @@ class Result:
         """Mean power per replica and for the cluster (with hosts) in each `bin_s` window."""
         import pandas as pd
 
-        idle = [r["idle_w"] * r["gpus"] for r in self.replica_info]
-        return pd.DataFrame(power_series(self.replica_steps, idle, self.host_w, self.summary()["duration_s"], bin_s))
+        if self.streamed:
+            if bin_s != self.streamed.steps[0].bin_s:
+                raise ServesimError(f"a streamed run keeps power in {self.streamed.steps[0].bin_s} s windows only")
+            totals = self.streamed.steps
+        else:
+            totals = self._step_totals(bin_s)
+        return pd.DataFrame(power_series(totals, self.host_w, self.summary()["duration_s"]))
+
+    def _step_totals(self, bin_s: float = 1.0) -> list[StepTotals]:
+        if self.streamed:
+            return self.streamed.steps
+        return [fold_steps(s, r["idle_w"] * r["gpus"], bin_s) for s, r in zip(self.replica_steps, self.replica_info,
+                                                                             strict=True)]  # fmt: skip
+
+    @cached_property
+    def tally(self) -> Tally:
+        """What the summary needs of the requests' records."""
+        if self.streamed:
+            return self.streamed.tally
+        tally = Tally(self.scenario.slo, len(self.replica_info))
+        tally.add(self.records, self._itls.gaps)
+        tally.add_pools(pool_counts(self.raw_requests, self.pools))
+        return tally
 
     @property
     def memory(self) -> MemoryPlan:
@@ -97,6 +131,8 @@ class Result:
     @cached_property
     def records(self) -> Records:
         """One entry per request in each column (numpy arrays): what `requests` holds."""
+        if self.streamed:
+            return Records({k: v.to_numpy() for k, v in self.requests.items()})
         return request_records(self.raw_requests, self._itls)
 
     @cached_property
@@ -104,6 +140,8 @@ class Result:
         """One row per request: times in seconds, lengths, preemptions, cached tokens, replica."""
         import pandas as pd
 
+        if self.streamed:  # read back from where the run wrote them
+            return self.streamed.read_records()
         return pd.DataFrame(self.records)
 
     def token_times(self, request_id: int) -> np.ndarray:
@@ -112,42 +150,41 @@ class Result:
     def summary(self) -> dict:
         if self._summary is None:
             blocks = [m.num_blocks for m in self.memories]
-            s = summarize(self.records, self._itls.gaps, self.replica_steps, self.scenario.slo, blocks,
-                          self.kv_hit_rate)  # fmt: skip
+            tally, totals = self.tally, self._step_totals()
+            s = summarize(tally, totals, blocks, self.kv_hit_rate)
             s["perf_model"] = self.perf_model
             if self.notes:
                 s["notes"] = self.notes
             if self.power_control:
                 s["power_control"] = self.power_control
-            s.update(energy_cost_summary(self.records, self.replica_steps, self.replica_info, s["duration_s"],
-                                         self.host_w))  # fmt: skip
+            s.update(energy_cost_summary(tally, totals, self.replica_info, s["duration_s"], self.host_w))
             s["memory"] = _memory(self.memory)
             if self.pools:
                 s["memory"] = {name: _memory(self.memories[ids[0]]) for name, ids in self.pools.items()}
-                served = {
-                    name: sum(1 for r in self.raw_requests if any(seg[0] in ids for seg in r.segments))
-                    for name, ids in self.pools.items()
-                }
-                s["pools"] = pool_stats(s["replicas"], self.pools, served)
+                s["pools"] = pool_stats(s["replicas"], self.pools, tally.pool_served)
                 for name, ids in self.pools.items():
                     s["pools"][name]["avg_power_w"] = sum(s["energy"]["replica_avg_power_w"][i] for i in ids)
-                s["kv_transfer_ms"] = summary_stats(self.records.kv_transfer_s)  # (NaN where none)
+                s["kv_transfer_ms"] = tally.kv_transfer.stats()  # (NaN where none)
             self._summary = s
         return self._summary
 
     def save(self, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
-        """Write summary.json, requests.parquet|csv and scenario.json into out_dir."""
+        """Write summary.json, requests.parquet|csv, scenario.json and power.csv into out_dir (a streamed
+        run wrote its records as it went: they are listed, not written again)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "summary.json", out / f"requests.{fmt}", out / "scenario.json", out / "power.csv"]
+        paths = [out / "summary.json", out / "scenario.json", out / "power.csv"]
         paths[0].write_text(json.dumps(self.summary(), indent=2) + "\n")
+        paths[1].write_text(self.scenario.model_dump_json(indent=2) + "\n")
+        self.power_series().to_csv(paths[2], index=False, float_format="%.6g")
+        if self.streamed:
+            return paths + self.streamed.paths
+        records = out / f"requests.{fmt}"
         if fmt == "csv":
-            self.requests.to_csv(paths[1], index=False)
+            self.requests.to_csv(records, index=False)
         else:
-            self.requests.to_parquet(paths[1], index=False)
-        paths[2].write_text(self.scenario.model_dump_json(indent=2) + "\n")
-        self.power_series().to_csv(paths[3], index=False, float_format="%.6g")
-        return paths
+            self.requests.to_parquet(records, index=False)
+        return paths + [records]
 
 
 @contextmanager
@@ -163,42 +200,61 @@ def no_cycle_collection():
             gc.enable()
 
 
-def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_address: str | None = None) -> Result:
+def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_address: str | None = None,
+             stream: bool = False, records_dir: str | Path | None = None) -> Result:  # fmt: skip
     """Simulate the scenario's deployment (co-located or disaggregated) serving its workload to completion.
 
     A fleet in `partitions` groups runs its groups on `workers` local processes (default: one per
-    core) or on the Ray cluster at `ray_address` (see `partition.py`)."""
+    core) or on the Ray cluster at `ray_address` (see `partition.py`). A `stream`ed run keeps no
+    requests in memory (`stream.py`): its summary is gathered as it goes, its per-request records
+    are written to Parquet in `records_dir` if given."""
     sc = scenario or Scenario()
     if workers is not None and workers < 1:
         raise ServesimError(f"workers must be at least 1, not {workers}")
+    if records_dir is not None and not stream:
+        raise ServesimError("records_dir is where a streamed run writes its records; pass stream=True too")
+    out = Path(records_dir) if records_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     if sc.partitions > 1:
         from servesim.partition import default_workers, simulate_partitioned
 
-        return simulate_partitioned(sc, workers or default_workers(sc), ray_address)
-    return run_share(sc)[0]
+        return simulate_partitioned(sc, workers or default_workers(sc), ray_address, stream, out)
+    return run_share(sc, stream=stream, records=out / "requests.parquet" if out else None)[0]
 
 
-def run_share(sc: Scenario, share: tuple[int, int] = (0, 1)) -> tuple[Result, int, int]:
+def run_share(sc: Scenario, share: tuple[int, int] = (0, 1), stream: bool = False,
+              records: Path | None = None) -> tuple[Result, int, int]:  # fmt: skip
     """The result of serving a share of the workload (`generate`'s share), with the prefix-cache blocks
-    hit and looked up."""
+    hit and looked up; streamed, writing the records to the Parquet file `records` if given."""
     with no_cycle_collection():
-        return _simulate(sc, share)
+        return _simulate(sc, share, stream, records)
 
 
-def _simulate(sc: Scenario, share: tuple[int, int]) -> tuple[Result, int, int]:
+def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path | None) -> tuple[Result, int, int]:
     pl = plan(sc)
     cluster = build(pl)
-    requests = generate(sc.workload, share)
-    accepted = []
-    for r in requests:
-        if r.prompt_len + r.output_len > pl.max_len:
-            r.rejected = True  # vLLM refuses requests longer than max_model_len
-        else:
-            accepted.append(r)
-    cluster.run(accepted)
+    pools = {pool.name: [r.rid for r in pool.replicas] for pool in cluster.pools} if sc.disaggregated else {}
+    collector = Collector(cluster, sc.slo, pools, records) if stream else None
+    requests = []  # every request, kept unless streamed
+
+    def accepted(chunk: list[Request]) -> list[Request]:
+        ok = []
+        for r in chunk:
+            if r.prompt_len + r.output_len > pl.max_len:
+                r.rejected = True  # vLLM refuses requests longer than max_model_len
+                if collector:
+                    collector.rejected.append(r)
+            else:
+                ok.append(r)
+        if not collector:
+            requests.extend(chunk)
+        return ok
+
+    chunks = generate_chunks(sc.workload, share, CHUNK)
+    cluster.serve((accepted(c) for c in chunks), collector.collect if collector else None)
     replicas = cluster.replicas
     memories = [p.memory for p in pl.pools for _ in range(p.replicas * p.layout.streams)]
-    pools = {pool.name: [r.rid for r in pool.replicas] for pool in cluster.pools} if sc.disaggregated else {}
     hits = sum(r.state.kv.hit_blocks for r in replicas)
     queries = sum(r.state.kv.query_blocks for r in replicas)
     power = next((c for c in cluster.controllers if isinstance(c, PowerController)), None)
@@ -206,14 +262,15 @@ def _simulate(sc: Scenario, share: tuple[int, int]) -> tuple[Result, int, int]:
         sc,
         memories,
         requests,
-        [r.meter.log.arrays() for r in replicas],
-        [r.meter.iter_end[: r.it] for r in replicas],
+        [] if stream else [r.meter.log.arrays() for r in replicas],
+        [] if stream else [r.meter.iter_end[: r.it] for r in replicas],
         hits / queries if queries else None,
         " / ".join(sorted({describe(r.perf) for r in replicas})),
         pools,
         [dict(gpus=r.gpus, idle_w=r.power.idle_w, usd_per_s=r.usd_per_s, busy_s=r.meter.busy_s) for r in replicas],
         pl.host_w,
         power.summary(max((r.now for r in replicas), default=0.0)) if power else None,
-        notes=pl.notes,
+        notes=pl.notes + [STREAM_NOTE] * stream,
+        streamed=collector.close() if collector else None,
     )
     return result, hits, queries

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from servesim.config import SLO, Scenario, apply_flags, load_scenario, validation_message
+from servesim.config import SLO, Scenario, apply_flags, load_scenario, parse_numbers, validation_message
 from servesim.errors import ServesimError
 from servesim.files import check_output_dir, check_output_file
 
@@ -106,6 +106,10 @@ def run(
     rate: Annotated[float | None, Opt(help="requests/s; inf = all at once")] = None,
     arrival: Annotated[str | None, Opt(help="poisson | gamma | constant | burst | trace")] = None,
     burstiness: Annotated[float | None, Opt(help="gamma shape (1 = Poisson)")] = None,
+    rate_shape: Annotated[
+        str | None, Opt(help="relative rates over the day, comma list (e.g. 24 hourly values); --rate is the mean")
+    ] = None,
+    rate_period_s: Annotated[float | None, Opt(help="the time --rate-shape covers, s (default: a day)")] = None,
     input_dist: Annotated[str | None, Opt(help="fixed | uniform | lognormal")] = None,
     input_mean: Annotated[float | None, Opt(help="mean input tokens")] = None,
     input_sigma: Annotated[float | None, Opt(help="lognormal shape of input lengths")] = None,
@@ -135,6 +139,9 @@ def run(
     power_budget: Annotated[float | None, Opt(help="cluster power budget, W (POLCA controller)")] = None,
     price_per_gpu_hour: Annotated[float | None, Opt(help="USD per GPU-hour (default: catalog)")] = None,
     output: Annotated[Path | None, Opt("--output", "-o", help="directory for summary and records")] = None,
+    stream: Annotated[
+        bool, Opt("--stream", help="keep no requests in memory: summarise as the run goes, records to --output")
+    ] = False,
     fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
     as_json: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
     report: Annotated[Path | None, Opt(help="write a self-contained HTML report")] = None,
@@ -143,10 +150,15 @@ def run(
     """Simulate a deployment serving a request stream (defaults: Llama-3.1-8B on one H100)."""
     flags = dict(locals())
     for name in ("config", "scheduler_option", "goodput", "output", "fmt", "as_json", "report", "trace_out", "workers",
-                 "ray_address"):  # fmt: skip
+                 "ray_address", "stream"):  # fmt: skip
         flags.pop(name)
+    if rate_shape is not None:
+        flags["rate_shape"] = parse_numbers(rate_shape, "--rate-shape")
     if fmt not in ("parquet", "csv"):
         raise ServesimError(f"--format must be parquet or csv, not '{fmt}'")
+    if stream and (fmt != "parquet" or report or trace_out):
+        raise ServesimError("--stream writes Parquet records and keeps no timeline: drop --format csv, --report "
+                            "and --trace-out, or run without --stream")  # fmt: skip
     for path, flag in ((report, "--report"), (trace_out, "--trace-out")):
         if path:
             check_output_file(path, flag)
@@ -158,7 +170,7 @@ def run(
 
     from servesim.api import simulate
 
-    result = simulate(scenario, workers, ray_address)
+    result = simulate(scenario, workers, ray_address, stream, output if stream else None)
     for text in result.notes:
         note(text)
     summary = result.summary()

@@ -83,6 +83,11 @@ class WorkloadConfig(_Strict):
     rate: float = Field(10.0, gt=0, allow_inf_nan=True, description="requests per second; inf sends all at once")
     arrival: Literal["poisson", "gamma", "constant", "burst", "trace"] = "poisson"
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 is Poisson, <1 burstier")
+    rate_shape: list[float] | None = Field(
+        None, description="relative rates over equal slices of rate_period_s, repeated (e.g. 24 hourly values); "
+        "`rate` is their mean"
+    )  # fmt: skip
+    rate_period_s: float = Field(86400.0, gt=0, description="the period rate_shape covers (default one day)")
     input: LengthDist = Field(default_factory=lambda: SHAREGPT_INPUT.model_copy())
     output: LengthDist = Field(default_factory=lambda: SHAREGPT_OUTPUT.model_copy())
     trace: Path | None = Field(None, description="Azure CSV or Mooncake JSONL; gives lengths")
@@ -96,6 +101,11 @@ class WorkloadConfig(_Strict):
     def _trace(self):
         if self.arrival == "trace" and self.trace is None:
             raise ValueError("arrival = 'trace' needs a trace file (workload.trace / --trace)")
+        if self.rate_shape is not None:
+            if self.arrival in ("trace", "burst"):
+                raise ValueError(f"rate_shape shapes a rate over time; arrival = '{self.arrival}' has none")
+            if not self.rate_shape or min(self.rate_shape) < 0 or max(self.rate_shape) <= 0:
+                raise ValueError("rate_shape needs non-negative relative rates, at least one above zero")
         return self
 
     @property
@@ -309,6 +319,14 @@ def flag_path(name: str) -> str:
         if field != name:
             return f"{pool}.{field}" if field in PoolConfig.model_fields else f"{pool}.engine.{field}"
     raise KeyError(name)
+
+
+def parse_numbers(text: str, flag: str) -> list[float]:
+    """A flag's comma list of numbers."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ServesimError(f"{flag} takes a comma list of numbers, e.g. 1,2.5,3; not '{text}'") from None
 
 
 def parse_option(item: str) -> tuple[str, object]:

@@ -16,18 +16,22 @@ from __future__ import annotations
 import gc
 import os
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from servesim.api import Result, no_cycle_collection, run_share
 from servesim.config import Scenario
 from servesim.sim.deployment import plan
 
 
-def simulate_partitioned(sc: Scenario, workers: int | None = None, ray_address: str | None = None) -> Result:
-    """Simulate the scenario's `partitions` groups apart (on `workers` local processes or a Ray cluster)."""
+def simulate_partitioned(sc: Scenario, workers: int | None = None, ray_address: str | None = None,
+                         stream: bool = False, records_dir: Path | None = None) -> Result:  # fmt: skip
+    """Simulate the scenario's `partitions` groups apart (on `workers` local processes or a Ray cluster);
+    streamed, each group writes its records to its own file in `records_dir` if given."""
     plan(sc)  # every rule, once, before any worker starts
     groups = sc.partitions
     part = sc.model_copy(update={"replicas": sc.replicas // groups, "partitions": 1})
-    jobs = [(part, (g, groups)) for g in range(groups)]
+    files = [records_dir / f"requests-{g}.parquet" if records_dir else None for g in range(groups)]
+    jobs = [(part, (g, groups), stream, files[g]) for g in range(groups)]
     if ray_address:
         from servesim.ray_util import connect
 
@@ -46,7 +50,11 @@ def simulate_partitioned(sc: Scenario, workers: int | None = None, ray_address: 
 
 def join(sc: Scenario, shares: list[tuple[Result, int, int]]) -> Result:
     """One result from the groups' results, in group order (replica numbers offset accordingly)."""
-    first, reps = shares[0][0], len(shares[0][0].replica_steps)
+    first, reps = shares[0][0], len(shares[0][0].replica_info)
+    streamed = first.streamed
+    for res, _, _ in shares[1:]:
+        if streamed:
+            streamed.merge(res.streamed)
     requests = []
     for g, (res, _, _) in enumerate(shares):
         for r in res.raw_requests:
@@ -68,6 +76,7 @@ def join(sc: Scenario, shares: list[tuple[Result, int, int]]) -> Result:
         sum(res.host_w for res, _, _ in shares),
         None,
         notes=[*first.notes, note],
+        streamed=streamed,
     )
 
 

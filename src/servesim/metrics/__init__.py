@@ -3,16 +3,17 @@
 from servesim.metrics.summary import (
     ITLs,
     Records,
-    good_mask,
     itl_table,
+    pool_counts,
     pool_stats,
     request_records,
     summarize,
     summary_stats,
     token_times,
 )
+from servesim.metrics.tally import StepTotals, Tally, fold_steps, good_mask
 
 __all__ = [
-    "ITLs", "Records", "good_mask", "itl_table", "pool_stats", "request_records", "summarize", "summary_stats",
-    "token_times",
+    "ITLs", "Records", "StepTotals", "Tally", "fold_steps", "good_mask", "itl_table", "pool_counts", "pool_stats",
+    "request_records", "summarize", "summary_stats", "token_times",
 ]  # fmt: skip

@@ -12,10 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from servesim.config import SLO
+from servesim.metrics.sketch import exact_stats
+from servesim.metrics.tally import StepTotals, Tally
 from servesim.records import Records
-
-PERCENTILES = (50, 90, 99)
 
 
 def request_records(requests, itls: ITLs) -> Records:
@@ -74,10 +73,11 @@ class ITLs(NamedTuple):
     gaps: np.ndarray
 
 
-def itl_table(requests, iter_ends: list[np.ndarray], chunk: int = 20_000) -> ITLs:
+def itl_table(requests, iter_ends: list[np.ndarray], chunk: int = 20_000, bases: list[int] | None = None) -> ITLs:
     """Every inter-token gap of every finished request, `chunk` requests at a time so the index arrays
-    stay small next to the gaps themselves (a run of 10^6 requests has ~2 x 10^8 gaps)."""
-    offsets = np.cumsum([0] + [len(x) for x in iter_ends])
+    stay small next to the gaps themselves (a run of 10^6 requests has ~2 x 10^8 gaps). Replica i's
+    iter_ends start at iteration bases[i] (default 0)."""
+    offsets = np.cumsum([0] + [len(x) for x in iter_ends])[:-1] - (np.asarray(bases) if bases is not None else 0)
     iter_end = np.concatenate(iter_ends) if iter_ends else np.empty(0)
     n = len(requests)
     mean, largest = np.full(n, np.nan), np.full(n, np.nan)
@@ -115,7 +115,7 @@ def itl_table(requests, iter_ends: list[np.ndarray], chunk: int = 20_000) -> ITL
 
 def summary_stats(values_s) -> dict:
     """Mean, median, std, P90 and P99 in milliseconds of values in seconds."""
-    return _stats(values_s)
+    return exact_stats(values_s)
 
 
 def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[str, int]) -> dict:
@@ -134,82 +134,27 @@ def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[s
     return out
 
 
-def _stats(values_s: np.ndarray, scratch: bool = False) -> dict:
-    """scratch: the values may be reordered in place (spares a copy of what may be 10^8 gaps)."""
-    v = np.asarray(values_s, dtype=float)
-    nan = np.isnan(v)
-    if nan.any():
-        v = v[~nan]
-    if len(v) == 0:
-        return {"mean": None, "median": None, "std": None, "p90": None, "p99": None}
-    # in seconds, scaled after: no millisecond copy of what may be 10^8 gaps
-    mean, std = float(v.mean()), float(v.std())  # before the percentiles may reorder v
-    median, *tail = np.percentile(v, PERCENTILES, overwrite_input=scratch and not nan.any())
-    out = {"mean": 1000.0 * mean, "median": 1000.0 * float(median), "std": 1000.0 * std}
-    out.update({f"p{p}": 1000.0 * float(x) for p, x in zip(PERCENTILES[1:], tail, strict=True)})
-    return out
-
-
-def good_mask(df: Records, slo: SLO) -> np.ndarray:
-    ok = df.completed.copy()
-    checks = (("ttft_ms", "ttft_s"), ("tpot_ms", "tpot_s"), ("e2el_ms", "e2el_s"))
-    for field, col in checks:
-        target = getattr(slo, field)
-        if target is not None:
-            v = df[col] * 1000.0
-            # a request with one output token has no TPOT and meets any TPOT target
-            ok &= np.where(np.isnan(v), col == "tpot_s", v <= target)
-    return ok
-
-
-def replica_stats(steps: dict, kv_blocks: int, duration: float) -> dict:
-    """Time-weighted batch and KV-cache statistics of one replica's step log."""
-    span = steps["end"] - steps["start"]
-    busy = float(span.sum())
-
-    def time_avg(x):
-        return float((x * span).sum() / busy) if busy > 0 else 0.0
-
-    return {
-        "iterations": int(steps["iters"].sum()),
-        "busy_fraction": busy / duration if duration > 0 else 0.0,
-        "batch_size": {
-            "mean": time_avg(steps["seqs"]),
-            "max": int(steps["seqs"].max()) if len(span) else 0,
-            "mean_tokens": time_avg(steps["tokens"]),
-        },
-        "kv_cache": {
-            "blocks": kv_blocks,
-            "mean_usage": time_avg(steps["kv_used"]) / kv_blocks if kv_blocks else 0.0,
-            "max_usage": float(steps["kv_used"].max()) / kv_blocks if len(span) and kv_blocks else 0.0,
-        },
-    }
-
-
-def summarize(df: Records, itls: np.ndarray, replica_steps: list[dict], slo: SLO, kv_blocks: list[int],
-              kv_hit_rate: float | None) -> dict:  # fmt: skip
+def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hit_rate: float | None) -> dict:
     """The run's summary; batch and KV statistics are means over replicas, each replica listed too."""
-    done = df.select(df.completed)
-    duration = float(done.finish_s.max()) if done.rows else 0.0
+    duration = tally.duration
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
-    in_tok, out_tok = int(done.input_len.sum()), int(done.output_len.sum())
-    reps = [replica_stats(s, b, duration) for s, b in zip(replica_steps, kv_blocks, strict=True)]
+    reps = [s.stats(b, duration) for s, b in zip(steps, kv_blocks, strict=True)]
     mean = lambda f: float(np.mean([f(r) for r in reps]))  # noqa: E731
     summary = {
-        "completed": done.rows,
-        "failed": int((~df.completed).sum()),
+        "completed": tally.completed,
+        "failed": tally.failed,
         "duration_s": duration,
-        "total_input_tokens": in_tok,
-        "total_output_tokens": out_tok,
-        "request_throughput": per_s(done.rows),
-        "output_throughput": per_s(out_tok),
-        "total_token_throughput": per_s(in_tok + out_tok),
-        "ttft_ms": _stats(done.ttft_s),
-        "tpot_ms": _stats(done.tpot_s),
-        "itl_ms": _stats(itls, scratch=True),  # (the gaps' order means nothing)
-        "e2el_ms": _stats(done.e2el_s),
-        "preemptions": int(df.preemptions.sum()),
-        "migrations": int(df.migrations.sum()),
+        "total_input_tokens": tally.input_tokens,
+        "total_output_tokens": tally.output_tokens,
+        "request_throughput": per_s(tally.completed),
+        "output_throughput": per_s(tally.output_tokens),
+        "total_token_throughput": per_s(tally.input_tokens + tally.output_tokens),
+        "ttft_ms": tally.ttft.stats(),
+        "tpot_ms": tally.tpot.stats(),
+        "itl_ms": tally.itl.stats(),
+        "e2el_ms": tally.e2el.stats(),
+        "preemptions": tally.preemptions,
+        "migrations": tally.migrations,
         "iterations": sum(r["iterations"] for r in reps),
         "busy_fraction": mean(lambda r: r["busy_fraction"]),
         "batch_size": {
@@ -225,15 +170,22 @@ def summarize(df: Records, itls: np.ndarray, replica_steps: list[dict], slo: SLO
         },
     }
     if len(reps) > 1:
-        served = np.bincount(df.replica[df.replica >= 0], minlength=len(reps))
         for i, r in enumerate(reps):
             r["replica"] = i
-            r["completed"] = int(served[i])
+            r["completed"] = int(tally.served[i])
             r["request_throughput"] = per_s(r["completed"])
         summary["replicas"] = reps
-    if slo.any:
-        good = good_mask(df, slo)
-        summary["slo"] = slo.model_dump(exclude_none=True)
-        summary["good_requests"] = int(good.sum())
-        summary["request_goodput"] = per_s(int(good.sum()))
+    if tally.slo.any:
+        summary["slo"] = tally.slo.model_dump(exclude_none=True)
+        summary["good_requests"] = tally.good
+        summary["request_goodput"] = per_s(tally.good)
     return summary
+
+
+def pool_counts(requests, pools: dict[str, list[int]]) -> dict[str, int]:
+    """Requests that made a token on each pool's replicas."""
+    out = {}
+    for name, ids in pools.items():
+        members = set(ids)
+        out[name] = sum(1 for r in requests if any(seg[0] in members for seg in r.segments))
+    return out

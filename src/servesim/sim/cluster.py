@@ -17,7 +17,7 @@ so the timeline is the same.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from servesim.sim.events import ARRIVAL, CONTROL, LANDING, EventQueue
@@ -62,6 +62,7 @@ class Cluster:
         self.replicas = [rep for pool in pools for rep in pool.replicas]
         self.events = EventQueue()
         self._pending = 0  # arrivals and landings not yet handled
+        self._more = False  # chunks of requests still to come
         for pool, nxt in zip(pools, pools[1:], strict=False):
             pool.next = nxt
             for rep in pool.replicas:
@@ -69,20 +70,43 @@ class Cluster:
 
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
-        if len(self.replicas) == 1 and not self.controllers:
-            self.replicas[0].run(requests)
-            return
+        self.serve([requests])
+
+    def serve(self, chunks: Iterable[list[Request]], after: Callable[[], None] | None = None) -> None:
+        """Serve chunks of requests (sorted by arrival, each after the one before) to completion, taking
+        each chunk only when the simulation reaches its first arrival; `after` is called once the
+        events before the next chunk are handled (a streamed run collects what finished)."""
+        chunks = (c for c in chunks if c)
+        chunk = next(chunks, [])
+        first = True
+        while True:
+            nxt = next(chunks, None)
+            self._more = nxt is not None
+            until = nxt[0].arrival if nxt else math.inf
+            if len(self.replicas) == 1 and not self.controllers:
+                self.replicas[0].run(chunk, until)
+            else:
+                self._feed(chunk, until, first)
+            if after is not None:
+                after()
+            if nxt is None:
+                return
+            chunk, first = nxt, False
+
+    def _feed(self, requests: list[Request], until: float, first: bool) -> None:
+        """Schedule the arrivals, then handle every event before `until` (all of them if it is inf)."""
         events = self.events
         events.extend((r.arrival, ARRIVAL, self._arrive, r) for r in requests)
         self._pending += len(requests)
-        t0 = requests[0].arrival if requests else 0.0
-        for ctl in self.controllers:
-            events.schedule(ctl.first_check(t0), CONTROL, self._control, ctl)
+        if first:
+            t0 = requests[0].arrival if requests else 0.0
+            for ctl in self.controllers:
+                events.schedule(ctl.first_check(t0), CONTROL, self._control, ctl)
         sources = [p for p in self.pools if p.next is not None]
         while True:
             t = events.peek()
-            if t == math.inf:
-                if not self._drain():
+            if t >= until:
+                if until < math.inf or not self._drain():
                     return
                 continue
             if sources:
@@ -92,6 +116,10 @@ class Cluster:
                     continue
             t, handler, arg = events.pop()
             handler(t, arg)
+
+    def in_flight(self) -> list[Request]:
+        """Requests between replicas: their KV cache has left one and not yet landed on the next."""
+        return [arg[0] for arg in self.events.args(LANDING)]
 
     def _drain(self) -> bool:
         """Run every pool to completion, upstream first; True if that scheduled more events."""
@@ -130,5 +158,5 @@ class Cluster:
         for pool in self.pools:
             pool.advance(t)
         ctl.step(t, self)
-        if self._pending or any(rep.outstanding for rep in self.replicas):
+        if self._pending or self._more or any(rep.outstanding for rep in self.replicas):
             self.events.schedule(t + ctl.interval_s, CONTROL, self._control, ctl)

@@ -39,5 +39,9 @@ class EventQueue:
         t, _, _, handler, arg = heapq.heappop(self._heap)
         return t, handler, arg
 
+    def args(self, rank: int) -> list:
+        """The arguments of the pending events of one rank, in no particular order."""
+        return [e[4] for e in self._heap if e[1] == rank]
+
     def __len__(self) -> int:
         return len(self._heap)

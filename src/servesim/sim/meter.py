@@ -23,9 +23,16 @@ class StepLog:
         self.add = self.rows.append  # one tuple of FIELDS per step
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The steps so far as columns."""
         table = np.array(self.rows, dtype=float).reshape(-1, len(self.FIELDS))
         return {name: table[:, i].astype(np.int64) if name in self.INTS else table[:, i]
                 for i, name in enumerate(self.FIELDS)}  # fmt: skip
+
+    def take(self) -> dict[str, np.ndarray]:
+        """The steps since the last `take`, as columns; the log forgets them."""
+        out = self.arrays()
+        self.rows.clear()
+        return out
 
 
 class Meter:
@@ -33,6 +40,8 @@ class Meter:
 
     A run of decode iterations is recorded by its closed form (`DecodeCurve.run`); the end
     time of each of its iterations is written out, all runs at once, when `iter_end` is read.
+    A streamed run forgets the end times no request needs any more (`trim`): `iter_end[i]`
+    is then the end of iteration `base + i`.
     """
 
     def __init__(self, usd_per_s: float = 0.0):
@@ -42,13 +51,14 @@ class Meter:
         # one token's share of energy and cost, summed over all iterations so far
         self.cum_j = self.cum_usd = 0.0
         self._ends = np.empty(4096)
+        self.base = 0  # the iteration whose end is _ends[0]
         self._runs: list[tuple] = []  # decode runs whose iteration ends are not written out yet
         self.log = StepLog()
 
     def step(self, it: int, t: float, seconds: float, energy: float, tokens: int) -> tuple[float, float]:
         """Iteration `it`, ending at t; returns one token's share of its energy and cost."""
         self._hold(it + 1)
-        self._ends[it] = t
+        self._ends[it - self.base] = t
         jpt, usdpt = energy / tokens, seconds * self.usd_per_s / tokens
         self._add(seconds, energy, jpt, usdpt)
         return jpt, usdpt
@@ -111,9 +121,18 @@ class Meter:
         ends = start[rep] + (cs - before[rep])
         ends[first + k - 1] = t_end  # the end the simulation went on from
         self._hold(int((j0 + k).max()))
-        self._ends[j0[rep] + m] = ends
+        self._ends[j0[rep] + m - self.base] = ends
+
+    def trim(self, keep_from: int, count: int) -> None:
+        """Forget the end times of iterations before `keep_from` (of `count` iterations run)."""
+        ends = self.iter_end
+        if keep_from > self.base:
+            kept = ends[keep_from - self.base : count - self.base]
+            self._ends = np.concatenate([kept, np.empty(max(len(kept), 4096))])
+            self.base = keep_from
 
     def _hold(self, count: int) -> None:
-        """Room for the end times of iterations 0..count-1 (at least doubling, so growth stays cheap)."""
+        """Room for the end times of iterations up to count-1 (at least doubling, so growth stays cheap)."""
+        count -= self.base
         if count > len(self._ends):
             self._ends = np.concatenate([self._ends, np.empty(max(count, len(self._ends)))])

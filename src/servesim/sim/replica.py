@@ -58,10 +58,11 @@ class Replica:
         return self.state.outstanding
 
     # ----- the loop -----
-    def run(self, requests: list[Request]) -> None:
-        """Serve `requests` (sorted by arrival) to completion."""
+    def run(self, requests: list[Request], until: float = math.inf) -> None:
+        """Serve `requests` (sorted by arrival, after any given before): every iteration that starts
+        before `until`, by default to completion."""
         self.state.incoming.extend(requests)
-        self.advance(math.inf)
+        self.advance(until)
 
     def submit(self, req: Request) -> None:
         """Hand over a request that becomes ready at `req.ready` (no earlier than those before it)."""

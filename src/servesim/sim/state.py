@@ -46,6 +46,7 @@ class ReplicaState:
         self.decodes_reserved = False  # this iteration's decode blocks are already taken
         self.now = 0.0
         self.meter = meter or Meter()
+        self.done: list[Request] | None = None  # a streamed run collects finished requests here
 
     # ----- reading -----
     def blocks_for(self, tokens: int) -> int:
@@ -173,6 +174,8 @@ class ReplicaState:
     def finish(self, req: Request, t: float) -> None:
         self.hand_off(req)
         req.finish = t
+        if self.done is not None:
+            self.done.append(req)
 
     def hand_off(self, req: Request) -> None:
         """Free a request that is done here, closing the record of the tokens it made here."""

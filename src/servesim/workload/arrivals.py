@@ -23,3 +23,17 @@ def arrival_times(n: int, rate: float, process: str, burstiness: float, rng: np.
     else:
         raise ValueError(f"unknown arrival process {process}")
     return np.concatenate(([0.0], np.cumsum(gaps)))
+
+
+def shape_times(times: np.ndarray, shape: list[float], period_s: float) -> np.ndarray:
+    """Arrival times of a process at its mean rate, moved so the rate follows `shape` (relative rates over
+    equal slices of `period_s`, repeated): by time rescaling, the arrival at u comes at the t by which
+    the shaped process expects as many arrivals as the steady one by u. Gaps keep their distribution
+    relative to the local rate."""
+    w = np.asarray(shape, dtype=float)
+    w = w / w.mean()
+    slice_s = period_s / len(w)
+    at_t = np.arange(len(w) + 1) * slice_s
+    at_u = np.concatenate(([0.0], np.cumsum(w) * slice_s))
+    cycles, u = np.divmod(times, period_s)
+    return cycles * period_s + np.interp(u, at_u, at_t)

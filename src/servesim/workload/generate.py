@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from servesim.config import WorkloadConfig
 from servesim.sim.request import Request
-from servesim.workload.arrivals import arrival_times
+from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
 from servesim.workload.traces import read_trace
 
@@ -14,6 +16,21 @@ from servesim.workload.traces import read_trace
 def generate(wl: WorkloadConfig, share: tuple[int, int] = (0, 1)) -> list[Request]:
     """Requests sorted by arrival, ids 0..n-1 in arrival order; with share = (g, G), only those whose id is
     g modulo G (the stream dealt in turn to G groups), keeping their ids."""
+    return [r for chunk in generate_chunks(wl, share) for r in chunk]
+
+
+def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: int = 8192) -> Iterator[list[Request]]:
+    """`generate`'s requests, `size` ids at a time: the arrays of times and lengths are drawn at once
+    (16 bytes a request), the Request objects only as each chunk is taken."""
+    times, ins, outs, hashes = _draw(wl)
+    g, groups = share
+    for lo in range(0, len(times), size):
+        yield [Request(k, float(times[k]), int(ins[k]), int(outs[k]), hashes[k] if hashes else None)
+               for k in range(lo + (g - lo) % groups, min(lo + size, len(times)), groups)]  # fmt: skip
+
+
+def _draw(wl: WorkloadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list | None]:
+    """Arrival times, input and output lengths and prefix hashes, in arrival order."""
     rng = np.random.default_rng(wl.seed)
     hashes = None
     if wl.trace is not None:
@@ -35,12 +52,10 @@ def generate(wl: WorkloadConfig, share: tuple[int, int] = (0, 1)) -> list[Reques
         times = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, rng)
         ins = sample_lengths(wl.input, n, rng)
         outs = sample_lengths(wl.output, n, rng)
+    if wl.rate_shape:
+        times = shape_times(times, wl.rate_shape, wl.rate_period_s)
     order = np.argsort(times, kind="stable")
     outs = np.maximum(outs, 1)  # a request always yields at least its first token
     ins = np.maximum(ins, 1)
-    g, groups = share
-    return [
-        Request(k, float(times[i]), int(ins[i]), int(outs[i]), hashes[i] if hashes else None)
-        for k, i in enumerate(order)
-        if k % groups == g
-    ]
+    hashes = [hashes[i] for i in order] if hashes else None
+    return times[order], ins[order].astype(np.int32), outs[order].astype(np.int32), hashes

@@ -18,9 +18,18 @@ class PowerOfTwo(Router):
     def __init__(self, seed: int = 0):
         super().__init__(seed)
         self.rng = np.random.default_rng(seed)
+        self._pairs: list[tuple[int, int]] = []
+        self._n = 0
 
     def route(self, req, replicas) -> int:
-        if len(replicas) == 1:
+        n = len(replicas)
+        if n == 1:
             return 0
-        a, b = (int(i) for i in self.rng.choice(len(replicas), 2, replace=False))
-        return min((a, b), key=lambda i: (replicas[i].state.queued_tokens(), i))
+        if not self._pairs or self._n != n:  # a thousand at a time: a numpy call per request costs more than the rest
+            a = self.rng.integers(0, n, 1024)
+            b = self.rng.integers(0, n - 1, 1024)
+            b += b >= a  # a uniform pair of distinct replicas
+            self._pairs, self._n = list(zip(a.tolist(), b.tolist(), strict=True))[::-1], n
+        a, b = self._pairs.pop()
+        qa, qb = replicas[a].state.queued_tokens(), replicas[b].state.queued_tokens()
+        return a if (qa, a) < (qb, b) else b
