@@ -2,8 +2,9 @@
 
 100,000 requests (Azure-conversation-like lengths, Poisson at 8.75 req/s per replica) over
 16 llama-3.1-8b replicas on H100 behind `power_of_two`: unsplit on one process, then as
-`--partitions` groups on as many local processes, then (with `--ray-address`) on Ray.
-Also prints what sending one group's result back costs (pickling its requests).
+`--partitions` groups on as many local processes, both kept in memory and streamed (each
+group sends back its tally, not its requests), then (with `--ray-address`) on Ray. Also
+prints what sending one group's result back costs (pickling its requests).
 
     python benchmarks/bench_partitions.py [--requests 100000] [--partitions 2] [--ray-address auto]
 """
@@ -32,7 +33,9 @@ def main() -> None:
     sc = Scenario(replicas=args.replicas, router="power_of_two", workload=wl)
     split = sc.model_copy(update={"partitions": args.partitions})
     runs = [("one process", sc, {}), (f"{args.partitions} partitions, local processes", split,
-             {"workers": args.partitions})]  # fmt: skip
+             {"workers": args.partitions}), ("one process, streamed", sc, {"stream": True}),
+            (f"{args.partitions} partitions, local processes, streamed", split,
+             {"workers": args.partitions, "stream": True})]  # fmt: skip
     if args.ray_address:
         runs.append((f"{args.partitions} partitions on Ray ({args.ray_address})", split,
                      {"ray_address": args.ray_address}))  # fmt: skip
