@@ -69,6 +69,8 @@ def test_partitions_on_a_local_ray_cluster():
     try:
         sc = FLEET.model_copy(update={"partitions": 2})
         assert _timeline(simulate(sc, ray_address="auto")) == _timeline(simulate(sc, workers=1))
+        streamed = simulate(sc, ray_address="auto", stream=True).summary()
+        assert streamed == simulate(sc, workers=1, stream=True).summary()  # tallies travel back and merge
     finally:
         import ray
 

@@ -83,7 +83,7 @@ class LogHistogram:
     def merge(self, other: LogHistogram) -> None:
         if (other.rel, other.lo, len(other.counts)) != (self.rel, self.lo, len(self.counts)):
             raise ValueError("histograms with different bins cannot be merged")
-        self.counts += other.counts
+        self.counts = self.counts + other.counts  # (not in place: one sent back by Ray is read-only)
         self._combine(other.n, other.mean, other.m2)
 
     def _combine(self, n: int, mean: float, m2: float) -> None:
