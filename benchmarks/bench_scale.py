@@ -10,7 +10,7 @@ local processes. Each size runs in a fresh process; the script prints wall time,
 memory (the parent's plus each worker's peak: a bound on what was resident at once) and
 the log-log slope between sizes (1 = linear), and writes the plot.
 
-    python benchmarks/bench_scale.py [--sizes 1e4,1e5,1e6,1e7] [--replicas 256] [--partitions 2]
+    python benchmarks/bench_scale.py [--sizes 1e4,1e5,1e6,1e7] [--replicas 256] [--partitions 2] [--router R]
         [--in-memory] [--synthetic --replicas 64 --rate 128 --partitions 1]
 """
 
@@ -41,7 +41,7 @@ else:
     lengths = dict(trace=cfg["trace"], trace_sample="random")
 wl = WorkloadConfig(num_requests=cfg["n"], rate=cfg["rate"], rate_shape=cfg["shape"], seed=1, **lengths)
 sc = Scenario(model="llama-3.1-70b", gpu="h100-sxm", engine=EngineConfig(tp=4), replicas=cfg["replicas"],
-              router="power_of_two", partitions=cfg["partitions"], workload=wl)
+              router=cfg["router"], partitions=cfg["partitions"], workload=wl)
 t0 = time.perf_counter()
 result = simulate(sc, stream=cfg["stream"])
 t1 = time.perf_counter()
@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=256)
     ap.add_argument("--rate", type=float, default=1e7 / 86400, help="mean requests per second, whole fleet")
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--router", default="power_of_two")
     ap.add_argument("--in-memory", action="store_true", help="keep every request (not streamed)")
     ap.add_argument("--synthetic", action="store_true", help="lognormal lengths and a steady rate instead")
     ap.add_argument("--svg", type=Path, default=ROOT / "docs" / "img" / "scale.svg")
@@ -98,7 +99,8 @@ def main() -> None:
         sys.exit(f"{TRACE} not found: pass --synthetic")
     rows = []
     for n in (int(float(x)) for x in args.sizes.split(",")):
-        cfg = dict(n=n, replicas=args.replicas, rate=args.rate, partitions=args.partitions, stream=not args.in_memory,
+        cfg = dict(n=n, replicas=args.replicas, rate=args.rate, partitions=args.partitions, router=args.router,
+                   stream=not args.in_memory,
                    synthetic=args.synthetic, trace=str(TRACE), shape=None if args.synthetic else DAY)  # fmt: skip
         res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True)
         if res.returncode:

@@ -10,6 +10,7 @@ import pytest
 import servesim.api as api
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import SLO, MigrationConfig, PoolConfig, PowerConfig
+from servesim.stream import Collector
 from tests.sim.test_migration import BURSTY, TIGHT
 
 WL = WorkloadConfig(num_requests=700, rate=14.0, seed=3)
@@ -72,22 +73,43 @@ def test_streamed_summary_matches_the_in_memory_one(name, monkeypatch, tmp_path)
     pd.testing.assert_frame_equal(whole.power_series(), streamed.power_series(), check_exact=False, rtol=1e-9)
 
 
-def test_a_streamed_run_forgets_iteration_ends_and_steps(monkeypatch):
-    monkeypatch.setattr(api, "CHUNK", 50)
-    sc = Scenario(workload=WorkloadConfig(num_requests=600, rate=10.0, seed=1))
-    cluster_meters = []
+def _spy_meters(monkeypatch) -> list:
+    """The meters of the replicas the next simulation builds."""
+    meters = []
     build = api.build
 
     def spy(plan):
         cluster = build(plan)
-        cluster_meters.extend(r.meter for r in cluster.replicas)
+        meters.extend(r.meter for r in cluster.replicas)
         return cluster
 
     monkeypatch.setattr(api, "build", spy)
+    return meters
+
+
+def test_a_streamed_run_forgets_iteration_ends_and_steps(monkeypatch):
+    monkeypatch.setattr(api, "CHUNK", 50)
+    sc = Scenario(workload=WorkloadConfig(num_requests=600, rate=10.0, seed=1))
+    meters = _spy_meters(monkeypatch)
     result = simulate(sc, stream=True)
-    (meter,) = cluster_meters
+    (meter,) = meters
     assert meter.base > 0.9 * result.summary()["iterations"]  # only the last requests' iterations kept
     assert not meter.log.rows
+
+
+def test_replicas_no_router_reads_are_collected_as_the_run_goes(monkeypatch):
+    monkeypatch.setattr(api, "CHUNK", 50)
+    sc = Scenario(replicas=4, router="round_robin", workload=WorkloadConfig(num_requests=800, rate=40.0, seed=1))
+    counts = []  # requests tallied at each collection
+    collect = Collector.collect
+
+    def spy(self):
+        collect(self)
+        counts.append(self.out.tally.completed)
+
+    monkeypatch.setattr(Collector, "collect", spy)
+    simulate(sc, stream=True)
+    assert counts[-1] == 800 and counts[-3] > 600  # not all held until the end
 
 
 def test_streamed_partitions_join_their_tallies(tmp_path):

@@ -90,16 +90,14 @@ class Result:
         """Mean power per replica and for the cluster (with hosts) in each `bin_s` window."""
         import pandas as pd
 
-        if self.streamed:
-            if bin_s != self.streamed.steps[0].bin_s:
-                raise ServesimError(f"a streamed run keeps power in {self.streamed.steps[0].bin_s} s windows only")
-            totals = self.streamed.steps
-        else:
-            totals = self._step_totals(bin_s)
-        return pd.DataFrame(power_series(totals, self.host_w, self.summary()["duration_s"]))
+        return pd.DataFrame(power_series(self._step_totals(bin_s), self.host_w, self.summary()["duration_s"]))
 
     def _step_totals(self, bin_s: float = 1.0) -> list[StepTotals]:
+        """Each replica's step log folded with `bin_s` power windows (a streamed run has them at its own)."""
         if self.streamed:
+            kept = self.streamed.steps[0].bin_s
+            if bin_s != kept:
+                raise ServesimError(f"a streamed run keeps power in {kept} s windows only")
             return self.streamed.steps
         return [fold_steps(s, r["idle_w"] * r["gpus"], bin_s) for s, r in zip(self.replica_steps, self.replica_info,
                                                                              strict=True)]  # fmt: skip

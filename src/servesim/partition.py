@@ -52,8 +52,8 @@ def join(sc: Scenario, shares: list[tuple[Result, int, int]]) -> Result:
     """One result from the groups' results, in group order (replica numbers offset accordingly)."""
     first, reps = shares[0][0], len(shares[0][0].replica_info)
     streamed = first.streamed
-    for res, _, _ in shares[1:]:
-        if streamed:
+    if streamed:
+        for res, _, _ in shares[1:]:
             streamed.merge(res.streamed)
     requests = []
     for g, (res, _, _) in enumerate(shares):

@@ -8,12 +8,11 @@ from servesim.metrics.summary import (
     pool_stats,
     request_records,
     summarize,
-    summary_stats,
     token_times,
 )
 from servesim.metrics.tally import StepTotals, Tally, fold_steps, good_mask
 
 __all__ = [
     "ITLs", "Records", "StepTotals", "Tally", "fold_steps", "good_mask", "itl_table", "pool_counts", "pool_stats",
-    "request_records", "summarize", "summary_stats", "token_times",
+    "request_records", "summarize", "token_times",
 ]  # fmt: skip

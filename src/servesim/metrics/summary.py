@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from servesim.metrics.sketch import exact_stats
 from servesim.metrics.tally import StepTotals, Tally
 from servesim.records import Records
 
@@ -111,11 +110,6 @@ def itl_table(requests, iter_ends: list[np.ndarray], chunk: int = 20_000, bases:
         starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         largest[owner[starts]] = np.maximum.reduceat(part, starts)
     return ITLs(mean, largest, gaps)
-
-
-def summary_stats(values_s) -> dict:
-    """Mean, median, std, P90 and P99 in milliseconds of values in seconds."""
-    return exact_stats(values_s)
 
 
 def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[str, int]) -> dict:

@@ -119,8 +119,9 @@ class StepTotals:
         self.last_end = float(end[-1])
         # cumulative net energy at the step boundaries, read at window edges
         x = np.column_stack([start, end]).ravel()
-        at_end = np.cumsum(energy - self.idle_w * span)
-        y = np.column_stack([at_end - (energy - self.idle_w * span), at_end]).ravel()
+        net = energy - self.idle_w * span
+        at_end = np.cumsum(net)
+        y = np.column_stack([at_end - net, at_end]).ravel()
         b0, b1 = int(start[0] // self.bin_s), int(math.ceil(end[-1] / self.bin_s))
         edges = np.arange(b0, b1 + 1) * self.bin_s
         if b1 > len(self.net_j):

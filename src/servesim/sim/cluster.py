@@ -78,35 +78,34 @@ class Cluster:
         events before the next chunk are handled (a streamed run collects what finished)."""
         chunks = (c for c in chunks if c)
         chunk = next(chunks, [])
-        first = True
+        t0 = chunk[0].arrival if chunk else 0.0
+        for ctl in self.controllers:
+            self.events.schedule(ctl.first_check(t0), CONTROL, self._control, ctl)
+        alone = len(self.replicas) == 1 and not self.controllers  # no events needed
         while True:
             nxt = next(chunks, None)
             self._more = nxt is not None
             until = nxt[0].arrival if nxt else math.inf
-            if len(self.replicas) == 1 and not self.controllers:
+            if alone:
                 self.replicas[0].run(chunk, until)
             else:
-                self._feed(chunk, until, first)
+                self._feed(chunk, until)
             if after is not None:
                 after()
             if nxt is None:
                 return
-            chunk, first = nxt, False
+            chunk = nxt
 
-    def _feed(self, requests: list[Request], until: float, first: bool) -> None:
+    def _feed(self, requests: list[Request], until: float) -> None:
         """Schedule the arrivals, then handle every event before `until` (all of them if it is inf)."""
         events = self.events
         events.extend((r.arrival, ARRIVAL, self._arrive, r) for r in requests)
         self._pending += len(requests)
-        if first:
-            t0 = requests[0].arrival if requests else 0.0
-            for ctl in self.controllers:
-                events.schedule(ctl.first_check(t0), CONTROL, self._control, ctl)
         sources = [p for p in self.pools if p.next is not None]
         while True:
             t = events.peek()
-            if t >= until:
-                if until < math.inf or not self._drain():
+            if t >= until:  # every replica up to the next chunk (to completion after the last), so what
+                if not self._drain(until):  # finished is there to collect even where no router reads
                     return
                 continue
             if sources:
@@ -121,11 +120,11 @@ class Cluster:
         """Requests between replicas: their KV cache has left one and not yet landed on the next."""
         return [arg[0] for arg in self.events.args(LANDING)]
 
-    def _drain(self) -> bool:
-        """Run every pool to completion, upstream first; True if that scheduled more events."""
+    def _drain(self, until: float = math.inf) -> bool:
+        """Run every pool up to `until`, upstream first; True if that scheduled events before it."""
         for pool in self.pools:
-            pool.advance(math.inf)
-            if len(self.events):
+            pool.advance(until)
+            if self.events.peek() < until:
                 return True
         return False
 
