@@ -94,8 +94,12 @@ def test_kv_cache_dtype_flag():
     fp8 = json.loads(invoke("run", "--num-requests", "20", "--kv-cache-dtype", "fp8", "--json").stdout)
     bf16 = json.loads(invoke("run", "--num-requests", "20", "--json").stdout)
     assert fp8["memory"]["kv_cache_tokens"] > 1.9 * bf16["memory"]["kv_cache_tokens"]  # one byte a value
-    assert "fp8 priced by the roofline" in fp8["perf_model"] and "fp8" not in bf16["perf_model"]
+    assert fp8["perf_model"] == bf16["perf_model"]  # the shipped profile measures fp8 kernels: no fallback
     one_line_error(invoke("run", "--gpu", "a100", "--dtype", "fp8"), "has no fp8 tensor cores")
+    steps = {kv: json.loads(invoke("step", "--dtype", "fp8", "--kv-cache-dtype", kv, "--decode", "32x8192",
+                                   "--json").stdout) for kv in ("auto", "fp8")}  # fmt: skip
+    assert steps["auto"]["kv_cache_dtype"] == "bf16" and steps["fp8"]["kv_cache_dtype"] == "fp8"
+    assert steps["fp8"]["breakdown"]["attention"] < 0.8 * steps["auto"]["breakdown"]["attention"]
 
 
 def test_step_energy_and_perf_model():

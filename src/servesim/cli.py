@@ -350,6 +350,7 @@ def step(
     gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
     tp: Annotated[int, Opt(help="tensor parallel size")] = 1,
     dtype: Annotated[str, Opt(help="bf16 | fp16 | fp8")] = "bf16",
+    kv_cache_dtype: Annotated[str, Opt(help="auto | bf16 | fp16 | fp8 KV cache (auto: as vLLM)")] = "auto",
     perf_model: Annotated[str, Opt(help="auto | profiled | roofline")] = "auto",
     prefill: Annotated[list[str] | None, Opt(help="LEN[:CTX], a chunk of LEN new tokens after CTX cached")] = None,
     decode: Annotated[list[str] | None, Opt(help="COUNTxCTX, COUNT decodes with CTX tokens of context")] = None,
@@ -358,7 +359,8 @@ def step(
     """Predict the time of one engine iteration, with a per-operator breakdown."""
     from servesim.perf.step import parse_batch, price_step
 
-    doc = price_step(model, gpu, parse_batch(prefill or [], decode or []), tp, dtype, perf_model, gpu_file)
+    doc = price_step(model, gpu, parse_batch(prefill or [], decode or []), tp, dtype, perf_model, gpu_file,
+                     kv_cache_dtype)  # fmt: skip
     if as_json:
         print(json.dumps(doc, indent=2))
         return
@@ -405,7 +407,7 @@ def profile(
     gpu: Annotated[str, Opt(help="catalog name the profile is for, e.g. h200")],
     out: Annotated[Path, Opt(help="folder to write the profile into")],
     quick: Annotated[bool, Opt(help="a small grid, for trying the profiler out")] = False,
-    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives")] = (
+    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives,fp8")] = (
         "gemm,attention,elementwise,calibration,power,collectives"
     ),
 ):
@@ -431,14 +433,20 @@ def validate(
     measured: Annotated[Path | None, Opt(help="compare an earlier measurement CSV instead of running")] = None,
     measure_only: Annotated[bool, Opt(help="measure and save, without comparing")] = False,
     profile_dir: Annotated[Path | None, Opt("--profile", help="profile folder (default: the shipped one)")] = None,
+    dtype: Annotated[str, Opt(help="bf16 | fp8 weights of the layers' linear projections")] = "bf16",
+    kv_cache_dtype: Annotated[str, Opt(help="auto | bf16 | fp8 KV cache (auto: bf16)")] = "auto",
 ):
     """Time real forward passes of a model (needs a GPU) and compare them with predictions."""
     from servesim.profiler.validate import error_stats, validate_model
 
+    if dtype not in ("bf16", "fp8") or kv_cache_dtype not in ("auto", "bf16", "fp8"):
+        raise ServesimError(f"validate runs --dtype bf16|fp8 and --kv-cache-dtype auto|bf16|fp8, not {dtype} and "
+                            f"{kv_cache_dtype}")  # fmt: skip
     if out:
         check_output_file(out, "--out")
     df, title = validate_model(model, gpu, out, measured, measure_only, profile_dir,
-                               log=lambda m: err.print(m, highlight=False))  # fmt: skip
+                               log=lambda m: err.print(m, highlight=False), dtype=dtype,
+                               kv_dtype=kv_cache_dtype)  # fmt: skip
     if measure_only:
         return
     from servesim.report.table import validation_table

@@ -50,7 +50,7 @@ def test_kv_bytes():
 def test_weight_bytes_and_flops():
     m = get_model("llama-3.1-8b")
     assert m.weight_bytes("bf16") == 2 * m.num_params
-    assert m.weight_bytes("fp8") == m.num_params
+    assert m.weight_bytes("fp8") == m.num_params + m.embedding_params()  # embedding and LM head stay bf16
     # 2 FLOPs per non-embedding weight; attention adds a term linear in context
     base = m.flops_per_token(0)
     assert base == pytest.approx(2 * (m.num_params - m.vocab * m.hidden), rel=1e-9)

@@ -93,10 +93,40 @@ def test_fallback_to_fitted_roofline(profile):
     assert kernel(ds) == pytest.approx(kernel(roof), rel=1e-12)
     assert ds._prefill_seconds(Batch.prefill(512, 256)) != roof._prefill_seconds(Batch.prefill(512, 256))
     assert profile.gemm_time(10.0, 12345, 678) is None
-    fp8 = ProfiledModel(get_model("llama-3.1-8b"), H200, profile, dtype="fp8")  # profile is bf16 only
-    assert fp8.iteration_time(Batch.prefill(4096)) < ProfiledModel(
-        get_model("llama-3.1-8b"), H200, profile
-    ).iteration_time(Batch.prefill(4096))
+
+
+def test_fp8_priced_from_its_own_tables(profile):
+    m = get_model("llama-3.1-8b")
+    bf16, fp8 = ProfiledModel(m, H200, profile), ProfiledModel(m, H200, profile, dtype="fp8")
+    kv8 = ProfiledModel(m, H200, profile, dtype="fp8", kv_dtype="fp8")
+    assert fp8.fitted == kv8.fitted == [] and describe(kv8) == describe(bf16)
+    # the layers' projections come from the fp8 table (activation cast included); the LM head stays bf16
+    assert fp8.gemm_seconds(256, 6144, 4096) == pytest.approx(float(profile.gemm_time(256, 6144, 4096, fp8=True)))
+    assert fp8.gemm_seconds(256, 6144, 4096) < 0.9 * bf16.gemm_seconds(256, 6144, 4096)
+    lm = lambda perf: perf._gemm(np.asarray(8.0), m.vocab, m.hidden, wide=True)[0]  # noqa: E731
+    assert lm(fp8) == lm(bf16) == pytest.approx(float(profile.gemm_time(8, m.vocab, m.hidden)))
+    # decode attention over an fp8 cache: the measured fp8 grid, faster than bf16 at long context
+    grid, L = profile.decode_fp8[(32, 8, 128)], m.layers
+    step = kv8._decode_attention(32, 32 * 8192) - kv8._decode_attention(32, 32 * 2048)
+    assert step == pytest.approx(L * (grid(32, 8192) - grid(32, 2048)))
+    assert kv8._decode_attention(32, 32 * 8192) < 0.8 * fp8._decode_attention(32, 32 * 8192)
+    # prefill over an fp8 cache adds the widening of its context to bf16, as the validation decoder runs it
+    chunk, widen = Batch.prefill(512, 8192), kv8._kv_write("dequant_kv", 512 + 8192)
+    assert kv8._prefill_seconds(chunk) == pytest.approx(fp8._prefill_seconds(chunk) + widen - fp8._kv_write(
+        "write_kv", 512) + kv8._kv_write("write_kv", 512))  # fmt: skip
+
+
+def test_fp8_falls_back_where_the_profile_has_no_fp8_section(copy_profile):
+    for name in ("gemm_fp8.csv", "attention_decode_fp8.csv", "elementwise_fp8.csv"):
+        (copy_profile / name).unlink()
+    prof, m = load_profile(copy_profile), get_model("llama-3.1-8b")
+    assert not prof.gemm_fp8 and not prof.decode_fp8
+    kv8 = ProfiledModel(m, H200, prof, dtype="fp8", kv_dtype="fp8")
+    assert kv8.fitted == ["fp8 GEMMs", "fp8-KV attention"]
+    assert describe(kv8).endswith("fp8 GEMMs and fp8-KV attention priced by the roofline fitted to it)")
+    roof = RooflineModel(m, H200, dtype="fp8", kv_dtype="fp8", params=fitted_params(prof, H200))
+    assert kv8._decode_attention(16, 16 * 4096) == roof._decode_attention(16, 16 * 4096)
+    assert kv8.gemm_seconds(256, 6144, 4096) == roof.gemm_seconds(256, 6144, 4096)
 
 
 def test_selection():
@@ -176,20 +206,26 @@ def test_recorded_validation(run):
     """
     measured = pd.read_csv(run)
     spec, gpu = get_model(measured.model[0]), get_gpu(measured.gpu[0])
+    dt, kvd = (str(measured[c][0]) if c in measured else "bf16" for c in ("dtype", "kv_dtype"))
     if run.parent == ARCHIVE:
         perf = ProfiledModel(spec, gpu, load_profile(ARCHIVE / "profiles" / gpu.name))
     else:
-        perf = make_perf_model(spec, gpu)
-        assert describe(perf).startswith("profiled")  # every GPU with a recorded validation ships its profile
-    df = compare(measured, {"profiled": perf, "roofline": RooflineModel(spec, gpu)})
+        perf = make_perf_model(spec, gpu, dtype=dt, kv_dtype=kvd)
+        # every GPU with a recorded validation ships its profile, fp8 kernels included
+        assert describe(perf).startswith("profiled") and "roofline" not in describe(perf)
+    df = compare(measured, {"profiled": perf, "roofline": RooflineModel(spec, gpu, dtype=dt, kv_dtype=kvd)})
     prof, roof = error_stats(df, "profiled"), error_stats(df, "roofline")
     assert prof["median_ape"] <= 5.8 and prof["p90_ape"] <= 11.0 and prof["max_ape"] <= 15.0
     assert prof["median_ape"] < roof["median_ape"] / 3
 
 
 def test_both_gpus_have_recorded_validations():
-    gpus = {pd.read_csv(p).gpu[0] for p in DOCS.glob("measured_*.csv")}
-    assert {"h100-sxm", "h200"} <= gpus
+    runs = {(t.gpu[0], t.model[0], t.get("dtype", pd.Series(["bf16"]))[0], t.get("kv_dtype", pd.Series(["bf16"]))[0])
+            for t in map(pd.read_csv, DOCS.glob("measured_*.csv"))}  # fmt: skip
+    for gpu in ("h100-sxm", "h200"):
+        for model in ("llama-3.1-8b", "qwen2.5-14b"):
+            for dtypes in (("bf16", "bf16"), ("fp8", "bf16"), ("fp8", "fp8")):
+                assert (gpu, model, *dtypes) in runs
 
 
 def test_long_context_decode_is_priced_as_engines_run_it():

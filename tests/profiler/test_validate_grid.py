@@ -27,7 +27,7 @@ def test_out_of_memory_is_one_line_and_keeps_what_was_measured(tmp_path, monkeyp
     rows = [dict(model="llama-3.1-8b", gpu="h100-sxm", kind="prefill", chunk=64, chunk_ctx=0, decodes=0,
                  decode_ctx=0, measured_s=0.008)]  # fmt: skip
 
-    def stopped(spec, gpu, log):
+    def stopped(spec, gpu, log, **dtypes):
         raise MeasurementStopped("out of GPU memory at the decode batch chunk 0:0 decodes 64x8192 (its KV cache "
                                  "needs 64.0 GiB; 62.3 GiB free)", rows)  # fmt: skip
 

@@ -114,7 +114,9 @@ class ModelSpec:
         return self._count(active=True)
 
     def weight_bytes(self, dtype: str = "bf16") -> float:
-        return self.num_params * DTYPE_BYTES[dtype]
+        """Bytes of all weights; under fp8 the embedding and LM head stay bf16, as in vLLM's fp8 checkpoints."""
+        wide = self.embedding_params() if dtype == "fp8" else 0
+        return (self.num_params - wide) * DTYPE_BYTES[dtype] + wide * DTYPE_BYTES["bf16"]
 
     # ----- KV cache -----
     @property

@@ -35,10 +35,13 @@ TABLES = {
     "attention_decode.csv": ["hq", "hkv", "d", "batch", "ctx", "seconds"],
     "elementwise.csv": ["op", "tokens", "width", "bytes", "seconds"],
 }
-OPTIONAL = {"power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"]}
+OPTIONAL = {"power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"],
+            "gemm_fp8.csv": TABLES["gemm.csv"], "attention_decode_fp8.csv": TABLES["attention_decode.csv"],
+            "elementwise_fp8.csv": TABLES["elementwise.csv"]}  # fmt: skip
 # bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
 EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,
-                     "write_kv_decode": 4, "concat": 8}  # fmt: skip
+                     "write_kv_decode": 4, "concat": 8,
+                     "write_kv_fp8": 3, "write_kv_decode_fp8": 3, "dequant_kv_fp8": 3}  # fmt: skip
 
 
 def interp(x, xp: np.ndarray, fp: np.ndarray):
@@ -136,6 +139,8 @@ class Profile:
     gemm: dict[tuple[int, int], Curve]
     prefill: dict[tuple[int, int, int], Grid2D]
     decode: dict[tuple[int, int, int], Grid2D]
+    gemm_fp8: dict[tuple[int, int], Curve]  # empty where the profile has no fp8 section
+    decode_fp8: dict[tuple[int, int, int], Grid2D]  # decode attention over an fp8 KV cache
     elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
     power: dict[str, float]
     calibration: dict[str, float]
@@ -146,8 +151,8 @@ class Profile:
     def gpu(self) -> str:
         return self.meta.get("gpu", self.path.name)
 
-    def gemm_time(self, rows, n: int, k: int):
-        curve = self.gemm.get((n, k))
+    def gemm_time(self, rows, n: int, k: int, fp8: bool = False):
+        curve = (self.gemm_fp8 if fp8 else self.gemm).get((n, k))
         return (
             None if curve is None else curve(np.maximum(rows, 1.0) if isinstance(rows, np.ndarray) else max(rows, 1.0))
         )
@@ -233,17 +238,13 @@ def load_profile(path: str | Path) -> Profile:
     for name, cols in OPTIONAL.items():
         if (p / name).is_file():
             raw[name] = _read_table(p / name, cols)
-    g = raw["gemm.csv"]
-    gemm = {}
-    for (n, k), idx in _groups(g, ["n", "k"]):
-        idx = idx[np.argsort(g.m[idx], kind="stable")]
-        gemm[(int(n), int(k))] = Curve(g.m[idx], np.maximum.accumulate(g.seconds[idx]))
-    layouts = ["hq", "hkv", "d"]
-    prefill = {tuple(int(x) for x in key): _grid(t.select(idx), "q_len", "ctx") for t in
-               [raw["attention_prefill.csv"]] for key, idx in _groups(t, layouts)}  # fmt: skip
-    decode = {tuple(int(x) for x in key): _grid(t.select(idx), "batch", "ctx") for t in
-              [raw["attention_decode.csv"]] for key, idx in _groups(t, layouts)}  # fmt: skip
+    gemm, gemm_fp8 = _gemms(raw["gemm.csv"]), _gemms(raw.get("gemm_fp8.csv"))
+    prefill = _attention(raw["attention_prefill.csv"], "q_len")
+    decode = _attention(raw["attention_decode.csv"], "batch")
+    decode_fp8 = _attention(raw.get("attention_decode_fp8.csv"), "batch")
     ew = raw["elementwise.csv"]
+    if "elementwise_fp8.csv" in raw:
+        ew = Records({c: np.concatenate([ew[c], raw["elementwise_fp8.csv"][c]]) for c in TABLES["elementwise.csv"]})
     medians: dict = defaultdict(list)  # repeated measurements of one shape: their median
     for key, idx in _groups(ew, ["op", "width", "tokens"]):
         medians[key[0]].append((float(key[1]), float(key[2]), statistics.median(ew.seconds[idx].tolist())))
@@ -258,7 +259,25 @@ def load_profile(path: str | Path) -> Profile:
     if "calibration.csv" in raw:
         cal = raw["calibration.csv"]
         calibration = {str(n): float(v) for n, v in zip(cal.name, cal.value, strict=True)}
-    return Profile(p, meta, gemm, prefill, decode, elementwise, power, calibration, raw, digest.hexdigest())
+    return Profile(p, meta, gemm, prefill, decode, gemm_fp8, decode_fp8, elementwise, power, calibration, raw,
+                   digest.hexdigest())  # fmt: skip
+
+
+def _gemms(g: Records | None) -> dict[tuple[int, int], Curve]:
+    """A curve over token count per (N, K) shape."""
+    gemm = {}
+    for (n, k), idx in _groups(g, ["n", "k"]) if g is not None else ():
+        idx = idx[np.argsort(g.m[idx], kind="stable")]
+        gemm[(int(n), int(k))] = Curve(g.m[idx], np.maximum.accumulate(g.seconds[idx]))
+    return gemm
+
+
+def _attention(t: Records | None, rows: str) -> dict[tuple[int, int, int], Grid2D]:
+    """A grid over (`rows`, context) per head layout (hq, hkv, d)."""
+    if t is None:
+        return {}
+    layouts = _groups(t, ["hq", "hkv", "d"])
+    return {tuple(int(x) for x in key): _grid(t.select(idx), rows, "ctx") for key, idx in layouts}
 
 
 def profile_dirs() -> list[Path]:

@@ -79,14 +79,25 @@ class ProfiledModel(RooflineModel):
                  kv_dtype: str | None = None, params: RooflineParams | None = None, **parallel):  # fmt: skip
         super().__init__(model, gpu, tp, dtype, kv_dtype, params or fitted_params(profile, gpu), **parallel)
         self.profile = profile
-        self.measured_dtype = dtype == "bf16" and self.kvb == 2  # the profile holds bf16 kernels
         self.layout = None if model.is_mla else (self.hq, self.hkv, model.head_dim)
+        acts = dtype in ("bf16", "fp8")  # the profile's kernels run bf16 activations (fp16: the fitted roofline)
+        self.fp8_gemm = dtype == "fp8"
+        kv_fp8 = self.kvb == 1
+        self.kv_suffix = "_fp8" if kv_fp8 else ""
+        has_fp8_kv = bool(profile.decode_fp8) and "write_kv_fp8" in profile.elementwise
+        attn = acts and (has_fp8_kv if kv_fp8 else self.kvb == 2)
+        self.gemms = acts
+        self.decode_grid = (profile.decode_fp8 if kv_fp8 else profile.decode).get(self.layout) if attn else None
+        self.prefill_grid = profile.prefill.get(self.layout) if attn else None
+        self.fitted = [what for what, missing in (
+            ("fp16 kernels", dtype == "fp16"), ("fp8 GEMMs", self.fp8_gemm and not profile.gemm_fp8),
+            ("fp8-KV attention", kv_fp8 and acts and not has_fp8_kv)) if missing]  # fmt: skip
         self._decode_extra: dict[int, float] = {}
         self._by_tokens: dict[tuple[str, int], float] = {}  # elementwise kernels of mixed iterations, by token count
 
-    def _gemm(self, rows, n: int, k: int, count=1.0):
-        t, f, b = super()._gemm(rows, n, k, count)
-        measured = self.profile.gemm_time(rows, n, k) if self.measured_dtype else None
+    def _gemm(self, rows, n: int, k: int, count=1.0, wide: bool = False):
+        t, f, b = super()._gemm(rows, n, k, count, wide)
+        measured = self.profile.gemm_time(rows, n, k, self.fp8_gemm and not wide) if self.gemms else None
         return (t if measured is None else measured * count), f, b
 
     def _embedding(self, T, nbytes):
@@ -120,11 +131,12 @@ class ProfiledModel(RooflineModel):
         return t
 
     def _kv_write(self, op: str, tokens) -> float:
-        """Storing K and V of `tokens` new tokens in every layer's cache."""
-        return 2 * self.model.layers * self.profile.elementwise_time(op, tokens, self.hkv * self.model.head_dim)
+        """Storing K and V of `tokens` new tokens in every layer's cache (`dequant_kv`: widening them from it)."""
+        return 2 * self.model.layers * self.profile.elementwise_time(op + self.kv_suffix, tokens,
+                                                                     self.hkv * self.model.head_dim)  # fmt: skip
 
     def _decode_attention(self, n: int, ctx_sum):
-        grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
+        grid = self.decode_grid
         if grid is None:
             return super()._decode_attention(n, ctx_sum)
         attn = self.model.layers * grid(n, ctx_sum / n)  # ctx_sum: a number or an array
@@ -134,17 +146,20 @@ class ProfiledModel(RooflineModel):
         return attn + fixed
 
     def _decode_breaks(self, n: int) -> list[float]:
-        grid = self.profile.decode.get(self.layout) if self.measured_dtype else None
+        grid = self.decode_grid
         if grid is None:
             return super()._decode_breaks(n)
         c0, c1, _ = grid.bracket(n)
         return c0.xs + (c1.xs if c1 is not None else [])
 
     def _prefill_seconds(self, b: Batch) -> float:
-        grid = self.profile.prefill.get(self.layout) if self.measured_dtype else None
+        grid = self.prefill_grid
         if grid is None:
             return super()._prefill_seconds(b)
         t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
+        if self.kv_suffix:  # an fp8 cache is widened to bf16 before the bf16 prefill kernel reads it
+            t += sum(float(self._kv_write("dequant_kv", n + c)) for n, c in zip(b.prefill_lens, b.prefill_ctx,
+                                                                                strict=True))  # fmt: skip
         return t + self._per_tokens("write_kv", b.num_prefill_tokens)
 
 
@@ -180,7 +195,7 @@ def make_perf_model(model: ModelSpec, gpu: GPUSpec, tp: int = 1, dtype: str = "b
 def describe(perf: RooflineModel) -> str:
     if isinstance(perf, ProfiledModel):
         meta = perf.profile.meta
-        fitted = "" if perf.measured_dtype else "; fp8 priced by the roofline fitted to it"
+        fitted = f"; {' and '.join(perf.fitted)} priced by the roofline fitted to it" if perf.fitted else ""
         return f"profiled ({meta.get('device_name', perf.gpu.name)}, {meta.get('date', '?')}{fitted})"
     return "roofline"
 

@@ -58,9 +58,11 @@ class RooflineModel(PerfModel):
         self.model, self.gpu, self.tp = model, gpu, tp
         self.pp, self.ep, self.expert_skew = pp, ep, max(1.0, expert_skew)
         self.p = params or RooflineParams()
-        self.wb = DTYPE_BYTES[dtype]
+        self.wb = DTYPE_BYTES[dtype]  # weights of the layers' linear projections
+        self.ab = 2  # activations stay bf16/fp16 under fp8 weights, as do embedding, LM head and MoE router
         self.kvb = DTYPE_BYTES[kv_dtype or ("bf16" if dtype == "fp8" else dtype)]
         self.peak = gpu.peak_flops(dtype)
+        self.peak_wide = gpu.peak_flops("bf16")
         # attention runs in bf16 even when weights are fp8
         self.attn_peak = gpu.peak_flops("bf16") * self.p.attn_efficiency
         self.bw = gpu.mem_bw_gbs * 1e9 * self.p.mem_efficiency
@@ -80,14 +82,16 @@ class RooflineModel(PerfModel):
         self._curves: dict[int, DecodeCurve] = {}
 
     # ----- primitives (vectorised over the row count) -----
-    def _gemm(self, rows, n: int, k: int, count=1.0):
-        """(seconds, flops, bytes) of `count` GEMMs of [rows x k] @ [k x n]."""
+    def _gemm(self, rows, n: int, k: int, count=1.0, wide: bool = False):
+        """(seconds, flops, bytes) of `count` GEMMs of [rows x k] @ [k x n]; `wide`: one that stays bf16 under
+        fp8 weights (LM head, MoE router: vLLM's fp8 checkpoints leave them unquantised)."""
         p = self.p
+        wb, peak = (self.ab, self.peak_wide) if wide else (self.wb, self.peak)
         rows = np.maximum(rows, 1e-9)
         flops = 2.0 * rows * n * k
-        nbytes = (rows * k + k * n + rows * n) * self.wb
+        nbytes = (rows * k + k * n) * wb + rows * n * self.ab
         eff = p.gemm_efficiency * rows / (rows + p.gemm_half_rows)
-        t = np.maximum(flops / (self.peak * eff), nbytes / self.bw) + p.kernel_overhead_s
+        t = np.maximum(flops / (peak * eff), nbytes / self.bw) + p.kernel_overhead_s
         return t * count, flops * count, nbytes * count
 
     def gemm_seconds(self, rows: float, n: int, k: int) -> float:
@@ -114,7 +118,7 @@ class RooflineModel(PerfModel):
             t, f, b = (sum(x[i] for x in parts) for i in range(3))
             ops.append((name, t, f, b, bound or ("compute" if np.all(f / self.peak >= b / self.bw) else "memory")))
 
-        emb = 2.0 * T * m.hidden * self.wb
+        emb = 2.0 * T * m.hidden * self.ab
         ops.append(("embedding", self._embedding(T, emb), zero, emb, "memory"))
         if m.is_mla:
             qk = m.qk_nope_dim + m.qk_rope_dim
@@ -134,10 +138,10 @@ class RooflineModel(PerfModel):
         ew, ew_bytes = self._elementwise(T)
         ops.append(("norm_act", ew, zero, ew_bytes, "memory"))
         if tp > 1:
-            ar = T * m.hidden * self.wb
+            ar = T * m.hidden * self.ab
             ops.append(("tp_comm", 2 * L * self._allreduce(ar), zero, 2 * L * ar, "comm"))
         if self.pp > 1:  # activations cross each stage boundary once per iteration
-            act = T * m.hidden * self.wb / tp
+            act = T * m.hidden * self.ab / tp
             send = act / self.pp_bw + self.p.collective_base_s
             ops.append(("pp_comm", (self.pp - 1) * send, zero, (self.pp - 1) * act, "comm"))
         return ops
@@ -156,7 +160,7 @@ class RooflineModel(PerfModel):
         m = self.model
         # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k, SiLU*mul on the MLP
         elems = 8 * m.hidden + 2 * (self.hq + self.hkv) * m.head_dim + 3 * self.act_width
-        nbytes = T * elems * self.wb * m.layers
+        nbytes = T * elems * self.ab * m.layers
         return self._stream(nbytes, 4 * m.layers), nbytes
 
     def _moe_parts(self, T: np.ndarray) -> list:
@@ -175,12 +179,12 @@ class RooflineModel(PerfModel):
             active = E * (1.0 - (1.0 - k / E) ** T)
         rows = assigned / active  # tokens per active expert
         parts = [
-            self._gemm(T, E, m.hidden, L),  # router
+            self._gemm(T, E, m.hidden, L, wide=True),  # router
             self._gemm(rows, 2 * inter, m.hidden, active * L),
             self._gemm(rows, m.hidden, inter, active * L),
         ]
         if self.ep > 1:  # all-to-all dispatch and combine of each GPU's tokens to the experts' GPUs
-            nbytes = T / self.ep * k * m.hidden * self.wb * (self.ep - 1) / self.ep
+            nbytes = T / self.ep * k * m.hidden * self.ab * (self.ep - 1) / self.ep
             t = 2 * L * (nbytes / self.link_bw + self.p.collective_base_s)
             parts.append((t, 0 * T, 2 * L * nbytes))
         if m.shared_intermediate:
@@ -192,9 +196,9 @@ class RooflineModel(PerfModel):
         """LM head and sampler (one row per sequence) and CPU overhead, arrays over S."""
         m, p = self.model, self.p
         S = np.asarray(S, dtype=float)
-        t, f, b = self._gemm(S, m.vocab // self.tp, m.hidden)
+        t, f, b = self._gemm(S, m.vocab // self.tp, m.hidden, wide=True)
         sample = 2.0 * S * m.vocab * 4  # fp32 logits written and read by the sampler
-        lm_bound = "compute" if np.all(f / self.peak >= b / self.bw) else "memory"
+        lm_bound = "compute" if np.all(f / self.peak_wide >= b / self.bw) else "memory"
         return [
             ("lm_head", t, f, b, lm_bound),
             ("sampler", self._stream(sample, 2), 0 * S, sample, "memory"),
@@ -252,7 +256,7 @@ class RooflineModel(PerfModel):
             lat = m.kv_lora_rank + m.qk_rope_dim
             return 2.0 * self.hq * (2 * m.kv_lora_rank + m.qk_rope_dim), lat * self.kvb, 0.0
         per_tok = 2 * self.hkv * m.head_dim * self.kvb
-        return 4.0 * self.hq * m.head_dim, per_tok, 2.0 * self.hq * m.head_dim * self.wb
+        return 4.0 * self.hq * m.head_dim, per_tok, 2.0 * self.hq * m.head_dim * self.ab
 
     def _decode_fixed(self, n: int) -> float:
         """Decode attention costs that depend on the request count only (MLA absorption GEMMs)."""
@@ -279,11 +283,11 @@ class RooflineModel(PerfModel):
         if m.is_mla:  # prefill decompresses the latent cache, then runs ordinary attention
             width = m.qk_nope_dim + m.qk_rope_dim + m.v_head_dim
             pf = 2.0 * self.hq * width * pairs
-            pb = (kv_tok * self.hq * width + new * self.hq * width) * self.wb
+            pb = (kv_tok * self.hq * width + new * self.hq * width) * self.ab
             up = self._gemm(kv_tok, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, L)
             return (float(up[0]), float(up[1]), float(up[2])), pf, pb
         pf = 4.0 * self.hq * m.head_dim * pairs
-        pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.wb
+        pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.ab
         return (0.0, 0.0, 0.0), pf, pb
 
     def _prefill_seconds(self, b: Batch) -> float:

@@ -40,7 +40,7 @@ def parse_batch(prefill: list[str], decode: list[str]) -> Batch:
 
 
 def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf16", perf_model: str = "auto",
-               gpu_file=None) -> dict:  # fmt: skip
+               gpu_file=None, kv_cache_dtype: str = "auto") -> dict:  # fmt: skip
     """Seconds, joules and the per-operator breakdown of one iteration of `batch`."""
     from servesim.config import EngineConfig
     from servesim.hardware import get_gpu
@@ -49,7 +49,7 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
     from servesim.perf.profiled import describe, make_perf_model
     from servesim.sim.memory import kv_dtype
 
-    engine = EngineConfig(tp=tp, dtype=dtype)
+    engine = EngineConfig(tp=tp, dtype=dtype, kv_cache_dtype=kv_cache_dtype)
     m, g = get_model(model), get_gpu(gpu, gpu_file)
     perf = make_perf_model(m, g, tp, engine.dtype, kv_dtype(engine), perf_model)
     ops = perf.breakdown(batch)
@@ -61,6 +61,7 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
         "gpu": g.name,
         "tp": tp,
         "dtype": dtype,
+        "kv_cache_dtype": kv_dtype(engine),
         "perf_model": describe(perf),
         "batch": {
             "num_tokens": batch.num_tokens,

@@ -1,9 +1,11 @@
 """A dense decoder with random weights, built from `kernels`, for validating predictions.
 
-Performance does not depend on weight values, so weights are random bf16. One forward
-pass runs a batch of one prefill chunk (L new tokens after C cached) and B decodes (each
-attending to its C_d cached tokens plus its new one), whole model: embedding, layers,
-final norm, and the LM head on the last token of each sequence.
+Performance does not depend on weight values, so weights are random (bf16, or fp8 for the
+layers' linear projections with `dtype="fp8"`, embedding and LM head staying bf16 as in vLLM's
+fp8 checkpoints); the KV cache is bf16 or fp8 (`kv_dtype`). One forward pass runs a batch
+of one prefill chunk (L new tokens after C cached) and B decodes (each attending to its
+C_d cached tokens plus its new one), whole model: embedding, layers, final norm, and the
+LM head on the last token of each sequence.
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ DT = torch.bfloat16
 
 
 class Decoder:
-    def __init__(self, spec: ModelSpec, device: str = "cuda"):
+    def __init__(self, spec: ModelSpec, device: str = "cuda", dtype: str = "bf16", kv_dtype: str = "bf16"):
         if spec.is_moe or spec.is_mla:
             raise ValueError(f"validation supports dense models only, not {spec.name}")
         self.spec, self.dev = spec, device
         h, hd = spec.hidden, spec.head_dim
+        fp8 = dtype == "fp8"
+        self.linear = K.linear_fp8 if fp8 else K.linear
+        self.kv_dt = K.FP8 if kv_dtype == "fp8" else DT
+        self.attend_prefill = K.attention_prefill_fp8 if kv_dtype == "fp8" else K.attention_prefill
+        self.attend_decode = K.attention_decode_fp8 if kv_dtype == "fp8" else K.attention_decode
 
         def w(*shape):
-            return torch.randn(*shape, device=device, dtype=DT) * 0.02
+            t = torch.randn(*shape, device=device, dtype=DT) * 0.02
+            return K.to_fp8(t) if fp8 else t
 
         qkv = (spec.heads + 2 * spec.kv_heads) * hd
         self.layers = [
@@ -33,14 +41,15 @@ class Decoder:
                  down=w(h, spec.intermediate))
             for _ in range(spec.layers)
         ]  # fmt: skip
-        self.embed = w(spec.vocab, h)
-        self.lm_head = w(spec.vocab, h)
+        self.embed = torch.randn(spec.vocab, h, device=device, dtype=DT) * 0.02
+        self.lm_head = torch.randn(spec.vocab, h, device=device, dtype=DT) * 0.02
         self.norm = torch.ones(h, device=device, dtype=DT)
 
     def caches(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         s = self.spec
         shape = (batch, s.kv_heads, length, s.head_dim)
-        return [(torch.empty(shape, device=self.dev, dtype=DT), torch.empty(shape, device=self.dev, dtype=DT))
+        return [(torch.zeros(shape, device=self.dev, dtype=self.kv_dt), torch.zeros(shape, device=self.dev,
+                                                                                    dtype=self.kv_dt))
                 for _ in range(s.layers)]  # fmt: skip
 
     def inputs(self, chunk: int, chunk_ctx: int, decodes: int, decode_ctx: int) -> dict:
@@ -65,7 +74,7 @@ class Decoder:
         x = self.embed[inp["ids"]]
         for i, lw in enumerate(self.layers):
             h = K.rms_norm(x, lw["norm1"])
-            qkv = K.linear(h, lw["qkv"])
+            qkv = self.linear(h, lw["qkv"])
             q = qkv[:, : hq * hd].view(-1, hq, hd)
             k = qkv[:, hq * hd : (hq + hkv) * hd].view(-1, hkv, hd)
             v = qkv[:, (hq + hkv) * hd :].view(-1, hkv, hd)
@@ -75,15 +84,15 @@ class Decoder:
                 kc, vc = inp["prefill_cache"][i]
                 K.write_kv(kc, k[:L], C)
                 K.write_kv(vc, v[:L], C)
-                parts.append(K.attention_prefill(q[:L], kc, vc))
+                parts.append(self.attend_prefill(q[:L], kc, vc))
             if B:
                 kc, vc = inp["decode_cache"][i]
                 K.write_kv(kc, k[L:], Cd - 1)
                 K.write_kv(vc, v[L:], Cd - 1)
-                parts.append(K.attention_decode(q[L:], kc, vc))
+                parts.append(self.attend_decode(q[L:], kc, vc))
             attn = parts[0] if len(parts) == 1 else torch.cat(parts)
-            x = K.add(x, K.linear(attn, lw["o"]))
+            x = K.add(x, self.linear(attn, lw["o"]))
             h = K.rms_norm(x, lw["norm2"])
-            x = K.add(x, K.linear(K.silu_mul(K.linear(h, lw["gate_up"])), lw["down"]))
+            x = K.add(x, self.linear(K.silu_mul(self.linear(h, lw["gate_up"])), lw["down"]))
         x = K.rms_norm(x, self.norm)
         return K.linear(x[inp["last"]], self.lm_head)

@@ -172,3 +172,38 @@ def write_kv(cache: torch.Tensor, new: torch.Tensor, start: int) -> None:
         cache[0, :, start : start + new.shape[0]].copy_(new.transpose(0, 1))
     else:
         cache[:, :, start].copy_(new)
+
+
+# ----- FP8: weights and KV cache in float8 e4m3, as vLLM's fp8 checkpoints and --kv-cache-dtype fp8 run them -----
+FP8 = torch.float8_e4m3fn
+_ONE: dict = {}  # per-tensor scale 1.0 on each device (random operands need no scaling)
+
+
+def to_fp8(w: torch.Tensor) -> torch.Tensor:
+    return w.to(FP8)
+
+
+def linear_fp8(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """y = x @ w^T with w in fp8 [out, in]: x quantised to fp8 by one cast kernel (a static per-tensor scale, as
+    vLLM's fp8 checkpoints carry), then one per-tensor-scaled fp8 GEMM with bf16 output (torch._scaled_mm)."""
+    one = _ONE.get(x.device)
+    if one is None:
+        one = _ONE[x.device] = torch.ones((), device=x.device, dtype=torch.float32)
+    return torch._scaled_mm(x.to(FP8), w.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+
+def attention_decode_fp8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Decode attention over an fp8 cache: servesim's split-KV Triton kernel (profiler/fp8_decode.py)."""
+    from servesim.profiler.fp8_decode import decode_attention
+
+    return decode_attention(q, k, v)
+
+
+def attention_prefill_fp8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Prefill over an fp8 cache: the cache read and widened to bf16 (one kernel each for K and V), then the
+    bf16 prefill attention. FlashAttention-3's native fp8 prefill would skip the widening (not modelled)."""
+    return attention_prefill(q, dequant_kv(k), dequant_kv(v))
+
+
+def dequant_kv(cache: torch.Tensor) -> torch.Tensor:
+    return cache.to(torch.bfloat16)

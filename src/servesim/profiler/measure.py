@@ -3,7 +3,9 @@
 A profile is a folder of CSV tables plus meta.json (GPU, driver, CUDA, PyTorch, clocks,
 date). Sections: GEMMs over token counts for the (N, K) shapes the catalog's models use
 at TP 1/2/4/8; prefill and decode attention over lengths for their head layouts;
-elementwise kernels; collectives when several GPUs are present; power under load.
+elementwise kernels; collectives when several GPUs are present; power under load; and
+(section `fp8`) fp8 GEMMs, decode attention over an fp8 KV cache and the fp8 cache's
+elementwise kernels.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ def _write_csv(path: Path, header: list[str], rows: list) -> None:
 
 
 # ----- what to measure: taken from the performance model, so the profile covers what it asks for -----
-def catalog_layouts(tps=(1, 2, 4, 8)) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
-    """(N, K) GEMM shapes and (Hq, Hkv, D) attention layouts of the catalog models."""
+def catalog_layouts(tps=(1, 2, 4, 8), fp8: bool = False) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
+    """(N, K) GEMM shapes and (Hq, Hkv, D) attention layouts of the catalog models; with `fp8`, only the GEMMs
+    that fp8 weights quantise (not the LM head or MoE router)."""
     import numpy as np
 
     from servesim.hardware import get_gpu
@@ -56,9 +59,10 @@ def catalog_layouts(tps=(1, 2, 4, 8)) -> tuple[list[tuple[int, int]], list[tuple
     shapes, heads = set(), set()
 
     class Recorder(RooflineModel):
-        def _gemm(self, rows, n, k, count=1.0):
-            shapes.add((int(n), int(k)))
-            return super()._gemm(rows, n, k, count)
+        def _gemm(self, rows, n, k, count=1.0, wide=False):
+            if not (fp8 and wide):
+                shapes.add((int(n), int(k)))
+            return super()._gemm(rows, n, k, count, wide)
 
     gpu = get_gpu("h100")
     for name in model_names():
@@ -134,6 +138,76 @@ def _fits(nbytes: float, what: str) -> bool:
         return True
     _log(f"skipped {what}: needs {nbytes / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
     return False
+
+
+def measure_fp8(out: Path, heads, m_grid, dev, quick: bool, gemms: bool = True) -> dict:
+    """Section `fp8`: gemm_fp8.csv (K.linear_fp8: the activation cast and a per-tensor-scaled fp8 GEMM),
+    attention_decode_fp8.csv (the split-KV Triton kernel over an fp8 cache), elementwise_fp8.csv (writing to
+    and widening from an fp8 cache) and fp8_kernel_check.csv (the Triton kernel on a bf16 cache against
+    PyTorch's decode backend on the same shapes); `gemms=False` (section fp8_attention) leaves out the GEMMs.
+    Returns what meta.json records about it."""
+    from servesim.perf.profile_data import EW_BYTES_PER_ELEM as PER
+    from servesim.profiler import fp8_decode
+
+    shapes = catalog_layouts(fp8=True)[0] if gemms else []
+    shapes = shapes[:6] if quick else shapes
+    gemm = []
+    for i, (n, k) in enumerate(shapes):
+        ws = [K.to_fp8(torch.randn(n, k, device=dev, dtype=DT) * 0.02) for _ in range(copies_for(n * k))]
+        for m in m_grid:
+            x = torch.randn(m, k, device=dev, dtype=DT)
+            gemm.append((n, k, m, time_calls([lambda w=w: K.linear_fp8(x, w) for w in ws])))
+        del ws
+        if i % 20 == 0:
+            _log(f"gemm fp8 {i + 1}/{len(shapes)} (N={n}, K={k})")
+    if gemms:
+        _write_csv(out / "gemm_fp8.csv", ["n", "k", "m", "seconds"], gemm)
+    torch.cuda.empty_cache()
+    decode, check = [], []
+    for hq, hkv, d in heads:
+        for B in DECODE_B:
+            for C in DECODE_C:
+                copies = copies_for(2 * B * C * hkv * d, cap=8)
+                if B * C > 2**21 or not _fits(copies * 2 * B * C * hkv * d, f"fp8 decode {B}x{C} Hkv={hkv}"):
+                    continue
+                q = torch.randn(B, hq, d, device=dev, dtype=DT)
+                kvs = [(K.to_fp8(k), K.to_fp8(v)) for k, v in _kv(B, hkv, C, d, dev, copies)]
+                t = time_calls([lambda k=k, v=v: K.attention_decode_fp8(q, k, v) for k, v in kvs])
+                decode.append((hq, hkv, d, B, C, t))
+                del kvs
+                if hq == 32 and hkv == 8 and B in (1, 4, 32, 128) and C in (512, 2048, 8192, 32768):
+                    kvs = _kv(B, hkv, C, d, dev, copies)  # the same kernel on bf16, and PyTorch's backend
+                    sdpa = time_calls([lambda k=k, v=v: K.attention_decode(q, k, v) for k, v in kvs])
+                    tri = time_calls([lambda k=k, v=v: fp8_decode.decode_attention(q, k, v) for k, v in kvs])
+                    check.append((hq, hkv, d, B, C, sdpa, tri, t))
+                    _log(f"check {B}x{C}: sdpa {sdpa * 1e6:.1f} us, triton bf16 {tri * 1e6:.1f} us, "
+                         f"triton fp8 {t * 1e6:.1f} us")  # fmt: skip
+                    del kvs
+        torch.cuda.empty_cache()
+        _log(f"fp8 decode attention Hq={hq} Hkv={hkv} D={d}: done")
+    _write_csv(out / "attention_decode_fp8.csv", ["hq", "hkv", "d", "batch", "ctx", "seconds"], decode)
+    _write_csv(out / "fp8_kernel_check.csv", ["hq", "hkv", "d", "batch", "ctx", "sdpa_bf16_s", "triton_bf16_s",
+                                              "triton_fp8_s"], check)  # fmt: skip
+    ew = []
+    for T in EW_TOKENS:
+        for width in sorted(catalog_widths()["kv"]):
+            h = width // 128
+            new = torch.randn(T, h, 128, device=dev, dtype=DT)
+            cache = torch.zeros(1, h, T + 16, 128, device=dev, dtype=K.FP8)
+            batch_cache = torch.zeros(T, h, 64, 128, device=dev, dtype=K.FP8)
+            full = [torch.zeros(1, h, T, 128, device=dev, dtype=K.FP8) for _ in range(copies_for(T * width, 8))]
+            cases = [("write_kv_fp8", [lambda: K.write_kv(cache, new, 8)]),
+                     ("write_kv_decode_fp8", [lambda: K.write_kv(batch_cache, new, 40)]),
+                     ("dequant_kv_fp8", [lambda c=c: K.dequant_kv(c) for c in full])]  # fmt: skip
+            for op, calls in cases:
+                ew.append((op, T, width, PER[op] * T * width, time_calls(calls)))
+    _write_csv(out / "elementwise_fp8.csv", ["op", "tokens", "width", "bytes", "seconds"], ew)
+    return {"gemm": "torch._scaled_mm, per-tensor scales, after a cast of the bf16 activations",
+            "decode_attention": f"servesim split-KV Triton kernel (profiler/fp8_decode.py), triton "
+                                f"{fp8_decode.triton.__version__}, block {fp8_decode.BLOCK_N}, "
+                                f"{fp8_decode.NUM_WARPS} warps, {fp8_decode.NUM_STAGES} stages, "
+                                f"{fp8_decode.FP8_COMPUTE} compute",
+            "prefill_attention": "cache widened to bf16 (dequant_kv_fp8), then the bf16 prefill attention"}  # fmt: skip
 
 
 def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:
@@ -394,7 +468,7 @@ def _meta(gpu, probe, quick, durations, started, complete) -> dict:
         "power_limit_w": _smi("power.limit"),
         "date": datetime.date.today().isoformat(),
         "sdpa": probe,
-        "dtype": "bf16",
+        "dtype": "bf16" if "fp8" not in durations else "fp8",
         "quick": quick,
         "seconds": {k: round(v, 1) for k, v in durations.items()},
         "total_seconds": round(time.time() - started, 1),
@@ -472,6 +546,10 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
             _write_csv(out / "power.csv", ["state", "watts_mean", "watts_max", "sm_clock_mhz", "temp_c", "samples"],
                        rows)  # fmt: skip
         durations["power"] = time.time() - t
+    if "fp8" in todo or "fp8_attention" in todo:
+        t = time.time()
+        probe["fp8"] = measure_fp8(out, heads, m_grid, dev, quick, gemms="fp8" in todo)
+        durations["fp8"] = time.time() - t
     if "collectives" in todo:
         t = time.time()
         measure_collectives(out)

@@ -21,10 +21,11 @@ GIB = 2**30
 KV_SHARE = 0.8  # of the memory free once the weights are loaded: the rest is left for activations and graphs
 
 
-def validation_grid(spec: ModelSpec, kv_limit_bytes: float = float("inf")) -> list[tuple[str, int, int, int, int]]:
+def validation_grid(spec: ModelSpec, kv_limit_bytes: float = float("inf"),
+                    kv_dtype: str = "bf16") -> list[tuple[str, int, int, int, int]]:  # fmt: skip
     """(kind, chunk, chunk_ctx, decodes, decode_ctx): pure prefill, pure decode, mixed; batches whose KV cache
     exceeds `kv_limit_bytes` are left out (see `skipped`)."""
-    return [b for b in _full_grid() if kv_bytes(spec, b) <= kv_limit_bytes]
+    return [b for b in _full_grid() if kv_bytes(spec, b, kv_dtype) <= kv_limit_bytes]
 
 
 def _full_grid() -> list[tuple[str, int, int, int, int]]:
@@ -37,17 +38,17 @@ def _full_grid() -> list[tuple[str, int, int, int, int]]:
     return grid
 
 
-def kv_bytes(spec: ModelSpec, batch: tuple) -> float:
+def kv_bytes(spec: ModelSpec, batch: tuple, kv_dtype: str = "bf16") -> float:
     """KV-cache bytes one validation batch holds: the chunk's context and every decode's."""
     _, L, C, B, Cd = batch
-    return spec.kv_bytes_per_token() * ((L + C if L else 0) + B * (Cd + 1))
+    return spec.kv_bytes_per_token(kv_dtype) * ((L + C if L else 0) + B * (Cd + 1))
 
 
-def skipped(spec: ModelSpec, kv_limit_bytes: float) -> list[str]:
+def skipped(spec: ModelSpec, kv_limit_bytes: float, kv_dtype: str = "bf16") -> list[str]:
     """One note per batch left out of the grid for lack of memory."""
     notes = []
     for batch in _full_grid():
-        need = kv_bytes(spec, batch)
+        need = kv_bytes(spec, batch, kv_dtype)
         if need > kv_limit_bytes:
             kind, L, C, B, Cd = batch
             notes.append(f"skipped {kind} chunk {L}:{C} decodes {B}x{Cd}: its KV cache needs {need / GIB:.1f} GiB, "
@@ -81,7 +82,8 @@ def forward_seconds(perf: PerfModel, batch: Batch) -> float:
     return sum(op.seconds for op in perf.breakdown(batch) if op.name not in ENGINE_OPS)
 
 
-def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataFrame:
+def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str = "bf16",
+            kv_dtype: str = "bf16") -> pd.DataFrame:  # fmt: skip
     """Run the validation grid on the GPU; one row per batch with the measured seconds."""
     from servesim.errors import ServesimError
 
@@ -99,17 +101,17 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataF
     kernels.probe("cuda")
     rows: list[dict] = []
     try:
-        dec = Decoder(spec)
+        dec = Decoder(spec, dtype=dtype, kv_dtype=kv_dtype)
     except Exception as e:
         if not is_oom(e):
             raise
-        free = torch.cuda.mem_get_info()[0]
-        raise MeasurementStopped(f"out of GPU memory loading {spec.name}'s weights ({spec.weight_bytes() / GIB:.1f} "
-                                 f"GiB; {free / GIB:.1f} GiB free)", rows) from None  # fmt: skip
+        free, need = torch.cuda.mem_get_info()[0], spec.weight_bytes(dtype)
+        raise MeasurementStopped(f"out of GPU memory loading {spec.name}'s weights ({need / GIB:.1f} GiB; "
+                                 f"{free / GIB:.1f} GiB free)", rows) from None  # fmt: skip
     limit = KV_SHARE * torch.cuda.mem_get_info()[0]  # the grid fits what this GPU has free, not a constant
-    for note in skipped(spec, limit):
+    for note in skipped(spec, limit, kv_dtype):
         log(note)
-    for batch in validation_grid(spec, limit):
+    for batch in validation_grid(spec, limit, kv_dtype):
         kind, L, C, B, Cd = batch
         try:
             inp = dec.inputs(L, C, B, Cd)
@@ -122,12 +124,12 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print) -> pd.DataF
                 raise
             inp = graph = None
             torch.cuda.empty_cache()
-            free = torch.cuda.mem_get_info()[0]
+            free, need = torch.cuda.mem_get_info()[0], kv_bytes(spec, batch, kv_dtype)
             raise MeasurementStopped(f"out of GPU memory at the {kind} batch chunk {L}:{C} decodes {B}x{Cd} (its KV "
-                                     f"cache needs {kv_bytes(spec, batch) / GIB:.1f} GiB; {free / GIB:.1f} GiB free)",
+                                     f"cache needs {need / GIB:.1f} GiB; {free / GIB:.1f} GiB free)",
                                      rows) from None  # fmt: skip
-        rows.append(dict(model=spec.name, gpu=gpu, kind=kind, chunk=L, chunk_ctx=C, decodes=B, decode_ctx=Cd,
-                         measured_s=seconds))  # fmt: skip
+        rows.append(dict(model=spec.name, gpu=gpu, dtype=dtype, kv_dtype=kv_dtype, kind=kind, chunk=L, chunk_ctx=C,
+                         decodes=B, decode_ctx=Cd, measured_s=seconds))  # fmt: skip
         log(f"{time.strftime('%H:%M:%S')} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: {seconds * 1e3:.3f} ms")
         del graph, inp
         torch.cuda.empty_cache()
@@ -158,14 +160,21 @@ def save(df: pd.DataFrame, out: Path) -> Path:
 
 
 def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None, measure_only: bool,
-                   profile_dir: Path | None, log=print) -> tuple[pd.DataFrame, str]:  # fmt: skip
-    """`servesim validate`: measure on this GPU (or read `measured`), then compare with both predictors."""
+                   profile_dir: Path | None, log=print, dtype: str = "bf16",
+                   kv_dtype: str = "auto") -> tuple[pd.DataFrame, str]:  # fmt: skip
+    """`servesim validate`: measure on this GPU (or read `measured`), then compare with both predictors.
+
+    A measurement file says which weight and KV-cache dtypes it ran (bf16 where it says nothing)."""
     from servesim.errors import ServesimError
     from servesim.files import read_text
     from servesim.hardware import get_gpu
     from servesim.models import get_model
 
     spec, g = get_model(model), get_gpu(gpu)
+    kv_dtype = "bf16" if kv_dtype == "auto" else kv_dtype  # vLLM's auto: the activations' dtype, bf16 under fp8
+    g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
+    suffix = "" if (dtype, kv_dtype) == ("bf16", "bf16") else f"_{dtype}_kv{kv_dtype}"
+    default_out = Path(f"validation_{g.name}_{spec.name}{suffix}.csv")
     if measured is not None:
         read_text(measured, "measurement file")
         df = pd.read_csv(measured)
@@ -179,15 +188,15 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
                                     f"not {want}; pass --{column} {df[column].iloc[0]}")  # fmt: skip
     else:
         try:
-            df = measure(spec, g.name, log=log)
+            df = measure(spec, g.name, log=log, dtype=dtype, kv_dtype=kv_dtype)
         except MeasurementStopped as stop:
             kept = ""
             if stop.rows:
-                path = save(pd.DataFrame(stop.rows), out or Path(f"validation_{g.name}_{spec.name}.csv"))
+                path = save(pd.DataFrame(stop.rows), out or default_out)
                 kept = f"; the {len(stop.rows)} batches measured before it are in {path}"
             raise ServesimError(f"{stop}{kept}") from None
     if measure_only:
-        save(df, out or Path(f"validation_{g.name}_{spec.name}.csv"))
+        save(df, out or default_out)
         return df, ""
     from servesim.perf import RooflineModel
     from servesim.perf.profiled import ProfiledModel, load_profile_for
@@ -195,7 +204,10 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     prof = load_profile_for(g.name, profile_dir)
     if prof is None:
         raise ServesimError(f"no profile for {g.name}; pass --profile DIR")
-    df = compare(df, {"profiled": ProfiledModel(spec, g, prof), "roofline": RooflineModel(spec, g)})
+    dt, kvd = (str(df[c].iloc[0]) if c in df.columns else "bf16" for c in ("dtype", "kv_dtype"))
+    df = compare(df, {"profiled": ProfiledModel(spec, g, prof, dtype=dt, kv_dtype=kvd),
+                      "roofline": RooflineModel(spec, g, dtype=dt, kv_dtype=kvd)})  # fmt: skip
     if out:
         save(df, out)
-    return df, f"{spec.name} on {g.name}: measured vs predicted forward time"
+    label = "" if (dt, kvd) == ("bf16", "bf16") else f" ({dt} weights, {kvd} KV cache)"
+    return df, f"{spec.name} on {g.name}{label}: measured vs predicted forward time"
