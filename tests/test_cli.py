@@ -173,3 +173,11 @@ def test_run_streamed_writes_records_as_it_goes(tmp_path):
     assert bad.exit_code != 0 and "--stream writes Parquet" in bad.output
     bad = invoke("run", "--num-requests", "5", "--rate-shape", "1,x")
     assert bad.exit_code != 0 and "comma list of numbers" in bad.output
+
+
+def test_offline_reports_steady_state_throughput():
+    doc = json.loads(invoke("run", "--offline", "--num-requests", "400", "--json").stdout)
+    steady = doc["steady_state"]
+    assert steady["output_throughput"] > doc["output_throughput"] and 0.2 <= steady["output_share"] <= 1
+    assert "steady_state" not in json.loads(invoke("run", "--num-requests", "100", "--json").stdout)
+    one_line_error(invoke("run", "--offline", "--rate", "3"), "--offline sends every request at once")

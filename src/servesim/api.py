@@ -149,7 +149,7 @@ class Result:
         if self._summary is None:
             blocks = [m.num_blocks for m in self.memories]
             tally, totals = self.tally, self._step_totals()
-            s = summarize(tally, totals, blocks, self.kv_hit_rate)
+            s = summarize(tally, totals, blocks, self.kv_hit_rate, self.scenario.workload.all_at_once)
             s["perf_model"] = self.perf_model
             if self.notes:
                 s["notes"] = self.notes

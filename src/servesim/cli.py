@@ -104,6 +104,9 @@ def run(
     kv_cache_dtype: Annotated[str | None, Opt(help="auto | bf16 | fp16 | fp8 KV cache (auto: as vLLM)")] = None,
     num_requests: Annotated[int | None, Opt()] = None,
     rate: Annotated[float | None, Opt(help="requests/s; inf = all at once")] = None,
+    offline: Annotated[
+        bool, Opt("--offline", help="all requests at once (--rate inf), as vllm bench throughput / trtllm-bench run")
+    ] = False,
     arrival: Annotated[str | None, Opt(help="poisson | gamma | constant | burst | trace")] = None,
     burstiness: Annotated[float | None, Opt(help="gamma shape (1 = Poisson)")] = None,
     rate_shape: Annotated[
@@ -150,8 +153,12 @@ def run(
     """Simulate a deployment serving a request stream (defaults: Llama-3.1-8B on one H100)."""
     flags = dict(locals())
     for name in ("config", "scheduler_option", "goodput", "output", "fmt", "as_json", "report", "trace_out", "workers",
-                 "ray_address", "stream"):  # fmt: skip
+                 "ray_address", "stream", "offline"):  # fmt: skip
         flags.pop(name)
+    if offline:
+        if rate is not None and rate != float("inf"):
+            raise ServesimError(f"--offline sends every request at once; drop --rate {rate:g}")
+        flags["rate"] = float("inf")
     if rate_shape is not None:
         flags["rate_shape"] = parse_numbers(rate_shape, "--rate-shape")
     if fmt not in ("parquet", "csv"):

@@ -97,3 +97,22 @@ def test_itl_table_in_chunks_equals_all_at_once():
     np.testing.assert_array_equal(whole.mean, parts.mean)
     np.testing.assert_array_equal(whole.max, parts.max)
     assert len(whole.gaps) == sum(q.output_len - 1 for q in r.raw_requests if q.finish is not None)
+
+
+def test_offline_runs_report_their_steady_state_throughput():
+    """Offline (all at once): throughput while requests still waited, from the step log; the ramp-down excluded."""
+    fixed = lambda n: LengthDist(dist="fixed", mean=n)  # noqa: E731
+    wl = WorkloadConfig(num_requests=600, rate=float("inf"), input=fixed(128), output=fixed(512))
+    res = simulate(Scenario(workload=wl))
+    s, steps = res.summary(), res.steps
+    assert s["preemptions"] == 0 and steps["out"].sum() == s["total_output_tokens"]  # every token counted once
+    full = steps["waiting"] > 0
+    span = steps["end"] - steps["start"]
+    st = s["steady_state"]
+    assert st["output_throughput"] == pytest.approx(steps["out"][full].sum() / span[full].sum())
+    assert st["total_token_throughput"] == pytest.approx((steps["tokens"] * steps["iters"])[full].sum()
+                                                         / span[full].sum())  # fmt: skip
+    assert 0.3 < st["output_share"] < 1 and st["output_throughput"] > 1.1 * s["output_throughput"]
+    # arrivals over time: no steady state to report
+    online = simulate(Scenario(workload=wl.model_copy(update={"rate": 20.0})))
+    assert "steady_state" not in online.summary()

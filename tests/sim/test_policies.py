@@ -113,3 +113,22 @@ def test_policy_options_are_checked_by_the_policy():
     with pytest.raises(ServesimError, match="scheduler vllm takes no options"):
         make_replica(EngineConfig(scheduler_options={"chunk_size": 64}))
     assert make_replica(EngineConfig(scheduler="SJF")).scheduler.name == "sjf"  # names are case- and hyphen-blind
+
+
+def test_no_evict_admits_only_what_can_finish(checked):
+    """TensorRT-LLM's GUARANTEED_NO_EVICT: where vLLM's admission on the prompt alone preempts, this never does,
+    and the requests running at once never need more blocks than the cache has."""
+    reqs = [(0.0, 1000, 600)] * 12  # 100 blocks of 16 tokens each over a whole life; 600 blocks in the cache
+    vllm, _ = serve(reqs, EngineConfig(), num_blocks=600)
+    assert sum(q.preemptions for q in _) > 0
+    r, done = serve(reqs, EngineConfig(scheduler="no_evict"), num_blocks=600)
+    assert sum(q.preemptions for q in done) == 0 and all(q.finish is not None for q in done)
+    starts = sorted(q.first_scheduled for q in done)
+    for q in done:  # at most six whole lives (600 blocks) overlap at any admission
+        assert sum(1 for p in done if p.first_scheduled <= q.first_scheduled < p.finish) <= 6
+    assert starts[5] == 0.0 and starts[6] > 0.0
+    # with room for every request, it plans exactly as vLLM does
+    same = [(0.1 * i, 300, 50) for i in range(20)]
+    a, x = serve(same, EngineConfig())
+    b, y = serve(same, EngineConfig(scheduler="no_evict"))
+    assert [q.finish for q in x] == [q.finish for q in y]

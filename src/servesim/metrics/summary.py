@@ -128,8 +128,10 @@ def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[s
     return out
 
 
-def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hit_rate: float | None) -> dict:
-    """The run's summary; batch and KV statistics are means over replicas, each replica listed too."""
+def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hit_rate: float | None,
+              offline: bool = False) -> dict:  # fmt: skip
+    """The run's summary; batch and KV statistics are means over replicas, each replica listed too. An offline
+    run (all requests at once) adds its steady-state throughput (`steady_state`)."""
     duration = tally.duration
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
     reps = [s.stats(b, duration) for s, b in zip(steps, kv_blocks, strict=True)]
@@ -169,11 +171,35 @@ def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hi
             r["completed"] = int(tally.served[i])
             r["request_throughput"] = per_s(r["completed"])
         summary["replicas"] = reps
+    if offline:
+        summary.update(steady_state(steps, tally.output_tokens))
     if tally.slo.any:
         summary["slo"] = tally.slo.model_dump(exclude_none=True)
         summary["good_requests"] = tally.good
         summary["request_goodput"] = per_s(tally.good)
     return summary
+
+
+STEADY_SHARE = 0.2
+
+
+def steady_state(steps: list[StepTotals], output_tokens: int) -> dict:
+    """Throughput while requests still waited in the queue, the engine at full load, summed over replicas.
+
+    This is what `trtllm-bench throughput` and `vllm bench throughput` report from thousands of requests, where
+    the ramp-down at the end is a sliver of the run; a simulation of fewer requests would be diluted by it. Left
+    out where less than STEADY_SHARE of the output was made at full load: too few requests for a steady state
+    (all of them fit in one batch, say), only the ramp-up."""
+    full = [s for s in steps if s.full_s > 0]
+    share = sum(s.full_out for s in full) / output_tokens if output_tokens else 0.0
+    if share < STEADY_SHARE:
+        return {}
+    return {"steady_state": {
+        "output_throughput": sum(s.full_out / s.full_s for s in full),
+        "total_token_throughput": sum(s.full_tokens / s.full_s for s in full),
+        "duration_s": max(s.full_s for s in full),
+        "output_share": share,
+    }}  # fmt: skip
 
 
 def pool_counts(requests, pools: dict[str, list[int]]) -> dict[str, int]:

@@ -98,6 +98,8 @@ class StepTotals:
         self.seqs_s = self.tokens_s = self.kv_s = 0.0  # batch size, tokens and KV blocks times seconds
         self.max_seqs = self.max_kv = 0
         self.last_end = 0.0
+        # steps that left requests waiting (the engine at full load): seconds, output and all tokens
+        self.full_s = self.full_out = self.full_tokens = 0.0
         # per window: busy energy minus what idle power would have drawn in the busy time (the idle
         # fill of the whole window is added when the run's duration is known)
         self.net_j = np.zeros(0)
@@ -117,6 +119,11 @@ class StepTotals:
         self.max_seqs = max(self.max_seqs, int(steps["seqs"].max()))
         self.max_kv = max(self.max_kv, int(steps["kv_used"].max()))
         self.last_end = float(end[-1])
+        full = steps["waiting"] > 0
+        if full.any():
+            self.full_s += float(span[full].sum())
+            self.full_out += float(steps["out"][full].sum())
+            self.full_tokens += float((steps["tokens"] * steps["iters"])[full].sum())
         # cumulative net energy at the step boundaries, read at window edges
         x = np.column_stack([start, end]).ravel()
         net = energy - self.idle_w * span

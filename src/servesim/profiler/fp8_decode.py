@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK_N = 128  # cache positions per loop step (tuned on H100 and H200: .devrun/fp8.py)
+BLOCK_N = 128  # cache positions per loop step (tuned on H100 and H200: benchmarks/gpu_fp8.py)
 MIN_SPLIT = 256  # shortest span of the cache one program reads
 MAX_SPLITS = 64
 NUM_WARPS = 4

@@ -26,6 +26,11 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
         ("Output token throughput (tok/s)", _fmt(s["output_throughput"])),
         ("Total token throughput (tok/s)", _fmt(s["total_token_throughput"])),
     ]
+    if "steady_state" in s:
+        st = s["steady_state"]
+        rows.append((f"Steady-state output throughput (tok/s) [{st['output_share']:.0%} of tokens]",
+                     _fmt(st["output_throughput"])))  # fmt: skip
+        rows.append(("Steady-state total token throughput (tok/s)", _fmt(st["total_token_throughput"])))
     if "request_goodput" in s:
         slo = " ".join(f"{k.removesuffix('_ms')}:{v:g}ms" for k, v in s["slo"].items())
         rows.append((f"Request goodput (req/s) [{slo}]", _fmt(s["request_goodput"])))

@@ -13,10 +13,12 @@ from servesim.sim.request import Request
 
 
 class StepLog:
-    """Per-step records: a mixed iteration or a run of decode iterations (energy in joules, all GPUs)."""
+    """Per-step records: a mixed iteration or a run of decode iterations (energy in joules, all GPUs).
 
-    FIELDS = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy")
-    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting")
+    `tokens` and `seqs` are per iteration; `out` is the output tokens of the whole step."""
+
+    FIELDS = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy", "out")
+    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting", "out")
 
     def __init__(self):
         self.rows: list[tuple] = []

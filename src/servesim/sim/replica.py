@@ -115,6 +115,7 @@ class Replica:
         energy, tokens = watts * dt * self.gpus, batch.num_tokens
         jpt, usdpt = meter.step(it, t, dt, energy, tokens)
         s.decodes_reserved = False
+        out = dec.n  # every decode makes a token, and every prefill that completes
         for req, chunk in plan:
             req.prefill_j += chunk * jpt
             req.prefill_usd += chunk * usdpt
@@ -122,6 +123,7 @@ class Replica:
             if req.computed < req.target:
                 continue
             s.prefilled(req)
+            out += 1
             req.generated += 1
             if req.first_token is None:
                 req.first_token = t
@@ -136,7 +138,7 @@ class Replica:
         s.it = it + 1
         for req in dec.pop_finished(it):
             s.finish(req, t)
-        meter.log.add((s.now, t, 1, batch.num_seqs, tokens, kv.used, len(s.waiting), energy))
+        meter.log.add((s.now, t, 1, batch.num_seqs, tokens, kv.used, len(s.waiting), energy, out))
         s.now = t
 
     def _run_power(self, curve, n: int, x0: float, k: int) -> tuple[float, float, float, float]:
@@ -176,5 +178,5 @@ class Replica:
         t = now + elapsed
         for req in dec.pop_finished(s.it - 1):
             s.finish(req, t)
-        meter.log.add((now, t, k, n, n, kv.used, len(s.waiting), energy))
+        meter.log.add((now, t, k, n, n, kv.used, len(s.waiting), energy, k * n))
         s.now = t

@@ -1,3 +1,8 @@
-"""Built-in scheduling policies; importing this package registers them by name."""
+"""Built-in scheduling policies, one module each; importing this package imports (and so registers) them all,
+so a new policy is one new file here."""
 
-from servesim.sim.policies import orca, sarathi, sjf, static, vllm  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

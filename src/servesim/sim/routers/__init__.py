@@ -1,10 +1,8 @@
-"""Built-in routers; importing this package registers them by name."""
+"""Built-in routers, one module each; importing this package imports (and so registers) them all, so a new
+router is one new file here."""
 
-from servesim.sim.routers import (  # noqa: F401
-    least_requests,
-    least_tokens,
-    power_of_two,
-    prefix_affinity,
-    random,
-    round_robin,
-)
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,0 +1,29 @@
+"""Admission that never evicts: TensorRT-LLM's GUARANTEED_NO_EVICT capacity policy (its default; TensorRT-LLM
+docs, "Useful Runtime Options").
+
+A waiting request starts only when the KV blocks of its whole life (prompt and every
+output token) fit beside what the running requests will still grow into, so a decode
+never runs out of blocks and nothing is preempted. vLLM admits on the prompt alone and
+preempts (recomputing) when decodes outgrow the cache; under long prompts that fill it,
+the two differ most. Output lengths are taken as known, as a request's max_tokens is.
+Everything else is vLLM's scheduling.
+"""
+
+from __future__ import annotations
+
+from servesim.sim.policies.vllm import VLLMScheduler
+from servesim.sim.request import Request
+from servesim.sim.scheduler import register
+
+
+@register
+class NoEvictScheduler(VLLMScheduler):
+    name = "no_evict"
+
+    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
+        s = self.state
+        life = s.blocks_for  # blocks of a whole request
+        growth = sum(life(r.prompt_len + r.output_len) - s.held(r) for r in s.running.values())
+        if s.kv.free() - growth < life(req.prompt_len + req.output_len):
+            return 0
+        return super().admit(req, budget, chunked)
