@@ -78,6 +78,11 @@ def test_catalog_listings():
     assert res.exit_code == 0 and "deepseek-v3" in res.output and "671" in res.output
     res = invoke("gpus")
     assert res.exit_code == 0 and "mi300x" in res.output and "roofline" in res.output
+    from servesim.report.table import gpus_table
+
+    table = gpus_table()
+    models = dict(zip(table.columns[0]._cells, table.columns[-1]._cells, strict=True))
+    assert models["h100-sxm"].startswith("profiled bf16+fp8") and models["h200"].startswith("profiled bf16+fp8")
 
 
 def test_validate_from_recorded_measurements(tmp_path):

@@ -124,7 +124,10 @@ def gpus_table(gpu_file=None) -> Table:
                         "perf model"], ("name", "perf model"))  # fmt: skip
     for g in catalog(gpu_file).values():
         path = find_profile(g.name)
-        kind = f"profiled ({load_profile(path).meta.get('date', '?')})" if path else "roofline (not measured)"
+        kind = "roofline (not measured)"
+        if path:
+            prof = load_profile(path)
+            kind = f"profiled {'bf16+fp8' if prof.gemm_fp8 else 'bf16'} ({prof.meta.get('date', '?')})"
         t.add_row(g.name, f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}" if g.fp8_tflops else "-", f"{g.memory_gib:g}",
                   f"{g.mem_bw_gbs:g}", f"{g.link_gbs:g}", f"{g.tdp_w:g}", f"{g.price_per_hour:.2f}", kind)  # fmt: skip
     return t
