@@ -249,3 +249,21 @@ def test_stored_roofline_fit_is_the_fit_of_the_shipped_tables(gpu):
     stored = json.loads((profile.path / FIT_FILE).read_text())
     assert stored["key"]["tables"] == profile.digest  # not stale
     assert fitted_params(profile, spec) == _fit(profile, spec.peak_flops("bf16"), spec.mem_bw_gbs * 1e9)
+
+
+def test_measured_all_reduce_replaces_the_link_model(copy_profile):
+    """A profile's CUDA-graph-timed all-reduce table prices TP collectives at its GPU counts; others keep the
+    link model, and profiles without the table (the shipped ones) are unchanged."""
+    sizes = [2**e for e in range(10, 31)]
+    rows = [f"all_reduce,2,{b},{8e-6 + b / 300e9:.6g}" for b in sizes]
+    (copy_profile / "collectives.csv").write_text("op,world,bytes,seconds\n" + "\n".join(rows) + "\n")
+    prof, m = load_profile(copy_profile), get_model("llama-3.1-70b")
+    tp2, tp4 = ProfiledModel(m, H200, prof, tp=2), ProfiledModel(m, H200, prof, tp=4)
+    assert tp2._allreduce(2**20) == pytest.approx(8e-6 + 2**20 / 300e9, rel=1e-5)
+    assert tp2._allreduce(3 * 2**29) > tp2._allreduce(2**30)  # past the table: the measured bandwidth
+    assert tp2._allreduce(1.0) == pytest.approx(8e-6 + 2**10 / 300e9, rel=1e-5)  # below it: the smallest size
+    link = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=4)
+    assert tp4._allreduce(2**20) == link._allreduce(2**20)  # no table for 4 GPUs
+    shipped = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=2)
+    assert shipped._allreduce(2**20) == RooflineModel._allreduce(shipped, 2**20)
+    assert tp2.iteration_time(Batch.decode(64, 2048)) != shipped.iteration_time(Batch.decode(64, 2048))

@@ -35,9 +35,11 @@ TABLES = {
     "attention_decode.csv": ["hq", "hkv", "d", "batch", "ctx", "seconds"],
     "elementwise.csv": ["op", "tokens", "width", "bytes", "seconds"],
 }
-OPTIONAL = {"power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"],
-            "gemm_fp8.csv": TABLES["gemm.csv"], "attention_decode_fp8.csv": TABLES["attention_decode.csv"],
-            "elementwise_fp8.csv": TABLES["elementwise.csv"]}  # fmt: skip
+OPTIONAL = {
+    "power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"],
+    "gemm_fp8.csv": TABLES["gemm.csv"], "attention_decode_fp8.csv": TABLES["attention_decode.csv"],
+    "elementwise_fp8.csv": TABLES["elementwise.csv"], "collectives.csv": ["op", "world", "bytes", "seconds"],
+}  # fmt: skip
 # bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
 EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,
                      "write_kv_decode": 4, "concat": 8,
@@ -141,6 +143,7 @@ class Profile:
     decode: dict[tuple[int, int, int], Grid2D]
     gemm_fp8: dict[tuple[int, int], Curve]  # empty where the profile has no fp8 section
     decode_fp8: dict[tuple[int, int, int], Grid2D]  # decode attention over an fp8 KV cache
+    collectives: dict[tuple[str, int], Curve]  # (op, GPUs) -> seconds over bytes, CUDA-graph timed
     elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
     power: dict[str, float]
     calibration: dict[str, float]
@@ -259,8 +262,14 @@ def load_profile(path: str | Path) -> Profile:
     if "calibration.csv" in raw:
         cal = raw["calibration.csv"]
         calibration = {str(n): float(v) for n, v in zip(cal.name, cal.value, strict=True)}
-    return Profile(p, meta, gemm, prefill, decode, gemm_fp8, decode_fp8, elementwise, power, calibration, raw,
-                   digest.hexdigest())  # fmt: skip
+    collectives = {}
+    if "collectives.csv" in raw:  # (older profiles' host-timed collectives_<n>.csv are not read)
+        c = raw["collectives.csv"]
+        for (op, world), idx in _groups(c, ["op", "world"]):
+            idx = idx[np.argsort(c.bytes[idx], kind="stable")]
+            collectives[(str(op), int(world))] = Curve(c.bytes[idx], np.maximum.accumulate(c.seconds[idx]))
+    return Profile(p, meta, gemm, prefill, decode, gemm_fp8, decode_fp8, collectives, elementwise, power,
+                   calibration, raw, digest.hexdigest())  # fmt: skip
 
 
 def _gemms(g: Records | None) -> dict[tuple[int, int], Curve]:

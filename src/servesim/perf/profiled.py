@@ -100,6 +100,12 @@ class ProfiledModel(RooflineModel):
         measured = self.profile.gemm_time(rows, n, k, self.fp8_gemm and not wide) if self.gemms else None
         return (t if measured is None else measured * count), f, b
 
+    def _allreduce(self, nbytes):
+        """Measured (CUDA-graph timed) for this TP size inside a node where the profile has it; the link model
+        otherwise. Past the largest measured size it extrapolates at the measured bandwidth."""
+        curve = self.profile.collectives.get(("all_reduce", self.tp)) if self.link_bw == self.nvlink_bw else None
+        return super()._allreduce(nbytes) if curve is None else curve(nbytes)
+
     def _embedding(self, T, nbytes):
         return self.profile.elementwise_time("embedding", T, self.model.hidden)
 
