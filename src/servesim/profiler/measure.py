@@ -80,22 +80,24 @@ def catalog_layouts(tps=(1, 2, 4, 8), fp8: bool = False) -> tuple[list[tuple[int
 
 
 # ----- sections -----
-def measure_gemms(shapes, m_grid, dev, sink=None) -> list:
-    """Time every (N, K) shape at every token count M; `sink(rows)` receives each shape's rows."""
+def measure_gemms(shapes, m_grid, dev, sink=None, fp8: bool = False) -> list:
+    """Time every (N, K) shape at every token count M; `sink(rows)` receives each shape's rows. With `fp8`, fp8
+    weights through K.linear_fp8 (the activations' cast included)."""
+    linear, wb = (K.linear_fp8, 1) if fp8 else (K.linear, 2)
     rows = []
     for i, (n, k) in enumerate(shapes):
-        copies = copies_for(n * k * 2)
-        ws = [torch.randn(n, k, device=dev, dtype=DT) * 0.02 for _ in range(copies)]
+        ws = [torch.randn(n, k, device=dev, dtype=DT) * 0.02 for _ in range(copies_for(n * k * wb))]
+        ws = [K.to_fp8(w) for w in ws] if fp8 else ws
         for m in m_grid:
             x = torch.randn(m, k, device=dev, dtype=DT)
-            t = time_calls([lambda w=w: K.linear(x, w) for w in ws])
+            t = time_calls([lambda w=w: linear(x, w) for w in ws])
             rows.append((n, k, m, t))
         if sink:
             sink(rows[-len(m_grid) :])
         del ws
         torch.cuda.empty_cache()
         if i % 20 == 0:
-            _log(f"gemm {i + 1}/{len(shapes)} (N={n}, K={k})")
+            _log(f"gemm{' fp8' * fp8} {i + 1}/{len(shapes)} (N={n}, K={k})")
     return rows
 
 
@@ -118,18 +120,24 @@ def measure_attention(heads, dev, prefill: list, decode: list) -> None:
                 prefill.append((hq, hkv, d, L, C, time_calls([lambda k=k, v=v: K.attention_prefill(q, k, v)
                                                                for k, v in kvs])))  # fmt: skip
                 del kvs
-        for B in DECODE_B:
-            for C in DECODE_C:
-                copies = copies_for(2 * B * C * hkv * d * 2, cap=8)
-                if B * C > 2**21 or not _fits(copies * 2 * B * C * hkv * d * 2, f"decode {B}x{C} Hkv={hkv}"):
-                    continue
-                q = torch.randn(B, hq, d, device=dev, dtype=DT)
-                kvs = _kv(B, hkv, C, d, dev, copies)
-                decode.append((hq, hkv, d, B, C, time_calls([lambda k=k, v=v: K.attention_decode(q, k, v)
-                                                             for k, v in kvs])))  # fmt: skip
-                del kvs
+        for B, C, copies in _decode_shapes(hkv, d, 2, "decode"):
+            q = torch.randn(B, hq, d, device=dev, dtype=DT)
+            kvs = _kv(B, hkv, C, d, dev, copies)
+            decode.append((hq, hkv, d, B, C, time_calls([lambda k=k, v=v: K.attention_decode(q, k, v)
+                                                         for k, v in kvs])))  # fmt: skip
+            del kvs
         torch.cuda.empty_cache()
         _log(f"attention Hq={hq} Hkv={hkv} D={d}: done")
+
+
+def _decode_shapes(hkv: int, d: int, elem_bytes: int, what: str):
+    """(batch, context, operand copies) of the decode grid whose KV caches fit the free memory."""
+    for B in DECODE_B:
+        for C in DECODE_C:
+            nbytes = 2 * B * C * hkv * d * elem_bytes
+            copies = copies_for(nbytes, cap=8)
+            if B * C <= 2**21 and _fits(copies * nbytes, f"{what} {B}x{C} Hkv={hkv}"):
+                yield B, C, copies
 
 
 def _fits(nbytes: float, what: str) -> bool:
@@ -149,48 +157,31 @@ def measure_fp8(out: Path, heads, m_grid, dev, quick: bool, gemms: bool = True) 
     from servesim.perf.profile_data import EW_BYTES_PER_ELEM as PER
     from servesim.profiler import fp8_decode
 
-    shapes = catalog_layouts(fp8=True)[0] if gemms else []
-    shapes = shapes[:6] if quick else shapes
-    gemm = []
-    for i, (n, k) in enumerate(shapes):
-        ws = [K.to_fp8(torch.randn(n, k, device=dev, dtype=DT) * 0.02) for _ in range(copies_for(n * k))]
-        for m in m_grid:
-            x = torch.randn(m, k, device=dev, dtype=DT)
-            gemm.append((n, k, m, time_calls([lambda w=w: K.linear_fp8(x, w) for w in ws])))
-        del ws
-        if i % 20 == 0:
-            _log(f"gemm fp8 {i + 1}/{len(shapes)} (N={n}, K={k})")
     if gemms:
-        _write_csv(out / "gemm_fp8.csv", ["n", "k", "m", "seconds"], gemm)
-    torch.cuda.empty_cache()
+        shapes = catalog_layouts(fp8=True)[0]
+        _write_csv(out / "gemm_fp8.csv", ["n", "k", "m", "seconds"],
+                   measure_gemms(shapes[:6] if quick else shapes, m_grid, dev, fp8=True))  # fmt: skip
     decode, check = [], []
     for hq, hkv, d in heads:
-        for B in DECODE_B:
-            for C in DECODE_C:
-                copies = copies_for(2 * B * C * hkv * d, cap=8)
-                if B * C > 2**21 or not _fits(copies * 2 * B * C * hkv * d, f"fp8 decode {B}x{C} Hkv={hkv}"):
-                    continue
-                q = torch.randn(B, hq, d, device=dev, dtype=DT)
-                kvs = [(K.to_fp8(k), K.to_fp8(v)) for k, v in _kv(B, hkv, C, d, dev, copies)]
-                t = time_calls([lambda k=k, v=v: K.attention_decode_fp8(q, k, v) for k, v in kvs])
-                decode.append((hq, hkv, d, B, C, t))
-                del kvs
-                if hq == 32 and hkv == 8 and B in (1, 4, 32, 128) and C in (512, 2048, 8192, 32768):
-                    kvs = _kv(B, hkv, C, d, dev, copies)  # the same kernel on bf16, and PyTorch's backend
-                    sdpa = time_calls([lambda k=k, v=v: K.attention_decode(q, k, v) for k, v in kvs])
-                    tri = time_calls([lambda k=k, v=v: fp8_decode.decode_attention(q, k, v) for k, v in kvs])
-                    check.append((hq, hkv, d, B, C, sdpa, tri, t))
-                    _log(f"check {B}x{C}: sdpa {sdpa * 1e6:.1f} us, triton bf16 {tri * 1e6:.1f} us, "
-                         f"triton fp8 {t * 1e6:.1f} us")  # fmt: skip
-                    del kvs
+        for B, C, copies in _decode_shapes(hkv, d, 1, "fp8 decode"):
+            q = torch.randn(B, hq, d, device=dev, dtype=DT)
+            kvs = [(K.to_fp8(k), K.to_fp8(v)) for k, v in _kv(B, hkv, C, d, dev, copies)]
+            t = time_calls([lambda k=k, v=v: K.attention_decode_fp8(q, k, v) for k, v in kvs])
+            decode.append((hq, hkv, d, B, C, t))
+            del kvs
+            if (hq, hkv) == (32, 8) and B in (1, 4, 32, 128) and C in (512, 2048, 8192, 32768):
+                sdpa, tri = _bf16_decode_check(q, B, hkv, C, d, dev, copies)
+                check.append((hq, hkv, d, B, C, sdpa, tri, t))
+                _log(f"check {B}x{C}: sdpa {sdpa * 1e6:.1f} us, triton bf16 {tri * 1e6:.1f} us, "
+                     f"triton fp8 {t * 1e6:.1f} us")  # fmt: skip
         torch.cuda.empty_cache()
         _log(f"fp8 decode attention Hq={hq} Hkv={hkv} D={d}: done")
     _write_csv(out / "attention_decode_fp8.csv", ["hq", "hkv", "d", "batch", "ctx", "seconds"], decode)
     _write_csv(out / "fp8_kernel_check.csv", ["hq", "hkv", "d", "batch", "ctx", "sdpa_bf16_s", "triton_bf16_s",
                                               "triton_fp8_s"], check)  # fmt: skip
-    ew = []
+    ew, widths = [], sorted(catalog_widths()["kv"])
     for T in EW_TOKENS:
-        for width in sorted(catalog_widths()["kv"]):
+        for width in widths:
             h = width // 128
             new = torch.randn(T, h, 128, device=dev, dtype=DT)
             cache = torch.zeros(1, h, T + 16, 128, device=dev, dtype=K.FP8)
@@ -208,6 +199,15 @@ def measure_fp8(out: Path, heads, m_grid, dev, quick: bool, gemms: bool = True) 
                                 f"{fp8_decode.NUM_WARPS} warps, {fp8_decode.NUM_STAGES} stages, "
                                 f"{fp8_decode.FP8_COMPUTE} compute",
             "prefill_attention": "cache widened to bf16 (dequant_kv_fp8), then the bf16 prefill attention"}  # fmt: skip
+
+
+def _bf16_decode_check(q, B, hkv, C, d, dev, copies) -> tuple[float, float]:
+    """Seconds of PyTorch's split-KV decode and of servesim's fp8 decode kernel, both on one bf16 cache."""
+    from servesim.profiler import fp8_decode
+
+    kvs = _kv(B, hkv, C, d, dev, copies)
+    sdpa = time_calls([lambda k=k, v=v: K.attention_decode(q, k, v) for k, v in kvs])
+    return sdpa, time_calls([lambda k=k, v=v: fp8_decode.decode_attention(q, k, v) for k, v in kvs])
 
 
 def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:

@@ -165,13 +165,15 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     """`servesim validate`: measure on this GPU (or read `measured`), then compare with both predictors.
 
     A measurement file says which weight and KV-cache dtypes it ran (bf16 where it says nothing)."""
+    from servesim.config import EngineConfig
     from servesim.errors import ServesimError
     from servesim.files import read_text
     from servesim.hardware import get_gpu
     from servesim.models import get_model
+    from servesim.sim.memory import kv_dtype as resolved_kv_dtype
 
     spec, g = get_model(model), get_gpu(gpu)
-    kv_dtype = "bf16" if kv_dtype == "auto" else kv_dtype  # vLLM's auto: the activations' dtype, bf16 under fp8
+    kv_dtype = resolved_kv_dtype(EngineConfig(dtype=dtype, kv_cache_dtype=kv_dtype))  # auto as vLLM reads it
     g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
     suffix = "" if (dtype, kv_dtype) == ("bf16", "bf16") else f"_{dtype}_kv{kv_dtype}"
     default_out = Path(f"validation_{g.name}_{spec.name}{suffix}.csv")

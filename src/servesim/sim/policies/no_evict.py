@@ -19,11 +19,23 @@ from servesim.sim.scheduler import register
 @register
 class NoEvictScheduler(VLLMScheduler):
     name = "no_evict"
+    room: int | None = None  # free blocks less the running requests' growth, while this step admits
+
+    def schedule_prefills(self):
+        self.room = None
+        return super().schedule_prefills()
 
     def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
         s = self.state
         life = s.blocks_for  # blocks of a whole request
-        growth = sum(life(r.prompt_len + r.output_len) - s.held(r) for r in s.running.values())
-        if s.kv.free() - growth < life(req.prompt_len + req.output_len):
+        need = life(req.prompt_len + req.output_len)
+        if s.kv.free() < need:  # the running requests' growth (never negative) only adds to the shortfall
             return 0
-        return super().admit(req, budget, chunked)
+        if self.room is None:
+            self.room = s.kv.free() - sum(life(r.prompt_len + r.output_len) - s.held(r) for r in s.running.values())
+        if self.room < need:
+            return 0
+        chunk = super().admit(req, budget, chunked)
+        if chunk:  # the blocks it took and the growth it adds come to its whole life (shared prefixes: recount)
+            self.room = None if req.shared_blocks else self.room - need
+        return chunk
