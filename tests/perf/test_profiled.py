@@ -15,7 +15,7 @@ from servesim.hardware import get_gpu
 from servesim.models import get_model
 from servesim.perf import Batch, RooflineModel
 from servesim.perf.energy import PowerModel
-from servesim.perf.profile_data import find_profile, load_profile, profiled_gpus
+from servesim.perf.profile_data import SPIKE, find_profile, load_profile, profiled_gpus
 from servesim.perf.profiled import ProfiledModel, describe, fitted_params, make_perf_model
 from servesim.profiler.validate import compare, error_stats
 
@@ -47,10 +47,13 @@ def test_interpolation_is_exact_on_measured_points(profile):
     for (n, k), part in list(raw.groupby(["n", "k"]))[:20]:
         part = part.sort_values("m")
         measured = part.seconds.to_numpy()
-        cleaned = np.maximum.accumulate(measured)
-        assert np.allclose(profile.gemm_time(part.m.to_numpy(float), int(n), int(k)), cleaned, rtol=1e-12)
-        kept = measured == cleaned  # points no earlier point exceeds are returned as measured
-        assert kept[0] and kept[-1] and np.array_equal(cleaned[kept], measured[kept])
+        spike = np.append(measured[:-1] > SPIKE * measured[1:], False)  # a slow kernel choice at one M only
+        m = part.m.to_numpy(float)
+        cleaned = np.maximum.accumulate(measured[~spike])
+        assert np.allclose(profile.gemm_time(m[~spike], int(n), int(k)), cleaned, rtol=1e-12)
+        kept = measured[~spike] == cleaned  # points no earlier kept point exceeds are returned as measured
+        assert kept[0] and kept[-1]
+        assert np.all(np.diff(profile.gemm_time(np.arange(1.0, m[-1]), int(n), int(k))) >= 0)
     dec = pd.DataFrame(profile.raw["attention_decode.csv"])
     row = dec[(dec.hq == 32) & (dec.hkv == 8) & (dec.batch == 64) & (dec.ctx == 2048)].seconds.item()
     assert float(profile.decode[(32, 8, 128)](64, 2048.0)) == pytest.approx(row, rel=0.05)  # exact unless cleaned

@@ -25,8 +25,11 @@ from servesim.profiler.timing import copies_for, time_calls
 from servesim.profiler.validate import is_oom
 
 FORMAT_VERSION = 1
-M_GRID = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
-          3072, 4096, 6144, 8192, 12288, 16384]  # fmt: skip
+# Token counts M of the GEMM tables: every 64 to 1024, 128 to 2048, 256 to 4096, so that the tile steps
+# cuBLAS takes just past each power of two (up to +35% on the H200 at M = 2^k + 16) are at most one step
+# of the grid away (a mixed iteration's M is a chunk plus its decodes, e.g. 2048 + 64).
+M_GRID = ([1, 2, 4, 8, 16, 24, 32, 48, 64, 96] + list(range(128, 1024, 64)) + list(range(1024, 2048, 128))
+          + list(range(2048, 4096, 256)) + [4096, 5120, 6144, 7168, 8192, 12288, 16384])  # fmt: skip
 PREFILL_L = [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 PREFILL_C = [0, 1024, 2048, 4096, 8192, 16384]
 DECODE_B = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -88,10 +91,11 @@ def measure_gemms(shapes, m_grid, dev, sink=None, fp8: bool = False) -> list:
     for i, (n, k) in enumerate(shapes):
         ws = [torch.randn(n, k, device=dev, dtype=DT) * 0.02 for _ in range(copies_for(n * k * wb))]
         ws = [K.to_fp8(w) for w in ws] if fp8 else ws
-        for m in m_grid:
-            x = torch.randn(m, k, device=dev, dtype=DT)
-            t = time_calls([lambda w=w: linear(x, w) for w in ws])
-            rows.append((n, k, m, t))
+        times = [_time_gemm(linear, ws, m, k, dev) for m in m_grid]
+        for j in range(len(times) - 1):  # slower than a larger M by >10%: a clock dip, or cuBLAS's own step;
+            if times[j] > 1.1 * times[j + 1]:  # timed again, the lower kept (interference only slows)
+                times[j] = min(times[j], _time_gemm(linear, ws, m_grid[j], k, dev))
+        rows += [(n, k, m, t) for m, t in zip(m_grid, times, strict=True)]
         if sink:
             sink(rows[-len(m_grid) :])
         del ws
@@ -99,6 +103,11 @@ def measure_gemms(shapes, m_grid, dev, sink=None, fp8: bool = False) -> list:
         if i % 20 == 0:
             _log(f"gemm{' fp8' * fp8} {i + 1}/{len(shapes)} (N={n}, K={k})")
     return rows
+
+
+def _time_gemm(linear, ws, m: int, k: int, dev) -> float:
+    x = torch.randn(m, k, device=dev, dtype=DT)
+    return time_calls([lambda w=w: linear(x, w) for w in ws])
 
 
 def _kv(b, hkv, c, d, dev, copies):
