@@ -18,3 +18,26 @@ def test_pipeline_schedules_experiment(monkeypatch, capsys):
     assert rows["zb-h2"][1] == "1"
     simulated = {line.split(" | ")[0]: line.split(" | ")[1:] for line in textbook.splitlines() if " | " in line}
     assert all(a == b for a, b in list(simulated.values())[1:])  # simulated bubble == textbook formula
+
+
+def _table(out: str) -> dict[str, list[str]]:
+    return {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if " | " in line}
+
+
+def _run(monkeypatch, capsys, script: str, *args: str) -> dict[str, list[str]]:
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    runpy.run_path(str(EXPERIMENTS / script), run_name="__main__")
+    return _table(capsys.readouterr().out)
+
+
+def test_learning_to_rank_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "learning_to_rank.py", "--requests", "1500")
+    e2el = {k: float(v[2]) for k, v in rows.items() if k != "policy"}
+    assert e2el["sjf, oracle"] < e2el["sjf, tau 0.6"] < e2el["fcfs (vllm)"]  # a better ranker, lower latency
+    assert abs(float(rows["sjf, tau 0.6"][1]) - 0.6) < 0.05  # the ranker has the quality asked for
+
+
+def test_length_perception_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "length_perception.py", "--requests", "300")
+    rps = {k: float(v[1]) for k, v in rows.items() if k != "policy"}
+    assert rps["static, arrival order"] < rps["static, grouped (buckets, 80%)"] < rps["static, grouped (oracle)"]

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from servesim.config import EngineConfig
@@ -132,3 +133,45 @@ def test_no_evict_admits_only_what_can_finish(checked):
     a, x = serve(same, EngineConfig())
     b, y = serve(same, EngineConfig(scheduler="no_evict"))
     assert [q.finish for q in x] == [q.finish for q in y]
+
+
+def test_sjf_with_a_noisy_ranker_sits_between_fcfs_and_the_oracle(checked):
+    """Mean latency of a queue of mixed jobs: oracle SJF < tau 0.5 ranker < FCFS (same requests)."""
+    rng = np.random.default_rng(0)
+    reqs = [(0.001 * i, 50, int(o)) for i, o in enumerate(np.maximum(1, rng.lognormal(4, 1.2, 60).astype(int)))]
+    mean = {}
+    for label, opts in (("fcfs", None), ("noisy", {"predictor": "noisy", "tau": 0.5}), ("oracle", {})):
+        engine = EngineConfig(scheduler="vllm" if opts is None else "sjf", scheduler_options=opts or {},
+                              max_num_seqs=2)  # fmt: skip
+        _, done = serve(reqs, engine)
+        mean[label] = sum(q.finish - q.arrival for q in done) / len(done)
+    assert mean["oracle"] < mean["noisy"] < mean["fcfs"]
+
+
+def test_sjf_starvation_guard_bounds_the_wait_of_a_long_job(checked):
+    """A long job behind a stream of short ones: SJF alone starves it; max_wait_s lets it in once it has waited."""
+    reqs = [(0.0, 20, 2000)] + [(0.002 * i, 20, 5) for i in range(1, 400)]
+    wait = {}
+    for guard in (None, 0.1):
+        opts = {} if guard is None else {"max_wait_s": guard}
+        _, done = serve([(0.0, 20, 5)] + reqs, EngineConfig(scheduler="sjf", scheduler_options=opts, max_num_seqs=1))
+        long = next(q for q in done if q.output_len == 2000)
+        wait[guard] = long.first_scheduled - long.arrival
+    assert wait[None] > 0.5
+    assert 0.1 <= wait[0.1] < wait[None]
+
+
+def test_static_grouping_batches_similar_predicted_lengths(checked):
+    lengths = [5, 400, 6, 380, 7, 390, 8, 410]
+    reqs = [(0.0, 20, o) for o in lengths]
+    batches = {}
+    for group in (False, True):
+        engine = EngineConfig(scheduler="static", max_num_seqs=2, scheduler_options={"group": group})
+        r, done = serve(reqs, engine)
+        starts = {}
+        for q in done:
+            starts.setdefault(q.first_scheduled, []).append(q.output_len)
+        batches[group] = (sorted(sorted(b) for b in starts.values()), max(q.finish for q in done))
+    assert all(max(b) < 10 or min(b) > 300 for b in batches[True][0])  # short with short, long with long
+    assert not all(max(b) < 10 or min(b) > 300 for b in batches[False][0])
+    assert batches[True][1] < 0.7 * batches[False][1]  # less time waiting on a batch's longest member

@@ -26,31 +26,38 @@ class FCFSQueue(deque):
 
 
 class KeyedQueue:
-    """Smallest `key(request)` first; ties in the order requests were pushed."""
+    """Smallest `key(request)` first; ties in the order requests were pushed. With `by_arrival`, `oldest()`
+    also gives the earliest-arrived waiting request (a starvation guard's candidate)."""
 
-    __slots__ = ("key", "_heap", "_live", "_seq")
+    __slots__ = ("key", "_heap", "_live", "_seq", "_arrivals")
 
-    def __init__(self, key: Callable[[Request], object]):
+    def __init__(self, key: Callable[[Request], object], by_arrival: bool = False):
         self.key = key
         self._heap: list = []
         self._live: dict[int, int] = {}  # request id -> sequence number of its live heap entry
         self._seq = 0
+        self._arrivals: list | None = [] if by_arrival else None
 
     def push(self, req: Request) -> None:
         self._seq += 1
         self._live[req.id] = self._seq
         heapq.heappush(self._heap, (self.key(req), self._seq, req))
+        if self._arrivals is not None:
+            heapq.heappush(self._arrivals, (req.arrival, self._seq, req))
 
     requeue = push
 
-    def _top(self):
-        heap, live = self._heap, self._live
+    def _top(self, heap: list):
+        live = self._live
         while heap and live.get(heap[0][2].id) != heap[0][1]:
             heapq.heappop(heap)  # an entry whose request was taken out
         return heap[0]
 
     def peek(self) -> Request:
-        return self._top()[2]
+        return self._top(self._heap)[2]
+
+    def oldest(self) -> Request:
+        return self._top(self._arrivals)[2]
 
     def remove(self, req: Request) -> None:
         del self._live[req.id]

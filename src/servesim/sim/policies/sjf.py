@@ -1,8 +1,11 @@
-"""Shortest job first: the waiting request with the least work left is admitted first.
+"""Shortest job first: the waiting request with the least (predicted) work left is admitted first.
 
-Job size is known in advance here (an oracle, the upper bound that length-prediction
-schedulers such as Fu et al., "Efficient LLM Scheduling by Learning to Rank", NeurIPS
-2024, approach): the output tokens still to generate, the prompt, or both. Everything
+Job size is the output still to generate (or the prompt, or both), as a length predictor
+sees it (`predictors.py`): the oracle is the upper bound that length-prediction schedulers
+approach; `noisy` with Kendall's tau is the learning-to-rank scheduler of Fu et al.
+("Efficient LLM Scheduling by Learning to Rank", NeurIPS 2024), whose ranker reaches a tau
+of about 0.5-0.6 on chat data. A request waiting longer than `max_wait_s` goes first, so
+long jobs cannot starve (the paper's starvation prevention, by waiting time). Everything
 else is vLLM's scheduling; a preempted request re-enters the queue by its size.
 """
 
@@ -10,22 +13,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from servesim.sim.policies.vllm import VLLMScheduler
+from servesim.sim.predictors import Predictor, PredictorConfig
 from servesim.sim.queue import KeyedQueue
 from servesim.sim.scheduler import register
 
-SIZES = {
-    "output": lambda r: r.output_len - r.generated,
-    "prompt": lambda r: r.prompt_len,
-    "total": lambda r: r.prompt_len + r.output_len - r.generated,
-}
 
-
-class SJFOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SJFOptions(PredictorConfig):
     size: Literal["output", "prompt", "total"] = "output"
+    max_wait_s: float | None = Field(None, gt=0, description="a request waiting longer goes first (no starvation)")
+
+
+def job_size(opts: SJFOptions):
+    """The queue key: work left by the policy's measure, the output as predicted."""
+    predict = Predictor(opts)
+    if opts.size == "prompt":
+        return lambda r: r.prompt_len
+    if opts.size == "total":
+        return lambda r: r.prompt_len + max(predict(r) - r.generated, 0.0)
+    return lambda r: max(predict(r) - r.generated, 0.0)
 
 
 @register
@@ -35,4 +43,12 @@ class SJFScheduler(VLLMScheduler):
 
     @classmethod
     def make_queue(cls, opts: SJFOptions) -> KeyedQueue:
-        return KeyedQueue(SIZES[opts.size])
+        return KeyedQueue(job_size(opts), by_arrival=opts.max_wait_s is not None)
+
+    def next_waiting(self):
+        s, wait = self.state, self.opts.max_wait_s
+        if wait is not None:
+            oldest = s.waiting.oldest()
+            if s.now - oldest.arrival > wait:
+                return oldest
+        return s.waiting.peek()
