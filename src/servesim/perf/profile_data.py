@@ -272,6 +272,9 @@ def load_profile(path: str | Path) -> Profile:
                    calibration, raw, digest.hexdigest())  # fmt: skip
 
 
+SPIKE = 1.25  # a GEMM point this much slower than the next larger M is a one-M kernel choice (_gemms)
+
+
 def _gemms(g: Records | None) -> dict[tuple[int, int], Curve]:
     """A curve over token count per (N, K) shape, never falling as M grows (more rows never take less time
     in the simulator). A point slower than the next larger M by more than SPIKE is cuBLAS choosing a slow kernel
@@ -284,9 +287,6 @@ def _gemms(g: Records | None) -> dict[tuple[int, int], Curve]:
         keep = np.append(t[:-1] <= SPIKE * t[1:], True)
         gemm[(int(n), int(k))] = Curve(m[keep], np.maximum.accumulate(t[keep]))
     return gemm
-
-
-SPIKE = 1.25
 
 
 def _attention(t: Records | None, rows: str) -> dict[tuple[int, int, int], Grid2D]:

@@ -55,7 +55,7 @@ def _normal(seed: int, rid: int) -> float:
 
 
 class Predictor:
-    """Predicted output length of a request (tokens, at least 1)."""
+    """Predicted output length of a request (tokens, positive; a noisy ranker's may fall below one)."""
 
     def __init__(self, cfg: PredictorConfig):
         self.cfg = cfg

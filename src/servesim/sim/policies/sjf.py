@@ -28,12 +28,11 @@ class SJFOptions(PredictorConfig):
 
 def job_size(opts: SJFOptions):
     """The queue key: work left by the policy's measure, the output as predicted."""
-    predict = Predictor(opts)
     if opts.size == "prompt":
         return lambda r: r.prompt_len
-    if opts.size == "total":
-        return lambda r: r.prompt_len + max(predict(r) - r.generated, 0.0)
-    return lambda r: max(predict(r) - r.generated, 0.0)
+    predict = Predictor(opts)
+    left = lambda r: max(predict(r) - r.generated, 0.0)  # noqa: E731
+    return left if opts.size == "output" else lambda r: r.prompt_len + left(r)
 
 
 @register

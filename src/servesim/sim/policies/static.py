@@ -14,6 +14,8 @@ request runs to its true length.
 
 from __future__ import annotations
 
+from itertools import islice
+
 from pydantic import Field
 
 from servesim.sim.predictors import Predictor, PredictorConfig
@@ -49,10 +51,12 @@ class StaticScheduler(Scheduler):
         """The next batch, in the order it is admitted."""
         s, size = self.state, self.cfg.max_num_seqs
         if not self.opts.group or len(s.waiting) <= size:
-            return list(s.waiting)[:size]
-        ranked = sorted(s.waiting, key=self.predict)
+            return list(islice(s.waiting, size))  # the head only: the queue may hold a whole offline run
+        waiting = list(s.waiting)
+        predicted = [self.predict(r) for r in waiting]  # once each: a noisy predictor's draw moves its estimates
+        order = sorted(range(len(waiting)), key=predicted.__getitem__)
+        ranked, lengths = [waiting[i] for i in order], [predicted[i] for i in order]
         oldest = min(range(len(ranked)), key=lambda i: (ranked[i].arrival, ranked[i].id))
-        lengths = [self.predict(r) for r in ranked]
         lo = min(range(max(0, oldest - size + 1), min(oldest, len(ranked) - size) + 1),
                  key=lambda i: lengths[i + size - 1] - lengths[i])  # fmt: skip
         batch = ranked[lo : lo + size]
