@@ -62,8 +62,10 @@ Path(sys.argv[2]).write_text(json.dumps(out))
 
 
 def differences(a, b, tol: float, path: str = "") -> list[str]:
+    """What differs; a figure only the newer checkout has is named, not compared (it is new, not changed)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in differences(a.get(k), b.get(k), tol, f"{path}/{k}")]
+        new = [f"{path}/{k}: new" for k in sorted(set(b) - set(a))]
+        return new + [d for k in sorted(set(a)) for d in differences(a[k], b.get(k), tol, f"{path}/{k}")]
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path}: {len(a)} vs {len(b)} entries"]
@@ -87,7 +89,10 @@ def main() -> None:
             dumps.append(json.loads(path.read_text()))
     for name in dumps[0]:
         diffs = differences(dumps[0][name], dumps[1].get(name), args.tol)
-        print(f"{name}: " + ("same" if not diffs else f"{len(diffs)} differences, e.g. {'; '.join(diffs[:3])}"))
+        added = [d.split(":")[0] for d in diffs if d.endswith(": new")]
+        changed = [d[:300] for d in diffs if not d.endswith(": new")]
+        print(f"{name}: " + ("same" if not changed else f"{len(changed)} differences, e.g. {'; '.join(changed[:3])}")
+              + (f" (new: {', '.join(added)})" if added else ""))
 
 
 if __name__ == "__main__":

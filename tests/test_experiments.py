@@ -41,3 +41,18 @@ def test_length_perception_experiment(monkeypatch, capsys):
     rows = _run(monkeypatch, capsys, "length_perception.py", "--requests", "300")
     rps = {k: float(v[1]) for k, v in rows.items() if k != "policy"}
     assert rps["static, arrival order"] < rps["static, grouped (buckets, 80%)"] < rps["static, grouped (oracle)"]
+
+
+def test_continuum_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "continuum.py", "--programs", "60", "--rates", "0.5")
+    jct = {k.split(" ", 1)[1]: float(v[1]) for k, v in rows.items() if k[0].isdigit()}
+    assert jct["continuum"] < min(jct["ttl only"], jct["program fcfs only"]) <= jct["vllm"]  # the halves help together
+    hit = {k.split(" ", 1)[1]: float(v[5]) for k, v in rows.items() if k[0].isdigit()}
+    assert hit["continuum"] > hit["vllm"]  # pinned contexts are found again
+
+
+def test_autellix_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "autellix.py", "--programs", "600", "--rates", "4")
+    jct = {k.split(" ", 1)[1]: (float(v[1]), float(v[5])) for k, v in rows.items() if k[0].isdigit()}
+    assert jct["autellix"][0] <= jct["vllm"][0]  # mean completion no worse
+    assert jct["autellix"][1] < jct["vllm"][1]  # programs queue less

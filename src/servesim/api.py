@@ -109,6 +109,7 @@ class Result:
             return self.streamed.tally
         tally = Tally(self.scenario.slo, len(self.replica_info))
         tally.add(self.records, self._itls.gaps)
+        tally.add_programs(self.raw_requests)
         tally.add_pools(pool_counts(self.raw_requests, self.pools))
         return tally
 
@@ -237,19 +238,29 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
     requests = []  # every request, kept unless streamed
 
     def accepted(chunk: list[Request]) -> list[Request]:
+        """The requests that arrive on their own (a program's later calls are released as it runs)."""
         ok = []
         for r in chunk:
             if r.prompt_len + r.output_len > pl.max_len:
                 r.rejected = True  # vLLM refuses requests longer than max_model_len
                 if collector:
                     collector.rejected.append(r)
-            else:
+            elif not r.pending:
                 ok.append(r)
+        if programs:  # a program with a refused call is refused whole
+            for prog in {r.program for r in chunk if r.rejected}:
+                for r in prog.calls:
+                    if not r.rejected and collector:
+                        collector.rejected.append(r)
+                    r.rejected = True
+            ok = [r for r in ok if not r.rejected]
         if not collector:
             requests.extend(chunk)
         return ok
 
-    chunks = generate_chunks(sc.workload, share, CHUNK)
+    programs = sc.workload.programs is not None
+    unit = sc.workload.unit_tokens(pl.pools[0].engine.block_size)
+    chunks = generate_chunks(sc.workload, share, CHUNK, unit)
     cluster.serve((accepted(c) for c in chunks), collector.collect if collector else None)
     replicas = cluster.replicas
     memories = [p.memory for p in pl.pools for _ in range(p.replicas * p.layout.streams)]

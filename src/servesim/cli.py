@@ -123,6 +123,14 @@ def run(
     output_sigma: Annotated[float | None, Opt(help="lognormal shape of output lengths")] = None,
     output_min: Annotated[int | None, Opt()] = None,
     output_max: Annotated[int | None, Opt()] = None,
+    programs: Annotated[
+        str | None, Opt(help="sessions/agent programs: chain | dag (--rate, --num-requests count programs)")
+    ] = None,
+    calls: Annotated[int | None, Opt(help="LLM calls per program (dag: stages)")] = None,
+    fanout: Annotated[int | None, Opt(help="dag: parallel calls per stage")] = None,
+    new_input: Annotated[float | None, Opt(help="mean tokens each later call adds (message, tool result)")] = None,
+    gap_s: Annotated[float | None, Opt(help="mean think/tool time between calls, s")] = None,
+    gap_dist: Annotated[str | None, Opt(help="fixed | exponential | uniform | lognormal")] = None,
     trace: Annotated[Path | None, Opt(help="Azure CSV or Mooncake JSONL trace")] = None,
     trace_format: Annotated[str | None, Opt(help="auto | azure | mooncake")] = None,
     trace_sample: Annotated[str | None, Opt(help="head | random")] = None,

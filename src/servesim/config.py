@@ -76,6 +76,50 @@ SHAREGPT_INPUT = LengthDist(dist="lognormal", mean=250, sigma=1.0, min=4, max=40
 SHAREGPT_OUTPUT = LengthDist(dist="lognormal", mean=220, sigma=0.9, min=1, max=2048)
 
 
+class Duration(_Strict):
+    """Seconds: fixed (= mean_s), exponential, uniform in [min_s, max_s], or lognormal with `sigma`."""
+
+    dist: Literal["fixed", "exponential", "uniform", "lognormal"] = "exponential"
+    mean_s: float = Field(1.0, ge=0)
+    sigma: float = Field(1.0, ge=0, description="lognormal shape (std of the log)")
+    min_s: float = Field(0.0, ge=0)
+    max_s: float = Field(3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min_s > self.max_s:
+            raise ValueError(f"min_s ({self.min_s}) must be <= max_s ({self.max_s})")
+        return self
+
+
+class ProgramConfig(_Strict):
+    """Multi-turn sessions and agent programs: LLM calls that wait for each other (workload/programs.py).
+
+    The workload's arrivals, `num_requests` and `rate` are then programs; its input lengths are
+    each program's first prompt, its output lengths every call's answer. Each later call's
+    prompt is the context so far plus `new_input` tokens (the user's next message, a tool's
+    result), and it arrives `gap` after the call it waits for finished.
+    """
+
+    shape: Literal["chain", "dag"] = Field("chain", description="chain: one call after another (a chat session, "
+                                           "a ReAct agent); dag: stages of `fanout` parallel calls, each stage "
+                                           "waiting for all of the one before")  # fmt: skip
+    calls: LengthDist = Field(default_factory=lambda: LengthDist(dist="fixed", mean=4, max=1024),
+                              description="calls per program (dag: stages); a number: exactly that many")  # fmt: skip
+    fanout: int = Field(1, ge=1, description="dag: parallel calls in each stage after the first")
+    new_input: LengthDist = Field(default_factory=lambda: LengthDist(dist="lognormal", mean=100, sigma=1.0),
+                                  description="tokens each later call adds to the context")  # fmt: skip
+    gap: Duration = Field(default_factory=Duration, description="think time (sessions) or tool-call time (agents) "
+                          "between a call's last token and the next call's arrival")  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_calls(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("calls"), int):  # calls = 5: exactly five
+            data = {**data, "calls": {"dist": "fixed", "mean": data["calls"], "max": max(data["calls"], 1)}}
+        return data
+
+
 class WorkloadConfig(_Strict):
     """The request stream: arrival process, lengths, or a trace to replay."""
 
@@ -94,13 +138,20 @@ class WorkloadConfig(_Strict):
     trace_format: Literal["auto", "azure", "mooncake"] = "auto"
     trace_sample: Literal["head", "random"] = "head"
     time_scale: float = Field(1.0, gt=0, description="with arrival=trace: divide gaps by this")
-    hash_block_tokens: int = Field(512, ge=1, description="tokens per trace hash id (Mooncake: 512)")
+    hash_block_tokens: int | None = Field(
+        None, ge=1, description="tokens per prefix-cache hash unit; default: 512 (Mooncake's) for traces, "
+        "block_size for programs"
+    )  # fmt: skip
+    programs: ProgramConfig | None = Field(None, description="sessions or agent programs instead of single requests")
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _trace(self):
         if self.arrival == "trace" and self.trace is None:
             raise ValueError("arrival = 'trace' needs a trace file (workload.trace / --trace)")
+        if self.programs is not None and self.trace is not None:
+            raise ValueError("programs are generated; a trace gives single requests (drop workload.programs or the "
+                             "trace)")  # fmt: skip
         if self.rate_shape is not None:
             if self.arrival in ("trace", "burst"):
                 raise ValueError(f"rate_shape shapes a rate over time; arrival = '{self.arrival}' has none")
@@ -111,6 +162,12 @@ class WorkloadConfig(_Strict):
     @property
     def all_at_once(self) -> bool:
         return self.arrival == "burst" or math.isinf(self.rate)
+
+    def unit_tokens(self, block_size: int) -> int:
+        """Tokens per prefix-cache hash unit: as set, else Mooncake's 512, or one block for programs."""
+        if self.hash_block_tokens is not None:
+            return self.hash_block_tokens
+        return block_size if self.programs is not None else 512
 
 
 class SLO(_Strict):
@@ -300,6 +357,12 @@ FLAG_ALIASES = {
     "kv_bandwidth_gbs": "kv_transfer.bandwidth_gbs",
     "input_dist": "workload.input.dist",
     "output_dist": "workload.output.dist",
+    "programs": "workload.programs.shape",
+    "calls": "workload.programs.calls",
+    "fanout": "workload.programs.fanout",
+    "new_input": "workload.programs.new_input.mean",
+    "gap_s": "workload.programs.gap.mean_s",
+    "gap_dist": "workload.programs.gap.dist",
 }
 
 

@@ -12,8 +12,8 @@ def test_allocate_and_release():
 def test_prefix_match_needs_the_chain():
     kv = KVCache(100, 16, prefix_caching=True, unit_blocks=4)
     assert kv.allocate(8)
-    assert kv.insert("a") and kv.insert("b")
-    assert not kv.insert("a")
+    assert kv.insert(["a", "b"]) == ["a", "b"]
+    assert kv.insert(["a"]) == []  # cached already
     hit = kv.match(["a", "b", "c"], max_units=3)
     assert hit == ["a", "b"] and kv.used == 8  # shared: no new memory
     assert kv.match(["x", "b"], 2) == []  # b alone is not a prefix
@@ -23,8 +23,7 @@ def test_prefix_match_needs_the_chain():
 def test_unreferenced_entries_are_free_and_evicted_lru():
     kv = KVCache(12, 16, prefix_caching=True, unit_blocks=4)
     kv.allocate(12)
-    for h in "abc":
-        kv.insert(h)
+    kv.insert(list("abc"))
     kv.unref(["a", "b", "c"])  # tail released first: c is least recently used
     assert kv.used == 0 and kv.evictable == 12 and kv.free() == 12
     assert kv.match(["a"], 1) == ["a"] and kv.used == 4 and kv.evictable == 8
@@ -36,7 +35,21 @@ def test_unreferenced_entries_are_free_and_evicted_lru():
 def test_hit_statistics():
     kv = KVCache(100, 16, prefix_caching=True, unit_blocks=2)
     kv.allocate(2)
-    kv.insert(1)
+    kv.insert([1])
     kv.match([1, 2], 2)
     assert kv.query_blocks == 4 and kv.hit_blocks == 2
     assert KVCache(10, 16).match([1], 1) == []  # caching off
+
+
+def test_references_counted_whole_lists_at_a_time():
+    kv = KVCache(40, 16, prefix_caching=True, unit_blocks=2)
+    kv.allocate(8)
+    kv.insert(range(4))
+    assert kv.match(range(10), 10) == [0, 1, 2, 3] and kv._refs == {0: 2, 1: 2, 2: 2, 3: 2}
+    kv.ref([0, 1])
+    kv.unref([0, 1, 2, 3])
+    kv.unref([0, 1, 2, 3])
+    assert kv._refs == {0: 1, 1: 1, 2: 0, 3: 0} and list(kv._lru) == [3, 2]  # the tail first
+    assert kv.used == 4 and kv.evictable == 4
+    assert kv.allocate(36)  # room for all but... evicts 2 units, the least recently used first
+    assert list(kv._lru) == [] and 3 not in kv._refs and 2 not in kv._refs

@@ -31,6 +31,7 @@ def request_records(requests, itls: ITLs) -> Records:
         "cached_tokens": [r.cached_tokens for r in requests],
         "first_scheduled_s": [r.first_scheduled for r in requests],
         "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
+        "program": [r.program.id if r.program is not None else -1 for r in requests],
         "kv_transfer_s": [r.transfer_s for r in requests],
         "migrations": [r.migrations for r in requests],
         "prefill_j": [r.prefill_j for r in requests],
@@ -55,7 +56,8 @@ def request_records(requests, itls: ITLs) -> Records:
 
 
 OPTIONAL_TIMES = ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s")  # None -> NaN
-INT_COLUMNS = ("request_id", "input_len", "output_len", "preemptions", "cached_tokens", "replica", "migrations")
+INT_COLUMNS = ("request_id", "input_len", "output_len", "preemptions", "cached_tokens", "replica", "program",
+               "migrations")  # fmt: skip
 FLAGS = ("completed", "rejected")
 
 
@@ -171,6 +173,8 @@ def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hi
             r["completed"] = int(tally.served[i])
             r["request_throughput"] = per_s(r["completed"])
         summary["replicas"] = reps
+    if tally.programs:
+        summary["programs"] = tally.program_stats(duration)
     if offline:
         summary.update(steady_state(steps, tally.output_tokens))
     if tally.slo.any:

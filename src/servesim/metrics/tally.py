@@ -33,7 +33,8 @@ def good_mask(df: Records, slo: SLO) -> np.ndarray:
 class Tally:
     """Counts, token and energy sums, and latency distributions of the requests added so far."""
 
-    DISTRIBUTIONS = ("ttft", "tpot", "e2el", "itl", "kv_transfer")
+    DISTRIBUTIONS = ("ttft", "tpot", "e2el", "itl", "kv_transfer", "jct")
+    PROGRAM_SUMS = ("programs", "program_calls", "tool_s", "queued_s", "running_s")
 
     def __init__(self, slo: SLO, replicas: int, exact: bool = True):
         self.slo = slo
@@ -47,6 +48,9 @@ class Tally:
         # energy of the completed requests' tokens; GPU cost of every request's tokens
         self.prefill_j = self.decode_j = self.prefill_usd = self.decode_usd = 0.0
         self.pool_served: dict[str, int] = {}
+        # completed programs: count, calls, and their calls' gap, queueing and running seconds summed
+        self.programs = self.program_calls = 0
+        self.tool_s = self.queued_s = self.running_s = 0.0
 
     def add(self, df: Records, gaps: np.ndarray) -> None:
         """A chunk of request records and the inter-token gaps of its requests."""
@@ -72,6 +76,37 @@ class Tally:
         if self.slo.any:
             self.good += int(good_mask(df, self.slo).sum())
 
+    def add_programs(self, requests) -> None:
+        """The programs that these finished requests completed (each is counted at its last call)."""
+        jct = []
+        for r in requests:
+            prog = r.program
+            if prog is None or prog.last is not r:
+                continue
+            jct.append(prog.finish - prog.arrival)
+            self.programs += 1
+            self.program_calls += len(prog.calls)
+            for c in prog.calls:
+                self.tool_s += c.delay
+                self.queued_s += c.first_scheduled - c.arrival
+                self.running_s += c.finish - c.first_scheduled
+        if jct:
+            self.jct.add(jct)
+
+    def program_stats(self, duration: float) -> dict:
+        """Program-level metrics: completion time (first arrival to last finish), programs/s, and where
+        their time went, per program (summed over calls: for a chain they add up to the completion time)."""
+        n = self.programs
+        return {
+            "completed": n,
+            "calls": self.program_calls,
+            "throughput": n / duration if duration > 0 else 0.0,
+            "completion_ms": self.jct.stats(),
+            "tool_s_mean": self.tool_s / n if n else None,
+            "queued_s_mean": self.queued_s / n if n else None,
+            "running_s_mean": self.running_s / n if n else None,
+        }
+
     def add_pools(self, counts: dict[str, int]) -> None:
         for name, c in counts.items():
             self.pool_served[name] = self.pool_served.get(name, 0) + c
@@ -81,7 +116,7 @@ class Tally:
         for name in self.DISTRIBUTIONS:
             getattr(self, name).merge(getattr(other, name))
         for name in ("completed", "failed", "good", "preemptions", "migrations", "input_tokens", "output_tokens",
-                     "prefill_j", "decode_j", "prefill_usd", "decode_usd"):  # fmt: skip
+                     "prefill_j", "decode_j", "prefill_usd", "decode_usd", *self.PROGRAM_SUMS):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.duration = max(self.duration, other.duration)
         self.served = np.concatenate([self.served, other.served])

@@ -41,6 +41,17 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
         t.add_section()
         for stat in ("mean", "median", "p90", "p99"):
             t.add_row(f"{stat.capitalize() if stat[0] != 'p' else stat.upper()} {label} (ms)", _fmt(st[stat]))
+    if "programs" in s:
+        p = s["programs"]
+        t.add_section()
+        t.add_row("Programs completed (calls)", f"{p['completed']} ({p['calls']})")
+        t.add_row("Program throughput (programs/s)", _fmt(p["throughput"], 3))
+        for stat in ("mean", "median", "p90", "p99"):
+            v = p["completion_ms"][stat]
+            label = stat.capitalize() if stat[0] != "p" else stat.upper()
+            t.add_row(f"{label} program completion (s)", _fmt(v / 1000 if v is not None else None))
+        t.add_row("Per program: tool / queued / running (s)",
+                  " / ".join(_fmt(p[f"{k}_s_mean"]) for k in ("tool", "queued", "running")))  # fmt: skip
     t.add_section()
     b, kv = s["batch_size"], s["kv_cache"]
     t.add_row("Mean batch size (requests)", _fmt(b["mean"]))

@@ -87,11 +87,9 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
             f"fewer than max_model_len {max_len}; lower --max-model-len, raise --gpu-memory-utilization or --tp, "
             "or use a larger GPU"
         )
-    if engine.enable_prefix_caching and sc.workload.hash_block_tokens % engine.block_size:
-        raise ServesimError(
-            f"hash_block_tokens ({sc.workload.hash_block_tokens}) must be a multiple of block_size "
-            f"({engine.block_size})"
-        )
+    unit = sc.workload.unit_tokens(engine.block_size)
+    if engine.enable_prefix_caching and unit % engine.block_size:
+        raise ServesimError(f"hash_block_tokens ({unit}) must be a multiple of block_size ({engine.block_size})")
     engine = engine.model_copy(update={"max_model_len": max_len})
     return PoolPlan(name, gpu, engine, layout, replicas, router, memory)
 
@@ -128,6 +126,9 @@ def plan(sc: Scenario) -> Plan:
     model = get_model(sc.model)
     notes: list[str] = []
     if sc.disaggregated:
+        if sc.workload.programs is not None:
+            raise ServesimError("programs keep their calls on one replica, which disaggregated pools cannot; "
+                                "run them co-located (drop [prefill]/[decode])")  # fmt: skip
         if sc.replicas != 1 or sc.router is not None:
             raise ServesimError(
                 "replicas and router set the co-located deployment; with disaggregated pools set each pool's "
@@ -178,7 +179,7 @@ def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> li
                            network_gbs=sc.node.network_gbs)  # fmt: skip
     power = PowerModel.for_gpu(p.gpu, getattr(perf, "profile", None))
     price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else p.gpu.price_per_hour
-    unit = sc.workload.hash_block_tokens
+    unit = sc.workload.unit_tokens(e.block_size)
     count = p.replicas * lay.streams
     reps = [Replica(e, perf, p.memory.num_blocks, unit, first_rid + i, power, lay.tp, price) for i in range(count)]
     for rep in reps:

@@ -4,12 +4,19 @@ Blocks are counted, not named. `used` counts blocks that running requests refere
 (a prefix block shared by many counts once). Cached blocks nobody references are
 `evictable`: they count as free and are evicted, least recently used first, when a
 new allocation needs their room. Prefix entries are the trace's hash units
-(`unit_blocks` blocks each); a hit needs the whole chain of earlier units.
+(`unit_blocks` blocks each); a hit needs the whole chain of earlier units. A request's
+hashes name distinct units (a prefix chain names each once): lists are updated whole.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from itertools import compress, filterfalse, islice, repeat, takewhile
+from operator import add, not_, sub
+
+
+def _consume(it) -> None:
+    deque(it, maxlen=0)
 
 
 class KVCache:
@@ -34,10 +41,11 @@ class KVCache:
             return False
         self.used += n
         overflow = self.used + self.evictable - self.total
-        while overflow > 0:
-            self._refs.pop(self._lru.popitem(last=False)[0])
-            self.evictable -= self.unit_blocks
-            overflow -= self.unit_blocks
+        if overflow > 0:  # evict the least recently used units, as many as cover the overflow
+            victims = list(islice(self._lru, -(-overflow // self.unit_blocks)))
+            _consume(map(self._lru.__delitem__, victims))
+            _consume(map(self._refs.__delitem__, victims))
+            self.evictable -= len(victims) * self.unit_blocks
         return True
 
     def release(self, n: int) -> None:
@@ -48,20 +56,18 @@ class KVCache:
         """Reference the longest cached prefix of `hashes` (at most max_units units)."""
         if not self.prefix_caching or not hashes:
             return []
-        self.query_blocks += min(len(hashes), max_units) * self.unit_blocks
-        hit = []
-        refs = self._refs
-        for h in hashes[:max_units]:
-            r = refs.get(h)
-            if r is None:
-                break
-            if r == 0:
-                del self._lru[h]
-                self.evictable -= self.unit_blocks
-                self.used += self.unit_blocks
-            refs[h] = r + 1
-            hit.append(h)
-        self.hit_blocks += len(hit) * self.unit_blocks
+        ub, refs = self.unit_blocks, self._refs
+        self.query_blocks += min(len(hashes), max_units) * ub
+        hit = list(takewhile(refs.__contains__, islice(hashes, max_units)))
+        if hit:  # (whole lists at a time: contexts of thousands of units are matched at C speed)
+            counts = list(map(refs.__getitem__, hit))
+            idle = list(compress(hit, map(not_, counts)))  # unreferenced: they leave the LRU list
+            if idle:
+                _consume(map(self._lru.__delitem__, idle))
+                self.evictable -= len(idle) * ub
+                self.used += len(idle) * ub
+            refs.update(zip(hit, map(add, counts, repeat(1)), strict=True))
+            self.hit_blocks += len(hit) * ub
         return hit
 
     def cached_prefix_units(self, hashes) -> int:
@@ -75,23 +81,30 @@ class KVCache:
             n += 1
         return n
 
-    def insert(self, h) -> bool:
-        """Turn one unit of a request's own blocks into a shared cache entry."""
-        if h in self._refs:
-            return False
-        self._refs[h] = 1
-        return True
+    def insert(self, hashes) -> list:
+        """Turn units of a request's own blocks into shared cache entries, those not cached yet; returns them."""
+        refs = self._refs
+        new = list(filterfalse(refs.__contains__, hashes))
+        refs.update(zip(new, repeat(1)))
+        return new
+
+    def ref(self, entries: list) -> None:
+        """Take one more reference on entries that are referenced already (a pin on a finished context)."""
+        refs = self._refs
+        refs.update(zip(entries, map(add, map(refs.__getitem__, entries), repeat(1)), strict=True))
 
     def unref(self, entries: list) -> None:
         """Drop a request's references, the last unit first so tails are evicted first."""
-        refs = self._refs
-        for h in reversed(entries):
-            r = refs[h] - 1
-            refs[h] = r
-            if r == 0:
-                self.used -= self.unit_blocks
-                self.evictable += self.unit_blocks
-                self._lru[h] = None
+        if not entries:
+            return
+        refs, last_first = self._refs, entries[::-1]
+        counts = list(map(sub, map(refs.__getitem__, last_first), repeat(1)))
+        refs.update(zip(last_first, counts, strict=True))
+        idle = list(compress(last_first, map(not_, counts)))
+        if idle:
+            self.used -= len(idle) * self.unit_blocks
+            self.evictable += len(idle) * self.unit_blocks
+            self._lru.update(zip(idle, repeat(None)))
 
     @property
     def cached_blocks(self) -> int:

@@ -37,6 +37,7 @@ class Replica:
         self.state = ReplicaState(num_blocks, engine.block_size, engine.enable_prefix_caching, unit_tokens,
                                   engine.max_num_seqs, policy.make_queue(opts), rid, self.meter)  # fmt: skip
         self.scheduler = policy(self.state, engine, opts)
+        self.state.retention = self.scheduler.retention
         # set on prefill replicas of a disaggregated deployment: called with (request, time, last
         # iteration's seconds) when a prefill has produced the first token and the request moves on
         self.on_prefilled = None
@@ -61,7 +62,13 @@ class Replica:
     def run(self, requests: list[Request], until: float = math.inf) -> None:
         """Serve `requests` (sorted by arrival, after any given before): every iteration that starts
         before `until`, by default to completion."""
-        self.state.incoming.extend(requests)
+        incoming = self.state.incoming
+        if incoming and requests and incoming[-1].ready > requests[0].ready:  # released program calls wait there
+            merged = sorted([*incoming, *requests], key=lambda r: r.ready)
+            incoming.clear()
+            incoming.extend(merged)
+        else:
+            incoming.extend(requests)
         self.advance(until)
 
     def submit(self, req: Request) -> None:
@@ -165,6 +172,8 @@ class Replica:
             horizon = min(horizon, next_arrival)
         elif s.landing:  # a request whose KV cache comes with it starts decoding even while the queue is blocked
             horizon = min(horizon, next(r.ready for r in s.incoming if r.kv_ready))
+        if s.expiry and s.waiting:  # a lapsing pin frees blocks a waiting request may need
+            horizon = min(horizon, s.next_expiry())
         curve = self.perf.decode_curve(n)
         x0 = dec.base_sum / n + j0 + 1  # mean context of the first iteration; it grows by one per iteration
         a, b, e0, e1 = self._run_power(curve, n, x0, k)

@@ -18,6 +18,7 @@ class Request:
         "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
         "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s", "migrations",
         "j_mark", "usd_mark", "prefill_j", "decode_j", "prefill_usd", "decode_usd",
+        "program", "children", "pending", "delay",
     )  # fmt: skip
 
     def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
@@ -50,6 +51,11 @@ class Request:
         self.j_mark = self.usd_mark = 0.0  # the meter's running sums when its decoding stint began
         # energy and GPU cost of the iterations it took part in, shared among their tokens
         self.prefill_j = self.decode_j = self.prefill_usd = self.decode_usd = 0.0
+        # an LLM call of a program (session, agent): released `delay` seconds after its last parent finishes
+        self.program: Program | None = None
+        self.children: tuple[Request, ...] = ()
+        self.pending = 0  # parents not yet finished
+        self.delay = 0.0  # think or tool time after the parents
 
     def __getstate__(self):  # a tuple, not a dict of slot names: partitions send many requests back
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -65,3 +71,35 @@ class Request:
 
     def __repr__(self) -> str:
         return f"Request({self.id}, in={self.prompt_len}, out={self.output_len}, gen={self.generated})"
+
+
+class Program:
+    """A session or agent program: LLM calls that depend on each other (`workload/programs.py`).
+
+    `service` is the tokens its finished calls processed (prompt plus output), the attained
+    service program-level schedulers rank by; `left` counts calls not yet finished.
+    """
+
+    __slots__ = ("id", "arrival", "calls", "left", "service", "finish", "last")
+
+    def __init__(self, pid: int, calls: list[Request]):
+        self.id = pid
+        self.calls = calls
+        self.arrival = calls[0].arrival
+        self.left = len(calls)
+        self.service = 0
+        self.finish: float | None = None
+        self.last: Request | None = None  # the call whose finish completed the program
+
+    def done(self, req: Request, t: float) -> None:
+        self.service += req.prompt_len + req.output_len
+        self.left -= 1
+        if not self.left:
+            self.finish, self.last = t, req
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)

@@ -69,6 +69,8 @@ class Scheduler:
     def schedule(self) -> Plan:
         """Reserve this iteration's decode blocks, then choose prefill chunks."""
         self.preempted = False
+        if self.state.expiry:
+            self.state.expire_pins()
         self.reserve_decodes()
         self.admit_transferred()
         return self.schedule_prefills()
@@ -80,13 +82,23 @@ class Scheduler:
         """The running request to preempt when blocks run out: the newest, as vLLM does."""
         return self.state.newest()
 
+    def retention(self, req: Request) -> float:
+        """Seconds to keep a finished program call's KV pinned for the call after it: none, as vLLM."""
+        return 0.0
+
     def arrivals_matter(self) -> bool:
         """Could a new arrival change the next plan? If not, decode runs skip over arrivals."""
         s = self.state
-        return not s.waiting and len(s.running) < self.cfg.max_num_seqs
+        if len(s.running) >= self.cfg.max_num_seqs:
+            return False
+        # behind a blocked head nobody new starts, unless a keyed queue may put the newcomer ahead of it
+        return not s.waiting or not isinstance(s.waiting, FCFSQueue)
 
     # ----- shared mechanics -----
-    def preempt(self) -> Request:
+    def preempt(self) -> Request | None:
+        """Free blocks: let a pinned context go if there is one, else preempt a running request."""
+        if self.state.expiry and self.state.drop_pin():
+            return None
         victim = self.pick_victim()
         self.state.preempt(victim, self.preemption_mode)
         self.preempted = True
@@ -124,4 +136,8 @@ class Scheduler:
 
     def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
         """Start waiting request `req` with a chunk of up to `budget` tokens; 0 if it does not fit."""
-        return self.state.admit(req, budget, chunked)
+        s = self.state
+        chunk = s.admit(req, budget, chunked)
+        while not chunk and not s.running and s.expiry and s.drop_pin():  # an idle engine waits for no pin
+            chunk = s.admit(req, budget, chunked)
+        return chunk

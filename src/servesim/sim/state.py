@@ -14,8 +14,11 @@ and their share of energy and cost.
 
 from __future__ import annotations
 
+import heapq
 import math
+from bisect import insort
 from collections import deque
+from operator import attrgetter
 
 from servesim.errors import ServesimError
 from servesim.sim.decoding import DecodingSet
@@ -25,6 +28,13 @@ from servesim.sim.queue import FCFSQueue, WaitingQueue
 from servesim.sim.request import Request
 
 PREEMPTION_MODES = ("recompute",)  # vLLM V1's only mode; swap to a CPU tier comes with a host KV model
+
+
+_READY = attrgetter("ready")
+
+
+def _NO_RETENTION(req: Request) -> float:
+    return 0.0
 
 
 class ReplicaState:
@@ -47,6 +57,11 @@ class ReplicaState:
         self.now = 0.0
         self.meter = meter or Meter()
         self.done: list[Request] | None = None  # a streamed run collects finished requests here
+        # KV of finished program calls kept referenced until their next call comes (a retention policy's TTL)
+        self.pins: dict[int, list] = {}  # finished call's id -> the prefix-cache entries it pins
+        self.expiry: list[tuple[float, int]] = []  # (time the pin lapses, call id), a heap
+        self.pinned_for: dict[int, list[int]] = {}  # waiting call's id -> ids of the pinned calls it continues
+        self.retention = _NO_RETENTION  # finished call -> seconds to pin its KV (set by the policy)
 
     # ----- reading -----
     def blocks_for(self, tokens: int) -> int:
@@ -83,8 +98,12 @@ class ReplicaState:
 
     # ----- changing -----
     def receive(self, req: Request) -> None:
-        """A request handed over, arriving at `req.ready` (no earlier than those before it)."""
-        self.incoming.append(req)
+        """A request handed over (or a program's call released), arriving at `req.ready`."""
+        incoming = self.incoming
+        if incoming and incoming[-1].ready > req.ready:  # a released call may come before later arrivals
+            insort(incoming, req, key=_READY)
+        else:
+            incoming.append(req)
         self.landing += req.kv_ready
 
     def arrive(self) -> None:
@@ -114,6 +133,8 @@ class ReplicaState:
             kv.unref(hits)
             return 0
         self.waiting.remove(req)
+        if self.pinned_for:
+            self._continued(req)
         req.entries = hits
         req.shared_blocks = shared
         req.computed = hit_tokens
@@ -172,10 +193,65 @@ class ReplicaState:
         self.meter.mark(req)
 
     def finish(self, req: Request, t: float) -> None:
+        """A request is done at time t. A program's call releases the calls waiting for it; its whole
+        context is cached for them, and pinned for as long as the policy's `retention` says (or until
+        the next call comes)."""
+        if req.children and self.kv.prefix_caching:
+            self._cache_units(req, (req.prompt_len + req.output_len - 1) // self.unit_tokens)
+            keep_s = self.retention(req)
+            if keep_s > 0 and req.entries:
+                self._pin(req, t + keep_s)
         self.hand_off(req)
         req.finish = t
+        if req.program is not None:
+            req.program.done(req, t)
+            for child in req.children:
+                child.pending -= 1
+                if not child.pending:
+                    child.arrival = child.ready = t + child.delay
+                    self.receive(child)
         if self.done is not None:
             self.done.append(req)
+
+    # ----- pinned KV (retention during tool calls) -----
+    def _pin(self, req: Request, until: float) -> None:
+        self.kv.ref(req.entries)
+        self.pins[req.id] = list(req.entries)
+        heapq.heappush(self.expiry, (until, req.id))
+        for child in req.children:
+            self.pinned_for.setdefault(child.id, []).append(req.id)
+
+    def unpin(self, rid: int) -> bool:
+        """Let a finished call's pinned KV go (it stays cached, evictable); False if it had gone already."""
+        entries = self.pins.pop(rid, None)
+        if entries is None:
+            return False
+        self.kv.unref(entries)
+        return True
+
+    def _continued(self, req: Request) -> None:
+        """A call whose context is pinned starts: it references the context itself, the pin goes."""
+        for parent in self.pinned_for.pop(req.id, ()):
+            self.unpin(parent)
+
+    def expire_pins(self) -> None:
+        """Drop the pins whose time-to-live has passed."""
+        expiry, now = self.expiry, self.now
+        while expiry and expiry[0][0] <= now:
+            self.unpin(heapq.heappop(expiry)[1])
+
+    def next_expiry(self) -> float:
+        expiry = self.expiry
+        while expiry and expiry[0][1] not in self.pins:
+            heapq.heappop(expiry)  # released before its time
+        return expiry[0][0] if expiry else math.inf
+
+    def drop_pin(self) -> bool:
+        """Under memory pressure, release the pin that would lapse first; False if there is none."""
+        while self.expiry:
+            if self.unpin(heapq.heappop(self.expiry)[1]):
+                return True
+        return False
 
     def hand_off(self, req: Request) -> None:
         """Free a request that is done here, closing the record of the tokens it made here."""
@@ -208,12 +284,13 @@ class ReplicaState:
 
     def _cache_prompt(self, req: Request) -> None:
         """Make the request's full prompt units shareable prefix-cache entries."""
-        kv = self.kv
-        full = req.prompt_len // self.unit_tokens
-        for h in req.hash_ids[len(req.entries) : full]:
-            if kv.insert(h):
-                req.entries.append(h)
-                req.shared_blocks += kv.unit_blocks
+        self._cache_units(req, req.prompt_len // self.unit_tokens)
+
+    def _cache_units(self, req: Request, full: int) -> None:
+        """Make the request's first `full` hash units (its own blocks) shareable prefix-cache entries."""
+        new = self.kv.insert(req.hash_ids[len(req.entries) : full])
+        req.entries += new
+        req.shared_blocks += len(new) * self.kv.unit_blocks
 
     # ----- the invariant -----
     def check(self) -> None:
@@ -242,6 +319,9 @@ class ReplicaState:
                 assert computed < q.target
             held += blocks - q.shared_blocks
             for h in q.entries:
+                refs[h] = refs.get(h, 0) + 1
+        for entries in self.pins.values():
+            for h in entries:
                 refs[h] = refs.get(h, 0) + 1
         live = {h: c for h, c in kv._refs.items() if c > 0}
         assert live == refs, "prefix-cache reference counts disagree with the running requests"

@@ -10,18 +10,24 @@ from servesim.config import WorkloadConfig
 from servesim.sim.request import Request
 from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
+from servesim.workload.programs import program_chunks
 from servesim.workload.traces import read_trace
 
 
-def generate(wl: WorkloadConfig, share: tuple[int, int] = (0, 1)) -> list[Request]:
+def generate(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), unit: int | None = None) -> list[Request]:
     """Requests sorted by arrival, ids 0..n-1 in arrival order; with share = (g, G), only those whose id is
-    g modulo G (the stream dealt in turn to G groups), keeping their ids."""
-    return [r for chunk in generate_chunks(wl, share) for r in chunk]
+    g modulo G (the stream dealt in turn to G groups), keeping their ids. Programs (`programs.py`) give
+    every call, the later ones not yet released; `unit` is their prefix-cache hash unit in tokens."""
+    return [r for chunk in generate_chunks(wl, share, unit=unit) for r in chunk]
 
 
-def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: int = 8192) -> Iterator[list[Request]]:
+def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: int = 8192,
+                    unit: int | None = None) -> Iterator[list[Request]]:  # fmt: skip
     """`generate`'s requests, `size` ids at a time: the arrays of times and lengths are drawn at once
     (16 bytes a request), the Request objects only as each chunk is taken."""
+    if wl.programs is not None:
+        yield from program_chunks(wl, unit or wl.unit_tokens(16), share, size)
+        return
     times, ins, outs, hashes = _draw(wl)
     g, groups = share
     for lo in range(0, len(times), size):

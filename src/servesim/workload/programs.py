@@ -1,0 +1,107 @@
+"""Multi-turn sessions and agent programs: LLM calls that wait for each other.
+
+A program's first call arrives with the workload's arrival process; every later call is
+released `gap` seconds after the calls it waits for have finished (the user thinking,
+the tool running), on the replica that served them. Its prompt is the whole context so
+far plus `new_input` tokens, so it shares a growing prefix with the calls before it.
+
+Prefix-cache hash units name a program's context as one token stream: unit k of the
+stream is the same content in every call that reaches it, so its ids are a `range`
+(no list per call, however long the context). A dag stage's parallel calls share the
+context of the stage before and diverge after it: their own tails get fresh units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from servesim.config import Duration, WorkloadConfig
+from servesim.sim.request import Program, Request
+from servesim.workload.arrivals import arrival_times, shape_times
+from servesim.workload.lengths import sample_lengths
+
+
+def sample_durations(dist: Duration, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n durations in seconds drawn from `dist`, clipped to [min_s, max_s]."""
+    if dist.dist == "fixed":
+        values = np.full(n, dist.mean_s)
+    elif dist.dist == "uniform":
+        values = rng.uniform(dist.min_s, dist.max_s, n)
+    elif dist.dist == "exponential":
+        values = rng.exponential(dist.mean_s, n)
+    else:
+        mu = np.log(max(dist.mean_s, 1e-9)) - dist.sigma**2 / 2
+        values = rng.lognormal(mu, dist.sigma, n)
+    return np.clip(values, dist.min_s, dist.max_s)
+
+
+def program_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
+                   size: int = 8192) -> Iterator[list[Request]]:  # fmt: skip
+    """Every call of the programs, whole programs at a time (about `size` calls a chunk), in order of the
+    programs' arrivals; ids number the calls in that order. With share = (g, G), only programs g modulo G."""
+    pc = wl.programs
+    rng = np.random.default_rng(wl.seed)
+    n = wl.num_requests or 1000
+    times = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, rng)
+    if wl.rate_shape:
+        times = shape_times(times, wl.rate_shape, wl.rate_period_s)
+    times = np.sort(times)
+    firsts = np.maximum(sample_lengths(wl.input, n, rng), 1)
+    stages = np.maximum(sample_lengths(pc.calls, n, rng), 1)
+    width = pc.fanout if pc.shape == "dag" else 1
+    counts = 1 + (stages - 1) * width
+    total = int(counts.sum())
+    outs = np.maximum(sample_lengths(wl.output, total, rng), 1).tolist()
+    news = np.maximum(sample_lengths(pc.new_input, total, rng), 1).tolist()
+    gaps = sample_durations(pc.gap, total, rng).tolist()
+    g, groups = share
+    rid, k, unit_base, chunk = 0, 0, 0, []
+    for p in range(n):
+        m = int(counts[p])
+        if p % groups == g:
+            calls, unit_base = _program(p, float(times[p]), int(firsts[p]), int(stages[p]), width, unit, unit_base,
+                                        rid, outs[k:k + m], news[k:k + m], gaps[k:k + m])  # fmt: skip
+            chunk += calls
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        rid += m
+        k += m
+    if chunk:
+        yield chunk
+
+
+def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int, base: int, rid: int,
+             outs: list, news: list, gaps: list) -> tuple[list[Request], int]:  # fmt: skip
+    """One program's calls (ids from `rid`, hash units from `base`), and the next free hash unit."""
+    calls: list[Request] = []
+    tails = []  # (call, shared units, own units) of parallel calls off the main stream
+    ctx, prev, end = 0, [], base  # context tokens before this stage, the stage before, the stream's end
+    for s in range(stages):
+        stage = []
+        for j in range(1 if s == 0 else width):
+            i = len(calls)
+            prompt = first if s == 0 else ctx + news[i]
+            full = (prompt + outs[i]) // unit
+            req = Request(rid + i, t, prompt, outs[i], range(base, base + full))
+            if j:  # shares the stage's common context, then its own tail (its units named below)
+                tails.append((req, ctx // unit, full - ctx // unit))
+            else:  # the main stream: this call's whole context continues the program's
+                end = max(end, base + full)
+            if prev:
+                req.pending, req.delay = len(prev), gaps[i]
+            stage.append(req)
+            calls.append(req)
+        for parent in prev:
+            parent.children = tuple(stage)
+        ctx = stage[0].prompt_len + sum(r.output_len for r in stage)
+        prev = stage
+    for req, shared, own in tails:
+        req.hash_ids = [*range(base, base + shared), *range(end, end + own)]
+        end += own
+    program = Program(pid, calls)
+    for req in calls:
+        req.program = program
+    return calls, end + 1

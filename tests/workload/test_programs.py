@@ -1,0 +1,83 @@
+import pytest
+
+from servesim.config import Duration, LengthDist, ProgramConfig, WorkloadConfig
+from servesim.workload import generate
+from servesim.workload.programs import sample_durations
+
+
+def programs(shape="chain", fanout=1, n=50, unit=16, **kw) -> list:
+    pc = ProgramConfig(shape=shape, fanout=fanout, calls=LengthDist(dist="uniform", min=1, max=6), **kw)
+    return generate(WorkloadConfig(num_requests=n, rate=5.0, programs=pc, seed=3), unit=unit)
+
+
+def test_chain_calls_extend_the_context_and_share_its_hash_units():
+    calls = programs()
+    assert [r.id for r in calls] == list(range(len(calls)))
+    progs = {}
+    for r in calls:
+        progs.setdefault(r.program.id, []).append(r)
+    assert sorted(progs) == list(range(50))
+    assert len({len(c) for c in progs.values()}) > 1  # call counts vary
+    for prog_calls in progs.values():
+        first = prog_calls[0]
+        assert first.pending == 0 and first.delay == 0
+        for a, b in zip(prog_calls, prog_calls[1:], strict=False):
+            assert a.children == (b,) and b.pending == 1 and b.delay >= 0
+            assert b.prompt_len > a.prompt_len + a.output_len  # the context plus a new message
+            shared = (a.prompt_len + a.output_len) // 16
+            assert list(b.hash_ids[:shared]) == list(a.hash_ids[:shared])
+            assert len(b.hash_ids) == (b.prompt_len + b.output_len) // 16
+        assert prog_calls[-1].children == ()
+    roots = [r for r in calls if not r.pending]
+    assert [r.arrival for r in roots] == sorted(r.arrival for r in roots)
+    # different programs never share a unit
+    units = [set(p[-1].hash_ids) for p in progs.values()]
+    assert sum(len(u) for u in units) == len(set().union(*units))
+
+
+def test_dag_stages_fan_out_and_wait_for_the_whole_stage():
+    calls = programs("dag", fanout=3)
+    prog = calls[0].program
+    root, *rest = prog.calls
+    assert len(rest) % 3 == 0
+    if rest:
+        stage = rest[:3]
+        assert root.children == tuple(stage)
+        assert all(c.pending == 1 for c in stage)
+        ctx = (root.prompt_len + root.output_len) // 16
+        for c in stage:  # all share the root's context, and nothing after it
+            assert list(c.hash_ids[:ctx]) == list(root.hash_ids[:ctx])
+        tails = [set(c.hash_ids[ctx:]) for c in stage]
+        assert not (tails[0] & tails[1]) and not (tails[1] & tails[2]) and not (tails[0] & tails[2])
+        if len(rest) > 3:
+            assert all(c.pending == 3 for c in rest[3:6])
+            assert stage[0].children == tuple(rest[3:6])
+
+
+def test_programs_are_deterministic_and_dealt_whole():
+    a, b = programs(), programs()
+    assert [(r.id, r.arrival, r.prompt_len, r.output_len, r.delay) for r in a] == \
+        [(r.id, r.arrival, r.prompt_len, r.output_len, r.delay) for r in b]
+    pc = ProgramConfig(calls=LengthDist(dist="uniform", min=1, max=6))
+    wl = WorkloadConfig(num_requests=50, rate=5.0, programs=pc, seed=3)
+    share = generate(wl, (1, 3), unit=16)
+    assert {r.program.id % 3 for r in share} == {1}
+    assert sorted(r.id for r in share) == sorted(r.id for r in a if r.program.id % 3 == 1)
+
+
+@pytest.mark.parametrize("dist", ["fixed", "exponential", "uniform", "lognormal"])
+def test_durations_have_their_mean_and_bounds(dist):
+    import numpy as np
+
+    d = Duration(dist=dist, mean_s=2.0, min_s=0.0, max_s=4.0 if dist == "uniform" else 1e9)
+    x = sample_durations(d, 20000, np.random.default_rng(0))
+    assert x.min() >= 0 and abs(x.mean() - 2.0) < 0.1
+
+
+def test_programs_refuse_a_trace_and_bad_durations():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="programs are generated"):
+        WorkloadConfig(trace="x.csv", programs=ProgramConfig())
+    with pytest.raises(ValidationError, match="min_s"):
+        Duration(min_s=5, max_s=1)
