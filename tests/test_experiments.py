@@ -56,3 +56,19 @@ def test_autellix_experiment(monkeypatch, capsys):
     jct = {k.split(" ", 1)[1]: (float(v[1]), float(v[5])) for k, v in rows.items() if k[0].isdigit()}
     assert jct["autellix"][0] <= jct["vllm"][0]  # mean completion no worse
     assert jct["autellix"][1] < jct["vllm"][1]  # programs queue less
+
+
+def test_fastswitch_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "fastswitch.py", "--requests", "3000", "--seeds", "1")
+    ttft = {k: float(v[1]) for k, v in rows.items() if k != "preemption"}
+    assert ttft["swap, 64-block groups (fastswitch)"] < ttft["swap, block by block (vllm)"]  # bigger copies, less stall
+    copy = {k: float(v[7]) for k, v in rows.items() if k != "preemption"}
+    assert copy["swap, 64-block groups (fastswitch)"] < copy["swap, block by block (vllm)"]
+
+
+def test_vtc_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "vtc.py", "--requests", "900")
+    share = {k: float(v[2]) for k, v in rows.items() if k != "policy"}
+    jain = {k: float(v[3]) for k, v in rows.items() if k != "policy"}
+    assert share["vllm"] < 0.4 < share["vtc"]  # FCFS serves by demand, VTC evens it out
+    assert jain["vtc"] > jain["vllm"]

@@ -28,6 +28,7 @@ from servesim.metrics import (
     token_times,
 )
 from servesim.metrics.energy import energy_cost_summary, power_series
+from servesim.metrics.tenants import tenant_summary
 from servesim.perf.profiled import describe
 from servesim.sim.deployment import build, plan
 from servesim.sim.memory import MemoryPlan
@@ -44,6 +45,7 @@ def _memory(m: MemoryPlan) -> dict:
     return {"weights_gib_per_gpu": m.weights_gib, "kv_cache_gib_per_gpu": m.kv_gib, "kv_cache_tokens": m.kv_tokens}
 
 
+TENANT_NOTE = "streamed: per-tenant metrics and fairness need the requests' records; run without --stream for them"
 CHUNK = 8192  # arrivals taken into the simulation at a time (a streamed run collects between chunks)
 
 
@@ -158,6 +160,13 @@ class Result:
                 s["power_control"] = self.power_control
             s.update(energy_cost_summary(tally, totals, self.replica_info, s["duration_s"], self.host_w))
             s["memory"] = _memory(self.memory)
+            swap = [r.get("swap_s", 0.0) for r in self.replica_info]
+            if any(swap):
+                s["kv_cache"]["swap_s"] = sum(swap)  # copy time to and from the CPU tier
+            tenants = self.scenario.workload.tenants
+            if tenants and not self.streamed:
+                s.update(tenant_summary(self.records, [t.name for t in tenants], [t.weight for t in tenants],
+                                        s["duration_s"]))  # fmt: skip
             if self.pools:
                 s["memory"] = {name: _memory(self.memories[ids[0]]) for name, ids in self.pools.items()}
                 s["pools"] = pool_stats(s["replicas"], self.pools, tally.pool_served)
@@ -276,10 +285,11 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
         hits / queries if queries else None,
         " / ".join(sorted({describe(r.perf) for r in replicas})),
         pools,
-        [dict(gpus=r.gpus, idle_w=r.power.idle_w, usd_per_s=r.usd_per_s, busy_s=r.meter.busy_s) for r in replicas],
+        [dict(gpus=r.gpus, idle_w=r.power.idle_w, usd_per_s=r.usd_per_s, busy_s=r.meter.busy_s,
+              swap_s=r.state.swap_total_s) for r in replicas],  # fmt: skip
         pl.host_w,
         power.summary(max((r.now for r in replicas), default=0.0)) if power else None,
-        notes=pl.notes + [STREAM_NOTE] * stream,
+        notes=pl.notes + [STREAM_NOTE] * stream + [TENANT_NOTE] * (stream and bool(sc.workload.tenants)),
         streamed=collector.close() if collector else None,
     )
     return result, hits, queries

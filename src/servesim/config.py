@@ -40,6 +40,13 @@ class EngineConfig(_Strict):
     max_model_len: int | None = Field(None, ge=1, description="default: the model's context")
     dtype: Literal["bf16", "fp16", "fp8"] = "bf16"
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = "auto"
+    preemption_mode: Literal["recompute", "swap"] = Field(
+        "recompute", description="a preempted request recomputes its KV, or swaps it to the CPU tier and back"
+    )
+    swap_space: float = Field(4.0, ge=0, description="CPU memory for swapped KV per GPU, GiB (vLLM's --swap-space)")
+    swap_group_blocks: int = Field(
+        1, ge=1, description="blocks one host copy moves: 1 as vLLM copies, more for FastSwitch's contiguous groups"
+    )
     activation_reserve_gib: float | None = Field(
         None, ge=0, description="memory kept for activations and runtime; default: estimated"
     )
@@ -120,6 +127,21 @@ class ProgramConfig(_Strict):
         return data
 
 
+class TenantConfig(_Strict):
+    """One tenant (client, application) of a shared deployment: its own stream, priority and fair-share weight."""
+
+    name: str
+    rate: float = Field(gt=0, description="its requests per second")
+    num_requests: int | None = Field(None, ge=1, description="default: the workload's, shared by rate")
+    arrival: Literal["poisson", "gamma", "constant"] = "poisson"
+    burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 is Poisson, <1 burstier")
+    start_s: float = Field(0.0, ge=0, description="when it starts sending")
+    input: LengthDist | None = Field(None, description="default: the workload's")
+    output: LengthDist | None = Field(None, description="default: the workload's")
+    priority: int = Field(0, description="lower is served first (vLLM's priority scheduling)")
+    weight: float = Field(1.0, gt=0, description="fair-share weight (VTC)")
+
+
 class WorkloadConfig(_Strict):
     """The request stream: arrival process, lengths, or a trace to replay."""
 
@@ -143,12 +165,23 @@ class WorkloadConfig(_Strict):
         "block_size for programs"
     )  # fmt: skip
     programs: ProgramConfig | None = Field(None, description="sessions or agent programs instead of single requests")
+    tenants: list[TenantConfig] | None = Field(
+        None, description="streams of several tenants, each with its rate, lengths and priority, merged"
+    )
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _trace(self):
         if self.arrival == "trace" and self.trace is None:
             raise ValueError("arrival = 'trace' needs a trace file (workload.trace / --trace)")
+        if self.tenants is not None:
+            if not self.tenants:
+                raise ValueError("tenants needs at least one [[workload.tenants]] entry")
+            if self.trace is not None or self.programs is not None:
+                raise ValueError("tenants have streams of their own; drop the trace or programs")
+            names = [t.name for t in self.tenants]
+            if len(set(names)) < len(names):
+                raise ValueError(f"tenant names must differ: {', '.join(names)}")
         if self.programs is not None and self.trace is not None:
             raise ValueError("programs are generated; a trace gives single requests (drop workload.programs or the "
                              "trace)")  # fmt: skip

@@ -27,6 +27,8 @@ class GPUSpec(BaseModel, frozen=True):
     memory_gib: float = Field(gt=0, description="device memory as the runtime reports it")
     mem_bw_gbs: float = Field(gt=0, description="memory bandwidth, GB/s")
     link_gbs: float = Field(gt=0, description="intra-node link bandwidth per GPU, GB/s, both ways")
+    host_gbs: float = Field(55.0, gt=0, description="host<->device copy bandwidth per GPU, GB/s (PCIe Gen5 x16, "
+                            "measured on an H200: 55)")  # fmt: skip
     tdp_w: float = Field(gt=0)
     idle_w: float = Field(0.0, ge=0)
     price_per_hour: float = Field(0.0, ge=0, description="USD per GPU-hour")

@@ -32,6 +32,8 @@ def request_records(requests, itls: ITLs) -> Records:
         "first_scheduled_s": [r.first_scheduled for r in requests],
         "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
         "program": [r.program.id if r.program is not None else -1 for r in requests],
+        "tenant": [r.tenant for r in requests],
+        "priority": [r.priority for r in requests],
         "kv_transfer_s": [r.transfer_s for r in requests],
         "migrations": [r.migrations for r in requests],
         "prefill_j": [r.prefill_j for r in requests],
@@ -57,7 +59,7 @@ def request_records(requests, itls: ITLs) -> Records:
 
 OPTIONAL_TIMES = ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s")  # None -> NaN
 INT_COLUMNS = ("request_id", "input_len", "output_len", "preemptions", "cached_tokens", "replica", "program",
-               "migrations")  # fmt: skip
+               "tenant", "priority", "migrations")  # fmt: skip
 FLAGS = ("completed", "rejected")
 
 

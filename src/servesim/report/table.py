@@ -52,6 +52,15 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
             t.add_row(f"{label} program completion (s)", _fmt(v / 1000 if v is not None else None))
         t.add_row("Per program: tool / queued / running (s)",
                   " / ".join(_fmt(p[f"{k}_s_mean"]) for k in ("tool", "queued", "running")))  # fmt: skip
+    if "tenants" in s:
+        t.add_section()
+        for name, x in s["tenants"].items():
+            t.add_row(f"Tenant {name}: done, TTFT mean/P99, E2EL (ms)",
+                      f"{x['completed']} / {_fmt(x['ttft_ms']['mean'], 0)}, {_fmt(x['ttft_ms']['p99'], 0)} / "
+                      f"{_fmt(x['e2el_ms']['mean'], 0)}")  # fmt: skip
+        f = s["fairness"]
+        t.add_row("Jain's index while all tenants waited (s)",
+                  f"{_fmt(f['jain_backlogged'], 3)} ({_fmt(f['backlogged_s'], 1)})")  # fmt: skip
     t.add_section()
     b, kv = s["batch_size"], s["kv_cache"]
     t.add_row("Mean batch size (requests)", _fmt(b["mean"]))
@@ -61,6 +70,8 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
     if kv.get("prefix_hit_rate") is not None:
         t.add_row("Prefix cache hit rate", f"{kv['prefix_hit_rate']:.1%}")
     t.add_row("Preemptions", str(s["preemptions"]))
+    if kv.get("swap_s"):
+        t.add_row("KV copies to and from the CPU tier (s)", _fmt(kv["swap_s"]))
     if s.get("migrations"):
         t.add_row("Migrations", str(s["migrations"]))
     if "energy" in s:

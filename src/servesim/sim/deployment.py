@@ -22,6 +22,7 @@ from servesim.models import ModelSpec, get_model
 from servesim.perf.energy import PowerModel
 from servesim.perf.profiled import load_profile_for, make_perf_model
 from servesim.sim.cluster import Cluster, Pool
+from servesim.sim.kv_swap import SwapCost
 from servesim.sim.kv_transfer import kv_transfer_seconds
 from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
 from servesim.sim.migration import Migrator
@@ -182,9 +183,20 @@ def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> li
     unit = sc.workload.unit_tokens(e.block_size)
     count = p.replicas * lay.streams
     reps = [Replica(e, perf, p.memory.num_blocks, unit, first_rid + i, power, lay.tp, price) for i in range(count)]
+    swap = _swap_cost(model, p) if e.preemption_mode == "swap" else None
     for rep in reps:
         rep.cap_w = sc.power.cap_w
+        rep.state.swap = swap
     return reps
+
+
+def _swap_cost(model: ModelSpec, p: PoolPlan) -> SwapCost:
+    """The CPU KV tier of one replica: each GPU copies its shard of a block, layer by layer, over its host link."""
+    e, lay = p.engine, p.layout
+    tensors = -(-model.layers // lay.pp) * (1 if model.is_mla else 2)  # per GPU: its stage's layers, keys and values
+    block_bytes = model.kv_bytes_per_token(kv_dtype(e)) * e.block_size / (lay.tp * lay.pp * tensors)
+    host_blocks = int(e.swap_space * 2**30 // (block_bytes * tensors))
+    return SwapCost(block_bytes, tensors, p.gpu.host_gbs, e.swap_group_blocks, host_blocks=host_blocks)
 
 
 def build(pl: Plan) -> Cluster:

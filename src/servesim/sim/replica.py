@@ -16,7 +16,7 @@ from servesim.perf import Batch, PerfModel
 from servesim.perf.energy import NO_POWER, PowerModel, stretch
 from servesim.sim.meter import Meter
 from servesim.sim.request import Request
-from servesim.sim.scheduler import SCHEDULERS
+from servesim.sim.scheduler import SCHEDULERS, Scheduler
 from servesim.sim.state import ReplicaState
 
 MAX_RUN = 1 << 20  # iterations advanced in one decode run at most
@@ -38,6 +38,8 @@ class Replica:
                                   engine.max_num_seqs, policy.make_queue(opts), rid, self.meter)  # fmt: skip
         self.scheduler = policy(self.state, engine, opts)
         self.state.retention = self.scheduler.retention
+        if policy.finished is not Scheduler.finished:  # (only where a policy listens: one call per request)
+            self.state.on_finish = self.scheduler.finished
         # set on prefill replicas of a disaggregated deployment: called with (request, time, last
         # iteration's seconds) when a prefill has produced the first token and the request moves on
         self.on_prefilled = None
@@ -98,8 +100,11 @@ class Replica:
                 return
             s.decodes_reserved = False
             plan = sched.schedule()
-            if plan:
+            if plan or (s.swap_s and dec.n):  # (copies to or from the CPU tier hold up one iteration)
                 self._step(plan)
+            elif s.swap_s:  # nothing runs while the copies go
+                s.now += s.swap_s
+                s.swap_s = 0.0
             elif dec.n:
                 self._decode_run(incoming[0].ready if incoming else None, until)
             else:
@@ -117,7 +122,9 @@ class Replica:
         s, meter = self.state, self.meter
         dec, it, kv = s.dec, s.it, s.kv
         batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(r.computed for r, _ in plan))
-        dt, watts = self._price(*self.perf.split(batch))
+        comp, mem, other = self.perf.split(batch)
+        dt, watts = self._price(comp, mem, other + s.swap_s)
+        s.swap_s = 0.0
         t = s.now + dt
         energy, tokens = watts * dt * self.gpus, batch.num_tokens
         jpt, usdpt = meter.step(it, t, dt, energy, tokens)
@@ -165,7 +172,8 @@ class Replica:
         s, meter = self.state, self.meter
         dec, kv, j0, now = s.dec, s.kv, s.it, s.now
         n = dec.n
-        k = 1 if self.scheduler.preempted else min(dec.next_finish() - j0 + 1, MAX_RUN)
+        sched = self.scheduler
+        k = 1 if sched.preempted or not sched.steady else min(dec.next_finish() - j0 + 1, MAX_RUN)
         k = min(k, 1 + dec.iterations_fitting(j0 + 1, kv.free(), k))
         horizon = until  # the caller needs this replica's state at `until`
         if next_arrival is not None and self.scheduler.arrivals_matter():

@@ -32,7 +32,8 @@ def make_scheduler(name: str, state: ReplicaState, engine: EngineConfig) -> Sche
 class Scheduler:
     name = ""
     Options: type[BaseModel] | None = None  # the policy's own settings
-    preemption_mode = "recompute"
+    # whether a plan of decodes only stays the plan while they run (else decode runs go one iteration at a time)
+    steady = True
 
     def __init__(self, state: ReplicaState, engine: EngineConfig, options: BaseModel | None = None):
         self.state = state
@@ -82,6 +83,9 @@ class Scheduler:
         """The running request to preempt when blocks run out: the newest, as vLLM does."""
         return self.state.newest()
 
+    def finished(self, req: Request) -> None:
+        """A request finished here (a policy keeping accounts overrides this)."""
+
     def retention(self, req: Request) -> float:
         """Seconds to keep a finished program call's KV pinned for the call after it: none, as vLLM."""
         return 0.0
@@ -100,7 +104,7 @@ class Scheduler:
         if self.state.expiry and self.state.drop_pin():
             return None
         victim = self.pick_victim()
-        self.state.preempt(victim, self.preemption_mode)
+        self.state.preempt(victim, self.cfg.preemption_mode)
         self.preempted = True
         return victim
 

@@ -23,11 +23,12 @@ from operator import attrgetter
 from servesim.errors import ServesimError
 from servesim.sim.decoding import DecodingSet
 from servesim.sim.kv_cache import KVCache
+from servesim.sim.kv_swap import SwapCost
 from servesim.sim.meter import Meter
 from servesim.sim.queue import FCFSQueue, WaitingQueue
 from servesim.sim.request import Request
 
-PREEMPTION_MODES = ("recompute",)  # vLLM V1's only mode; swap to a CPU tier comes with a host KV model
+PREEMPTION_MODES = ("recompute", "swap")  # vLLM V1 recomputes; V0 could also swap to a CPU tier (kv_swap.py)
 
 
 _READY = attrgetter("ready")
@@ -62,6 +63,12 @@ class ReplicaState:
         self.expiry: list[tuple[float, int]] = []  # (time the pin lapses, call id), a heap
         self.pinned_for: dict[int, list[int]] = {}  # waiting call's id -> ids of the pinned calls it continues
         self.retention = _NO_RETENTION  # finished call -> seconds to pin its KV (set by the policy)
+        self.on_finish = None  # the policy's `finished`, where it has one
+        # the CPU KV tier (preemption by swapping): its cost model, blocks held there, copy time owed
+        self.swap: SwapCost | None = None
+        self.host_used = 0
+        self.swap_s = 0.0  # copy time this iteration must add
+        self.swap_total_s = 0.0
 
     # ----- reading -----
     def blocks_for(self, tokens: int) -> int:
@@ -119,6 +126,8 @@ class ReplicaState:
         """Start waiting request `req` with a prefill chunk of up to `budget` tokens, its cached prefix
         reused. Returns the chunk, or 0 (it stays waiting) if unchunked it exceeds the budget or its
         blocks do not fit."""
+        if req.kv_ready:  # its KV cache is here (swapped out, or transferred): it resumes, never re-prefills
+            return 0
         kv, unit = self.kv, self.unit_tokens
         hits = kv.match(req.hash_ids, (req.target - 1) // unit) if req.hash_ids else []
         hit_tokens = len(hits) * unit
@@ -161,6 +170,10 @@ class ReplicaState:
         self.waiting.remove(req)
         req.kv_ready = False
         self.landed -= 1
+        if req.swapped:  # copied back from the CPU tier, in this iteration
+            self._copy(req.swapped)
+            self.host_used -= req.swapped
+            req.swapped = 0
         req.blocks = req.shared_blocks = 0
         req.entries = []
         self.running[req.id] = req
@@ -169,17 +182,32 @@ class ReplicaState:
         return True
 
     def preempt(self, victim: Request, mode: str = "recompute") -> None:
-        """Take a running request's blocks back; it waits again and recomputes what it had."""
+        """Take a running request's blocks back; it waits again and recomputes what it had, or, swapped
+        to the CPU tier (a decoding request, if the tier has room), resumes decoding when copied back."""
         if mode not in PREEMPTION_MODES:
             raise ServesimError(f"preemption mode '{mode}' is not modelled; use {', '.join(PREEMPTION_MODES)}")
+        blocks = self.blocks_for(self.progress(victim))
+        swap = mode == "swap" and victim.decoding and self.host_used + blocks <= self.swap.host_blocks
         self._release(victim)
         if victim.decoding:
             self._end_stint(victim)
         else:
             self.prefilling.remove(victim)
-        victim.computed = 0
         victim.preemptions += 1
+        if swap:
+            victim.computed = victim.prompt_len + victim.generated - 1  # (its newest token is not cached yet)
+            victim.swapped, victim.kv_ready = blocks, True
+            self.host_used += blocks
+            self.landed += 1
+            self._copy(blocks)
+        else:
+            victim.computed = 0
         self.waiting.requeue(victim)
+
+    def _copy(self, blocks: int) -> None:
+        seconds = self.swap(blocks)
+        self.swap_s += seconds
+        self.swap_total_s += seconds
 
     def prefilled(self, req: Request) -> None:
         """A request's prompt is computed: it stops prefilling (the replica decides what comes next)."""
@@ -210,6 +238,8 @@ class ReplicaState:
                 if not child.pending:
                     child.arrival = child.ready = t + child.delay
                     self.receive(child)
+        if self.on_finish is not None:
+            self.on_finish(req)
         if self.done is not None:
             self.done.append(req)
 
@@ -303,6 +333,8 @@ class ReplicaState:
         assert [q for q in self.running.values() if not q.decoding] == self.prefilling
         assert not any(q.id in self.running for q in self.waiting)
         assert self.landed == sum(q.kv_ready for q in self.waiting)
+        assert self.host_used == sum(q.swapped for q in self.waiting)
+        assert self.swap is None or self.host_used <= self.swap.host_blocks
         assert self.landing == sum(q.kv_ready for q in self.incoming)
         assert dec.n == len(decoding)
         assert dec.base_sum == sum(q.base for q in decoding)

@@ -28,11 +28,37 @@ def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: i
     if wl.programs is not None:
         yield from program_chunks(wl, unit or wl.unit_tokens(16), share, size)
         return
-    times, ins, outs, hashes = _draw(wl)
+    if wl.tenants is not None:
+        times, ins, outs, tenants = _draw_tenants(wl)
+        hashes = None
+    else:
+        times, ins, outs, hashes = _draw(wl)
     g, groups = share
     for lo in range(0, len(times), size):
-        yield [Request(k, float(times[k]), int(ins[k]), int(outs[k]), hashes[k] if hashes else None)
-               for k in range(lo + (g - lo) % groups, min(lo + size, len(times)), groups)]  # fmt: skip
+        chunk = [Request(k, float(times[k]), int(ins[k]), int(outs[k]), hashes[k] if hashes else None)
+                 for k in range(lo + (g - lo) % groups, min(lo + size, len(times)), groups)]  # fmt: skip
+        if wl.tenants is not None:
+            for r in chunk:
+                r.tenant = int(tenants[r.id])
+                r.priority = wl.tenants[r.tenant].priority
+        yield chunk
+
+
+def _draw_tenants(wl: WorkloadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each tenant's stream drawn on its own (its own seed), merged in arrival order; and whose each is."""
+    total_rate = sum(t.rate for t in wl.tenants)
+    parts = []
+    for k, t in enumerate(wl.tenants):
+        rng = np.random.default_rng([wl.seed, k])
+        n = t.num_requests or max(1, round((wl.num_requests or 1000) * t.rate / total_rate))
+        times = t.start_s + arrival_times(n, t.rate, t.arrival, t.burstiness, rng)
+        ins = sample_lengths(t.input or wl.input, n, rng)
+        outs = sample_lengths(t.output or wl.output, n, rng)
+        parts.append((times, ins, outs, np.full(n, k)))
+    times, ins, outs, who = (np.concatenate(x) for x in zip(*parts, strict=True))
+    order = np.argsort(times, kind="stable")
+    ins, outs = np.maximum(ins, 1), np.maximum(outs, 1)
+    return times[order], ins[order].astype(np.int32), outs[order].astype(np.int32), who[order]
 
 
 def _draw(wl: WorkloadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list | None]:

@@ -1,0 +1,137 @@
+"""Virtual Token Counter: fair share among tenants (Sheng et al., "Fairness in Serving Large Language
+Models", OSDI 2024).
+
+Each tenant has a counter of the service it has received, in weighted tokens (input x
+w_in + output x w_out, divided by its fair-share weight). The next request admitted is the
+oldest of the backlogged tenant with the smallest counter, so a tenant sending more than
+its share waits while the others are served. A tenant that comes back after having nothing
+queued or running has its counter lifted to the smallest among the backlogged, so it
+cannot bank service while idle. Input tokens count as their prefill chunks are scheduled,
+output tokens as they are made (those of requests still running, read from the iteration
+counter; a preempted request's tokens count again when it finishes). Everything else is
+vLLM's scheduling.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from servesim.sim.policies.vllm import VLLMScheduler
+from servesim.sim.request import Request
+from servesim.sim.scheduler import register
+
+
+class VTCOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    w_in: float = Field(1.0, ge=0, description="service per input token (the paper's 1)")
+    w_out: float = Field(2.0, ge=0, description="service per output token (the paper's 2)")
+    weights: list[float] | None = Field(None, description="fair-share weight of each tenant, in the workload's "
+                                        "order (default: equal)")  # fmt: skip
+
+
+class TenantQueues:
+    """Waiting requests in one first-come-first-served queue per tenant; `peek` asks `pick` which tenant."""
+
+    def __init__(self):
+        self.queues: dict[int, deque] = {}
+        self.n = 0
+        self.pick = None  # tenants with requests waiting -> the one to serve (set by the policy)
+        self.on_push = None  # called with a request about to join
+
+    def push(self, req: Request) -> None:
+        if self.on_push is not None:
+            self.on_push(req)
+        self.queues.setdefault(req.tenant, deque()).append(req)
+        self.n += 1
+
+    def requeue(self, req: Request) -> None:
+        self.queues.setdefault(req.tenant, deque()).appendleft(req)
+        self.n += 1
+
+    def peek(self) -> Request:
+        return self.queues[self.pick([t for t, q in self.queues.items() if q])][0]
+
+    def remove(self, req: Request) -> None:
+        q = self.queues[req.tenant]
+        if q[0] is req:
+            q.popleft()
+        else:
+            q.remove(req)
+        self.n -= 1
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter([r for q in self.queues.values() for r in q])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+
+@register
+class VTCScheduler(VLLMScheduler):
+    name = "vtc"
+    Options = VTCOptions
+
+    def __init__(self, state, engine, options=None):
+        super().__init__(state, engine, options)
+        self.counted: dict[int, float] = {}  # tenant -> service of scheduled input and finished output
+        state.waiting.pick = self.least_served
+        state.waiting.on_push = self.lift
+
+    @property
+    def steady(self) -> bool:
+        """Counters grow with every token, so with two tenants waiting the next pick may change any iteration."""
+        return sum(1 for q in self.state.waiting.queues.values() if q) < 2
+
+    @classmethod
+    def make_queue(cls, opts: VTCOptions) -> TenantQueues:
+        return TenantQueues()
+
+    def counters(self) -> dict[int, float]:
+        """Each tenant's counter now, over its weight: what was counted, plus the output of its requests
+        still running (a decoding request has made all but the newest of its tokens' KV)."""
+        s, w_out, weights = self.state, self.opts.w_out, self.opts.weights
+        c = dict(self.counted)
+        for r in s.running.values():
+            made = s.progress(r) - r.prompt_len + 1 if r.decoding else r.generated
+            c[r.tenant] = c.get(r.tenant, 0.0) + w_out * made
+        if weights:
+            c = {t: v / weights[t] if t < len(weights) else v for t, v in c.items()}
+        return c
+
+    def least_served(self, tenants: list[int]) -> int:
+        if len(tenants) == 1:
+            return tenants[0]
+        c = self.counters()
+        return min(tenants, key=lambda t: (c.get(t, 0.0), t))
+
+    def lift(self, req: Request) -> None:
+        """A tenant with nothing queued or running comes back: no credit for the time it was away."""
+        s, t = self.state, req.tenant
+        if s.waiting.queues.get(t) or any(r.tenant == t for r in s.running.values()):
+            return
+        c = self.counters()
+        busy = [c.get(u, 0.0) for u, q in s.waiting.queues.items() if q and u != t]
+        busy += [c.get(r.tenant, 0.0) for r in s.running.values() if r.tenant != t]
+        if busy and min(busy) > c.get(t, 0.0):
+            w = self.opts.weights[t] if self.opts.weights and t < len(self.opts.weights) else 1.0
+            self.counted[t] = self.counted.get(t, 0.0) + (min(busy) - c.get(t, 0.0)) * w
+
+    def finished(self, req: Request) -> None:
+        self.counted[req.tenant] = self.counted.get(req.tenant, 0.0) + self.opts.w_out * req.output_len
+
+    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
+        chunk = super().admit(req, budget, chunked)
+        self.counted[req.tenant] = self.counted.get(req.tenant, 0.0) + self.opts.w_in * chunk
+        return chunk
+
+    def continue_prefill(self, req: Request, budget: int) -> int:
+        chunk = super().continue_prefill(req, budget)
+        self.counted[req.tenant] = self.counted.get(req.tenant, 0.0) + self.opts.w_in * chunk
+        return chunk
