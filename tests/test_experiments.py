@@ -72,3 +72,11 @@ def test_vtc_experiment(monkeypatch, capsys):
     jain = {k: float(v[3]) for k, v in rows.items() if k != "policy"}
     assert share["vllm"] < 0.4 < share["vtc"]  # FCFS serves by demand, VTC evens it out
     assert jain["vtc"] > jain["vllm"]
+
+
+def test_kinetics_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "kinetics.py", "--samples", "1,8", "--lengths", "1024,8192")
+    growth = {k: float(v[3].rstrip("x")) for k, v in rows.items() if "x" in k and k[0].isdigit()}
+    share = {k: float(v[4].rstrip("%")) for k, v in rows.items() if "x" in k and k[0].isdigit()}
+    assert growth["8 x 8192"] > growth["1 x 8192"] > 1.0  # cost per token grows with length, more with samples
+    assert share["8 x 8192"] > share["8 x 1024"] > share["1 x 1024"]  # attention takes over

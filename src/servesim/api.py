@@ -159,6 +159,8 @@ class Result:
             if self.power_control:
                 s["power_control"] = self.power_control
             s.update(energy_cost_summary(tally, totals, self.replica_info, s["duration_s"], self.host_w))
+            if self.scenario.workload.n > 1 and "programs" in s:  # a prompt's samples are kept as one program
+                s["prompts"] = s.pop("programs")
             s["memory"] = _memory(self.memory)
             swap = [r.get("swap_s", 0.0) for r in self.replica_info]
             if any(swap):
@@ -267,7 +269,7 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
             requests.extend(chunk)
         return ok
 
-    programs = sc.workload.programs is not None
+    programs = sc.workload.programs is not None or sc.workload.n > 1  # requests in groups, refused whole
     unit = sc.workload.unit_tokens(pl.pools[0].engine.block_size)
     chunks = generate_chunks(sc.workload, share, CHUNK, unit)
     cluster.serve((accepted(c) for c in chunks), collector.collect if collector else None)

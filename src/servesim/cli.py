@@ -126,6 +126,7 @@ def run(
     output_sigma: Annotated[float | None, Opt(help="lognormal shape of output lengths")] = None,
     output_min: Annotated[int | None, Opt()] = None,
     output_max: Annotated[int | None, Opt()] = None,
+    n: Annotated[int | None, Opt("--n", help="parallel samples per prompt (vLLM's SamplingParams.n)")] = None,
     programs: Annotated[
         str | None, Opt(help="sessions/agent programs: chain | dag (--rate, --num-requests count programs)")
     ] = None,

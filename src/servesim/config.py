@@ -165,6 +165,8 @@ class WorkloadConfig(_Strict):
         "block_size for programs"
     )  # fmt: skip
     programs: ProgramConfig | None = Field(None, description="sessions or agent programs instead of single requests")
+    n: int = Field(1, ge=1, description="parallel samples per prompt (vLLM's SamplingParams.n): each has its own "
+                   "output length; they share the prompt's KV blocks through the prefix cache")  # fmt: skip
     tenants: list[TenantConfig] | None = Field(
         None, description="streams of several tenants, each with its rate, lengths and priority, merged"
     )
@@ -182,6 +184,8 @@ class WorkloadConfig(_Strict):
             names = [t.name for t in self.tenants]
             if len(set(names)) < len(names):
                 raise ValueError(f"tenant names must differ: {', '.join(names)}")
+        if self.n > 1 and self.programs is not None:
+            raise ValueError("parallel samples (n > 1) of program calls are not modelled; use n = 1 with programs")
         if self.programs is not None and self.trace is not None:
             raise ValueError("programs are generated; a trace gives single requests (drop workload.programs or the "
                              "trace)")  # fmt: skip
@@ -197,10 +201,10 @@ class WorkloadConfig(_Strict):
         return self.arrival == "burst" or math.isinf(self.rate)
 
     def unit_tokens(self, block_size: int) -> int:
-        """Tokens per prefix-cache hash unit: as set, else Mooncake's 512, or one block for programs."""
+        """Tokens per prefix-cache hash unit: as set, else Mooncake's 512, or one block for programs and samples."""
         if self.hash_block_tokens is not None:
             return self.hash_block_tokens
-        return block_size if self.programs is not None else 512
+        return block_size if self.programs is not None or (self.n > 1 and self.trace is None) else 512
 
 
 class SLO(_Strict):

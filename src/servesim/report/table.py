@@ -41,17 +41,21 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
         t.add_section()
         for stat in ("mean", "median", "p90", "p99"):
             t.add_row(f"{stat.capitalize() if stat[0] != 'p' else stat.upper()} {label} (ms)", _fmt(st[stat]))
-    if "programs" in s:
-        p = s["programs"]
+    for key, unit, part, done in (("programs", "program", "calls", "completion"),
+                                  ("prompts", "prompt", "samples", "time to all samples")):  # fmt: skip
+        if key not in s:
+            continue
+        p = s[key]
         t.add_section()
-        t.add_row("Programs completed (calls)", f"{p['completed']} ({p['calls']})")
-        t.add_row("Program throughput (programs/s)", _fmt(p["throughput"], 3))
+        t.add_row(f"{key.capitalize()} completed ({part})", f"{p['completed']} ({p['calls']})")
+        t.add_row(f"{unit.capitalize()} throughput ({key}/s)", _fmt(p["throughput"], 3))
         for stat in ("mean", "median", "p90", "p99"):
             v = p["completion_ms"][stat]
             label = stat.capitalize() if stat[0] != "p" else stat.upper()
-            t.add_row(f"{label} program completion (s)", _fmt(v / 1000 if v is not None else None))
-        t.add_row("Per program: tool / queued / running (s)",
-                  " / ".join(_fmt(p[f"{k}_s_mean"]) for k in ("tool", "queued", "running")))  # fmt: skip
+            t.add_row(f"{label} {unit} {done} (s)", _fmt(v / 1000 if v is not None else None))
+        if key == "programs":
+            t.add_row("Per program: tool / queued / running (s)",
+                      " / ".join(_fmt(p[f"{k}_s_mean"]) for k in ("tool", "queued", "running")))  # fmt: skip
     if "tenants" in s:
         t.add_section()
         for name, x in s["tenants"].items():

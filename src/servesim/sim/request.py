@@ -18,7 +18,7 @@ class Request:
         "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
         "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s", "migrations",
         "j_mark", "usd_mark", "prefill_j", "decode_j", "prefill_usd", "decode_usd",
-        "program", "children", "pending", "delay", "tenant", "priority", "swapped",
+        "program", "children", "pending", "delay", "tenant", "priority", "swapped", "samples",
     )  # fmt: skip
 
     def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
@@ -58,7 +58,8 @@ class Request:
         self.delay = 0.0  # think or tool time after the parents
         self.tenant = 0  # index into the workload's tenants
         self.priority = 0  # lower is served first
-        self.swapped = 0  # tokens of KV waiting in the CPU tier (preempted by swapping)
+        self.swapped = 0  # blocks of KV waiting in the CPU tier (preempted by swapping)
+        self.samples: tuple[Request, ...] = ()  # parallel samples of its prompt, started once the prompt is computed
 
     def __getstate__(self):  # a tuple, not a dict of slot names: partitions send many requests back
         return tuple(getattr(self, name) for name in self.__slots__)

@@ -210,10 +210,16 @@ class ReplicaState:
         self.swap_total_s += seconds
 
     def prefilled(self, req: Request) -> None:
-        """A request's prompt is computed: it stops prefilling (the replica decides what comes next)."""
+        """A request's prompt is computed: it stops prefilling (the replica decides what comes next); its
+        parallel samples start now, finding the prompt in the prefix cache."""
         self.prefilling.remove(req)
         if self.kv.prefix_caching and req.hash_ids:
             self._cache_prompt(req)
+        if req.samples:
+            for sib in req.samples:
+                sib.pending, sib.ready = 0, self.now
+                self.receive(sib)
+            req.samples = ()
 
     def decode_from(self, req: Request, it: int) -> None:
         """Start decoding at iteration `it` (every earlier iteration is metered)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from servesim.config import WorkloadConfig
-from servesim.sim.request import Request
+from servesim.sim.request import Program, Request
 from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
 from servesim.workload.programs import program_chunks
@@ -33,6 +33,9 @@ def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: i
         hashes = None
     else:
         times, ins, outs, hashes = _draw(wl)
+    extra = None
+    if wl.n > 1:  # the other samples' output lengths, drawn apart so the prompts' own draws stay as with n = 1
+        extra = np.maximum(sample_lengths(wl.output, len(times) * (wl.n - 1), np.random.default_rng([wl.seed, 1])), 1)
     g, groups = share
     for lo in range(0, len(times), size):
         chunk = [Request(k, float(times[k]), int(ins[k]), int(outs[k]), hashes[k] if hashes else None)
@@ -41,7 +44,27 @@ def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: i
             for r in chunk:
                 r.tenant = int(tenants[r.id])
                 r.priority = wl.tenants[r.tenant].priority
-        yield chunk
+        yield chunk if extra is None else _samples(chunk, wl.n, extra, unit or wl.unit_tokens(16))
+
+
+def _samples(prompts: list[Request], n: int, extra: np.ndarray, unit: int) -> list[Request]:
+    """Each prompt k as n samples (ids k*n .. k*n+n-1): the first arrives, the others start when its prompt is
+    computed and share its blocks (their hash units name the prompt's tokens); one Program per prompt."""
+    out = []
+    for p in prompts:
+        k = p.id
+        hashes = p.hash_ids if p.hash_ids is not None else range(k << 20, (k << 20) + p.prompt_len // unit)
+        lens = extra[k * (n - 1) : (k + 1) * (n - 1)].tolist()
+        group = [p] + [Request(k * n + j, p.arrival, p.prompt_len, lens[j - 1], hashes) for j in range(1, n)]
+        p.id, p.hash_ids = k * n, hashes
+        for sib in group[1:]:
+            sib.pending, sib.tenant, sib.priority = 1, p.tenant, p.priority
+        p.samples = tuple(group[1:])
+        prog = Program(k, group)
+        for r in group:
+            r.program = prog
+        out += group
+    return out
 
 
 def _draw_tenants(wl: WorkloadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
