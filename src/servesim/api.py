@@ -269,7 +269,7 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
             requests.extend(chunk)
         return ok
 
-    programs = sc.workload.programs is not None or sc.workload.n > 1  # requests in groups, refused whole
+    programs = sc.workload.grouped  # requests in groups, refused whole
     unit = sc.workload.unit_tokens(pl.pools[0].engine.block_size)
     chunks = generate_chunks(sc.workload, share, CHUNK, unit)
     cluster.serve((accepted(c) for c in chunks), collector.collect if collector else None)

@@ -136,7 +136,7 @@ def run(
     gap_s: Annotated[float | None, Opt(help="mean think/tool time between calls, s")] = None,
     gap_dist: Annotated[str | None, Opt(help="fixed | exponential | uniform | lognormal")] = None,
     trace: Annotated[Path | None, Opt(help="Azure CSV or Mooncake JSONL trace")] = None,
-    trace_format: Annotated[str | None, Opt(help="auto | azure | mooncake")] = None,
+    trace_format: Annotated[str | None, Opt(help="auto | azure | mooncake | sessions")] = None,
     trace_sample: Annotated[str | None, Opt(help="head | random")] = None,
     time_scale: Annotated[float | None, Opt(help="speed-up of trace timestamps")] = None,
     seed: Annotated[int | None, Opt()] = None,

@@ -157,7 +157,9 @@ class WorkloadConfig(_Strict):
     input: LengthDist = Field(default_factory=lambda: SHAREGPT_INPUT.model_copy())
     output: LengthDist = Field(default_factory=lambda: SHAREGPT_OUTPUT.model_copy())
     trace: Path | None = Field(None, description="Azure CSV or Mooncake JSONL; gives lengths")
-    trace_format: Literal["auto", "azure", "mooncake"] = "auto"
+    trace_format: Literal["auto", "azure", "mooncake", "sessions"] = Field(
+        "auto", description="sessions: a JSONL of conversation turns (session_id, turn, lengths), replayed as programs"
+    )
     trace_sample: Literal["head", "random"] = "head"
     time_scale: float = Field(1.0, gt=0, description="with arrival=trace: divide gaps by this")
     hash_block_tokens: int | None = Field(
@@ -200,11 +202,27 @@ class WorkloadConfig(_Strict):
     def all_at_once(self) -> bool:
         return self.arrival == "burst" or math.isinf(self.rate)
 
+    @property
+    def sessions(self) -> bool:
+        """The trace is one of conversation sessions (replayed as programs)."""
+        if self.trace is None:
+            return False
+        from servesim.workload.traces import trace_format
+
+        return trace_format(self.trace, self.trace_format) == "sessions"
+
+    @property
+    def grouped(self) -> bool:
+        """Requests come in groups that stay on one replica and are refused whole: programs, sessions, samples."""
+        return self.programs is not None or self.n > 1 or self.sessions
+
     def unit_tokens(self, block_size: int) -> int:
-        """Tokens per prefix-cache hash unit: as set, else Mooncake's 512, or one block for programs and samples."""
+        """Tokens per prefix-cache hash unit: as set, else one block where requests share context they make
+        themselves (programs, sessions, samples), else Mooncake's 512."""
         if self.hash_block_tokens is not None:
             return self.hash_block_tokens
-        return block_size if self.programs is not None or (self.n > 1 and self.trace is None) else 512
+        made = self.programs is not None or self.sessions or (self.n > 1 and self.trace is None)
+        return block_size if made else 512
 
 
 class SLO(_Strict):

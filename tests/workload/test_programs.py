@@ -81,3 +81,40 @@ def test_programs_refuse_a_trace_and_bad_durations():
         WorkloadConfig(trace="x.csv", programs=ProgramConfig())
     with pytest.raises(ValidationError, match="min_s"):
         Duration(min_s=5, max_s=1)
+
+
+def test_a_sessions_trace_replays_as_chains(fixtures):
+    from servesim import Scenario, simulate
+
+    path = fixtures / "sessions_small.jsonl"
+    wl = WorkloadConfig(trace=path, arrival="trace", num_requests=None)
+    assert wl.sessions and wl.grouped and wl.unit_tokens(16) == 16
+    calls = generate(wl, unit=16)
+    assert [len(r.program.calls) for r in calls if not r.pending] == [3, 2, 1]  # by first turn's time
+    a0, a1, a2 = calls[0].program.calls
+    assert (a1.delay, a2.delay) == (2.5, 1.0) and a0.children == (a1,)
+    assert list(a1.hash_ids[: (900 + 120) // 16]) == list(a0.hash_ids[: (900 + 120) // 16])
+    res = simulate(Scenario(workload=wl))
+    a0, a1, a2 = (res.raw_requests[i] for i in range(3))
+    assert a1.arrival == 9.0  # its recorded time: later than the turn before's finish plus 2.5 s
+    assert a2.arrival == pytest.approx(a1.finish + 1.0)
+    assert a1.cached_tokens >= (900 + 120 - 1) // 16 * 16 - 16
+    assert res.summary()["programs"]["completed"] == 3
+
+
+def test_bad_sessions_traces_say_which_line(tmp_path):
+    from servesim.errors import ServesimError
+    from servesim.workload.traces import read_sessions
+
+    bad = tmp_path / "s.jsonl"
+    bad.write_text('{"session_id": 1, "turn": 0, "timestamp": 0, "input_length": 5, "output_length": 2}\n'
+                   '{"session_id": 1, "turn": 1, "input_length": 5}\n')  # fmt: skip
+    with pytest.raises(ServesimError, match="line 2: missing field 'output_length'"):
+        read_sessions(bad)
+    bad.write_text('{"session_id": 1, "turn": 0, "input_length": 5, "output_length": 2}\n')
+    with pytest.raises(ServesimError, match="line 1: session 1's first turn needs a timestamp"):
+        read_sessions(bad)
+    bad.write_text('{"session_id": 1, "turn": 0, "timestamp": 0, "input_length": 5, "output_length": 2, '
+                   '"delay_s": -1}\n')  # fmt: skip
+    with pytest.raises(ServesimError, match="delay_s must be"):
+        read_sessions(bad)

@@ -127,7 +127,7 @@ def plan(sc: Scenario) -> Plan:
     model = get_model(sc.model)
     notes: list[str] = []
     if sc.disaggregated:
-        if sc.workload.programs is not None:
+        if sc.workload.programs is not None or sc.workload.sessions:
             raise ServesimError("programs keep their calls on one replica, which disaggregated pools cannot; "
                                 "run them co-located (drop [prefill]/[decode])")  # fmt: skip
         if sc.replicas != 1 or sc.router is not None:

@@ -242,7 +242,8 @@ class ReplicaState:
             for child in req.children:
                 child.pending -= 1
                 if not child.pending:
-                    child.arrival = child.ready = t + child.delay
+                    # (a replayed turn comes no earlier than its recorded time, which `arrival` holds)
+                    child.arrival = child.ready = max(t + child.delay, child.arrival)
                     self.receive(child)
         if self.on_finish is not None:
             self.on_finish(req)

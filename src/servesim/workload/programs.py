@@ -21,6 +21,7 @@ from servesim.config import Duration, WorkloadConfig
 from servesim.sim.request import Program, Request
 from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
+from servesim.workload.traces import read_sessions
 
 
 def sample_durations(dist: Duration, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -105,3 +106,46 @@ def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int,
     for req in calls:
         req.program = program
     return calls, end + 1
+
+
+def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
+                   size: int = 8192) -> Iterator[list[Request]]:  # fmt: skip
+    """A sessions trace (`read_sessions`) as chain programs: each turn released after the one before
+    finishes plus its recorded think time (`delay_s`), and with arrival = trace no earlier than its own
+    timestamp; prompts are the turns' recorded lengths, their context one token stream."""
+    recorded = read_sessions(wl.trace)
+    k = len(recorded)
+    n = wl.num_requests or k
+    sessions = [recorded[i % k] for i in range(n)]
+    if wl.arrival == "trace":  # repeats continue after the trace's span, as single-request traces do
+        t0 = recorded[0][0]["timestamp"]
+        span = (recorded[-1][0]["timestamp"] - t0) * (1 + 1 / max(k - 1, 1))
+        starts = [(s[0]["timestamp"] - t0 + (i // k) * span) / wl.time_scale for i, s in enumerate(sessions)]
+    else:
+        starts = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, np.random.default_rng(wl.seed)).tolist()
+    g, groups = share
+    rid, base, chunk = 0, 0, []
+    for p, (start, turns) in enumerate(zip(starts, sessions, strict=True)):
+        if p % groups == g:
+            calls = []
+            for i, turn in enumerate(turns):
+                prompt, out = turn["input_length"], turn["output_length"]
+                recorded = turn["timestamp"]
+                at = start if i == 0 else ((recorded - turns[0]["timestamp"]) / wl.time_scale + start
+                                           if wl.arrival == "trace" and recorded is not None else start)  # fmt: skip
+                req = Request(rid + i, at, prompt, out, range(base, base + (prompt + out) // unit))
+                if calls:
+                    calls[-1].children = (req,)
+                    req.pending, req.delay = 1, turn["delay_s"]
+                calls.append(req)
+            base += max((c.prompt_len + c.output_len) // unit for c in calls) + 1
+            program = Program(p, calls)
+            for req in calls:
+                req.program = program
+            chunk += calls
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        rid += len(turns)
+    if chunk:
+        yield chunk

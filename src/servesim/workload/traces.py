@@ -122,13 +122,73 @@ def read_mooncake(path: Path) -> Trace:
     return Trace(t - t.min(), np.array(ins), np.array(outs), hashes)
 
 
-def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
-    """Read a trace; `fmt` auto picks by extension (.csv Azure, .jsonl/.json Mooncake)."""
+def trace_format(path: str | Path, fmt: str = "auto") -> str:
+    """The trace's format: as given, else by extension (.csv Azure; .jsonl/.json Mooncake, or sessions when
+    the first record has a session_id)."""
     p = Path(path)
     if not p.is_file():
         read_text(p, "trace file")  # says clearly what is there instead: nothing, or a folder
-    if fmt == "auto":
-        fmt = {".csv": "azure", ".jsonl": "mooncake", ".json": "mooncake"}.get(p.suffix.lower(), "")
-        if not fmt:
-            raise ServesimError(f"cannot tell the format of {p}; pass --trace-format azure|mooncake")
-    return read_azure(p) if fmt == "azure" else read_mooncake(p)
+    if fmt != "auto":
+        return fmt
+    fmt = {".csv": "azure", ".jsonl": "mooncake", ".json": "mooncake"}.get(p.suffix.lower(), "")
+    if not fmt:
+        raise ServesimError(f"cannot tell the format of {p}; pass --trace-format azure|mooncake|sessions")
+    if fmt == "mooncake":
+        with p.open() as f:
+            first = next((line for line in f if line.strip()), "")
+        if '"session_id"' in first:
+            return "sessions"
+    return fmt
+
+
+def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
+    """Read a trace of single requests (Azure CSV or Mooncake JSONL)."""
+    fmt = trace_format(path, fmt)
+    if fmt == "sessions":
+        raise ServesimError(f"{path} is a sessions trace; its turns are replayed as programs (workload.trace)")
+    return read_azure(Path(path)) if fmt == "azure" else read_mooncake(Path(path))
+
+
+SESSION_FIELDS = ("session_id", "turn", "input_length", "output_length")
+
+
+def read_sessions(path: str | Path) -> list[list[dict]]:
+    """A JSONL of conversation turns, one per line: session_id, turn, input_length (the whole prompt),
+    output_length, and optionally timestamp (ms, as Mooncake's; the first turn's is required) and delay_s
+    (think time after the turn before). Sessions in order of their first turn, turns in order."""
+    p = Path(path)
+    sessions: dict = {}
+    for no, line in enumerate(read_text(p, "trace file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ServesimError(f"{p} line {no}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ServesimError(f"{p} line {no}: expected a JSON object")
+        for key in SESSION_FIELDS:
+            if key not in row:
+                raise ServesimError(f"{p} line {no}: missing field '{key}'")
+        turn = {"turn": _positive_int(row["turn"], p, no, "turn", least=0),
+                "input_length": _positive_int(row["input_length"], p, no, "input_length"),
+                "output_length": _positive_int(row["output_length"], p, no, "output_length"),
+                "timestamp": None, "delay_s": 0.0}  # fmt: skip
+        if "timestamp" in row:
+            turn["timestamp"] = _positive_int(row["timestamp"], p, no, "timestamp", least=0) / 1000.0
+        if "delay_s" in row:
+            d = row["delay_s"]
+            if not isinstance(d, int | float) or d < 0:
+                raise ServesimError(f"{p} line {no}: delay_s must be a number of seconds >= 0, not {d!r}")
+            turn["delay_s"] = float(d)
+        sessions.setdefault(row["session_id"], []).append((turn["turn"], no, turn))
+    out = []
+    for sid, turns in sessions.items():
+        turns.sort(key=lambda x: x[0])
+        if turns[0][2]["timestamp"] is None:
+            raise ServesimError(f"{p} line {turns[0][1]}: session {sid!r}'s first turn needs a timestamp (ms)")
+        out.append([t for _, _, t in turns])
+    if not out:
+        raise ServesimError(f"{p} holds no sessions")
+    out.sort(key=lambda s: s[0]["timestamp"])
+    return out
