@@ -14,7 +14,7 @@ def test_prefix_match_needs_the_chain():
     assert kv.allocate(8)
     assert kv.insert(["a", "b"]) == ["a", "b"]
     assert kv.insert(["a"]) == []  # cached already
-    hit = kv.match(["a", "b", "c"], max_units=3)
+    hit = kv.match(["a", "b", "c"], 3)
     assert hit == ["a", "b"] and kv.used == 8  # shared: no new memory
     assert kv.match(["x", "b"], 2) == []  # b alone is not a prefix
     assert kv.match(["a", "b"], 1) == ["a"]  # capped
@@ -53,3 +53,17 @@ def test_references_counted_whole_lists_at_a_time():
     assert kv.used == 4 and kv.evictable == 4
     assert kv.allocate(36)  # room for all but... evicts 2 units, the least recently used first
     assert list(kv._lru) == [] and 3 not in kv._refs and 2 not in kv._refs
+
+
+def test_segments_are_matched_counted_and_evicted_whole():
+    kv = KVCache(100, 16, prefix_caching=True, unit_blocks=1)
+    kv.allocate(30)
+    assert kv.insert(["p", "a"], [20, 10]) == ["p", "a"]
+    kv.unref(["p", "a"])  # "a" (the tail) goes to the LRU list first
+    assert kv.used == 0 and kv.evictable == 30
+    assert kv.match(["p", "a", "x"], 3, query_units=31) == ["p", "a"]
+    assert kv.used == 30 and kv.hit_blocks == 30 and kv.query_blocks == 31
+    kv.unref(["p", "a"])
+    assert kv.allocate(75)  # needs 5 of the 30 cached: the whole least recently used segment goes
+    assert "a" not in kv._refs and "p" in kv._refs and kv.evictable == 20 and kv.used == 75
+    assert kv.cached_prefix_units(["p", "a"], [20, 30]) == 20

@@ -24,9 +24,12 @@ def test_chain_calls_extend_the_context_and_share_its_hash_units():
         for a, b in zip(prog_calls, prog_calls[1:], strict=False):
             assert a.children == (b,) and b.pending == 1 and b.delay >= 0
             assert b.prompt_len > a.prompt_len + a.output_len  # the context plus a new message
-            shared = (a.prompt_len + a.output_len) // 16
-            assert list(b.hash_ids[:shared]) == list(a.hash_ids[:shared])
-            assert len(b.hash_ids) == (b.prompt_len + b.output_len) // 16
+            # b names a's whole cached context (its prompt and answer but the newest token) as a does
+            cached = (a.prompt_len + a.output_len - 1) // 16
+            k = a.hash_ends.index(cached) + 1
+            assert b.hash_ids[:k] == a.hash_ids[:k] and b.hash_ends[:k] == a.hash_ends[:k]
+            assert len(a.hash_ids) <= 2 * len(prog_calls)  # segments, not a unit per block
+            assert b.hash_ends[-1] == (b.prompt_len + b.output_len) // 16
         assert prog_calls[-1].children == ()
     roots = [r for r in calls if not r.pending]
     assert [r.arrival for r in roots] == sorted(r.arrival for r in roots)
@@ -44,10 +47,10 @@ def test_dag_stages_fan_out_and_wait_for_the_whole_stage():
         stage = rest[:3]
         assert root.children == tuple(stage)
         assert all(c.pending == 1 for c in stage)
-        ctx = (root.prompt_len + root.output_len) // 16
-        for c in stage:  # all share the root's context, and nothing after it
-            assert list(c.hash_ids[:ctx]) == list(root.hash_ids[:ctx])
-        tails = [set(c.hash_ids[ctx:]) for c in stage]
+        cached = root.hash_ends.index((root.prompt_len + root.output_len - 1) // 16) + 1
+        for c in stage:  # all name the root's cached context as it did, and differ after it
+            assert c.hash_ids[:cached] == root.hash_ids[:cached] and c.hash_ends[:cached] == root.hash_ends[:cached]
+        tails = [set(c.hash_ids[cached:]) for c in stage]
         assert not (tails[0] & tails[1]) and not (tails[1] & tails[2]) and not (tails[0] & tails[2])
         if len(rest) > 3:
             assert all(c.pending == 3 for c in rest[3:6])
@@ -93,7 +96,7 @@ def test_a_sessions_trace_replays_as_chains(fixtures):
     assert [len(r.program.calls) for r in calls if not r.pending] == [3, 2, 1]  # by first turn's time
     a0, a1, a2 = calls[0].program.calls
     assert (a1.delay, a2.delay) == (2.5, 1.0) and a0.children == (a1,)
-    assert list(a1.hash_ids[: (900 + 120) // 16]) == list(a0.hash_ids[: (900 + 120) // 16])
+    assert a1.hash_ids[:2] == a0.hash_ids[:2] and a0.hash_ends == [900 // 16, (900 + 120 - 1) // 16]
     res = simulate(Scenario(workload=wl))
     a0, a1, a2 = (res.raw_requests[i] for i in range(3))
     assert a1.arrival == 9.0  # its recorded time: later than the turn before's finish plus 2.5 s

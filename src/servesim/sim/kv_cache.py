@@ -4,15 +4,17 @@ Blocks are counted, not named. `used` counts blocks that running requests refere
 (a prefix block shared by many counts once). Cached blocks nobody references are
 `evictable`: they count as free and are evicted, least recently used first, when a
 new allocation needs their room. Prefix entries are the trace's hash units
-(`unit_blocks` blocks each); a hit needs the whole chain of earlier units. A request's
-hashes name distinct units (a prefix chain names each once): lists are updated whole.
+(`unit_blocks` blocks each); a hit needs the whole chain of earlier units. An entry
+may also be a segment of several units (a program's context is a few segments, one
+per call's prompt and answer, as a radix tree compresses its edges): its size in
+blocks is given when it is inserted, and it is matched and evicted whole.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from itertools import compress, filterfalse, islice, repeat, takewhile
-from operator import add, not_, sub
+from itertools import filterfalse, islice, repeat
+from operator import add
 
 
 def _consume(it) -> None:
@@ -29,6 +31,7 @@ class KVCache:
         self.evictable = 0
         self._refs: dict = {}  # hash -> reference count
         self._lru: OrderedDict = OrderedDict()  # unreferenced cached hashes, oldest first
+        self._big: dict = {}  # entries of other than unit_blocks blocks (segments) -> their blocks
         self.hit_blocks = 0
         self.query_blocks = 0
 
@@ -41,37 +44,59 @@ class KVCache:
             return False
         self.used += n
         overflow = self.used + self.evictable - self.total
-        if overflow > 0:  # evict the least recently used units, as many as cover the overflow
-            victims = list(islice(self._lru, -(-overflow // self.unit_blocks)))
+        if overflow > 0:  # evict the least recently used entries, as many as cover the overflow
+            if self._big:
+                victims, freed, big, ub = [], 0, self._big, self.unit_blocks
+                for h in self._lru:
+                    victims.append(h)
+                    freed += big.get(h, ub)
+                    if freed >= overflow:
+                        break
+                _consume(map(big.pop, victims, repeat(None)))
+            else:
+                victims = list(islice(self._lru, -(-overflow // self.unit_blocks)))
+                freed = len(victims) * self.unit_blocks
             _consume(map(self._lru.__delitem__, victims))
             _consume(map(self._refs.__delitem__, victims))
-            self.evictable -= len(victims) * self.unit_blocks
+            self.evictable -= freed
         return True
+
+    def blocks_of(self, entries) -> int:
+        """Blocks the entries span."""
+        if not self._big:
+            return len(entries) * self.unit_blocks
+        return sum(map(self._big.get, entries, repeat(self.unit_blocks)))
 
     def release(self, n: int) -> None:
         self.used -= n
 
     # ----- prefix cache -----
-    def match(self, hashes, max_units: int) -> list:
-        """Reference the longest cached prefix of `hashes` (at most max_units units)."""
+    def match(self, hashes, max_entries: int, query_units: int | None = None) -> list:
+        """Reference the longest cached prefix of `hashes` (at most max_entries entries; the query spans
+        query_units units, by default one an entry)."""
         if not self.prefix_caching or not hashes:
             return []
-        ub, refs = self.unit_blocks, self._refs
-        self.query_blocks += min(len(hashes), max_units) * ub
-        hit = list(takewhile(refs.__contains__, islice(hashes, max_units)))
-        if hit:  # (whole lists at a time: contexts of thousands of units are matched at C speed)
-            counts = list(map(refs.__getitem__, hit))
-            idle = list(compress(hit, map(not_, counts)))  # unreferenced: they leave the LRU list
-            if idle:
-                _consume(map(self._lru.__delitem__, idle))
-                self.evictable -= len(idle) * ub
-                self.used += len(idle) * ub
-            refs.update(zip(hit, map(add, counts, repeat(1)), strict=True))
-            self.hit_blocks += len(hit) * ub
+        ub, refs, big = self.unit_blocks, self._refs, self._big
+        self.query_blocks += (min(len(hashes), max_entries) if query_units is None else query_units) * ub
+        hit, blocks = [], 0
+        for h in islice(hashes, max_entries):
+            r = refs.get(h)
+            if r is None:
+                break
+            b = big.get(h, ub)
+            if r == 0:  # unreferenced: it leaves the LRU list
+                del self._lru[h]
+                self.evictable -= b
+                self.used += b
+            refs[h] = r + 1
+            hit.append(h)
+            blocks += b
+        self.hit_blocks += blocks
         return hit
 
-    def cached_prefix_units(self, hashes) -> int:
-        """Length of the cached prefix of `hashes`, in units, without touching the cache."""
+    def cached_prefix_units(self, hashes, ends: list[int] | None = None) -> int:
+        """Length of the cached prefix of `hashes`, in units (`ends`: each entry's end, in units, if not one
+        unit each), without touching the cache."""
         if not self.prefix_caching:
             return 0
         n = 0
@@ -79,12 +104,18 @@ class KVCache:
             if h not in self._refs:
                 break
             n += 1
-        return n
+        return ends[n - 1] if ends is not None and n else n
 
-    def insert(self, hashes) -> list:
-        """Turn units of a request's own blocks into shared cache entries, those not cached yet; returns them."""
+    def insert(self, hashes, blocks: list[int] | None = None) -> list:
+        """Turn units (or segments of `blocks` blocks each) of a request's own blocks into shared cache
+        entries, those not cached yet; returns them."""
         refs = self._refs
-        new = list(filterfalse(refs.__contains__, hashes))
+        if blocks is not None:
+            fresh = [(h, b) for h, b in zip(hashes, blocks, strict=True) if h not in refs]
+            self._big.update((h, b) for h, b in fresh if b != self.unit_blocks)
+            new = [h for h, _ in fresh]
+        else:
+            new = list(filterfalse(refs.__contains__, hashes))
         refs.update(zip(new, repeat(1)))
         return new
 
@@ -94,18 +125,17 @@ class KVCache:
         refs.update(zip(entries, map(add, map(refs.__getitem__, entries), repeat(1)), strict=True))
 
     def unref(self, entries: list) -> None:
-        """Drop a request's references, the last unit first so tails are evicted first."""
-        if not entries:
-            return
-        refs, last_first = self._refs, entries[::-1]
-        counts = list(map(sub, map(refs.__getitem__, last_first), repeat(1)))
-        refs.update(zip(last_first, counts, strict=True))
-        idle = list(compress(last_first, map(not_, counts)))
-        if idle:
-            self.used -= len(idle) * self.unit_blocks
-            self.evictable += len(idle) * self.unit_blocks
-            self._lru.update(zip(idle, repeat(None)))
+        """Drop a request's references, the last entry first so tails are evicted first."""
+        refs, big, ub = self._refs, self._big, self.unit_blocks
+        for h in reversed(entries):
+            r = refs[h] - 1
+            refs[h] = r
+            if r == 0:
+                b = big.get(h, ub)
+                self.used -= b
+                self.evictable += b
+                self._lru[h] = None
 
     @property
     def cached_blocks(self) -> int:
-        return len(self._refs) * self.unit_blocks
+        return self.blocks_of(self._refs)

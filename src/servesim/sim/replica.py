@@ -107,6 +107,8 @@ class Replica:
                 s.swap_s = 0.0
             elif dec.n:
                 self._decode_run(incoming[0].ready if incoming else None, until)
+            elif sched.preempted and not s.running:  # it made room for a waiting request: the next plan has it
+                continue
             else:
                 raise RuntimeError(f"scheduler {sched.name} made no progress at t={s.now}")
 

@@ -12,7 +12,7 @@ class Request:
     """
 
     __slots__ = (
-        "id", "arrival", "prompt_len", "output_len", "hash_ids",
+        "id", "arrival", "prompt_len", "output_len", "hash_ids", "hash_ends",
         "computed", "generated", "blocks", "shared_blocks", "entries",
         "base", "finish_it", "epoch", "decoding",
         "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
@@ -27,6 +27,7 @@ class Request:
         self.prompt_len = prompt_len
         self.output_len = output_len
         self.hash_ids = hash_ids
+        self.hash_ends: list[int] | None = None  # each hash entry's end in units, where entries are segments
         self.computed = 0
         self.generated = 0
         self.blocks = 0

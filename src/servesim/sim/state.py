@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import insort
+from bisect import bisect_right, insort
 from collections import deque
 from operator import attrgetter
 
@@ -128,15 +128,23 @@ class ReplicaState:
         blocks do not fit."""
         if req.kv_ready:  # its KV cache is here (swapped out, or transferred): it resumes, never re-prefills
             return 0
-        kv, unit = self.kv, self.unit_tokens
-        hits = kv.match(req.hash_ids, (req.target - 1) // unit) if req.hash_ids else []
-        hit_tokens = len(hits) * unit
+        kv, unit, ends = self.kv, self.unit_tokens, req.hash_ends
+        hits, hit_units = [], 0
+        if req.hash_ids:
+            units = (req.target - 1) // unit
+            if ends is None:
+                hits = kv.match(req.hash_ids, units)
+                hit_units = len(hits)
+            else:  # segments: those that end within the limit
+                hits = kv.match(req.hash_ids, bisect_right(ends, units), units)
+                hit_units = ends[len(hits) - 1] if hits else 0
+        hit_tokens = hit_units * unit
         todo = req.target - hit_tokens
         if not chunked and todo > budget:
             kv.unref(hits)
             return 0
         chunk = min(todo, budget)
-        shared = len(hits) * kv.unit_blocks
+        shared = hit_units * kv.unit_blocks
         need = self.blocks_for(hit_tokens + chunk) - shared
         if not kv.allocate(need):
             kv.unref(hits)
@@ -325,9 +333,15 @@ class ReplicaState:
 
     def _cache_units(self, req: Request, full: int) -> None:
         """Make the request's first `full` hash units (its own blocks) shareable prefix-cache entries."""
-        new = self.kv.insert(req.hash_ids[len(req.entries) : full])
+        kv, ends, start = self.kv, req.hash_ends, len(req.entries)
+        if ends is None:
+            new = kv.insert(req.hash_ids[start:full])
+        else:  # segments that end within `full` units, each its own size
+            upto = bisect_right(ends, full)
+            sizes = [(ends[i] - (ends[i - 1] if i else 0)) * kv.unit_blocks for i in range(start, upto)]
+            new = kv.insert(req.hash_ids[start:upto], sizes)
         req.entries += new
-        req.shared_blocks += len(new) * self.kv.unit_blocks
+        req.shared_blocks += kv.blocks_of(new)
 
     # ----- the invariant -----
     def check(self) -> None:
@@ -364,5 +378,6 @@ class ReplicaState:
                 refs[h] = refs.get(h, 0) + 1
         live = {h: c for h, c in kv._refs.items() if c > 0}
         assert live == refs, "prefix-cache reference counts disagree with the running requests"
-        assert kv.used == held + len(live) * kv.unit_blocks
-        assert kv.evictable == len(kv._lru) * kv.unit_blocks
+        assert kv.used == held + kv.blocks_of(live)
+        assert kv.evictable == kv.blocks_of(kv._lru)
+        assert set(kv._big) <= set(kv._refs)

@@ -10,7 +10,7 @@ from servesim.config import WorkloadConfig
 from servesim.sim.request import Program, Request
 from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
-from servesim.workload.programs import program_chunks, session_chunks
+from servesim.workload.programs import Stream, program_chunks, session_chunks
 from servesim.workload.traces import read_trace
 
 
@@ -56,10 +56,15 @@ def _samples(prompts: list[Request], n: int, extra: np.ndarray, unit: int) -> li
     out = []
     for p in prompts:
         k = p.id
-        hashes = p.hash_ids if p.hash_ids is not None else range(k << 20, (k << 20) + p.prompt_len // unit)
+        hashes, ends = p.hash_ids, None
+        if hashes is None:  # the prompt in two segments: what the others find cached, and its last unit
+            ends = sorted({c for c in ((p.prompt_len - 1) // unit, p.prompt_len // unit) if c > 0})
+            hashes = Stream(k).ids(ends)
         lens = extra[k * (n - 1) : (k + 1) * (n - 1)].tolist()
         group = [p] + [Request(k * n + j, p.arrival, p.prompt_len, lens[j - 1], hashes) for j in range(1, n)]
         p.id, p.hash_ids = k * n, hashes
+        for r in group:
+            r.hash_ends = ends
         for sib in group[1:]:
             sib.pending, sib.tenant, sib.priority = 1, p.tenant, p.priority
         p.samples = tuple(group[1:])

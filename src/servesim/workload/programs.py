@@ -5,10 +5,12 @@ released `gap` seconds after the calls it waits for have finished (the user thin
 the tool running), on the replica that served them. Its prompt is the whole context so
 far plus `new_input` tokens, so it shares a growing prefix with the calls before it.
 
-Prefix-cache hash units name a program's context as one token stream: unit k of the
-stream is the same content in every call that reaches it, so its ids are a `range`
-(no list per call, however long the context). A dag stage's parallel calls share the
-context of the stage before and diverge after it: their own tails get fresh units.
+Prefix-cache entries name a program's context as one token stream: unit k of the
+stream is the same content in every call that reaches it. A `Stream` names it in
+segments, cut where a call's prompt or answer ends: each call caches two entries (its
+prompt's new part, its answer), however long the context, as a radix tree compresses
+its edges. A dag stage's parallel calls share the context of the stage before and
+diverge after it, each on a stream of its own.
 """
 
 from __future__ import annotations
@@ -58,12 +60,12 @@ def program_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
     news = np.maximum(sample_lengths(pc.new_input, total, rng), 1).tolist()
     gaps = sample_durations(pc.gap, total, rng).tolist()
     g, groups = share
-    rid, k, unit_base, chunk = 0, 0, 0, []
+    rid, k, chunk = 0, 0, []
     for p in range(n):
         m = int(counts[p])
         if p % groups == g:
-            calls, unit_base = _program(p, float(times[p]), int(firsts[p]), int(stages[p]), width, unit, unit_base,
-                                        rid, outs[k:k + m], news[k:k + m], gaps[k:k + m])  # fmt: skip
+            calls = _program(p, float(times[p]), int(firsts[p]), int(stages[p]), width, unit, rid,
+                             outs[k:k + m], news[k:k + m], gaps[k:k + m])  # fmt: skip
             chunk += calls
             if len(chunk) >= size:
                 yield chunk
@@ -74,23 +76,22 @@ def program_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
         yield chunk
 
 
-def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int, base: int, rid: int,
-             outs: list, news: list, gaps: list) -> tuple[list[Request], int]:  # fmt: skip
-    """One program's calls (ids from `rid`, hash units from `base`), and the next free hash unit."""
+def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int, rid: int,
+             outs: list, news: list, gaps: list) -> list[Request]:  # fmt: skip
+    """One program's calls, ids from `rid`."""
     calls: list[Request] = []
-    tails = []  # (call, shared units, own units) of parallel calls off the main stream
-    ctx, prev, end = 0, [], base  # context tokens before this stage, the stage before, the stream's end
+    ctx, prev = 0, []  # context tokens before this stage, the calls of the stage before
+    main = Stream(pid << 12)
     for s in range(stages):
         stage = []
         for j in range(1 if s == 0 else width):
             i = len(calls)
             prompt = first if s == 0 else ctx + news[i]
-            full = (prompt + outs[i]) // unit
-            req = Request(rid + i, t, prompt, outs[i], range(base, base + full))
-            if j:  # shares the stage's common context, then its own tail (its units named below)
-                tails.append((req, ctx // unit, full - ctx // unit))
+            req = Request(rid + i, t, prompt, outs[i])
+            if j:  # shares the stage's common context, then its own tail
+                main.name_branch(req, ctx // unit, Stream((pid << 12) + len(calls)), unit)
             else:  # the main stream: this call's whole context continues the program's
-                end = max(end, base + full)
+                main.name(req, unit)
             if prev:
                 req.pending, req.delay = len(prev), gaps[i]
             stage.append(req)
@@ -99,13 +100,43 @@ def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int,
             parent.children = tuple(stage)
         ctx = stage[0].prompt_len + sum(r.output_len for r in stage)
         prev = stage
-    for req, shared, own in tails:
-        req.hash_ids = [*range(base, base + shared), *range(end, end + own)]
-        end += own
     program = Program(pid, calls)
     for req in calls:
         req.program = program
-    return calls, end + 1
+    return calls
+
+
+class Stream:
+    """A token stream's prefix-cache names: segments cut where its calls' prompts and answers end.
+
+    A call caches its prompt when it is computed and its context (all but the newest token) when it
+    finishes, so it names its context cut at those points and at every earlier call's; a later call
+    that extends the context names the same region the same way and finds it cached. A segment's id is
+    (stream, start, end), so a call that cuts a region elsewhere (a truncated context) misses the
+    earlier segments instead of aliasing them."""
+
+    def __init__(self, sid: int):
+        self.sid = sid
+        self.cuts: set[int] = set()
+
+    def ids(self, ends: list[int], start: int = 0) -> list[int]:
+        return [(self.sid << 42) | (a << 21) | b for a, b in zip([start, *ends], ends, strict=False)]
+
+    def name(self, req: Request, unit: int) -> None:
+        full = (req.prompt_len + req.output_len) // unit
+        self.cuts.update((req.prompt_len // unit, (req.prompt_len + req.output_len - 1) // unit))
+        req.hash_ends = sorted(b for b in self.cuts | {full} if 0 < b <= full)
+        req.hash_ids = self.ids(req.hash_ends)
+
+    def name_branch(self, req: Request, shared: int, own: Stream, unit: int) -> None:
+        """Name a call that shares this stream's first `shared` units, then continues on a stream of its own."""
+        ends = sorted(b for b in self.cuts | {shared} if 0 < b <= shared)
+        ids = self.ids(ends)
+        full = (req.prompt_len + req.output_len) // unit
+        tail = sorted(b for b in {req.prompt_len // unit, (req.prompt_len + req.output_len - 1) // unit, full}
+                      if shared < b <= full)  # fmt: skip
+        req.hash_ends = ends + tail
+        req.hash_ids = ids + own.ids(tail, ends[-1] if ends else 0)
 
 
 def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
@@ -124,7 +155,7 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
     else:
         starts = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, np.random.default_rng(wl.seed)).tolist()
     g, groups = share
-    rid, base, chunk = 0, 0, []
+    rid, chunk = 0, []
     for p, (start, turns) in enumerate(zip(starts, sessions, strict=True)):
         if p % groups == g:
             calls = []
@@ -133,12 +164,14 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
                 recorded = turn["timestamp"]
                 at = start if i == 0 else ((recorded - turns[0]["timestamp"]) / wl.time_scale + start
                                            if wl.arrival == "trace" and recorded is not None else start)  # fmt: skip
-                req = Request(rid + i, at, prompt, out, range(base, base + (prompt + out) // unit))
+                req = Request(rid + i, at, prompt, out)
                 if calls:
                     calls[-1].children = (req,)
                     req.pending, req.delay = 1, turn["delay_s"]
                 calls.append(req)
-            base += max((c.prompt_len + c.output_len) // unit for c in calls) + 1
+            stream = Stream(p << 12)
+            for req in calls:
+                stream.name(req, unit)
             program = Program(p, calls)
             for req in calls:
                 req.program = program

@@ -23,7 +23,7 @@ class PrefixAffinity(Router):
         for i, rep in enumerate(replicas):
             if loads[i] > limit:
                 continue
-            hit = rep.state.kv.cached_prefix_units(req.hash_ids) if req.hash_ids else 0
+            hit = rep.state.kv.cached_prefix_units(req.hash_ids, req.hash_ends) if req.hash_ids else 0
             key = (-hit, loads[i], i)
             if best_key is None or key < best_key:
                 best, best_key = i, key
