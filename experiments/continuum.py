@@ -10,7 +10,9 @@ Here: SWE-Bench-shaped agents on Llama-3.1-8B, one H100: a 4k-token first prompt
 calls, each adding a ~800-token tool result and answering ~150 tokens, with exponential
 tool calls of mean 2 s, so contexts grow to ~20k tokens. vLLM (free the KV at each call's
 end, keep it only as evictable prefix cache) against Continuum's two halves and both
-together, on the same programs. Headline metric: mean program (job) completion time.
+together, and against keeping the context in the CPU tier through the tool call instead
+of pinning it on the GPU, on the same programs. Headline metric: mean program (job)
+completion time.
 
     python experiments/continuum.py [--programs 200] [--rates 0.3,0.4]
 """
@@ -22,11 +24,17 @@ import argparse
 from servesim.api import simulate
 from servesim.config import Duration, EngineConfig, LengthDist, ProgramConfig, Scenario, WorkloadConfig
 
+# label: (scheduler, its options, engine settings)
 POLICIES = {
-    "vllm": ("vllm", {}),
-    "ttl only": ("continuum", {"program_fcfs": False}),
-    "program fcfs only": ("continuum", {"ttl_s": 0.0}),
-    "continuum": ("continuum", {}),
+    "vllm": ("vllm", {}, {}),
+    "ttl only": ("continuum", {"program_fcfs": False}, {}),
+    "program fcfs only": ("continuum", {"ttl_s": 0.0}, {}),
+    "continuum": ("continuum", {}, {}),
+    # the context kept in 64 GiB of CPU memory instead, copied block by block (as vLLM swaps) or in
+    # 256-token chunks (as CPU KV stores such as LMCache move them)
+    "continuum, cpu offload by block": ("continuum", {"offload": True}, {"swap_space": 64}),
+    "continuum, cpu offload by 256 tokens": ("continuum", {"offload": True},
+                                             {"swap_space": 64, "swap_group_blocks": 16}),
 }
 
 
@@ -41,8 +49,8 @@ def workload(programs: int, rate: float, seed: int = 0) -> WorkloadConfig:
 def run(programs: int, rates: list[float]) -> dict[tuple[float, str], dict]:
     out = {}
     for rate in rates:
-        for label, (name, opts) in POLICIES.items():
-            engine = EngineConfig(scheduler=name, scheduler_options=opts)
+        for label, (name, opts, settings) in POLICIES.items():
+            engine = EngineConfig(scheduler=name, scheduler_options=opts, **settings)
             out[rate, label] = simulate(Scenario(engine=engine, workload=workload(programs, rate))).summary()
     return out
 
@@ -55,13 +63,14 @@ def main() -> None:
     rates = [float(x) for x in args.rates.split(",")]
     rows = run(args.programs, rates)
     print(f"llama-3.1-8b on h100-sxm, {args.programs} SWE-Bench-shaped agent programs")
-    print("rate/s policy | mean JCT s | vs vllm | P90 JCT s | queued s/program | prefix hit | preemptions")
+    print("rate/s policy | mean JCT s | vs vllm | P90 JCT s | queued s/program | prefix hit | preemptions | "
+          "copy s")  # fmt: skip
     for (rate, label), s in rows.items():
         p, ref = s["programs"], rows[rate, "vllm"]["programs"]["completion_ms"]["mean"]
         jct = p["completion_ms"]
         print(f"{rate:g} {label} | {jct['mean'] / 1000:.1f} | {ref / jct['mean']:.2f}x lower | "
               f"{jct['p90'] / 1000:.1f} | {p['queued_s_mean']:.1f} | {s['kv_cache']['prefix_hit_rate']:.3f} | "
-              f"{s['preemptions']}")  # fmt: skip
+              f"{s['preemptions']} | {s['kv_cache'].get('swap_s', 0.0):.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def test_continuum_experiment(monkeypatch, capsys):
     assert jct["continuum"] < min(jct["ttl only"], jct["program fcfs only"]) <= jct["vllm"]  # the halves help together
     hit = {k.split(" ", 1)[1]: float(v[5]) for k, v in rows.items() if k[0].isdigit()}
     assert hit["continuum"] > hit["vllm"]  # pinned contexts are found again
+    assert jct["continuum, cpu offload by 256 tokens"] < jct["continuum, cpu offload by block"]  # fewer copies
 
 
 def test_autellix_experiment(monkeypatch, capsys):

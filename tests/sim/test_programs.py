@@ -19,8 +19,11 @@ def calls_of(n=30, rate=4.0, shape="chain", fanout=1, gap=0.5, seed=0, max_calls
     return generate(wl, unit=16)
 
 
-def run(calls, engine=None, num_blocks=20000):
+def run(calls, engine=None, num_blocks=20000, host_blocks=0):
+    from servesim.sim.kv_swap import SwapCost
+
     r = make_replica(engine or EngineConfig(), num_blocks=num_blocks, unit_tokens=16)
+    r.state.swap = SwapCost(32768, 64, 55.0, group_blocks=16, host_blocks=host_blocks)
     r.run([c for c in calls if not c.pending])
     return r
 
@@ -108,7 +111,7 @@ def test_autellix_serves_the_program_with_less_service_first(checked):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    scheduler=st.sampled_from(["vllm", "continuum", "autellix", "sjf"]),
+    scheduler=st.sampled_from(["vllm", "continuum", "continuum offload", "autellix", "sjf"]),
     shape=st.sampled_from(["chain", "dag"]),
     blocks=st.integers(260, 1500),
     max_num_seqs=st.integers(1, 32),
@@ -120,13 +123,17 @@ def test_programs_conserve_calls_tokens_and_blocks(checked, scheduler, shape, bl
     calls = [c for c in calls if c.program.calls[-1].prompt_len + 600 < blocks * 16 - 64] or calls[:0]
     keep = {c.program for c in calls if all(x.prompt_len + x.output_len < blocks * 16 - 64 for x in c.program.calls)}
     calls = [c for c in calls if c.program in keep]
-    engine = EngineConfig(scheduler=scheduler, max_num_seqs=max_num_seqs, max_num_batched_tokens=2048)
-    r = run(calls, engine, num_blocks=blocks)
+    name, _, offload = scheduler.partition(" ")
+    options = {"offload": True} if offload else {}
+    engine = EngineConfig(scheduler=name, scheduler_options=options, max_num_seqs=max_num_seqs,
+                          max_num_batched_tokens=2048)  # fmt: skip
+    r = run(calls, engine, num_blocks=blocks, host_blocks=2000)
     for c in calls:
         assert c.finish is not None and c.arrival <= c.first_token <= c.finish
         assert len(token_times(c, [r.meter.iter_end])) == c.output_len
     s = r.state
     assert s.kv.used == 0 and not s.pins and not s.running and not s.waiting and not s.incoming
+    assert s.host_used == 0 and not s.offloaded
     assert np.all(np.diff(r.meter.iter_end[: r.it]) > 0)
 
 
@@ -144,3 +151,20 @@ def test_fast_forward_equals_step_by_step_with_programs(step_by_step, scheduler)
     assert [q.finish for q in slow] == pytest.approx([q.finish for q in fast], rel=1e-9)
     assert [q.cached_tokens for q in slow] == [q.cached_tokens for q in fast]
     assert sum(q.preemptions for q in fast) > 0  # the small cache exercised preemption
+
+
+def test_an_offloaded_context_comes_back_from_the_cpu_tier(checked):
+    """Small GPU cache, long tool calls: the context is gone from the GPU but loaded back, not recomputed."""
+    def run_with(options, host):
+        calls = calls_of(n=60, rate=8.0, gap=1.5, first=2000)
+        engine = EngineConfig(scheduler="continuum", scheduler_options=options)
+        r = run(calls, engine, num_blocks=1500, host_blocks=host)
+        later = [c for c in calls if c.delay > 0]
+        return r, sum(c.cached_tokens for c in later) / sum(c.prompt_len for c in later)
+
+    offloaded, reused = run_with({"offload": True, "program_fcfs": False}, 20000)
+    nowhere, lost = run_with({"ttl_s": 0.0, "program_fcfs": False}, 20000)
+    assert reused > lost + 0.2  # loaded back instead of recomputed
+    assert offloaded.state.swap_total_s > 0 and offloaded.state.host_used == 0
+    full, _ = run_with({"offload": True, "program_fcfs": False}, 0)  # no room on the host: nothing kept
+    assert full.state.swap_total_s == 0

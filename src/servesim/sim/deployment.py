@@ -183,7 +183,7 @@ def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> li
     unit = sc.workload.unit_tokens(e.block_size)
     count = p.replicas * lay.streams
     reps = [Replica(e, perf, p.memory.num_blocks, unit, first_rid + i, power, lay.tp, price) for i in range(count)]
-    swap = _swap_cost(model, p) if e.preemption_mode == "swap" else None
+    swap = _swap_cost(model, p)  # (the CPU tier: swapped requests, offloaded contexts)
     for rep in reps:
         rep.cap_w = sc.power.cap_w
         rep.state.swap = swap

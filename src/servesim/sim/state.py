@@ -63,6 +63,9 @@ class ReplicaState:
         self.expiry: list[tuple[float, int]] = []  # (time the pin lapses, call id), a heap
         self.pinned_for: dict[int, list[int]] = {}  # waiting call's id -> ids of the pinned calls it continues
         self.retention = _NO_RETENTION  # finished call -> seconds to pin its KV (set by the policy)
+        self.offload = False  # keep retained contexts in the CPU tier instead of pinning them on the GPU
+        self.offloaded: dict[int, tuple[int, int]] = {}  # finished call's id -> (units, blocks) held on the host
+        self.offloaded_for: dict[int, list[int]] = {}  # waiting call's id -> the offloaded calls it continues
         self.on_finish = None  # the policy's `finished`, where it has one
         # the CPU KV tier (preemption by swapping): its cost model, blocks held there, copy time owed
         self.swap: SwapCost | None = None
@@ -138,17 +141,21 @@ class ReplicaState:
             else:  # segments: those that end within the limit
                 hits = kv.match(req.hash_ids, bisect_right(ends, units), units)
                 hit_units = ends[len(hits) - 1] if hits else 0
+        loaded, parents = self._loadable(req, hit_units) if self.offloaded_for else (0, None)
         hit_tokens = hit_units * unit
-        todo = req.target - hit_tokens
+        todo = req.target - hit_tokens - loaded * unit
         if not chunked and todo > budget:
             kv.unref(hits)
             return 0
         chunk = min(todo, budget)
         shared = hit_units * kv.unit_blocks
-        need = self.blocks_for(hit_tokens + chunk) - shared
+        need = self.blocks_for(hit_tokens + loaded * unit + chunk) - shared
         if not kv.allocate(need):
             kv.unref(hits)
             return 0
+        if parents is not None:  # its context comes back from the CPU tier
+            self._load(req, parents, loaded)
+            hit_tokens += loaded * unit
         self.waiting.remove(req)
         if self.pinned_for:
             self._continued(req)
@@ -242,7 +249,10 @@ class ReplicaState:
             self._cache_units(req, (req.prompt_len + req.output_len - 1) // self.unit_tokens)
             keep_s = self.retention(req)
             if keep_s > 0 and req.entries:
-                self._pin(req, t + keep_s)
+                if self.offload:
+                    self._offload(req)
+                else:
+                    self._pin(req, t + keep_s)
         self.hand_off(req)
         req.finish = t
         if req.program is not None:
@@ -273,6 +283,35 @@ class ReplicaState:
             return False
         self.kv.unref(entries)
         return True
+
+    def _offload(self, req: Request) -> None:
+        """Copy a finished call's context to the CPU tier, if it has room, for its next call to load back."""
+        units = (req.prompt_len + req.output_len - 1) // self.unit_tokens
+        blocks = units * self.kv.unit_blocks
+        if self.swap is None or self.host_used + blocks > self.swap.host_blocks:
+            return
+        self.host_used += blocks
+        self._copy(blocks)
+        self.offloaded[req.id] = (units, blocks)
+        for child in req.children:
+            self.offloaded_for.setdefault(child.id, []).append(req.id)
+
+    def _loadable(self, req: Request, hit_units: int) -> tuple[int, list | None]:
+        """Units of `req`'s context an offloaded copy adds to the GPU cache's hit, and the calls it continues."""
+        parents = self.offloaded_for.get(req.id)
+        if parents is None:
+            return 0, None
+        units = max((self.offloaded[p][0] for p in parents if p in self.offloaded), default=0)
+        return max(0, min(units, (req.target - 1) // self.unit_tokens) - hit_units), parents
+
+    def _load(self, req: Request, parents: list, units: int) -> None:
+        """Copy `units` of an offloaded context back for the call that continues it; the CPU copies go."""
+        del self.offloaded_for[req.id]
+        for p in parents:
+            if p in self.offloaded:
+                self.host_used -= self.offloaded.pop(p)[1]
+        if units:
+            self._copy(units * self.kv.unit_blocks)
 
     def _continued(self, req: Request) -> None:
         """A call whose context is pinned starts: it references the context itself, the pin goes."""
@@ -354,7 +393,7 @@ class ReplicaState:
         assert [q for q in self.running.values() if not q.decoding] == self.prefilling
         assert not any(q.id in self.running for q in self.waiting)
         assert self.landed == sum(q.kv_ready for q in self.waiting)
-        assert self.host_used == sum(q.swapped for q in self.waiting)
+        assert self.host_used == sum(q.swapped for q in self.waiting) + sum(b for _, b in self.offloaded.values())
         assert self.swap is None or self.host_used <= self.swap.host_blocks
         assert self.landing == sum(q.kv_ready for q in self.incoming)
         assert dec.n == len(decoding)

@@ -8,7 +8,10 @@ finished context in GPU memory for a TTL chosen from the tool call's expected du
 the next call finds it, and orders the queue by program arrival (program-level
 first-come-first-served) so a program that has started keeps going. A pin lapses at its
 TTL, when the next call starts, or when running requests need the blocks (before anyone is
-preempted), so a wrong guess costs memory for a bounded time.
+preempted), so a wrong guess costs memory for a bounded time. With `offload` the context
+goes to the CPU tier instead (copied out when the call finishes, back when the next call
+starts, at the host link's cost, `kv_swap.py`), as a CPU-offloading KV store would; the
+paper compares the two.
 
 The expected duration is the tool call's own (`predictor = "oracle"`) or the mean of the
 gaps seen so far (`"mean"`, as a system learning from history would); calls expected to
@@ -37,6 +40,8 @@ class ContinuumOptions(BaseModel):
     slack: float = Field(0.2, ge=0, description="TTL = expected tool time x (1 + slack)")
     max_ttl_s: float = Field(10.0, ge=0, description="no pin where the expected gap is longer")
     program_fcfs: bool = Field(True, description="order the queue by program arrival")
+    offload: bool = Field(False, description="keep the context in the CPU tier (engine.swap_space) instead of "
+                          "pinning it on the GPU, and copy it back when the next call starts")  # fmt: skip
 
 
 def program_arrival(req: Request) -> tuple[float, float]:
@@ -52,6 +57,7 @@ class ContinuumScheduler(VLLMScheduler):
     def __init__(self, state, engine, options=None):
         super().__init__(state, engine, options)
         self.gaps, self.seen = 0.0, 0  # tool times observed (the `mean` predictor)
+        state.offload = self.opts.offload
 
     @classmethod
     def make_queue(cls, opts: ContinuumOptions):
