@@ -126,3 +126,19 @@ def test_power_of_two_reads_two_replicas_and_takes_the_lighter(monkeypatch):
     assert len(reads) <= 2 * len(reqs) + 4 * 10
     served = np.bincount([q.segments[-1][0] for q in reqs], minlength=4)
     assert served.min() > 0.15 * len(reqs)  # balanced, unlike one replica taking all
+
+
+def test_length_aware_router_keeps_long_decodes_apart(monkeypatch):
+    from servesim.sim.predictors import PredictorConfig
+    from servesim.sim.request import Request
+    from servesim.sim.routers.length_aware import LengthAware
+    from tests.sim.conftest import make_replica
+
+    monkeypatch.setattr(LengthAware, "predictor", PredictorConfig(predictor="oracle"))
+    router = LengthAware()
+    reps = [make_replica(rid=i) for i in range(2)]
+    reps[0].submit(Request(0, 0.0, 100, 4000))  # a long answer waits on replica 0
+    for i in range(1, 4):
+        reps[1].submit(Request(i, 0.0, 100, 50))  # three short ones on replica 1
+    assert router.route(Request(9, 0.0, 100, 3000), reps) == 1  # 150 tokens of work beat 4000
+    assert LengthAware().route(Request(9, 0.0, 100, 3000), reps) in (0, 1)  # the bucket predictor runs too
