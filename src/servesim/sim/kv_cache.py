@@ -110,13 +110,17 @@ class KVCache:
         """Turn units (or segments of `blocks` blocks each) of a request's own blocks into shared cache
         entries, those not cached yet; returns them."""
         refs = self._refs
-        if blocks is not None:
-            fresh = [(h, b) for h, b in zip(hashes, blocks, strict=True) if h not in refs]
-            self._big.update((h, b) for h, b in fresh if b != self.unit_blocks)
-            new = [h for h, _ in fresh]
-        else:
+        if blocks is None:
             new = list(filterfalse(refs.__contains__, hashes))
-        refs.update(zip(new, repeat(1)))
+            refs.update(zip(new, repeat(1)))
+            return new
+        new, big, ub = [], self._big, self.unit_blocks
+        for h, b in zip(hashes, blocks, strict=True):
+            if h not in refs:
+                refs[h] = 1
+                if b != ub:
+                    big[h] = b
+                new.append(h)
         return new
 
     def ref(self, entries: list) -> None:

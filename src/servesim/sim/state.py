@@ -377,7 +377,11 @@ class ReplicaState:
             new = kv.insert(req.hash_ids[start:full])
         else:  # segments that end within `full` units, each its own size
             upto = bisect_right(ends, full)
-            sizes = [(ends[i] - (ends[i - 1] if i else 0)) * kv.unit_blocks for i in range(start, upto)]
+            if upto <= start:
+                return
+            ub = kv.unit_blocks
+            sizes = [(b - a) * ub for a, b in zip([ends[start - 1] if start else 0, *ends[start:upto]],
+                                                  ends[start:upto], strict=False)]  # fmt: skip
             new = kv.insert(req.hash_ids[start:upto], sizes)
         req.entries += new
         req.shared_blocks += kv.blocks_of(new)
