@@ -83,7 +83,7 @@ class KVCache:
             r = refs.get(h)
             if r is None:
                 break
-            b = big.get(h, ub)
+            b = big.get(h, ub) if big else ub
             if r == 0:  # unreferenced: it leaves the LRU list
                 del self._lru[h]
                 self.evictable -= b
@@ -135,7 +135,7 @@ class KVCache:
             r = refs[h] - 1
             refs[h] = r
             if r == 0:
-                b = big.get(h, ub)
+                b = big.get(h, ub) if big else ub
                 self.used -= b
                 self.evictable += b
                 self._lru[h] = None
