@@ -9,6 +9,7 @@ Mooncake JSONL: one object per line with `timestamp` (ms), `input_length`,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,12 +92,9 @@ def _mooncake_fast(lines: list[str]) -> Trace | None:
     return Trace(t - t.min(), ins, outs, hashes)
 
 
-def read_mooncake(path: Path) -> Trace:
-    lines = read_text(path, "trace file").splitlines()
-    fast = _mooncake_fast(lines)
-    if fast is not None:
-        return fast
-    stamps, ins, outs, hashes = [], [], [], []
+def _json_rows(path: Path, lines: list[str], fields) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank JSONL line that is an object with these fields; else one
+    clear error naming the line."""
     for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -106,9 +104,19 @@ def read_mooncake(path: Path) -> Trace:
             raise ServesimError(f"{path} line {no}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict):
             raise ServesimError(f"{path} line {no}: expected a JSON object")
-        for key in ("timestamp", "input_length", "output_length"):
+        for key in fields:
             if key not in row:
                 raise ServesimError(f"{path} line {no}: missing field '{key}'")
+        yield no, row
+
+
+def read_mooncake(path: Path) -> Trace:
+    lines = read_text(path, "trace file").splitlines()
+    fast = _mooncake_fast(lines)
+    if fast is not None:
+        return fast
+    stamps, ins, outs, hashes = [], [], [], []
+    for no, row in _json_rows(path, lines, ("timestamp", "input_length", "output_length")):
         stamps.append(_positive_int(row["timestamp"], path, no, "timestamp", least=0))
         ins.append(_positive_int(row["input_length"], path, no, "input_length"))
         outs.append(_positive_int(row["output_length"], path, no, "output_length"))
@@ -158,18 +166,7 @@ def read_sessions(path: str | Path) -> list[list[dict]]:
     (think time after the turn before). Sessions in order of their first turn, turns in order."""
     p = Path(path)
     sessions: dict = {}
-    for no, line in enumerate(read_text(p, "trace file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ServesimError(f"{p} line {no}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ServesimError(f"{p} line {no}: expected a JSON object")
-        for key in SESSION_FIELDS:
-            if key not in row:
-                raise ServesimError(f"{p} line {no}: missing field '{key}'")
+    for no, row in _json_rows(p, read_text(p, "trace file").splitlines(), SESSION_FIELDS):
         turn = {"turn": _positive_int(row["turn"], p, no, "turn", least=0),
                 "input_length": _positive_int(row["input_length"], p, no, "input_length"),
                 "output_length": _positive_int(row["output_length"], p, no, "output_length"),
