@@ -40,7 +40,7 @@ def test_calls_arrive_a_gap_after_their_parents_and_hit_their_context(checked):
         assert len(token_times(c, [r.meter.iter_end])) == c.output_len
     progs = {c.program for c in calls}
     assert all(p.left == 0 and p.finish == max(c.finish for c in p.calls) for p in progs)
-    assert r.state.kv.used == 0 and not r.state.pins
+    assert r.state.kv.used == 0 and not r.state.kept.pins
 
 
 def test_dag_calls_wait_for_their_whole_stage(checked):
@@ -81,7 +81,7 @@ def test_a_pin_lapses_at_its_ttl():
     r.advance(10_000)
     first, second = calls
     assert second.arrival - first.finish > 1.0
-    assert not r.state.pins  # the pin went at its TTL; the cache still held the context (nothing needed room)
+    assert not r.state.kept.pins  # the pin went at its TTL; the cache still held the context (nothing needed room)
     assert second.cached_tokens > 0
 
 
@@ -132,8 +132,8 @@ def test_programs_conserve_calls_tokens_and_blocks(checked, scheduler, shape, bl
         assert c.finish is not None and c.arrival <= c.first_token <= c.finish
         assert len(token_times(c, [r.meter.iter_end])) == c.output_len
     s = r.state
-    assert s.kv.used == 0 and not s.pins and not s.running and not s.waiting and not s.incoming
-    assert s.host_used == 0 and not s.offloaded
+    assert s.kv.used == 0 and not s.kept.pins and not s.running and not s.waiting and not s.incoming
+    assert s.host_used == 0 and not s.kept.offloaded
     assert np.all(np.diff(r.meter.iter_end[: r.it]) > 0)
 
 

@@ -182,8 +182,8 @@ class Replica:
             horizon = min(horizon, next_arrival)
         elif s.landing:  # a request whose KV cache comes with it starts decoding even while the queue is blocked
             horizon = min(horizon, next(r.ready for r in s.incoming if r.kv_ready))
-        if s.expiry and s.waiting:  # a lapsing pin frees blocks a waiting request may need
-            horizon = min(horizon, s.next_expiry())
+        if s.kept.expiry and s.waiting:  # a lapsing pin frees blocks a waiting request may need
+            horizon = min(horizon, s.kept.next_expiry())
         curve = self.perf.decode_curve(n)
         x0 = dec.base_sum / n + j0 + 1  # mean context of the first iteration; it grows by one per iteration
         a, b, e0, e1 = self._run_power(curve, n, x0, k)

@@ -70,8 +70,9 @@ class Scheduler:
     def schedule(self) -> Plan:
         """Reserve this iteration's decode blocks, then choose prefill chunks."""
         self.preempted = False
-        if self.state.expiry:
-            self.state.expire_pins()
+        kept = self.state.kept
+        if kept.expiry:
+            kept.expire(self.state.now)
         self.reserve_decodes()
         self.admit_transferred()
         return self.schedule_prefills()
@@ -101,7 +102,7 @@ class Scheduler:
     # ----- shared mechanics -----
     def preempt(self) -> Request | None:
         """Free blocks: let a pinned context go if there is one, else preempt a running request."""
-        if self.state.expiry and self.state.drop_pin():
+        if self.state.kept.expiry and self.state.kept.drop_pin():
             return None
         victim = self.pick_victim()
         self.state.preempt(victim, self.cfg.preemption_mode)
@@ -142,6 +143,6 @@ class Scheduler:
         """Start waiting request `req` with a chunk of up to `budget` tokens; 0 if it does not fit."""
         s = self.state
         chunk = s.admit(req, budget, chunked)
-        while not chunk and not s.running and s.expiry and s.drop_pin():  # an idle engine waits for no pin
+        while not chunk and not s.running and s.kept.expiry and s.kept.drop_pin():  # an idle engine waits for no pin
             chunk = s.admit(req, budget, chunked)
         return chunk

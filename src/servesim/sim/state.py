@@ -14,7 +14,6 @@ and their share of energy and cost.
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_right, insort
 from collections import deque
@@ -27,6 +26,7 @@ from servesim.sim.kv_swap import SwapCost
 from servesim.sim.meter import Meter
 from servesim.sim.queue import FCFSQueue, WaitingQueue
 from servesim.sim.request import Request
+from servesim.sim.retention import Kept
 
 PREEMPTION_MODES = ("recompute", "swap")  # vLLM V1 recomputes; V0 could also swap to a CPU tier (kv_swap.py)
 
@@ -58,14 +58,8 @@ class ReplicaState:
         self.now = 0.0
         self.meter = meter or Meter()
         self.done: list[Request] | None = None  # a streamed run collects finished requests here
-        # KV of finished program calls kept referenced until their next call comes (a retention policy's TTL)
-        self.pins: dict[int, list] = {}  # finished call's id -> the prefix-cache entries it pins
-        self.expiry: list[tuple[float, int]] = []  # (time the pin lapses, call id), a heap
-        self.pinned_for: dict[int, list[int]] = {}  # waiting call's id -> ids of the pinned calls it continues
-        self.retention = _NO_RETENTION  # finished call -> seconds to pin its KV (set by the policy)
-        self.offload = False  # keep retained contexts in the CPU tier instead of pinning them on the GPU
-        self.offloaded: dict[int, tuple[int, int]] = {}  # finished call's id -> (units, blocks) held on the host
-        self.offloaded_for: dict[int, list[int]] = {}  # waiting call's id -> the offloaded calls it continues
+        self.kept = Kept(self)  # finished program calls' contexts kept for the calls after them (retention.py)
+        self.retention = _NO_RETENTION  # finished call -> seconds to keep its context (set by the policy)
         self.on_finish = None  # the policy's `finished`, where it has one
         # the CPU KV tier (preemption by swapping): its cost model, blocks held there, copy time owed
         self.swap: SwapCost | None = None
@@ -141,7 +135,8 @@ class ReplicaState:
             else:  # segments: those that end within the limit
                 hits = kv.match(req.hash_ids, bisect_right(ends, units), units)
                 hit_units = ends[len(hits) - 1] if hits else 0
-        loaded, parents = self._loadable(req, hit_units) if self.offloaded_for else (0, None)
+        kept = self.kept
+        loaded, parents = kept.loadable(req, hit_units) if kept.offloaded_for else (0, None)
         hit_tokens = hit_units * unit
         todo = req.target - hit_tokens - loaded * unit
         if not chunked and todo > budget:
@@ -154,11 +149,11 @@ class ReplicaState:
             kv.unref(hits)
             return 0
         if parents is not None:  # its context comes back from the CPU tier
-            self._load(req, parents, loaded)
+            kept.load(req, parents, loaded)
             hit_tokens += loaded * unit
         self.waiting.remove(req)
-        if self.pinned_for:
-            self._continued(req)
+        if kept.pinned_for:
+            kept.continued(req)
         req.entries = hits
         req.shared_blocks = shared
         req.computed = hit_tokens
@@ -186,7 +181,7 @@ class ReplicaState:
         req.kv_ready = False
         self.landed -= 1
         if req.swapped:  # copied back from the CPU tier, in this iteration
-            self._copy(req.swapped)
+            self.copy(req.swapped)
             self.host_used -= req.swapped
             req.swapped = 0
         req.blocks = req.shared_blocks = 0
@@ -214,12 +209,13 @@ class ReplicaState:
             victim.swapped, victim.kv_ready = blocks, True
             self.host_used += blocks
             self.landed += 1
-            self._copy(blocks)
+            self.copy(blocks)
         else:
             victim.computed = 0
         self.waiting.requeue(victim)
 
-    def _copy(self, blocks: int) -> None:
+    def copy(self, blocks: int) -> None:
+        """Owe the time of copying `blocks` to or from the CPU tier to this iteration."""
         seconds = self.swap(blocks)
         self.swap_s += seconds
         self.swap_total_s += seconds
@@ -249,10 +245,7 @@ class ReplicaState:
             self._cache_units(req, (req.prompt_len + req.output_len - 1) // self.unit_tokens)
             keep_s = self.retention(req)
             if keep_s > 0 and req.entries:
-                if self.offload:
-                    self._offload(req)
-                else:
-                    self._pin(req, t + keep_s)
+                self.kept.keep(req, t + keep_s)
         self.hand_off(req)
         req.finish = t
         if req.program is not None:
@@ -267,75 +260,6 @@ class ReplicaState:
             self.on_finish(req)
         if self.done is not None:
             self.done.append(req)
-
-    # ----- pinned KV (retention during tool calls) -----
-    def _pin(self, req: Request, until: float) -> None:
-        self.kv.ref(req.entries)
-        self.pins[req.id] = list(req.entries)
-        heapq.heappush(self.expiry, (until, req.id))
-        for child in req.children:
-            self.pinned_for.setdefault(child.id, []).append(req.id)
-
-    def unpin(self, rid: int) -> bool:
-        """Let a finished call's pinned KV go (it stays cached, evictable); False if it had gone already."""
-        entries = self.pins.pop(rid, None)
-        if entries is None:
-            return False
-        self.kv.unref(entries)
-        return True
-
-    def _offload(self, req: Request) -> None:
-        """Copy a finished call's context to the CPU tier, if it has room, for its next call to load back."""
-        units = (req.prompt_len + req.output_len - 1) // self.unit_tokens
-        blocks = units * self.kv.unit_blocks
-        if self.swap is None or self.host_used + blocks > self.swap.host_blocks:
-            return
-        self.host_used += blocks
-        self._copy(blocks)
-        self.offloaded[req.id] = (units, blocks)
-        for child in req.children:
-            self.offloaded_for.setdefault(child.id, []).append(req.id)
-
-    def _loadable(self, req: Request, hit_units: int) -> tuple[int, list | None]:
-        """Units of `req`'s context an offloaded copy adds to the GPU cache's hit, and the calls it continues."""
-        parents = self.offloaded_for.get(req.id)
-        if parents is None:
-            return 0, None
-        units = max((self.offloaded[p][0] for p in parents if p in self.offloaded), default=0)
-        return max(0, min(units, (req.target - 1) // self.unit_tokens) - hit_units), parents
-
-    def _load(self, req: Request, parents: list, units: int) -> None:
-        """Copy `units` of an offloaded context back for the call that continues it; the CPU copies go."""
-        del self.offloaded_for[req.id]
-        for p in parents:
-            if p in self.offloaded:
-                self.host_used -= self.offloaded.pop(p)[1]
-        if units:
-            self._copy(units * self.kv.unit_blocks)
-
-    def _continued(self, req: Request) -> None:
-        """A call whose context is pinned starts: it references the context itself, the pin goes."""
-        for parent in self.pinned_for.pop(req.id, ()):
-            self.unpin(parent)
-
-    def expire_pins(self) -> None:
-        """Drop the pins whose time-to-live has passed."""
-        expiry, now = self.expiry, self.now
-        while expiry and expiry[0][0] <= now:
-            self.unpin(heapq.heappop(expiry)[1])
-
-    def next_expiry(self) -> float:
-        expiry = self.expiry
-        while expiry and expiry[0][1] not in self.pins:
-            heapq.heappop(expiry)  # released before its time
-        return expiry[0][0] if expiry else math.inf
-
-    def drop_pin(self) -> bool:
-        """Under memory pressure, release the pin that would lapse first; False if there is none."""
-        while self.expiry:
-            if self.unpin(heapq.heappop(self.expiry)[1]):
-                return True
-        return False
 
     def hand_off(self, req: Request) -> None:
         """Free a request that is done here, closing the record of the tokens it made here."""
@@ -397,7 +321,7 @@ class ReplicaState:
         assert [q for q in self.running.values() if not q.decoding] == self.prefilling
         assert not any(q.id in self.running for q in self.waiting)
         assert self.landed == sum(q.kv_ready for q in self.waiting)
-        assert self.host_used == sum(q.swapped for q in self.waiting) + sum(b for _, b in self.offloaded.values())
+        assert self.host_used == sum(q.swapped for q in self.waiting) + sum(b for _, b in self.kept.offloaded.values())
         assert self.swap is None or self.host_used <= self.swap.host_blocks
         assert self.landing == sum(q.kv_ready for q in self.incoming)
         assert dec.n == len(decoding)
@@ -416,7 +340,7 @@ class ReplicaState:
             held += blocks - q.shared_blocks
             for h in q.entries:
                 refs[h] = refs.get(h, 0) + 1
-        for entries in self.pins.values():
+        for entries in self.kept.pins.values():
             for h in entries:
                 refs[h] = refs.get(h, 0) + 1
         live = {h: c for h, c in kv._refs.items() if c > 0}

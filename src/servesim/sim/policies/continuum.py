@@ -57,7 +57,7 @@ class ContinuumScheduler(VLLMScheduler):
     def __init__(self, state, engine, options=None):
         super().__init__(state, engine, options)
         self.gaps, self.seen = 0.0, 0  # tool times observed (the `mean` predictor)
-        state.offload = self.opts.offload
+        state.kept.offload = self.opts.offload
 
     @classmethod
     def make_queue(cls, opts: ContinuumOptions):
