@@ -454,6 +454,7 @@ def validate(
     profile_dir: Annotated[Path | None, Opt("--profile", help="profile folder (default: the shipped one)")] = None,
     dtype: Annotated[str, Opt(help="bf16 | fp8 weights of the layers' linear projections")] = "bf16",
     kv_cache_dtype: Annotated[str, Opt(help="auto | bf16 | fp8 KV cache (auto: bf16)")] = "auto",
+    tp: Annotated[int, Opt(help="tensor parallel size: the model split over this many GPUs of this machine")] = 1,
 ):
     """Time real forward passes of a model (needs a GPU) and compare them with predictions."""
     from servesim.profiler.validate import error_stats, validate_model
@@ -463,9 +464,11 @@ def validate(
                             f"{kv_cache_dtype}")  # fmt: skip
     if out:
         check_output_file(out, "--out")
+    if tp > 1 and (dtype, kv_cache_dtype) != ("bf16", "auto"):
+        raise ServesimError("tensor-parallel validation runs bf16 weights and KV cache; drop --dtype/--kv-cache-dtype")
     df, title = validate_model(model, gpu, out, measured, measure_only, profile_dir,
                                log=lambda m: err.print(m, highlight=False), dtype=dtype,
-                               kv_dtype=kv_cache_dtype)  # fmt: skip
+                               kv_dtype=kv_cache_dtype, tp=tp)  # fmt: skip
     if measure_only:
         return
     from servesim.report.table import validation_table

@@ -210,13 +210,15 @@ def test_recorded_validation(run):
     measured = pd.read_csv(run)
     spec, gpu = get_model(measured.model[0]), get_gpu(measured.gpu[0])
     dt, kvd = (str(measured[c][0]) if c in measured else "bf16" for c in ("dtype", "kv_dtype"))
+    tp = int(measured.tp[0]) if "tp" in measured else 1  # (tensor-parallel runs: one row per batch, all ranks)
     if run.parent == ARCHIVE:
         perf = ProfiledModel(spec, gpu, load_profile(ARCHIVE / "profiles" / gpu.name))
     else:
-        perf = make_perf_model(spec, gpu, dtype=dt, kv_dtype=kvd)
-        # every GPU with a recorded validation ships its profile, fp8 kernels included
+        perf = make_perf_model(spec, gpu, tp, dtype=dt, kv_dtype=kvd)
+        # every GPU with a recorded validation ships its profile, fp8 kernels (and TP collectives) included
         assert describe(perf).startswith("profiled") and "roofline" not in describe(perf)
-    df = compare(measured, {"profiled": perf, "roofline": RooflineModel(spec, gpu, dtype=dt, kv_dtype=kvd)})
+    roof = RooflineModel(spec, gpu, tp=tp, dtype=dt, kv_dtype=kvd)
+    df = compare(measured, {"profiled": perf, "roofline": roof})
     prof, roof = error_stats(df, "profiled"), error_stats(df, "roofline")
     assert prof["median_ape"] <= 5.8 and prof["p90_ape"] <= 11.0 and prof["max_ape"] <= 15.0
     assert prof["median_ape"] < roof["median_ape"] / 3
@@ -267,6 +269,8 @@ def test_measured_all_reduce_replaces_the_link_model(copy_profile):
     assert tp2._allreduce(1.0) == pytest.approx(8e-6 + 2**10 / 300e9, rel=1e-5)  # below it: the smallest size
     link = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=4)
     assert tp4._allreduce(2**20) == link._allreduce(2**20)  # no table for 4 GPUs
-    shipped = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=2)
-    assert shipped._allreduce(2**20) == RooflineModel._allreduce(shipped, 2**20)
-    assert tp2.iteration_time(Batch.decode(64, 2048)) != shipped.iteration_time(Batch.decode(64, 2048))
+    h100 = ProfiledModel(m, get_gpu("h100"), load_profile(find_profile("h100-sxm")), tp=2)
+    assert h100._allreduce(2**20) == RooflineModel._allreduce(h100, 2**20)  # no table shipped for the H100
+    shipped = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=2)  # the H200's measured table
+    assert shipped._allreduce(2**20) != RooflineModel._allreduce(shipped, 2**20)
+    assert 5e-6 < shipped._allreduce(2**10) < 2e-5  # a small all-reduce over NVLink: ~9 us, measured

@@ -5,7 +5,10 @@ layers' linear projections with `dtype="fp8"`, embedding and LM head staying bf1
 fp8 checkpoints); the KV cache is bf16 or fp8 (`kv_dtype`). One forward pass runs a batch
 of one prefill chunk (L new tokens after C cached) and B decodes (each attending to its
 C_d cached tokens plus its new one), whole model: embedding, layers, final norm, and the
-LM head on the last token of each sequence.
+LM head on the last token of each sequence. With `tp` > 1 it is one rank's shard of a
+tensor-parallel model, as vLLM splits it: its share of the attention heads (key/value heads
+replicated where there are fewer than ranks), of the MLP and of the vocabulary, and an
+all-reduce over NCCL after each layer's attention output and MLP projections.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ DT = torch.bfloat16
 
 
 class Decoder:
-    def __init__(self, spec: ModelSpec, device: str = "cuda", dtype: str = "bf16", kv_dtype: str = "bf16"):
+    def __init__(self, spec: ModelSpec, device: str = "cuda", dtype: str = "bf16", kv_dtype: str = "bf16",
+                 tp: int = 1):  # fmt: skip
         if spec.is_moe or spec.is_mla:
             raise ValueError(f"validation supports dense models only, not {spec.name}")
-        self.spec, self.dev = spec, device
+        self.spec, self.dev, self.tp = spec, device, tp
         h, hd = spec.hidden, spec.head_dim
+        self.hq, self.hkv = spec.heads // tp, max(1, spec.kv_heads // tp)
+        inter, vocab = spec.intermediate // tp, spec.vocab // tp
         fp8 = dtype == "fp8"
         self.linear = K.linear_fp8 if fp8 else K.linear
         self.kv_dt = K.FP8 if kv_dtype == "fp8" else DT
@@ -34,20 +40,19 @@ class Decoder:
             t = torch.randn(*shape, device=device, dtype=DT) * 0.02
             return K.to_fp8(t) if fp8 else t
 
-        qkv = (spec.heads + 2 * spec.kv_heads) * hd
+        qkv = (self.hq + 2 * self.hkv) * hd
         self.layers = [
-            dict(norm1=torch.ones(h, device=device, dtype=DT), qkv=w(qkv, h), o=w(h, spec.heads * hd),
-                 norm2=torch.ones(h, device=device, dtype=DT), gate_up=w(2 * spec.intermediate, h),
-                 down=w(h, spec.intermediate))
+            dict(norm1=torch.ones(h, device=device, dtype=DT), qkv=w(qkv, h), o=w(h, self.hq * hd),
+                 norm2=torch.ones(h, device=device, dtype=DT), gate_up=w(2 * inter, h), down=w(h, inter))
             for _ in range(spec.layers)
         ]  # fmt: skip
         self.embed = torch.randn(spec.vocab, h, device=device, dtype=DT) * 0.02
-        self.lm_head = torch.randn(spec.vocab, h, device=device, dtype=DT) * 0.02
+        self.lm_head = torch.randn(vocab, h, device=device, dtype=DT) * 0.02
         self.norm = torch.ones(h, device=device, dtype=DT)
 
     def caches(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         s = self.spec
-        shape = (batch, s.kv_heads, length, s.head_dim)
+        shape = (batch, self.hkv, length, s.head_dim)
         return [(torch.zeros(shape, device=self.dev, dtype=self.kv_dt), torch.zeros(shape, device=self.dev,
                                                                                     dtype=self.kv_dt))
                 for _ in range(s.layers)]  # fmt: skip
@@ -70,7 +75,7 @@ class Decoder:
     def forward(self, inp: dict) -> torch.Tensor:
         s = self.spec
         L, C, B, Cd = inp["shape"]
-        hq, hkv, hd = s.heads, s.kv_heads, s.head_dim
+        hq, hkv, hd = self.hq, self.hkv, s.head_dim
         x = self.embed[inp["ids"]]
         for i, lw in enumerate(self.layers):
             h = K.rms_norm(x, lw["norm1"])
@@ -91,8 +96,14 @@ class Decoder:
                 K.write_kv(vc, v[L:], Cd - 1)
                 parts.append(self.attend_decode(q[L:], kc, vc))
             attn = parts[0] if len(parts) == 1 else torch.cat(parts)
-            x = K.add(x, self.linear(attn, lw["o"]))
+            x = K.add(x, self._reduced(self.linear(attn, lw["o"])))
             h = K.rms_norm(x, lw["norm2"])
-            x = K.add(x, self.linear(K.silu_mul(self.linear(h, lw["gate_up"])), lw["down"]))
+            x = K.add(x, self._reduced(self.linear(K.silu_mul(self.linear(h, lw["gate_up"])), lw["down"])))
         x = K.rms_norm(x, self.norm)
         return K.linear(x[inp["last"]], self.lm_head)
+
+    def _reduced(self, partial: torch.Tensor) -> torch.Tensor:
+        """The sum of every rank's partial output (tensor parallelism), in place."""
+        if self.tp > 1:
+            torch.distributed.all_reduce(partial)
+        return partial

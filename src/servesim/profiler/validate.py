@@ -136,6 +136,56 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str 
     return pd.DataFrame(rows)
 
 
+def measure_tp(spec: ModelSpec, gpu: str, tp: int, out: Path, repeats: int = 10) -> None:
+    """The validation grid on `tp` GPUs of this machine, the model split as vLLM's tensor parallelism
+    splits it (`Decoder(tp=...)`, NCCL all-reduces inside the CUDA graph); rank 0 writes `out`."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_tp_worker, args=(tp, spec.name, gpu, str(out), repeats), nprocs=tp)
+
+
+def _tp_worker(rank: int, tp: int, model: str, gpu: str, out: str, repeats: int) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from servesim.models import get_model
+    from servesim.profiler import kernels
+    from servesim.profiler.decoder import Decoder
+    from servesim.profiler.timing import capture, replay_seconds
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29511")
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", rank=rank, world_size=tp)
+    kernels.probe("cuda")
+    spec = get_model(model)
+    dec = Decoder(spec, tp=tp)
+    limit = torch.tensor([KV_SHARE * torch.cuda.mem_get_info()[0] * tp], device="cuda", dtype=torch.float64)
+    dist.all_reduce(limit, op=dist.ReduceOp.MIN)  # every rank runs the same grid (the KV cache is split tp ways)
+    rows = []
+    for kind, L, C, B, Cd in validation_grid(spec, float(limit.item())):
+        inp = dec.inputs(L, C, B, Cd)
+        for _ in range(2):
+            dec.forward(inp)
+        dist.barrier()
+        graph = capture(lambda inp=inp: dec.forward(inp))
+        dist.barrier()
+        seconds = replay_seconds(graph, repeats)
+        rows.append(dict(model=spec.name, gpu=gpu, dtype="bf16", kv_dtype="bf16", tp=tp, kind=kind, chunk=L,
+                         chunk_ctx=C, decodes=B, decode_ctx=Cd, measured_s=seconds))  # fmt: skip
+        if rank == 0:
+            print(f"{time.strftime('%H:%M:%S')} tp{tp} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: "
+                  f"{seconds * 1e3:.3f} ms", flush=True)  # fmt: skip
+        del graph, inp
+        torch.cuda.empty_cache()
+    if rank == 0:
+        save(pd.DataFrame(rows), Path(out))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def compare(measured: pd.DataFrame, models: dict[str, PerfModel]) -> pd.DataFrame:
     """Add `<name>_s` predictions and `<name>_ape` errors (percent) for each performance model."""
     df = measured.copy()
@@ -161,10 +211,12 @@ def save(df: pd.DataFrame, out: Path) -> Path:
 
 def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None, measure_only: bool,
                    profile_dir: Path | None, log=print, dtype: str = "bf16",
-                   kv_dtype: str = "auto") -> tuple[pd.DataFrame, str]:  # fmt: skip
-    """`servesim validate`: measure on this GPU (or read `measured`), then compare with both predictors.
+                   kv_dtype: str = "auto", tp: int = 1) -> tuple[pd.DataFrame, str]:  # fmt: skip
+    """`servesim validate`: measure on this GPU, or on `tp` of them (or read `measured`), then compare with
+    both predictors.
 
-    A measurement file says which weight and KV-cache dtypes it ran (bf16 where it says nothing)."""
+    A measurement file says which weight and KV-cache dtypes (bf16 where it says nothing) and which tensor
+    parallel size (1 where it says nothing) it ran."""
     from servesim.config import EngineConfig
     from servesim.errors import ServesimError
     from servesim.files import read_text
@@ -176,7 +228,8 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     kv_dtype = resolved_kv_dtype(EngineConfig(dtype=dtype, kv_cache_dtype=kv_dtype))  # auto as vLLM reads it
     g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
     suffix = "" if (dtype, kv_dtype) == ("bf16", "bf16") else f"_{dtype}_kv{kv_dtype}"
-    default_out = Path(f"validation_{g.name}_{spec.name}{suffix}.csv")
+    layout = f"tp{tp}_" if tp > 1 else ""
+    default_out = Path(f"validation_{layout}{g.name}_{spec.name}{suffix}.csv")
     if measured is not None:
         read_text(measured, "measurement file")
         df = pd.read_csv(measured)
@@ -188,6 +241,9 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
             if column in df.columns and str(df[column].iloc[0]) != want:
                 raise ServesimError(f"measurement file {measured} was measured with {column} {df[column].iloc[0]}, "
                                     f"not {want}; pass --{column} {df[column].iloc[0]}")  # fmt: skip
+    elif tp > 1:
+        measure_tp(spec, g.name, tp, out or default_out)
+        df = pd.read_csv(out or default_out)
     else:
         try:
             df = measure(spec, g.name, log=log, dtype=dtype, kv_dtype=kv_dtype)
@@ -207,9 +263,11 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     if prof is None:
         raise ServesimError(f"no profile for {g.name}; pass --profile DIR")
     dt, kvd = (str(df[c].iloc[0]) if c in df.columns else "bf16" for c in ("dtype", "kv_dtype"))
-    df = compare(df, {"profiled": ProfiledModel(spec, g, prof, dtype=dt, kv_dtype=kvd),
-                      "roofline": RooflineModel(spec, g, dtype=dt, kv_dtype=kvd)})  # fmt: skip
+    tp = int(df.tp.iloc[0]) if "tp" in df.columns else 1
+    df = compare(df, {"profiled": ProfiledModel(spec, g, prof, tp=tp, dtype=dt, kv_dtype=kvd),
+                      "roofline": RooflineModel(spec, g, tp=tp, dtype=dt, kv_dtype=kvd)})  # fmt: skip
     if out:
         save(df, out)
     label = "" if (dt, kvd) == ("bf16", "bf16") else f" ({dt} weights, {kvd} KV cache)"
-    return df, f"{spec.name} on {g.name}{label}: measured vs predicted forward time"
+    where = f"{tp} x {g.name} (TP{tp})" if tp > 1 else g.name
+    return df, f"{spec.name} on {where}{label}: measured vs predicted forward time"
