@@ -263,7 +263,7 @@ def load_profile(path: str | Path) -> Profile:
         cal = raw["calibration.csv"]
         calibration = {str(n): float(v) for n, v in zip(cal.name, cal.value, strict=True)}
     collectives = {}
-    if "collectives.csv" in raw:  # (older profiles' host-timed collectives_<n>.csv are not read)
+    if "collectives.csv" in raw:  # (CUDA-graph timed; older profiles' host-timed collectives_<n>.csv are not read)
         c = raw["collectives.csv"]
         for (op, world), idx in _groups(c, ["op", "world"]):
             idx = idx[np.argsort(c.bytes[idx], kind="stable")]
