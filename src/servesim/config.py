@@ -139,7 +139,8 @@ class TenantConfig(_Strict):
     input: LengthDist | None = Field(None, description="default: the workload's")
     output: LengthDist | None = Field(None, description="default: the workload's")
     priority: int = Field(0, description="lower is served first (vLLM's priority scheduling)")
-    weight: float = Field(1.0, gt=0, description="fair-share weight (VTC)")
+    weight: float = Field(1.0, gt=0, description="fair-share weight: the summary's fairness divides service by "
+                          "it (give the vtc scheduler the same list as its `weights` option)")  # fmt: skip
 
 
 class WorkloadConfig(_Strict):
