@@ -64,13 +64,7 @@ class Replica:
     def run(self, requests: list[Request], until: float = math.inf) -> None:
         """Serve `requests` (sorted by arrival, after any given before): every iteration that starts
         before `until`, by default to completion."""
-        incoming = self.state.incoming
-        if incoming and requests and incoming[-1].ready > requests[0].ready:  # released program calls wait there
-            merged = sorted([*incoming, *requests], key=lambda r: r.ready)
-            incoming.clear()
-            incoming.extend(merged)
-        else:
-            incoming.extend(requests)
+        self.state.receive_all(requests)
         self.advance(until)
 
     def submit(self, req: Request) -> None:
@@ -178,7 +172,7 @@ class Replica:
         k = 1 if sched.preempted or not sched.steady else min(dec.next_finish() - j0 + 1, MAX_RUN)
         k = min(k, 1 + dec.iterations_fitting(j0 + 1, kv.free(), k))
         horizon = until  # the caller needs this replica's state at `until`
-        if next_arrival is not None and self.scheduler.arrivals_matter():
+        if next_arrival is not None and sched.arrivals_matter():
             horizon = min(horizon, next_arrival)
         elif s.landing:  # a request whose KV cache comes with it starts decoding even while the queue is blocked
             horizon = min(horizon, next(r.ready for r in s.incoming if r.kv_ready))

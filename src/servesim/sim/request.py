@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 
-class Request:
+class _Slotted:
+    """Pickled as a tuple of its slots, not a dict of slot names: partitions send many requests back."""
+
+    __slots__ = ()
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
+class Request(_Slotted):
     """One generation request. Times are seconds from the start of the run.
 
     While prefilling, `computed` counts tokens whose KV is cached and `blocks` the blocks
@@ -62,13 +75,6 @@ class Request:
         self.swapped = 0  # blocks of KV waiting in the CPU tier (preempted by swapping)
         self.samples: tuple[Request, ...] = ()  # parallel samples of its prompt, started once the prompt is computed
 
-    def __getstate__(self):  # a tuple, not a dict of slot names: partitions send many requests back
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
-
     @property
     def target(self) -> int:
         """Tokens the prefill must have computed before the next token is sampled."""
@@ -78,7 +84,7 @@ class Request:
         return f"Request({self.id}, in={self.prompt_len}, out={self.output_len}, gen={self.generated})"
 
 
-class Program:
+class Program(_Slotted):
     """A session or agent program: LLM calls that depend on each other (`workload/programs.py`).
 
     `service` is the tokens its finished calls processed (prompt plus output), the attained
@@ -88,8 +94,11 @@ class Program:
     __slots__ = ("id", "arrival", "calls", "left", "service", "finish", "last")
 
     def __init__(self, pid: int, calls: list[Request]):
+        """The program of `calls` (the first arrives on its own): each call is marked as one of it."""
         self.id = pid
         self.calls = calls
+        for req in calls:
+            req.program = self
         self.arrival = calls[0].arrival
         self.left = len(calls)
         self.service = 0
@@ -101,10 +110,3 @@ class Program:
         self.left -= 1
         if not self.left:
             self.finish, self.last = t, req
-
-    def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)

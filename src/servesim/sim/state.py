@@ -110,6 +110,17 @@ class ReplicaState:
             incoming.append(req)
         self.landing += req.kv_ready
 
+    def receive_all(self, requests: list[Request]) -> None:
+        """Requests handed over together, sorted by `ready` (released program calls may already wait later)."""
+        incoming = self.incoming
+        if incoming and requests and incoming[-1].ready > requests[0].ready:
+            merged = sorted([*incoming, *requests], key=_READY)
+            incoming.clear()
+            incoming.extend(merged)
+        else:
+            incoming.extend(requests)
+        self.landing += sum(r.kv_ready for r in requests)
+
     def arrive(self) -> None:
         """Queue the handed-over requests whose time has come."""
         incoming, now = self.incoming, self.now
@@ -303,9 +314,7 @@ class ReplicaState:
             upto = bisect_right(ends, full)
             if upto <= start:
                 return
-            ub = kv.unit_blocks
-            sizes = [(b - a) * ub for a, b in zip([ends[start - 1] if start else 0, *ends[start:upto]],
-                                                  ends[start:upto], strict=False)]  # fmt: skip
+            sizes = [(ends[i] - (ends[i - 1] if i else 0)) * kv.unit_blocks for i in range(start, upto)]
             new = kv.insert(req.hash_ids[start:upto], sizes)
         req.entries += new
         req.shared_blocks += kv.blocks_of(new)

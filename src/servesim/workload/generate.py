@@ -68,9 +68,7 @@ def _samples(prompts: list[Request], n: int, extra: np.ndarray, unit: int) -> li
         for sib in group[1:]:
             sib.pending, sib.tenant, sib.priority = 1, p.tenant, p.priority
         p.samples = tuple(group[1:])
-        prog = Program(k, group)
-        for r in group:
-            r.program = prog
+        Program(k, group)
         out += group
     return out
 

@@ -100,9 +100,7 @@ def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int,
             parent.children = tuple(stage)
         ctx = stage[0].prompt_len + sum(r.output_len for r in stage)
         prev = stage
-    program = Program(pid, calls)
-    for req in calls:
-        req.program = program
+    Program(pid, calls)
     return calls
 
 
@@ -123,8 +121,8 @@ class Stream:
         return [(self.sid << 42) | (a << 21) | b for a, b in zip([start, *ends], ends, strict=False)]
 
     def name(self, req: Request, unit: int) -> None:
-        full = (req.prompt_len + req.output_len) // unit
-        self.cuts.update((req.prompt_len // unit, (req.prompt_len + req.output_len - 1) // unit))
+        prompt, context, full = _cuts(req, unit)
+        self.cuts.update((prompt, context))
         req.hash_ends = sorted(b for b in self.cuts | {full} if 0 < b <= full)
         req.hash_ids = self.ids(req.hash_ends)
 
@@ -132,11 +130,17 @@ class Stream:
         """Name a call that shares this stream's first `shared` units, then continues on a stream of its own."""
         ends = sorted(b for b in self.cuts | {shared} if 0 < b <= shared)
         ids = self.ids(ends)
-        full = (req.prompt_len + req.output_len) // unit
-        tail = sorted(b for b in {req.prompt_len // unit, (req.prompt_len + req.output_len - 1) // unit, full}
-                      if shared < b <= full)  # fmt: skip
+        cuts = _cuts(req, unit)
+        tail = sorted(b for b in set(cuts) if shared < b <= cuts[2])
         req.hash_ends = ends + tail
         req.hash_ids = ids + own.ids(tail, ends[-1] if ends else 0)
+
+
+def _cuts(req: Request, unit: int) -> tuple[int, int, int]:
+    """Where a call's prompt ends, where the context it caches at its finish ends (all but the newest
+    token), and where its whole context ends, in units."""
+    context = req.prompt_len + req.output_len
+    return req.prompt_len // unit, (context - 1) // unit, context // unit
 
 
 def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
@@ -172,9 +176,7 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
             stream = Stream(p << 12)
             for req in calls:
                 stream.name(req, unit)
-            program = Program(p, calls)
-            for req in calls:
-                req.program = program
+            Program(p, calls)
             chunk += calls
             if len(chunk) >= size:
                 yield chunk
