@@ -81,3 +81,38 @@ def test_kinetics_experiment(monkeypatch, capsys):
     share = {k: float(v[4].rstrip("%")) for k, v in rows.items() if "x" in k and k[0].isdigit()}
     assert growth["8 x 8192"] > growth["1 x 8192"] > 1.0  # cost per token grows with length, more with samples
     assert share["8 x 8192"] > share["8 x 1024"] > share["1 x 1024"]  # attention takes over
+
+
+def test_speculative_decoding_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "speculative_decoding.py", "--batches", "1,256")
+    assert float(rows["1"][3]) > 1.5 and float(rows["1"][5]) > 1.2  # helps at batch 1
+    assert float(rows["256"][5]) < 1.0 < float(rows["1"][5])  # the draft model hurts at batch 256
+
+
+def test_quantization_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "quantization.py", "--big", "256")
+    tpot = {k: float(v[1]) for k, v in rows.items() if k != "scheme"}
+    tput = {k: float(v[2]) for k, v in rows.items() if k != "scheme"}
+    assert tpot["W4A16 (awq)"] == min(tpot.values())  # W4A16 for latency
+    assert tput["W8A8 (fp8)"] == max(tput.values())  # FP8 for throughput
+
+
+def test_layered_prefill_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "layered_prefill.py", "--requests", "150")
+    ttft = {k: float(v[1]) for k, v in rows.items() if k != "policy"}
+    assert ttft["layered prefill, 4 groups"] < ttft["chunked prefill (512)"]
+
+
+def test_semi_pd_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "semi_pd.py", "--requests", "400", "--rates", "16")
+    e2el = {k.split(" ", 1)[1]: float(v[1]) for k, v in rows.items() if k[0].isdigit()}
+    assert e2el["semi-PD x2"] < e2el["co-located x2"]
+
+
+def test_nanoflow_and_moe_lens_experiments(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "nanoflow.py", "--requests", "300")
+    assert float(rows["nanoflow, 4 nano-batches"][3]) >= 1.0
+    rows = _run(monkeypatch, capsys, "moe_lens.py", "--requests", "400")
+    for model in ("qwen3-30b-a3b", "llama-3.1-8b"):
+        hardware, predicted, simulated = (float(x) for x in rows[model][2:5])
+        assert simulated < hardware and 0.8 < simulated / predicted < 1.2

@@ -34,6 +34,7 @@ from servesim.sim.deployment import build, plan
 from servesim.sim.memory import MemoryPlan
 from servesim.sim.power_control import PowerController
 from servesim.sim.request import Request
+from servesim.sim.semi_pd import SemiPDController
 from servesim.stream import Collector, Streamed
 from servesim.workload import generate_chunks
 
@@ -241,10 +242,22 @@ def run_share(sc: Scenario, share: tuple[int, int] = (0, 1), stream: bool = Fals
         return _simulate(sc, share, stream, records)
 
 
+def _controller_notes(cluster) -> list[str]:
+    """What run-time controllers with nothing else to report did (semi-PD's SM split)."""
+    out = []
+    for c in cluster.controllers:
+        if isinstance(c, SemiPDController) and c.shares:
+            mean = sum(s for _, s in c.shares) / len(c.shares)
+            out.append(f"semi-PD: the prefill worker's SM share moved {c.moves} times (mean {mean:.2f}, last "
+                       f"{c.shares[-1][1]:.2f})")  # fmt: skip
+    return out
+
+
 def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path | None) -> tuple[Result, int, int]:
     pl = plan(sc)
     cluster = build(pl)
-    pools = {pool.name: [r.rid for r in pool.replicas] for pool in cluster.pools} if sc.disaggregated else {}
+    split = sc.disaggregated or sc.semi_pd.enabled
+    pools = {pool.name: [r.rid for r in pool.replicas] for pool in cluster.pools} if split else {}
     collector = Collector(cluster, sc.slo, pools, records) if stream else None
     requests = []  # every request, kept unless streamed
 
@@ -291,7 +304,8 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
               swap_s=r.state.swap_total_s) for r in replicas],  # fmt: skip
         pl.host_w,
         power.summary(max((r.now for r in replicas), default=0.0)) if power else None,
-        notes=pl.notes + [STREAM_NOTE] * stream + [TENANT_NOTE] * (stream and bool(sc.workload.tenants)),
+        notes=pl.notes + [STREAM_NOTE] * stream + [TENANT_NOTE] * (stream and bool(sc.workload.tenants))
+        + _controller_notes(cluster),
         streamed=collector.close() if collector else None,
     )
     return result, hits, queries

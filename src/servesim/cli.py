@@ -105,6 +105,15 @@ def run(
     swap_group_blocks: Annotated[int | None, Opt(help="blocks per host copy (1: vLLM; more: FastSwitch)")] = None,
     dtype: Annotated[str | None, Opt(help="bf16 | fp16 | fp8 weights")] = None,
     kv_cache_dtype: Annotated[str | None, Opt(help="auto | bf16 | fp16 | fp8 KV cache (auto: as vLLM)")] = None,
+    quantization: Annotated[str | None, Opt(help="awq | gptq | awq_marlin | gptq_marlin (weight-only) | fp8")] = None,
+    quantization_bits: Annotated[int | None, Opt(help="4 (W4A16) | 8 (W8A16, gptq)")] = None,
+    speculative_method: Annotated[str | None, Opt(help="speculative decoding: eagle | draft_model | ngram")] = None,
+    num_speculative_tokens: Annotated[int | None, Opt(help="tokens drafted per step (k)")] = None,
+    acceptance_rate: Annotated[float | None, Opt(help="chance a drafted token is accepted (alpha)")] = None,
+    draft_model: Annotated[str | None, Opt(help="draft_model: its catalog name")] = None,
+    nano_batches: Annotated[int | None, Opt(help="NanoFlow: overlapped nano-batches per iteration (1: off)")] = None,
+    semi_pd: Annotated[bool | None, Opt("--semi-pd/--no-semi-pd", help="semi-PD: prefill and decode workers "
+                                        "side by side on each replica's GPUs, SMs split between them")] = None,
     num_requests: Annotated[int | None, Opt()] = None,
     rate: Annotated[float | None, Opt(help="requests/s; inf = all at once")] = None,
     offline: Annotated[
@@ -391,6 +400,35 @@ def step(
     console.print(breakdown_table(doc["ops"], doc["seconds"], title))
     console.print(f"energy: {doc['joules']:.3f} J ({doc['watts_per_gpu']:.0f} W per GPU x {tp} GPU, "
                   f"{doc['power_source']} power)")  # fmt: skip
+
+
+@app.command()
+@friendly
+def bound(
+    config: Annotated[Path | None, Opt("--config", "-c", help="scenario TOML file")] = None,
+    model: Annotated[str | None, Opt(help="catalog name or config.json path")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU name")] = None,
+    tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
+    ep: Annotated[int | None, Opt(help="expert parallel size")] = None,
+    max_num_seqs: Annotated[int | None, Opt()] = None,
+    input_mean: Annotated[float | None, Opt(help="mean prompt tokens")] = None,
+    output_mean: Annotated[float | None, Opt(help="mean output tokens")] = None,
+    num_requests: Annotated[int | None, Opt(help="requests of the offline simulation beside the bound")] = None,
+    simulate: Annotated[bool, Opt("--simulate/--no-simulate", help="also simulate it offline")] = True,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+):
+    """Upper bound on output throughput from memory capacity, bandwidth and compute (MoE-Lens), beside the
+    simulated offline throughput of the same deployment."""
+    from servesim.perf.bound import bound_report
+
+    flags = {k: v for k, v in dict(model=model, gpu=gpu, tp=tp, ep=ep, max_num_seqs=max_num_seqs,
+             input_mean=input_mean, output_mean=output_mean, num_requests=num_requests).items()}  # fmt: skip
+    doc = bound_report(apply_flags(load_scenario(config) if config else Scenario(), flags), simulate)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    for key, value in doc.items():
+        console.print(f"{key:28s} {value:,.3f}" if isinstance(value, float) else f"{key:28s} {value}")
 
 
 @app.command()

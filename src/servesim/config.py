@@ -21,6 +21,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class SpeculativeConfig(_Strict):
+    """Speculative decoding (vLLM's speculative_config): draft k tokens, verify them in one target pass
+    (perf/speculative.py)."""
+
+    method: Literal["draft_model", "eagle", "ngram"] = Field(
+        "eagle", description="draft_model: a smaller catalog model drafts; eagle: a one-layer head on the target's "
+        "hidden states (EAGLE, Medusa-style); ngram: prompt lookup, no GPU work")  # fmt: skip
+    num_speculative_tokens: int = Field(3, ge=1, le=16, description="k, tokens drafted per step")
+    acceptance_rate: float = Field(0.7, gt=0, lt=1, description="alpha: chance the target accepts a drafted "
+                                   "token given all before it were accepted")  # fmt: skip
+    acceptance_decay: float = Field(1.0, gt=0, le=1, description="position i's rate is alpha x decay^i (1: the "
+                                    "i.i.d. model of Leviathan et al. 2023)")  # fmt: skip
+    draft_model: str | None = Field(None, description="draft_model: its catalog name (e.g. llama-3.2-1b)")
+
+    @model_validator(mode="after")
+    def _draft(self):
+        if self.method == "draft_model" and not self.draft_model:
+            raise ValueError("method draft_model needs draft_model (a catalog name, e.g. llama-3.2-1b)")
+        if self.method != "draft_model" and self.draft_model:
+            raise ValueError(f"draft_model is for method draft_model, not {self.method}")
+        return self
+
+
 class EngineConfig(_Strict):
     """Engine settings, named as vLLM names them."""
 
@@ -50,9 +73,29 @@ class EngineConfig(_Strict):
     activation_reserve_gib: float | None = Field(
         None, ge=0, description="memory kept for activations and runtime; default: estimated"
     )
+    quantization: Literal["awq", "gptq", "awq_marlin", "gptq_marlin", "fp8"] | None = Field(
+        None, description="weight quantization as vLLM's --quantization: awq/gptq are weight-only (W4A16, or W8A16 "
+        "with quantization_bits 8); fp8 is W8A8 (the same as dtype fp8)")  # fmt: skip
+    quantization_bits: Literal[4, 8] = Field(4, description="bits of an awq/gptq checkpoint's weights")
+    speculative: SpeculativeConfig | None = Field(None, description="speculative decoding")
+    nano_batches: int = Field(1, ge=1, le=8, description="NanoFlow: split each iteration into this many nano-batches "
+                              "whose compute- and memory-bound operators overlap (1: sequential)")  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fp8(cls, data):
+        if isinstance(data, dict) and data.get("quantization") == "fp8":
+            if data.get("dtype") == "fp16":
+                raise ValueError("quantization fp8 runs fp8 weights with bf16 activations; drop dtype fp16")
+            data = {**data, "dtype": "fp8"}
+        return data
 
     @model_validator(mode="after")
     def _budgets(self):
+        if self.quantization in ("awq", "awq_marlin") and self.quantization_bits != 4:
+            raise ValueError("AWQ checkpoints are 4-bit; use quantization gptq for 8-bit weights")
+        if self.quantization in ("awq", "gptq", "awq_marlin", "gptq_marlin") and self.dtype == "fp8":
+            raise ValueError(f"quantization {self.quantization} keeps bf16 activations; drop dtype fp8")
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
@@ -330,6 +373,19 @@ class MigrationConfig(_Strict):
     )
 
 
+class SemiPDConfig(_Strict):
+    """semi-PD (Hong et al., 2025): each replica's GPUs run a prefill worker and a decode worker at once, on
+    their own shares of the SMs, over one KV cache (sim/semi_pd.py)."""
+
+    enabled: bool = False
+    prefill_sm: float = Field(0.5, gt=0, lt=1, description="the prefill worker's starting share of the SMs")
+    adaptive: bool = Field(True, description="move the split toward the phase that is further from its SLO")
+    interval_s: float = Field(0.5, gt=0, description="how often the controller looks")
+    step: float = Field(0.1, gt=0, lt=1, description="share moved per adjustment")
+    prefill_kv: float = Field(0.1, gt=0, lt=1, description="share of the KV blocks the prefill worker may "
+                              "hold for prompts in progress (at least one max_model_len prompt)")  # fmt: skip
+
+
 class Scenario(_Strict):
     """One simulation: a model on GPUs with engine settings, serving a workload."""
 
@@ -351,6 +407,7 @@ class Scenario(_Strict):
     decode: PoolConfig | None = Field(None, description="with prefill: disaggregated decode pool")
     kv_transfer: KVTransferConfig = Field(default_factory=KVTransferConfig)
     migration: MigrationConfig = Field(default_factory=MigrationConfig)
+    semi_pd: SemiPDConfig = Field(default_factory=SemiPDConfig)
     node: NodeConfig = Field(default_factory=NodeConfig)
     power: PowerConfig = Field(default_factory=PowerConfig)
 
@@ -419,6 +476,11 @@ FLAG_ALIASES = {
     "new_input": "workload.programs.new_input.mean",
     "gap_s": "workload.programs.gap.mean_s",
     "gap_dist": "workload.programs.gap.dist",
+    "speculative_method": "engine.speculative.method",
+    "num_speculative_tokens": "engine.speculative.num_speculative_tokens",
+    "acceptance_rate": "engine.speculative.acceptance_rate",
+    "draft_model": "engine.speculative.draft_model",
+    "semi_pd": "semi_pd.enabled",
 }
 
 

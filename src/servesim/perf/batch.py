@@ -12,12 +12,17 @@ class Batch:
     decode_ctx_sum: tokens attended over all decodes, each counting its new token
         (a request with 2047 cached tokens contributes 2048).
     prefill_lens[i]: new tokens of chunk i; prefill_ctx[i]: tokens cached before it.
+    decode_q: query tokens per decode (k+1 when speculative decoding verifies k drafted tokens).
+    prefill_layers: the fraction of the layers the prefill chunks pass through this iteration (layered
+        prefill runs a prompt through one group of layers per iteration; decodes always run them all).
     """
 
     num_decodes: int = 0
     decode_ctx_sum: int = 0
     prefill_lens: tuple[int, ...] = ()
     prefill_ctx: tuple[int, ...] = ()
+    decode_q: int = 1
+    prefill_layers: float = 1.0
 
     def __post_init__(self):
         if len(self.prefill_lens) != len(self.prefill_ctx):
@@ -29,7 +34,12 @@ class Batch:
 
     @property
     def num_tokens(self) -> int:
-        return self.num_decodes + sum(self.prefill_lens)
+        return self.num_decodes * self.decode_q + sum(self.prefill_lens)
+
+    @property
+    def logit_rows(self) -> int:
+        """Positions the LM head and sampler see: every query token of a decode, the last of a chunk."""
+        return self.num_decodes * self.decode_q + len(self.prefill_lens)
 
     @property
     def num_seqs(self) -> int:
@@ -55,9 +65,13 @@ class Batch:
         return cls(prefill_lens=(length,), prefill_ctx=(ctx,))
 
     def __add__(self, other: Batch) -> Batch:
+        if (self.decode_q, self.prefill_layers) != (other.decode_q, other.prefill_layers):
+            raise ValueError("batches with different decode_q or prefill_layers do not add")
         return Batch(
             self.num_decodes + other.num_decodes,
             self.decode_ctx_sum + other.decode_ctx_sum,
             self.prefill_lens + other.prefill_lens,
             self.prefill_ctx + other.prefill_ctx,
+            self.decode_q,
+            self.prefill_layers,
         )

@@ -39,6 +39,7 @@ OPTIONAL = {
     "power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"],
     "gemm_fp8.csv": TABLES["gemm.csv"], "attention_decode_fp8.csv": TABLES["attention_decode.csv"],
     "elementwise_fp8.csv": TABLES["elementwise.csv"], "collectives.csv": ["op", "world", "bytes", "seconds"],
+    "sm_share.csv": ["sms", "op", "seconds"],
 }  # fmt: skip
 # bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
 EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,

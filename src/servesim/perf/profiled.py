@@ -91,12 +91,15 @@ class ProfiledModel(RooflineModel):
         self.prefill_grid = profile.prefill.get(self.layout) if attn else None
         self.fitted = [what for what, missing in (
             ("fp16 kernels", dtype == "fp16"), ("fp8 GEMMs", self.fp8_gemm and not profile.gemm_fp8),
-            ("fp8-KV attention", kv_fp8 and acts and not has_fp8_kv)) if missing]  # fmt: skip
+            ("fp8-KV attention", kv_fp8 and acts and not has_fp8_kv),
+            (f"{self.quant.label if self.quant else ''} GEMMs", self.quant is not None)) if missing]  # fmt: skip
         self._decode_extra: dict[int, float] = {}
         self._by_tokens: dict[tuple[str, int], float] = {}  # elementwise kernels of mixed iterations, by token count
 
     def _gemm(self, rows, n: int, k: int, count=1.0, wide: bool = False):
         t, f, b = super()._gemm(rows, n, k, count, wide)
+        if self.quant is not None and not wide:  # no quantised GEMM tables: the fitted roofline prices them
+            return t, f, b
         measured = self.profile.gemm_time(rows, n, k, self.fp8_gemm and not wide) if self.gemms else None
         return (t if measured is None else measured * count), f, b
 
@@ -141,22 +144,26 @@ class ProfiledModel(RooflineModel):
         return 2 * self.model.layers * self.profile.elementwise_time(op + self.kv_suffix, tokens,
                                                                      self.hkv * self.model.head_dim)  # fmt: skip
 
-    def _decode_attention(self, n: int, ctx_sum):
+    def _decode_attention(self, n: int, ctx_sum, q: int = 1):
         grid = self.decode_grid
         if grid is None:
-            return super()._decode_attention(n, ctx_sum)
+            return super()._decode_attention(n, ctx_sum, q)
         attn = self.model.layers * grid(n, ctx_sum / n)  # ctx_sum: a number or an array
-        fixed = self._decode_extra.get(n)
-        if fixed is None:  # depends on the request count only
-            fixed = self._decode_extra[n] = self._decode_fixed(n) + float(self._kv_write("write_kv_decode", n))
+        if q > 1:  # a verify pass reads the cache once; its extra queries can only make it compute-bound
+            fc = self._decode_attn_coeffs()[0]
+            attn = np.maximum(attn, self.model.layers * (q * fc * ctx_sum / self.attn_peak + self.p.kernel_overhead_s))
+        fixed = self._decode_extra.get(n * q)
+        if fixed is None:  # depends on the token count only
+            t = n * q
+            fixed = self._decode_extra[t] = self._decode_fixed(t) + float(self._kv_write("write_kv_decode", t))
         return attn + fixed
 
-    def _decode_breaks(self, n: int) -> list[float]:
+    def _decode_breaks(self, n: int, q: int = 1) -> list[float]:
         grid = self.decode_grid
         if grid is None:
-            return super()._decode_breaks(n)
+            return super()._decode_breaks(n, q)
         c0, c1, _ = grid.bracket(n)
-        return c0.xs + (c1.xs if c1 is not None else [])
+        return c0.xs + (c1.xs if c1 is not None else []) + (RooflineModel._decode_breaks(self, n, q) if q > 1 else [])
 
     def _prefill_seconds(self, b: Batch) -> float:
         grid = self.prefill_grid
@@ -199,6 +206,11 @@ def make_perf_model(model: ModelSpec, gpu: GPUSpec, tp: int = 1, dtype: str = "b
 
 
 def describe(perf: RooflineModel) -> str:
+    """How the iterations are priced: the model, its profile and what it fell back on, then any mechanism that
+    wraps it (speculative decoding, NanoFlow), each with its note."""
+    inner = getattr(perf, "inner", None)
+    if inner is not None:
+        return f"{describe(inner)}; {perf.note}"
     if isinstance(perf, ProfiledModel):
         meta = perf.profile.meta
         fitted = f"; {' and '.join(perf.fitted)} priced by the roofline fitted to it" if perf.fitted else ""

@@ -6,6 +6,7 @@ profiled model fits them from measurements. Shapes are per GPU after tensor para
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
 from servesim.perf.base import FAR, DecodeCurve, OpCost, PerfModel
 from servesim.perf.batch import Batch
+from servesim.perf.quant import BANDWIDTH_SHARE, COMPUTE_SHARE, WeightQuant
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,13 @@ class RooflineModel(PerfModel):
         expert_skew: float = 1.0,
         gpus_per_node: int = 8,
         network_gbs: float = 50.0,
+        quant: WeightQuant | None = None,
     ):
         Layout(tp, pp, ep, gpus_per_node).check(model)
         self.model, self.gpu, self.tp = model, gpu, tp
         self.pp, self.ep, self.expert_skew = pp, ep, max(1.0, expert_skew)
         self.p = params or RooflineParams()
+        self.quant = quant  # weight-only quantised linear layers (quant.py)
         self.wb = DTYPE_BYTES[dtype]  # weights of the layers' linear projections
         self.ab = 2  # activations stay bf16/fp16 under fp8 weights, as do embedding, LM head and MoE router
         self.kvb = DTYPE_BYTES[kv_dtype or ("bf16" if dtype == "fp8" else dtype)]
@@ -89,9 +93,17 @@ class RooflineModel(PerfModel):
         wb, peak = (self.ab, self.peak_wide) if wide else (self.wb, self.peak)
         rows = np.maximum(rows, 1e-9)
         flops = 2.0 * rows * n * k
-        nbytes = (rows * k + k * n) * wb + rows * n * self.ab
         eff = p.gemm_efficiency * rows / (rows + p.gemm_half_rows)
-        t = np.maximum(flops / (peak * eff), nbytes / self.bw) + p.kernel_overhead_s
+        q = None if wide else self.quant
+        if q is None:
+            nbytes = (rows * k + k * n) * wb + rows * n * self.ab
+            t = np.maximum(flops / (peak * eff), nbytes / self.bw)
+        else:  # weight-only: fewer weight bytes, streamed and multiplied less efficiently (quant.py)
+            wbytes = k * n * q.bytes_per_weight
+            nbytes = (rows * k + rows * n) * self.ab + wbytes
+            t = np.maximum(flops / (self.peak_wide * eff * COMPUTE_SHARE),
+                           (nbytes - wbytes) / self.bw + wbytes / (self.bw * BANDWIDTH_SHARE))  # fmt: skip
+        t = t + p.kernel_overhead_s
         return t * count, flops * count, nbytes * count
 
     def gemm_seconds(self, rows: float, n: int, k: int) -> float:
@@ -240,13 +252,31 @@ class RooflineModel(PerfModel):
 
         Decode attention counts as memory-bound and prefill attention as compute-bound.
         """
-        T = batch.num_decodes + sum(batch.prefill_lens)
-        S = batch.num_decodes + len(batch.prefill_lens)
+        if batch.prefill_layers != 1.0 and batch.prefill_lens:
+            return self._layered(batch, self.split)
+        T = batch.num_decodes * batch.decode_q + sum(batch.prefill_lens)
+        S = batch.num_decodes * batch.decode_q + len(batch.prefill_lens)
         tok, seq = self._bounds(T, S)
         dt, pt, ot = self._attention_seconds(batch)
         comp = float(tok[0, T] + seq[0, S]) + pt
         mem = float(tok[1, T] + seq[1, S]) + dt + ot
         return comp, mem, float(self._tok_table[T] + self._seq_table[S]) + dt + pt + ot - comp - mem
+
+    def _layered(self, batch: Batch, price):
+        """`price` of an iteration whose prefill chunks pass through a fraction f of the layers: per-layer costs
+        are linear in the layer count, so it is f x (the batch through all layers) + (1 - f) x (its decodes
+        alone); layer-less costs (embedding, LM head) are shared the same way, which is their mean over the
+        groups a prompt passes through."""
+        f = batch.prefill_layers
+        full = price(dataclasses.replace(batch, prefill_layers=1.0))
+        rest = price(Batch(batch.num_decodes, batch.decode_ctx_sum, decode_q=batch.decode_q))
+        if isinstance(full, list):  # a breakdown: operator by operator
+            by_name = {o.name: o for o in rest}
+            zero = OpCost("", 0.0)
+            return [OpCost(o.name, f * o.seconds + (1 - f) * by_name.get(o.name, zero).seconds,
+                           f * o.flops + (1 - f) * by_name.get(o.name, zero).flops,
+                           f * o.bytes + (1 - f) * by_name.get(o.name, zero).bytes, o.bound) for o in full]  # fmt: skip
+        return tuple(f * a + (1 - f) * b for a, b in zip(full, rest, strict=True))
 
     # ----- attention: depends on context lengths -----
     def _decode_attn_coeffs(self) -> tuple[float, float, float]:
@@ -269,11 +299,12 @@ class RooflineModel(PerfModel):
             self._dec_fixed[n] = t
         return t
 
-    def _decode_attention(self, n: int, ctx_sum):
-        """Seconds of decode attention over all layers; ctx_sum may be an array."""
+    def _decode_attention(self, n: int, ctx_sum, q: int = 1):
+        """Seconds of decode attention over all layers, `q` query tokens per request (the KV is read once);
+        ctx_sum may be an array."""
         fc, bc, br = self._decode_attn_coeffs()
-        per_layer = np.maximum(fc * ctx_sum / self.attn_peak, (bc * ctx_sum + br * n) / self.bw)
-        return self.model.layers * (per_layer + self.p.kernel_overhead_s) + self._decode_fixed(n)
+        per_layer = np.maximum(q * fc * ctx_sum / self.attn_peak, (bc * ctx_sum + q * br * n) / self.bw)
+        return self.model.layers * (per_layer + self.p.kernel_overhead_s) + self._decode_fixed(n * q)
 
     def _prefill_terms(self, b: Batch) -> tuple[tuple, float, float]:
         """MLA's latent up-projection as (seconds, flops, bytes), zeros otherwise, and the prefill chunks'
@@ -297,7 +328,7 @@ class RooflineModel(PerfModel):
 
     def _attention_seconds(self, b: Batch) -> tuple[float, float, float]:
         """(decode, prefill, other) seconds of the batch's attention."""
-        dt = float(self._decode_attention(b.num_decodes, b.decode_ctx_sum)) if b.num_decodes else 0.0
+        dt = float(self._decode_attention(b.num_decodes, b.decode_ctx_sum, b.decode_q)) if b.num_decodes else 0.0
         return dt, self._prefill_seconds(b) if b.prefill_lens else 0.0, 0.0
 
     def _attention_parts(self, b: Batch) -> tuple[float, float, float, float, float]:
@@ -307,8 +338,8 @@ class RooflineModel(PerfModel):
         f = nb = 0.0
         if b.num_decodes:
             fc, bc, br = self._decode_attn_coeffs()
-            f += L * fc * b.decode_ctx_sum
-            nb += L * (bc * b.decode_ctx_sum + br * b.num_decodes)
+            f += L * fc * b.decode_ctx_sum * b.decode_q
+            nb += L * (bc * b.decode_ctx_sum + br * b.num_decodes * b.decode_q)
         if b.prefill_lens:
             up, pf, pb = self._prefill_terms(b)
             f, nb = f + up[1] + L * pf, nb + up[2] + L * pb
@@ -322,25 +353,29 @@ class RooflineModel(PerfModel):
     def breakdown(self, batch: Batch) -> list[OpCost]:
         if batch.num_tokens == 0:
             return []
+        if batch.prefill_layers != 1.0 and batch.prefill_lens:
+            return self._layered(batch, self.breakdown)
         one = np.ones(1)
-        rows = self._token_ops(one * batch.num_tokens) + self._seq_ops(one * batch.num_seqs)
+        rows = self._token_ops(one * batch.num_tokens) + self._seq_ops(one * batch.logit_rows)
         ops = [OpCost(n, float(t[0]), float(f[0]), float(b[0]), bd) for n, t, f, b, bd in rows]
         ops.insert(2, self._attention(batch))
         return ops
 
-    def _decode_breaks(self, n: int) -> list[float]:
+    def _decode_breaks(self, n: int, q: int = 1) -> list[float]:
         """Mean contexts at which decode attention's slope changes: where compute overtakes memory."""
         fc, bc, br = self._decode_attn_coeffs()
-        compute, memory = fc / self.attn_peak, bc / self.bw  # per context token
-        return [0.0, br / self.bw / (compute - memory)] if compute > memory else [0.0]
+        compute, memory = q * fc / self.attn_peak, bc / self.bw  # per context token
+        return [0.0, q * br / self.bw / (compute - memory)] if compute > memory else [0.0]
 
-    def decode_curve(self, n: int) -> DecodeCurve:
-        curve = self._curves.get(n)
+    def decode_curve(self, n: int, q: int = 1) -> DecodeCurve:
+        """Decode-only iterations of n requests (q query tokens each: a speculative verify pass)."""
+        curve = self._curves.get(n if q == 1 else (n, q))
         if curve is None:
-            tok, seq = self._bounds(n, n)
-            comp, mem_const = float(tok[0, n] + seq[0, n]), float(tok[1, n] + seq[1, n])
-            other = float(self._tok_table[n] + self._seq_table[n]) - comp - mem_const
-            xs = np.array(sorted(set(self._decode_breaks(n))) + [FAR])
-            seconds = comp + other + mem_const + self._decode_attention(n, n * xs)
-            curve = self._curves[n] = DecodeCurve(comp, other, xs, seconds)
+            t = n * q
+            tok, seq = self._bounds(t, t)
+            comp, mem_const = float(tok[0, t] + seq[0, t]), float(tok[1, t] + seq[1, t])
+            other = float(self._tok_table[t] + self._seq_table[t]) - comp - mem_const
+            xs = np.array(sorted(set(self._decode_breaks(n, q))) + [FAR])
+            seconds = comp + other + mem_const + self._decode_attention(n, n * xs, q)
+            curve = self._curves[n if q == 1 else (n, q)] = DecodeCurve(comp, other, xs, seconds)
         return curve

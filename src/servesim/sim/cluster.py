@@ -34,6 +34,7 @@ class Pool:
     # set when this pool hands requests on after their prefill: (request, last iteration's seconds) -> delay
     transfer: Callable[[Request, float], float] | None = None
     next: Pool | None = field(default=None, repr=False)
+    paired: bool = False  # each replica hands on to the next pool's replica of the same index (semi-PD)
 
     def advance(self, t: float) -> None:
         for rep in self.replicas:
@@ -65,8 +66,8 @@ class Cluster:
         self._more = False  # chunks of requests still to come
         for pool, nxt in zip(pools, pools[1:], strict=False):
             pool.next = nxt
-            for rep in pool.replicas:
-                rep.on_prefilled = self._make_handoff(pool)
+            for i, rep in enumerate(pool.replicas):
+                rep.on_prefilled = self._make_handoff(pool, nxt.replicas[i] if pool.paired else None)
 
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
@@ -134,10 +135,10 @@ class Cluster:
         pool = self.pools[0]
         pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))].submit(req)
 
-    def _make_handoff(self, pool: Pool) -> Callable:
+    def _make_handoff(self, pool: Pool, dest: Replica | None = None) -> Callable:
         def handoff(req: Request, t: float, last_iteration_s: float) -> None:
             req.transfer_s = pool.transfer(req, last_iteration_s)
-            self.land(req, t + req.transfer_s, pool.next)
+            self.land(req, t + req.transfer_s, pool.next, dest)
 
         return handoff
 

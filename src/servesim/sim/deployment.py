@@ -11,6 +11,7 @@ assumed is returned as notes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from servesim.config import EngineConfig, Scenario
@@ -20,7 +21,10 @@ from servesim.layout import Layout
 from servesim.metrics.energy import host_power
 from servesim.models import ModelSpec, get_model
 from servesim.perf.energy import PowerModel
+from servesim.perf.nanoflow import NanoFlowModel
 from servesim.perf.profiled import load_profile_for, make_perf_model
+from servesim.perf.quant import weight_quant
+from servesim.perf.speculative import SpeculativeModel, draft_spec
 from servesim.sim.cluster import Cluster, Pool
 from servesim.sim.kv_swap import SwapCost
 from servesim.sim.kv_transfer import kv_transfer_seconds
@@ -30,6 +34,7 @@ from servesim.sim.power_control import PowerController
 from servesim.sim.replica import Replica
 from servesim.sim.router import ROUTERS, make_router
 from servesim.sim.scheduler import SCHEDULERS
+from servesim.sim.semi_pd import SemiPDController, share_models, split_blocks
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,11 @@ class PoolPlan:
     replicas: int
     router: str
     memory: MemoryPlan  # per micro-batch stream
+    role: str | None = None  # semi-PD: "prefill" or "decode" worker, the two sharing each replica's GPUs
 
     @property
     def gpus(self) -> int:
-        return self.replicas * self.layout.gpus
+        return 0 if self.role == "decode" else self.replicas * self.layout.gpus
 
 
 @dataclass
@@ -126,7 +132,10 @@ def plan(sc: Scenario) -> Plan:
     """Check the scenario against every rule; one clear line for the first it breaks."""
     model = get_model(sc.model)
     notes: list[str] = []
-    if sc.disaggregated:
+    if sc.semi_pd.enabled:
+        pools = _semi_pd_pools(sc, _pool(sc, model, "", sc.gpu, sc.engine, sc.replicas, sc.router or "round_robin",
+                                         notes))  # fmt: skip
+    elif sc.disaggregated:
         if sc.workload.programs is not None or sc.workload.sessions:
             raise ServesimError("programs keep their calls on one replica, which disaggregated pools cannot; "
                                 "run them co-located (drop [prefill]/[decode])")  # fmt: skip
@@ -146,6 +155,32 @@ def plan(sc: Scenario) -> Plan:
     return out
 
 
+def _semi_pd_pools(sc: Scenario, base: PoolPlan) -> list[PoolPlan]:
+    """The prefill and decode workers of semi-PD, each replica's pair on the same GPUs (sim/semi_pd.py)."""
+    why = None
+    if sc.disaggregated:
+        why = "it is an alternative to disaggregated pools; drop [prefill]/[decode]"
+    elif sc.workload.programs is not None or sc.workload.sessions:
+        why = "programs keep their calls on one engine, and semi-PD splits each replica in two"
+    elif sc.migration.enabled:
+        why = "live migration between semi-PD workers is not modelled; drop --migration"
+    if why:
+        raise ServesimError(f"semi-PD cannot run here: {why}")
+    e = base.engine
+    need = -(-e.max_model_len // e.block_size)
+    pre, dec = split_blocks(base.memory.num_blocks, sc.semi_pd, need)
+    if dec < need:
+        raise ServesimError(f"semi-PD leaves the decode worker {dec * e.block_size} tokens of KV cache, fewer than "
+                            f"max_model_len {e.max_model_len}; lower --max-model-len")  # fmt: skip
+    m = base.memory
+
+    def part(blocks: int):
+        return dataclasses.replace(m, num_blocks=blocks, kv_gib=m.kv_gib * blocks / m.num_blocks)
+
+    prefill = dataclasses.replace(base, name="prefill", role="prefill", memory=part(pre))
+    return [prefill, dataclasses.replace(base, name="decode", router="round_robin", role="decode", memory=part(dec))]
+
+
 def _check_partitions(sc: Scenario) -> None:
     """Groups simulated apart must not need each other: same size, no cluster-wide controller or hand-off."""
     if sc.partitions == 1:
@@ -159,6 +194,8 @@ def _check_partitions(sc: Scenario) -> None:
         why = "live migration moves requests between any two replicas"
     elif sc.power.budget_w is not None:
         why = "a cluster power budget is shared by every replica"
+    elif sc.semi_pd.enabled:
+        why = "semi-PD's controller sees every replica"
     if why:
         raise ServesimError(f"cannot split the fleet into {sc.partitions} partitions: {why}; use --partitions 1")
 
@@ -177,17 +214,39 @@ def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> li
     e, lay = p.engine, p.layout
     perf = make_perf_model(model, p.gpu, lay.tp, e.dtype, kv_dtype(e), sc.perf_model, pp=lay.pp, ep=lay.ep,
                            expert_skew=e.expert_skew, gpus_per_node=lay.gpus_per_node,
-                           network_gbs=sc.node.network_gbs)  # fmt: skip
+                           network_gbs=sc.node.network_gbs,
+                           quant=weight_quant(e.quantization, e.quantization_bits))  # fmt: skip
     power = PowerModel.for_gpu(p.gpu, getattr(perf, "profile", None))
+    perf = with_mechanisms(perf, model, p.gpu, sc.perf_model, e, lay)
     price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else p.gpu.price_per_hour
     unit = sc.workload.unit_tokens(e.block_size)
     count = p.replicas * lay.streams
-    reps = [Replica(e, perf, p.memory.num_blocks, unit, first_rid + i, power, lay.tp, price) for i in range(count)]
+    gpus = lay.tp
+    if p.role is not None:  # a semi-PD worker: its share of the SMs (its blocks are planned), the GPUs' power and cost
+        gpus = lay.tp * (sc.semi_pd.prefill_sm if p.role == "prefill" else 1 - sc.semi_pd.prefill_sm)
+    reps = []
+    for i in range(count):
+        worker = perf if p.role is None else share_models(perf, sc.semi_pd, p.role)
+        reps.append(Replica(e, worker, p.memory.num_blocks, unit, first_rid + i, power, gpus, price))
     swap = _swap_cost(model, p)  # (the CPU tier: swapped requests, offloaded contexts)
     for rep in reps:
         rep.cap_w = sc.power.cap_w
         rep.state.swap = swap
     return reps
+
+
+def with_mechanisms(perf, model: ModelSpec, gpu: GPUSpec, kind: str, e: EngineConfig, lay: Layout):
+    """The engine's iteration pricing with its in-iteration mechanisms: speculative decoding and NanoFlow's
+    overlap wrap the plain model (each off unless asked)."""
+    spec = e.speculative
+    if spec is not None:
+        draft = draft_spec(model, spec)
+        drafter = None if draft is None else make_perf_model(
+            draft, gpu, lay.tp, "bf16", kv_dtype(e), kind, gpus_per_node=lay.gpus_per_node)  # fmt: skip
+        perf = SpeculativeModel(perf, drafter, spec)
+    if e.nano_batches > 1:
+        perf = NanoFlowModel(perf, e.nano_batches)
+    return perf
 
 
 def _swap_cost(model: ModelSpec, p: PoolPlan) -> SwapCost:
@@ -216,6 +275,12 @@ def build(pl: Plan) -> Cluster:
 
         pools[0].transfer = transfer
     controllers: list = []
+    if sc.semi_pd.enabled:  # the decode worker reads the KV cache where the prefill worker wrote it
+        pools[0].transfer, pools[0].paired = (lambda req, last_s: 0.0), True
+        if sc.semi_pd.adaptive:
+            pairs = list(zip(pools[0].replicas, pools[1].replicas, strict=True))
+            ttft, tpot = sc.slo.ttft_ms, sc.slo.tpot_ms
+            controllers.append(SemiPDController(sc.semi_pd, pairs, ttft and ttft / 1e3, tpot and tpot / 1e3))
     if sc.migration.enabled:
         decode_engine = pl.pools[-1].engine
         controllers.append(Migrator(sc.migration, sc.kv_transfer, model.kv_bytes_per_token(kv_dtype(decode_engine))))

@@ -15,6 +15,8 @@ from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec
 from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
+from servesim.perf.quant import weight_quant
+from servesim.perf.speculative import draft_spec
 
 GIB = 2**30
 RUNTIME_GIB = 0.75  # CUDA context, NCCL and cuBLAS workspaces, CUDA-graph pools
@@ -46,9 +48,30 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, engine: EngineConfig) -> float:
     replicated)."""
     b = DTYPE_BYTES[kv_dtype(engine)] * Layout.of(engine).stage_layers(model)
     if model.is_mla:
-        return float(model.kv_elems_per_token_layer * b)
-    kv_heads = max(1, model.kv_heads // engine.tp)
-    return float(2 * kv_heads * model.head_dim * b)
+        own = float(model.kv_elems_per_token_layer * b)
+    else:
+        own = float(2 * max(1, model.kv_heads // engine.tp) * model.head_dim * b)
+    draft = draft_spec(model, engine.speculative)  # the drafter caches its own KV beside the target's
+    if draft is not None:
+        per_layer = draft.kv_elems_per_token_layer if draft.is_mla else 2 * max(1, draft.kv_heads // engine.tp) * \
+            draft.head_dim
+        own += per_layer * DTYPE_BYTES[kv_dtype(engine)] * draft.layers
+    return own
+
+
+def weight_bytes(model: ModelSpec, engine: EngineConfig) -> float:
+    """Bytes of the weights the engine loads: the model's (weight-only quantised linear layers where asked)
+    plus a speculative drafter's (an EAGLE head shares the target's embedding and LM head)."""
+    quant = weight_quant(engine.quantization, engine.quantization_bits)
+    total = model.weight_bytes(engine.dtype)
+    if quant is not None:
+        wide = model.embedding_params() + 2 * model.hidden * model.layers + model.hidden  # embeddings and norms
+        total = wide * DTYPE_BYTES["bf16"] + (model.num_params - wide) * quant.bytes_per_weight
+    draft = draft_spec(model, engine.speculative)
+    if draft is not None:
+        shared = draft.embedding_params() * DTYPE_BYTES["bf16"] if engine.speculative.method == "eagle" else 0
+        total += draft.weight_bytes("bf16") - shared
+    return total
 
 
 def activation_reserve_gib(model: ModelSpec, engine: EngineConfig) -> float:
@@ -68,7 +91,7 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryP
     budget = gpu.memory_gib * engine.gpu_memory_utilization
     layout = Layout.of(engine)
     stage_share = layout.stage_layers(model) * layout.pp / model.layers  # 1 unless stages are uneven
-    weights = model.weight_bytes(engine.dtype) / layout.gpus * stage_share / GIB
+    weights = weight_bytes(model, engine) / layout.gpus * stage_share / GIB
     reserve = activation_reserve_gib(model, engine)
     kv = budget - weights - reserve
     per_token = kv_bytes_per_token_per_gpu(model, engine)

@@ -117,12 +117,15 @@ class Replica:
     def _step(self, plan) -> None:
         s, meter = self.state, self.meter
         dec, it, kv = s.dec, s.it, s.kv
-        batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(r.computed for r, _ in plan))
+        if self.scheduler.prices_plan:
+            batch = self.scheduler.plan_batch(plan, dec.n, dec.ctx_sum(it))
+        else:
+            batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(r.computed for r, _ in plan))
         comp, mem, other = self.perf.split(batch)
         dt, watts = self._price(comp, mem, other + s.swap_s)
         s.swap_s = 0.0
         t = s.now + dt
-        energy, tokens = watts * dt * self.gpus, batch.num_tokens
+        energy, tokens = watts * dt * self.gpus, dec.n + sum(c for _, c in plan)
         jpt, usdpt = meter.step(it, t, dt, energy, tokens)
         s.decodes_reserved = False
         out = dec.n  # every decode makes a token, and every prefill that completes

@@ -34,6 +34,8 @@ class Scheduler:
     Options: type[BaseModel] | None = None  # the policy's own settings
     # whether a plan of decodes only stays the plan while they run (else decode runs go one iteration at a time)
     steady = True
+    # whether the policy prices its own plans (`plan_batch`), e.g. prompts through part of the layers
+    prices_plan = False
 
     def __init__(self, state: ReplicaState, engine: EngineConfig, options: BaseModel | None = None):
         self.state = state
@@ -78,6 +80,10 @@ class Scheduler:
         return self.schedule_prefills()
 
     def schedule_prefills(self) -> Plan:
+        raise NotImplementedError
+
+    def plan_batch(self, plan: Plan, decodes: int, ctx_sum: int):
+        """The iteration a plan makes, where the policy prices its own (`prices_plan`)."""
         raise NotImplementedError
 
     def pick_victim(self) -> Request:

@@ -1,0 +1,75 @@
+"""Engine mechanisms end to end: semi-PD workers, layered prefill, speculative decoding and quantization runs."""
+
+import pytest
+
+from servesim.api import simulate
+from servesim.config import (
+    EngineConfig,
+    LengthDist,
+    PoolConfig,
+    Scenario,
+    SemiPDConfig,
+    SpeculativeConfig,
+    WorkloadConfig,
+)
+from servesim.errors import ServesimError
+from tests.sim.conftest import serve
+
+
+def _wl(n=300, rate=20.0, prompt=1024, out=128):
+    return WorkloadConfig(num_requests=n, rate=rate, input=LengthDist(mean=prompt, sigma=0.5, max=8192),
+                          output=LengthDist(mean=out, sigma=0.5, max=1024))  # fmt: skip
+
+
+def test_layered_prefill_runs_a_prompt_through_its_groups(checked):
+    e = EngineConfig(scheduler="layered_prefill", scheduler_options={"groups": 4}, max_num_batched_tokens=1024)
+    r, (req,) = serve([(0.0, 2000, 3)], e)
+    steps = r.meter.log.arrays()
+    assert list(steps["tokens"][:4]) == [500, 500, 500, 500]  # a quarter of the prompt's KV per iteration
+    assert req.first_token == pytest.approx(steps["end"][3])
+
+
+def test_layered_prefill_serves_everything_with_invariants(checked):
+    e = EngineConfig(scheduler="layered_prefill", scheduler_options={"groups": 4}, max_num_batched_tokens=512)
+    arrivals = [(0.01 * i, 300 + 97 * (i % 13), 20 + i % 7) for i in range(60)]
+    r, reqs = serve(arrivals, e, num_blocks=400)
+    assert all(q.finish is not None and q.generated == q.output_len for q in reqs)
+
+
+def test_semi_pd_serves_all_requests_and_controls_the_split():
+    sc = Scenario(replicas=2, semi_pd=SemiPDConfig(enabled=True, interval_s=0.2), workload=_wl())
+    res = simulate(sc)
+    s = res.summary()
+    assert s["completed"] == 300 and set(s["pools"]) == {"prefill", "decode"}
+    assert s["cost"]["gpus"] == 2  # two GPUs, each running both workers
+    assert s["kv_transfer_ms"]["p99"] == 0.0
+    assert any(n.startswith("semi-PD:") for n in res.notes)
+
+
+def test_semi_pd_is_refused_where_it_cannot_run():
+    for sc, why in [
+        (Scenario(semi_pd=SemiPDConfig(enabled=True), prefill=PoolConfig(), decode=PoolConfig()), "disaggregated"),
+        (Scenario(semi_pd=SemiPDConfig(enabled=True), partitions=2, replicas=2), "controller"),
+    ]:
+        with pytest.raises(ServesimError, match=f"semi-PD.*{why}"):
+            simulate(sc)
+
+
+def test_speculative_decoding_and_quantization_lower_tpot_at_low_load():
+    wl = _wl(n=100, rate=2.0)
+    plain = simulate(Scenario(workload=wl)).summary()
+    for e in (EngineConfig(speculative=SpeculativeConfig()), EngineConfig(quantization="awq")):
+        s = simulate(Scenario(workload=wl, engine=e)).summary()
+        assert s["completed"] == 100 and s["total_output_tokens"] == plain["total_output_tokens"]
+        assert s["tpot_ms"]["mean"] < 0.8 * plain["tpot_ms"]["mean"]
+        assert "perf_model" in s and s["perf_model"] != plain["perf_model"]
+
+
+def test_bad_mechanism_settings_are_one_line_errors():
+    with pytest.raises(ValueError, match="needs draft_model"):
+        SpeculativeConfig(method="draft_model")
+    with pytest.raises(ValueError, match="AWQ checkpoints are 4-bit"):
+        EngineConfig(quantization="awq", quantization_bits=8)
+    with pytest.raises(ServesimError, match="unknown model"):
+        simulate(Scenario(engine=EngineConfig(speculative=SpeculativeConfig(method="draft_model",
+                                                                            draft_model="nope"))))  # fmt: skip
