@@ -421,8 +421,8 @@ def bound(
     simulated offline throughput of the same deployment."""
     from servesim.perf.bound import bound_report
 
-    flags = {k: v for k, v in dict(model=model, gpu=gpu, tp=tp, ep=ep, max_num_seqs=max_num_seqs,
-             input_mean=input_mean, output_mean=output_mean, num_requests=num_requests).items()}  # fmt: skip
+    flags = dict(model=model, gpu=gpu, tp=tp, ep=ep, max_num_seqs=max_num_seqs, input_mean=input_mean,
+                 output_mean=output_mean, num_requests=num_requests)
     doc = bound_report(apply_flags(load_scenario(config) if config else Scenario(), flags), simulate)
     if as_json:
         print(json.dumps(doc, indent=2))

@@ -47,6 +47,11 @@ class DecodeCurve:
     def times(self, x):
         return np.interp(x, self.xs, self.seconds)
 
+    def split_at(self, x: float) -> tuple[float, float, float]:
+        """(compute-bound, memory-bound, other) seconds of the iteration at mean context x."""
+        total = float(self.times(x))
+        return self.comp, total - self.comp - self.other, self.other
+
     def run(self, x0: float, k: int, budget: float = math.inf, scale: tuple[float, float] = (0.0, 1.0)):
         """Iterations at x0, x0 + 1, ... x0 + k - 1 that each last a + b * seconds(x), for (a, b) = scale.
 
@@ -130,3 +135,23 @@ class PerfModel(ABC):
         """Times of consecutive decode-only iterations (see `decode_split`)."""
         comp, mem, other = self.decode_split(num_seqs, ctx_sums)
         return comp + mem + other
+
+
+class Wrapped(PerfModel):
+    """A mechanism priced around another model (`inner`): its description (profile, gpu, model) shows through,
+    and `note` says what the mechanism assumed. Subclasses implement `split` and `decode_curve`."""
+
+    note = ""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "inner":  # (not set yet: being unpickled)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def breakdown(self, batch: Batch) -> list[OpCost]:
+        comp, mem, other = self.split(batch)
+        return [OpCost("compute_bound", comp, bound="compute"), OpCost("memory_bound", mem, bound="memory"),
+                OpCost("other", other, bound="overhead")]  # fmt: skip

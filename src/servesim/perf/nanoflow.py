@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from servesim.perf.base import FAR, DecodeCurve, OpCost, PerfModel
+from servesim.perf.base import FAR, DecodeCurve, Wrapped
 from servesim.perf.batch import Batch
 from servesim.perf.sm_share import SMShare
 
@@ -34,18 +34,14 @@ SHARES = np.linspace(0.05, 0.95, 19)  # compute partitions tried
 GRID = np.concatenate([[0.0], np.geomspace(16, 2**21, 40), [FAR]])  # mean contexts of the decode-only curves
 
 
-class NanoFlowModel(PerfModel):
+class NanoFlowModel(Wrapped):
     def __init__(self, inner, nano_batches: int, sm: SMShare | None = None):
-        self.inner, self.n = inner, nano_batches
+        super().__init__(inner)
+        self.n = nano_batches
         self.sm = sm if sm is not None else SMShare.for_profile(getattr(inner, "profile", None))
         self._c, self._m = self.sm.compute(SHARES), self.sm.memory(1.0 - SHARES)
         self._curves: dict[int, DecodeCurve] = {}
         self.note = f"NanoFlow overlap of {nano_batches} nano-batches ({self.sm.source})"
-
-    def __getattr__(self, name):
-        if name.startswith("_") or name == "inner":  # (not set yet: being unpickled)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def overlapped(self, comp, mem):
         """Seconds of compute-bound `comp` and memory-bound `mem` run as overlapped nano-batch streams (arrays)."""
@@ -63,22 +59,15 @@ class NanoFlowModel(PerfModel):
 
     def split(self, batch: Batch) -> tuple[float, float, float]:
         if not batch.prefill_lens:
-            curve = self.decode_curve(batch.num_decodes)
-            total = float(curve.times(batch.decode_ctx_sum / batch.num_decodes))
-            return curve.comp, total - curve.comp - curve.other, curve.other
+            return self.decode_curve(batch.num_decodes).split_at(batch.decode_ctx_sum / batch.num_decodes)
         return self._scaled(*self.inner.split(batch))
 
-    def breakdown(self, batch: Batch) -> list[OpCost]:
-        comp, mem, other = self.split(batch)
-        return [OpCost("overlapped_compute", comp, bound="compute"), OpCost("overlapped_memory", mem,
-                bound="memory"), OpCost("other", other, bound="overhead")]  # fmt: skip
-
-    def decode_curve(self, n: int, q: int = 1) -> DecodeCurve:
-        curve = self._curves.get((n, q))
+    def decode_curve(self, n: int) -> DecodeCurve:
+        curve = self._curves.get(n)
         if curve is None:
-            base = self.inner.decode_curve(n, q) if q > 1 else self.inner.decode_curve(n)
+            base = self.inner.decode_curve(n)
             mem = base.times(GRID) - base.comp - base.other
             t = self.overlapped(np.full(len(GRID), base.comp), mem) + base.other
             # (the power model reads comp and other as constant over a run: keep compute's share unscaled)
-            curve = self._curves[(n, q)] = DecodeCurve(min(base.comp, float(t[0] - base.other)), base.other, GRID, t)
+            curve = self._curves[n] = DecodeCurve(min(base.comp, float(t[0] - base.other)), base.other, GRID, t)
         return curve

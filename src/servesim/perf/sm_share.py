@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from servesim.perf.base import DecodeCurve, Wrapped
+
 SATURATING_SHARE = 0.4  # fallback: share of SMs at which bandwidth saturates
 
 
@@ -66,20 +68,16 @@ class SMShare:
             f"bandwidth saturating at {SATURATING_SHARE:.0%} of the SMs)"
 
 
-class SMSharedModel:
+class SMSharedModel(Wrapped):
     """`inner`'s iterations on a share of the SMs: compute-bound seconds / compute(share), memory-bound
     seconds / memory(share), collectives and CPU unchanged. `share` may change between iterations (semi-PD's
     controller moves it)."""
 
     def __init__(self, inner, share: float, sm: SMShare, label: str):
-        self.inner, self.sm, self.label = inner, sm, label
-        self._curves: dict[tuple[int, float], object] = {}
+        super().__init__(inner)
+        self.sm, self.label = sm, label
+        self._curves: dict[tuple[int, float], DecodeCurve] = {}
         self.share = share
-
-    def __getattr__(self, name):
-        if name.startswith("_") or name == "inner":  # (not set yet: being unpickled)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     @property
     def note(self) -> str:
@@ -98,12 +96,7 @@ class SMSharedModel:
         comp, mem, other = self.inner.split(batch)
         return comp / self._fc, mem / self._fm, other
 
-    def iteration_time(self, batch) -> float:
-        return sum(self.split(batch))
-
-    def decode_curve(self, n: int):
-        from servesim.perf.base import DecodeCurve
-
+    def decode_curve(self, n: int) -> DecodeCurve:
         key = (n, self._share)
         curve = self._curves.get(key)
         if curve is None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from servesim.config import SpeculativeConfig
 from servesim.models import ModelSpec, get_model
-from servesim.perf.base import DecodeCurve, OpCost, PerfModel
+from servesim.perf.base import DecodeCurve, Wrapped
 from servesim.perf.batch import Batch
 
 
@@ -52,21 +52,17 @@ def draft_spec(target: ModelSpec, cfg: SpeculativeConfig | None) -> ModelSpec | 
     return get_model(cfg.draft_model)
 
 
-class SpeculativeModel(PerfModel):
+class SpeculativeModel(Wrapped):
     """`target` verifying drafts from `draft` (a perf model of the drafter, None for ngram), per token."""
 
     def __init__(self, target, draft, cfg: SpeculativeConfig):
-        self.inner, self.draft, self.cfg = target, draft, cfg
+        super().__init__(target)
+        self.draft, self.cfg = draft, cfg
         self.k = cfg.num_speculative_tokens
         self.tau = expected_tokens(cfg)
         self._curves: dict[int, DecodeCurve] = {}
         self.note = (f"speculative decoding ({cfg.method}, k={self.k}, acceptance {cfg.acceptance_rate:g}: "
                      f"{self.tau:.2f} tokens per step)")  # fmt: skip
-
-    def __getattr__(self, name):  # the target's description (profile, gpu, model) shows through
-        if name.startswith("_") or name == "inner":  # (not set yet: being unpickled)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def _draft_cpu(self) -> float:
         return self.draft.p.cpu_overhead_s if self.draft is not None else 0.0
@@ -80,10 +76,8 @@ class SpeculativeModel(PerfModel):
         c, m, o = self.draft.split(batch)
         parts = [c, m, o - cpu]
         if batch.num_decodes and self.k > 1:
-            curve = self.draft.decode_curve(batch.num_decodes)
-            x = batch.decode_ctx_sum / batch.num_decodes
-            total = float(curve.times(x))
-            more = (curve.comp, total - curve.comp - curve.other, curve.other - cpu)
+            c, m, o = self.draft.decode_curve(batch.num_decodes).split_at(batch.decode_ctx_sum / batch.num_decodes)
+            more = (c, m, o - cpu)
             parts = [a + (self.k - 1) * b for a, b in zip(parts, more, strict=True)]
         return parts[0], parts[1], parts[2]
 
@@ -94,20 +88,13 @@ class SpeculativeModel(PerfModel):
 
     def split(self, batch: Batch) -> tuple[float, float, float]:
         if not batch.prefill_lens:
-            curve = self.decode_curve(batch.num_decodes)
-            total = float(curve.times(batch.decode_ctx_sum / batch.num_decodes))
-            return curve.comp, total - curve.comp - curve.other, curve.other
+            return self.decode_curve(batch.num_decodes).split_at(batch.decode_ctx_sum / batch.num_decodes)
         step = self._step(batch)
         if not batch.num_decodes:
             return step
         chunks = self._step(Batch(prefill_lens=batch.prefill_lens, prefill_ctx=batch.prefill_ctx,
                                   prefill_layers=batch.prefill_layers))  # fmt: skip
         return tuple(p + (s - p) / self.tau for s, p in zip(step, chunks, strict=True))
-
-    def breakdown(self, batch: Batch) -> list[OpCost]:
-        comp, mem, other = self.split(batch)
-        return [OpCost("speculative_compute", comp, bound="compute"), OpCost("speculative_memory", mem,
-                bound="memory"), OpCost("speculative_other", other, bound="overhead")]  # fmt: skip
 
     def decode_curve(self, n: int) -> DecodeCurve:
         curve = self._curves.get(n)

@@ -24,6 +24,7 @@ from servesim.perf.energy import PowerModel
 from servesim.perf.nanoflow import NanoFlowModel
 from servesim.perf.profiled import load_profile_for, make_perf_model
 from servesim.perf.quant import weight_quant
+from servesim.perf.sm_share import SMShare
 from servesim.perf.speculative import SpeculativeModel, draft_spec
 from servesim.sim.cluster import Cluster, Pool
 from servesim.sim.kv_swap import SwapCost
@@ -221,12 +222,13 @@ def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> li
     price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else p.gpu.price_per_hour
     unit = sc.workload.unit_tokens(e.block_size)
     count = p.replicas * lay.streams
-    gpus = lay.tp
+    gpus, sm = lay.tp, None
     if p.role is not None:  # a semi-PD worker: its share of the SMs (its blocks are planned), the GPUs' power and cost
         gpus = lay.tp * (sc.semi_pd.prefill_sm if p.role == "prefill" else 1 - sc.semi_pd.prefill_sm)
+        sm = SMShare.for_profile(getattr(perf, "profile", None))  # (read once for the pool)
     reps = []
     for i in range(count):
-        worker = perf if p.role is None else share_models(perf, sc.semi_pd, p.role)
+        worker = perf if p.role is None else share_models(perf, sc.semi_pd, p.role, sm)
         reps.append(Replica(e, worker, p.memory.num_blocks, unit, first_rid + i, power, gpus, price))
     swap = _swap_cost(model, p)  # (the CPU tier: swapped requests, offloaded contexts)
     for rep in reps:

@@ -29,9 +29,9 @@ DEFAULT_TTFT_S, DEFAULT_TPOT_S = 1.0, 0.1  # targets the controller balances whe
 LOW, HIGH = 0.1, 0.9  # the prefill worker's share stays within these
 
 
-def share_models(perf, cfg: SemiPDConfig, role: str) -> SMSharedModel:
+def share_models(perf, cfg: SemiPDConfig, role: str, sm: SMShare | None = None) -> SMSharedModel:
     """`perf` as a worker of `role` (prefill or decode) sees it."""
-    sm = SMShare.for_profile(getattr(perf, "profile", None))
+    sm = sm or SMShare.for_profile(getattr(perf, "profile", None))
     share = cfg.prefill_sm if role == "prefill" else 1.0 - cfg.prefill_sm
     return SMSharedModel(perf, share, sm, f"semi-PD {role} worker")
 

@@ -64,17 +64,14 @@ class LayeredPrefillScheduler(VLLMScheduler):
             chunk = self.admit(req, -(-todo // g))
             if not chunk:
                 break
-            start = req.computed  # after the prefix cache's hits (the chunk is counted when it has run)
+            start = req.computed  # after the prefix cache's hits (the chunk counts when it has run)
+            # with hits, a group's share of what is left (the blocks taken for the larger first guess are given
+            # back as the prompt grows into them)
+            chunk = min(chunk, -(-(req.target - start) // g))
             self.cycle[req.id] = (start, req.target - start)
-            if chunk != -(-(req.target - start) // g):  # hits shortened the prompt: a group's share of what is left
-                chunk = self._regroup(req, chunk, -(-(req.target - start) // g))
             plan.append((req, chunk))
             room -= req.target - start
         return plan
-
-    def _regroup(self, req, chunk: int, want: int) -> int:
-        """Admitted with `chunk` tokens' blocks, the request needs `want` this iteration (fewer after hits)."""
-        return min(chunk, want)
 
     def plan_batch(self, plan: Plan, decodes: int, ctx_sum: int) -> Batch:
         """The iteration: each prompt of the cycle whole, through 1/groups of the layers."""
