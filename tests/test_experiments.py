@@ -53,9 +53,9 @@ def test_continuum_experiment(monkeypatch, capsys):
 
 
 def test_autellix_experiment(monkeypatch, capsys):
-    rows = _run(monkeypatch, capsys, "autellix.py", "--programs", "600", "--rates", "4")
+    rows = _run(monkeypatch, capsys, "autellix.py", "--programs", "1000", "--rates", "3.5")
     jct = {k.split(" ", 1)[1]: (float(v[1]), float(v[5])) for k, v in rows.items() if k[0].isdigit()}
-    assert jct["autellix"][0] <= jct["vllm"][0]  # mean completion no worse
+    assert jct["autellix"][0] < jct["vllm"][0]  # past the KV cache's knee, mean completion is lower
     assert jct["autellix"][1] < jct["vllm"][1]  # programs queue less
 
 

@@ -130,3 +130,27 @@ def test_invariants_hold_on_random_workloads(checked, reqs, scheduler, max_num_s
     assert steps["kv_used"].max() <= blocks
     assert np.all(np.diff(r.meter.iter_end[: r.it]) > 0)
     assert r.state.kv.used == 0
+
+
+def test_preempted_prefill_finds_its_computed_chunks():
+    """As in vLLM V1, a prompt's full units are cached as its chunks run: a preempted prefill resumes
+    from them, and a request with the same prefix finds them while the first is still prefilling."""
+    from servesim.sim.request import Request
+    from servesim.sim.state import ReplicaState
+
+    s = ReplicaState(1000, 16, True, 512, 8)
+    first, second = Request(0, 0.0, 2000, 10, [1, 2, 3, 4]), Request(1, 0.0, 1600, 10, [1, 2, 9])
+    s.receive_all([first, second])
+    s.arrive()
+    assert s.admit(first, 1100) == 1100
+    first.computed += 1100
+    s.chunk_done(first)  # two whole units (1024 tokens) become shareable
+    s.check()
+    assert s.admit(second, 1024) == 1600 - 1024
+    assert second.computed == 1024
+    s.preempt(first)
+    s.check()
+    assert first.computed == 0 and first.preemptions == 1
+    assert s.admit(first, 2000) == 2000 - 1024  # it recomputes only what no unit holds
+    assert first.computed == 1024
+    s.check()

@@ -74,25 +74,42 @@ class KVCache:
     def match(self, hashes, max_entries: int, query_units: int | None = None) -> list:
         """Reference the longest cached prefix of `hashes` (at most max_entries entries; the query spans
         query_units units, by default one an entry)."""
+        hits, _ = self.lookup(hashes, max_entries, query_units)
+        self.take(hits)
+        return hits
+
+    def lookup(self, hashes, max_entries: int, query_units: int | None = None) -> tuple[list, int]:
+        """The longest cached prefix of `hashes` and the blocks of it nobody references (which `take` would move
+        from free to used), counted in the hit statistics but not referenced: as in vLLM, a request that
+        then does not fit leaves the cache as it was, its LRU order included."""
         if not self.prefix_caching or not hashes:
-            return []
+            return [], 0
         ub, refs, big = self.unit_blocks, self._refs, self._big
         self.query_blocks += (min(len(hashes), max_entries) if query_units is None else query_units) * ub
-        hit, blocks = [], 0
+        hit, blocks, idle = [], 0, 0
         for h in islice(hashes, max_entries):
             r = refs.get(h)
             if r is None:
                 break
             b = big.get(h, ub) if big else ub
-            if r == 0:  # unreferenced: it leaves the LRU list
-                del self._lru[h]
-                self.evictable -= b
-                self.used += b
-            refs[h] = r + 1
+            if r == 0:
+                idle += b
             hit.append(h)
             blocks += b
         self.hit_blocks += blocks
-        return hit
+        return hit, idle
+
+    def take(self, hits: list) -> None:
+        """Reference entries `lookup` found; unreferenced ones leave the LRU list."""
+        refs, big, ub, lru = self._refs, self._big, self.unit_blocks, self._lru
+        for h in hits:
+            r = refs[h]
+            if r == 0:
+                b = big.get(h, ub) if big else ub
+                del lru[h]
+                self.evictable -= b
+                self.used += b
+            refs[h] = r + 1
 
     def cached_prefix_units(self, hashes, ends: list[int] | None = None) -> int:
         """Length of the cached prefix of `hashes`, in units (`ends`: each entry's end, in units, if not one

@@ -137,28 +137,28 @@ class ReplicaState:
         if req.kv_ready:  # its KV cache is here (swapped out, or transferred): it resumes, never re-prefills
             return 0
         kv, unit, ends = self.kv, self.unit_tokens, req.hash_ends
-        hits, hit_units = [], 0
+        hits, hit_units, idle = [], 0, 0
         if req.hash_ids:
             units = (req.target - 1) // unit
             if ends is None:
-                hits = kv.match(req.hash_ids, units)
+                hits, idle = kv.lookup(req.hash_ids, units)
                 hit_units = len(hits)
             else:  # segments: those that end within the limit
-                hits = kv.match(req.hash_ids, bisect_right(ends, units), units)
+                hits, idle = kv.lookup(req.hash_ids, bisect_right(ends, units), units)
                 hit_units = ends[len(hits) - 1] if hits else 0
         kept = self.kept
         loaded, parents = kept.loadable(req, hit_units) if kept.offloaded_for else (0, None)
         hit_tokens = hit_units * unit
         todo = req.target - hit_tokens - loaded * unit
         if not chunked and todo > budget:
-            kv.unref(hits)
             return 0
         chunk = min(todo, budget)
         shared = hit_units * kv.unit_blocks
         need = self.blocks_for(hit_tokens + loaded * unit + chunk) - shared
-        if not kv.allocate(need):
-            kv.unref(hits)
+        if need + idle > kv.free():  # (referencing the idle hits takes them from the free blocks)
             return 0
+        kv.take(hits)
+        kv.allocate(need)
         if parents is not None:  # its context comes back from the CPU tier
             kept.load(req, parents, loaded)
             hit_tokens += loaded * unit
@@ -242,6 +242,12 @@ class ReplicaState:
                 sib.pending, sib.ready = 0, self.now
                 self.receive(sib)
             req.samples = ()
+
+    def chunk_done(self, req: Request) -> None:
+        """A prefill chunk ran and the prompt goes on: its full units become prefix-cache entries now, as
+        vLLM V1 caches each full block once scheduled, so a preempted prefill finds its work again."""
+        if self.kv.prefix_caching and req.hash_ids:
+            self._cache_units(req, min(req.computed, req.prompt_len) // self.unit_tokens)
 
     def decode_from(self, req: Request, it: int) -> None:
         """Start decoding at iteration `it` (every earlier iteration is metered)."""
