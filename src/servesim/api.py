@@ -208,6 +208,10 @@ def no_cycle_collection():
         yield
     finally:
         if enabled:
+            # everything the run allocated sits in the youngest generation; moved to the oldest unscanned
+            # (freeze then unfreeze), the first collection after re-enabling does not walk it all
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 

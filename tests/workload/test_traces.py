@@ -34,6 +34,11 @@ def test_read_mooncake_fixture(fixtures):
         ("a.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 1}\n{oops\n', "line 2: not valid JSON"),
         ("a.jsonl", '{"timestamp": 0, "input_length": 5}\n', "line 1: missing field 'output_length'"),
         ("a.jsonl", '{"timestamp": 0, "input_length": "x", "output_length": 1}\n', "line 1: input_length 'x'"),
+        (
+            "a.jsonl",
+            '{"timestamp": 0, "input_length": 1500, "output_length": 1, "hash_ids": [4, 9, 4]}\n',
+            "line 1: hash_ids repeats an id",
+        ),
         ("a.txt", "1,2,3\n", "cannot tell the format"),
         ("a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n", "holds no requests"),
     ],

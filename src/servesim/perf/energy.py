@@ -60,7 +60,9 @@ class PowerModel:
         extra_mem = (self.memory_w - self.idle_w) * (1 - MEMORY_CLOCK_SHARE + MEMORY_CLOCK_SHARE * f)
         energy = comp_t * (self.compute_w - self.idle_w) * f + mem_t * extra_mem
         total = comp_t + mem_t + other  # scalar or array (runs of decode iterations)
-        return self.idle_w + energy / np.maximum(total, 1e-30)
+        if isinstance(total, np.ndarray):
+            return self.idle_w + energy / np.maximum(total, 1e-30)
+        return self.idle_w + energy / max(total, 1e-30)  # (a numpy call costs more than the iteration's sums)
 
     def linear(self, comp: float, other: float, clock: float = 1.0) -> tuple[float, float, float, float]:
         """(a, b, e0, e1): at `clock`, an iteration with these compute-bound and other seconds and s seconds

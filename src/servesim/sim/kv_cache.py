@@ -13,8 +13,8 @@ blocks is given when it is inserted, and it is matched and evicted whole.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from itertools import filterfalse, islice, repeat
-from operator import add
+from itertools import compress, filterfalse, islice, repeat, takewhile
+from operator import add, not_
 
 
 def _consume(it) -> None:
@@ -86,27 +86,25 @@ class KVCache:
             return [], 0
         ub, refs, big = self.unit_blocks, self._refs, self._big
         self.query_blocks += (min(len(hashes), max_entries) if query_units is None else query_units) * ub
-        hit, blocks, idle = [], 0, 0
-        for h in islice(hashes, max_entries):
-            r = refs.get(h)
-            if r is None:
-                break
-            b = big.get(h, ub) if big else ub
-            if r == 0:
-                idle += b
-            hit.append(h)
-            blocks += b
-        self.hit_blocks += blocks
-        return hit, idle
+        hit = list(takewhile(refs.__contains__, islice(hashes, max_entries)))
+        if not hit:
+            return hit, 0
+        counts = list(map(refs.__getitem__, hit))
+        if big:
+            sizes = list(map(big.get, hit, repeat(ub)))
+            self.hit_blocks += sum(sizes)
+            return hit, sum(compress(sizes, map(not_, counts)))
+        self.hit_blocks += len(hit) * ub
+        return hit, counts.count(0) * ub
 
     def take(self, hits: list) -> None:
         """Reference entries `lookup` found; unreferenced ones leave the LRU list."""
-        refs, big, ub, lru = self._refs, self._big, self.unit_blocks, self._lru
+        refs, big, ub = self._refs, self._big, self.unit_blocks
         for h in hits:
             r = refs[h]
             if r == 0:
+                del self._lru[h]
                 b = big.get(h, ub) if big else ub
-                del lru[h]
                 self.evictable -= b
                 self.used += b
             refs[h] = r + 1

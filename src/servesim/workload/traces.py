@@ -85,6 +85,8 @@ def _mooncake_fast(lines: list[str]) -> Trace | None:
         return None
     if (stamps < 0).any() or (ins < 1).any() or (outs < 1).any() or not all(type(h) is list for h in hashes):
         return None
+    if any(len(set(h)) != len(h) for h in hashes):
+        return None
     flat = [x for h in hashes for x in h]
     if flat and np.array(flat).dtype.kind not in "iU":  # integers (or string ids), as the careful reader allows
         return None
@@ -123,6 +125,8 @@ def read_mooncake(path: Path) -> Trace:
         h = row.get("hash_ids", [])
         if not isinstance(h, list) or not all(isinstance(x, int | str) for x in h):
             raise ServesimError(f"{path} line {no}: hash_ids must be a list of integers")
+        if len(set(h)) != len(h):  # an id names a block and everything before it, so it cannot recur
+            raise ServesimError(f"{path} line {no}: hash_ids repeats an id; each block of a prompt needs its own")
         hashes.append(h)
     if not ins:
         raise ServesimError(f"{path} holds no requests")
