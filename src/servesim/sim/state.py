@@ -244,8 +244,9 @@ class ReplicaState:
             req.samples = ()
 
     def chunk_done(self, req: Request) -> None:
-        """A prefill chunk ran and the prompt goes on: its full units become prefix-cache entries now, as
-        vLLM V1 caches each full block once scheduled, so a preempted prefill finds its work again."""
+        """A prefill chunk ran and the prompt goes on: its full units become prefix-cache entries now, so a
+        preempted prefill finds its work again (vLLM V1 registers each full block when its chunk is scheduled,
+        one iteration earlier: there a request admitted beside the chunk may already match it)."""
         if self.kv.prefix_caching and req.hash_ids:
             self._cache_units(req, min(req.computed, req.prompt_len) // self.unit_tokens)
 
