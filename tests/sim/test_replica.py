@@ -144,7 +144,7 @@ def test_preempted_prefill_finds_its_computed_chunks():
     s.arrive()
     assert s.admit(first, 1100) == 1100
     first.computed += 1100
-    s.chunk_done(first)  # two whole units (1024 tokens) become shareable
+    s.cache_computed(first)  # two whole units (1024 tokens) become shareable
     s.check()
     assert s.admit(second, 1024) == 1600 - 1024
     assert second.computed == 1024

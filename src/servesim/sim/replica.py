@@ -134,7 +134,7 @@ class Replica:
             req.prefill_usd += chunk * usdpt
             req.computed += chunk
             if req.computed < req.target:
-                s.chunk_done(req)
+                s.cache_computed(req)
                 continue
             s.prefilled(req)
             out += 1

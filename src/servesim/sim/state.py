@@ -235,16 +235,15 @@ class ReplicaState:
         """A request's prompt is computed: it stops prefilling (the replica decides what comes next); its
         parallel samples start now, finding the prompt in the prefix cache."""
         self.prefilling.remove(req)
-        if self.kv.prefix_caching and req.hash_ids:
-            self._cache_prompt(req)
+        self.cache_computed(req)
         if req.samples:
             for sib in req.samples:
                 sib.pending, sib.ready = 0, self.now
                 self.receive(sib)
             req.samples = ()
 
-    def chunk_done(self, req: Request) -> None:
-        """A prefill chunk ran and the prompt goes on: its full units become prefix-cache entries now, so a
+    def cache_computed(self, req: Request) -> None:
+        """After each prefill chunk: the prompt's full units computed so far become prefix-cache entries, so a
         preempted prefill finds its work again (vLLM V1 registers each full block when its chunk is scheduled,
         one iteration earlier: there a request admitted beside the chunk may already match it)."""
         if self.kv.prefix_caching and req.hash_ids:
@@ -307,10 +306,6 @@ class ReplicaState:
         self.meter.charge(req)
         req.segments.append((self.rid, req.seg_start, last))
         self.dec.remove(req)
-
-    def _cache_prompt(self, req: Request) -> None:
-        """Make the request's full prompt units shareable prefix-cache entries."""
-        self._cache_units(req, req.prompt_len // self.unit_tokens)
 
     def _cache_units(self, req: Request, full: int) -> None:
         """Make the request's first `full` hash units (its own blocks) shareable prefix-cache entries."""
