@@ -13,6 +13,9 @@ median relative difference of the capacity each found.
 
     python benchmarks/bench_search.py [--workers 2] [--num-requests 500] [--rate-tol 0.03]
                                       [--reference-requests 1200 --reference-rate-tol 0.02]
+                                      [--trace ../shared/data/traces/AzureLLMInferenceTrace_conv.csv]
+
+With `--trace` the lengths are drawn from a trace (rows in order, Poisson arrivals at each rate tried).
 """
 
 from __future__ import annotations
@@ -84,13 +87,17 @@ def main():
     ap.add_argument("--rate-tol", type=float, default=0.03)
     ap.add_argument("--reference-requests", type=int, default=0, help="also run a slow reference search")
     ap.add_argument("--reference-rate-tol", type=float, default=0.02)
+    ap.add_argument("--trace", help="draw prompt and output lengths from this trace instead (Poisson arrivals)")
     args = ap.parse_args()
+    workload = WorkloadConfig(input=CHAT_IN, output=CHAT_OUT, seed=1)
+    if args.trace:
+        workload = WorkloadConfig(trace=args.trace, arrival="poisson", seed=1)
     # one performance model for every GPU, so the ranking compares like with like
     base = Scenario(
         model="llama-3.1-70b",
         engine=EngineConfig(max_model_len=16384),
         perf_model="roofline",
-        workload=WorkloadConfig(input=CHAT_IN, output=CHAT_OUT, seed=1),
+        workload=workload,
         router="least_tokens",
     )
     space = SearchSpace(

@@ -4,6 +4,7 @@ import pytest
 from servesim.config import WorkloadConfig
 from servesim.errors import ServesimError
 from servesim.workload import generate, read_trace
+from servesim.workload.traces import forget_traces
 from tests.conftest import shared_trace
 
 
@@ -17,7 +18,7 @@ def test_read_azure_fixture(fixtures):
 def test_read_mooncake_fixture(fixtures):
     t = read_trace(fixtures / "mooncake_small.jsonl")
     assert list(t.timestamps) == [0, 0.5, 1.0, 1.5]
-    assert t.hash_ids[1] == [0, 1, 3]
+    assert t.hash_ids[1] == (0, 1, 3)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +55,7 @@ def test_trace_workload_modes(fixtures):
     path = fixtures / "mooncake_small.jsonl"
     replay = generate(WorkloadConfig(trace=path, num_requests=None, arrival="trace"))
     assert [r.arrival for r in replay] == [0, 0.5, 1.0, 1.5]
-    assert replay[0].hash_ids == [0, 1, 2]
+    assert replay[0].hash_ids == (0, 1, 2)
     fast = generate(WorkloadConfig(trace=path, num_requests=4, arrival="trace", time_scale=2.0))
     assert [r.arrival for r in fast] == [0, 0.25, 0.5, 0.75]
     synthetic = generate(WorkloadConfig(trace=path, num_requests=8, rate=100.0))
@@ -75,3 +76,16 @@ def test_real_mooncake_trace_hash_blocks():
     assert len(t) > 10000
     # one hash id per 512-token block of the prompt
     assert all(len(h) == -(-n // 512) for h, n in zip(t.hash_ids[:500], t.input_lens[:500], strict=True))
+
+
+def test_a_trace_read_again_is_the_one_kept(tmp_path, fixtures):
+    p = tmp_path / "t.jsonl"
+    p.write_text((fixtures / "mooncake_small.jsonl").read_text())
+    first = read_trace(p)
+    assert read_trace(p) is first
+    assert not first.input_lens.flags.writeable and isinstance(first.hash_ids[0], tuple)  # shared: read-only
+    p.write_text(p.read_text().replace('"output_length": ', '"output_length": 1'))  # new content: read anew
+    changed = read_trace(p)
+    assert changed is not first and list(changed.output_lens) != list(first.output_lens)
+    forget_traces()
+    assert read_trace(p) is not changed

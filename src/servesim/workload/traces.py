@@ -8,6 +8,7 @@ Mooncake JSONL: one object per line with `timestamp` (ms), `input_length`,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,10 +29,17 @@ class Trace:
     timestamps: np.ndarray
     input_lens: np.ndarray
     output_lens: np.ndarray
-    hash_ids: list[list[int]] | None = None
+    hash_ids: list[list[int]] | list[tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_lens)
+
+    def freeze(self) -> None:
+        """Make it read-only (it is shared by every run that reads the same file)."""
+        for a in (self.timestamps, self.input_lens, self.output_lens):
+            a.setflags(write=False)
+        if self.hash_ids is not None:
+            self.hash_ids = [tuple(h) for h in self.hash_ids]
 
 
 def _positive_int(text, path: Path, line: int, field: str, least: int = 1) -> int:
@@ -153,12 +161,37 @@ def trace_format(path: str | Path, fmt: str = "auto") -> str:
     return fmt
 
 
+_READ: dict[tuple[str, str], Trace] = {}  # the traces this process read, by format and content digest
+_KEEP = 4
+
+
 def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
-    """Read a trace of single requests (Azure CSV or Mooncake JSONL)."""
+    """Read a trace of single requests (Azure CSV or Mooncake JSONL). A search simulates the same trace many
+    times, so the last few traces read are kept, read-only, by their content (hashing a file costs a few
+    percent of parsing it)."""
     fmt = trace_format(path, fmt)
     if fmt == "sessions":
         raise ServesimError(f"{path} is a sessions trace; its turns are replayed as programs (workload.trace)")
-    return read_azure(Path(path)) if fmt == "azure" else read_mooncake(Path(path))
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            key = (fmt, hashlib.file_digest(f, "blake2b").hexdigest())
+    except OSError:
+        read_text(p, "trace file")  # the clear message
+        raise
+    trace = _READ.get(key)
+    if trace is None:
+        trace = read_azure(p) if fmt == "azure" else read_mooncake(p)
+        trace.freeze()
+        if len(_READ) >= _KEEP:
+            del _READ[next(iter(_READ))]
+        _READ[key] = trace
+    return trace
+
+
+def forget_traces() -> None:
+    """Drop the traces `read_trace` keeps (the next read parses its file again)."""
+    _READ.clear()
 
 
 SESSION_FIELDS = ("session_id", "turn", "input_length", "output_length")
