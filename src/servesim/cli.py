@@ -51,11 +51,15 @@ def note(text: str) -> None:
 
 
 def _names(kind: str) -> str:
+    """The built-ins, for a help text: policies and routers are named as their modules, so listing those
+    imports none of them; pipeline schedules (`1f1b`) are not."""
     from servesim.pipeline.schedule import SCHEDULES
     from servesim.sim.router import ROUTERS
     from servesim.sim.scheduler import SCHEDULERS
 
-    return " | ".join({"scheduler": SCHEDULERS, "router": ROUTERS, "pipeline": SCHEDULES}[kind].names())
+    if kind == "pipeline":
+        return " | ".join(SCHEDULES.names())
+    return " | ".join({"scheduler": SCHEDULERS, "router": ROUTERS}[kind].module_names())
 
 
 def _write_views(result, report: Path | None, report_fn: str, trace_out: Path | None, trace_fn: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 
 from servesim.errors import ServesimError
 
@@ -13,8 +15,11 @@ def canonical(name: str) -> str:
 
 
 class Registry:
+    """Classes by name. The built-ins are the modules of `package`, one each; a run imports only those it
+    uses (a built-in named as its module is found by that name), a listing imports them all."""
+
     def __init__(self, kind: str, package: str):
-        self.kind, self.package = kind, package  # the package whose import registers the built-ins
+        self.kind, self.package = kind, package
         self._classes: dict[str, type] = {}
 
     def register(self, cls: type) -> type:
@@ -22,15 +27,31 @@ class Registry:
         return cls
 
     def names(self) -> list[str]:
-        importlib.import_module(self.package)
+        """Every name: the built-ins and any registered elsewhere."""
+        pkg = importlib.import_module(self.package)
+        for module in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{self.package}.{module.name}")
         return sorted(self._classes)
+
+    def module_names(self) -> list[str]:
+        """The built-ins' modules, without importing them (for help texts: most built-ins are named so)."""
+        return sorted(m.name for m in pkgutil.iter_modules(importlib.import_module(self.package).__path__))
 
     def get(self, name: str) -> type:
         key = canonical(name)
-        for known in self.names():
-            if canonical(known) == key:
-                return self._classes[known]
-        raise ServesimError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names())}")
+        cls = self._find(key)
+        if cls is None and key.isidentifier() and importlib.util.find_spec(f"{self.package}.{key}") is not None:
+            importlib.import_module(f"{self.package}.{key}")  # a built-in named as its module
+            cls = self._find(key)
+        if cls is None:
+            known = self.names()
+            cls = self._find(key)
+            if cls is None:
+                raise ServesimError(f"unknown {self.kind} '{name}'; known: {', '.join(known)}")
+        return cls
+
+    def _find(self, key: str) -> type | None:
+        return next((c for n, c in self._classes.items() if canonical(n) == key), None)
 
     def make(self, name: str, *args):
         return self.get(name)(*args)
