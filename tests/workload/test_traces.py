@@ -89,3 +89,12 @@ def test_a_trace_read_again_is_the_one_kept(tmp_path, fixtures):
     assert changed is not first and list(changed.output_lens) != list(first.output_lens)
     forget_traces()
     assert read_trace(p) is not changed
+
+
+def test_a_large_trace_is_not_kept(tmp_path, fixtures, monkeypatch):
+    from servesim.workload import traces
+
+    p = tmp_path / "t.jsonl"
+    p.write_text((fixtures / "mooncake_small.jsonl").read_text())
+    monkeypatch.setattr(traces, "_KEEP_BYTES", p.stat().st_size - 1)
+    assert read_trace(p) is not read_trace(p)

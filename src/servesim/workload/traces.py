@@ -163,12 +163,13 @@ def trace_format(path: str | Path, fmt: str = "auto") -> str:
 
 _READ: dict[tuple[str, str], Trace] = {}  # the traces this process read, by format and content digest
 _KEEP = 4
+_KEEP_BYTES = 256 << 20  # a larger trace is not kept: its rows would hold gigabytes after the run
 
 
 def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
     """Read a trace of single requests (Azure CSV or Mooncake JSONL). A search simulates the same trace many
-    times, so the last few traces read are kept, read-only, by their content (hashing a file costs a few
-    percent of parsing it)."""
+    times, so the last few traces read (up to 256 MiB each) are kept, read-only, by their content (hashing
+    a file costs a few percent of parsing it)."""
     fmt = trace_format(path, fmt)
     if fmt == "sessions":
         raise ServesimError(f"{path} is a sessions trace; its turns are replayed as programs (workload.trace)")
@@ -183,9 +184,10 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
     if trace is None:
         trace = read_azure(p) if fmt == "azure" else read_mooncake(p)
         trace.freeze()
-        if len(_READ) >= _KEEP:
-            del _READ[next(iter(_READ))]
-        _READ[key] = trace
+        if p.stat().st_size <= _KEEP_BYTES:
+            if len(_READ) >= _KEEP:
+                del _READ[next(iter(_READ))]
+            _READ[key] = trace
     return trace
 
 
