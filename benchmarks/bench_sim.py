@@ -82,7 +82,7 @@ def bench_traces(folder: Path, repeat: int) -> None:
         print(f"no traces in {folder}; skipping the real-trace cases")
         return
     for name, sc in cases.items():
-        simulate(sc)  # warm-up: imports, profile, caches
+        result = simulate(sc)  # warm-up: imports, profile, caches (the timed runs give the same result)
         walls, cold, parse = [], [], []
         for _ in range(repeat):
             forget_traces()  # a first run in a process reads the trace; later ones reuse what it read
@@ -93,7 +93,6 @@ def bench_traces(folder: Path, repeat: int) -> None:
             forget_traces()
             cold.append(_wall(sc))
             walls.append(_wall(sc))
-        result = simulate(sc)
         s = result.summary()
         n, best = s["completed"] + s["failed"], min(walls)
         print(f"{name}: {n} requests over {s['duration_s']:.0f} s simulated, {s['iterations']} iterations, "

@@ -28,9 +28,8 @@ class Registry:
 
     def names(self) -> list[str]:
         """Every name: the built-ins and any registered elsewhere."""
-        pkg = importlib.import_module(self.package)
-        for module in pkgutil.iter_modules(pkg.__path__):
-            importlib.import_module(f"{self.package}.{module.name}")
+        for module in self.module_names():
+            importlib.import_module(f"{self.package}.{module}")
         return sorted(self._classes)
 
     def module_names(self) -> list[str]:

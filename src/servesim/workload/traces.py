@@ -174,6 +174,9 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
     if fmt == "sessions":
         raise ServesimError(f"{path} is a sessions trace; its turns are replayed as programs (workload.trace)")
     p = Path(path)
+    parse = read_azure if fmt == "azure" else read_mooncake
+    if p.stat().st_size > _KEEP_BYTES:  # (trace_format found it a file)
+        return parse(p)
     try:
         with p.open("rb") as f:
             key = (fmt, hashlib.file_digest(f, "blake2b").hexdigest())
@@ -182,12 +185,11 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
         raise
     trace = _READ.get(key)
     if trace is None:
-        trace = read_azure(p) if fmt == "azure" else read_mooncake(p)
+        trace = parse(p)
         trace.freeze()
-        if p.stat().st_size <= _KEEP_BYTES:
-            if len(_READ) >= _KEEP:
-                del _READ[next(iter(_READ))]
-            _READ[key] = trace
+        if len(_READ) >= _KEEP:
+            del _READ[next(iter(_READ))]
+        _READ[key] = trace
     return trace
 
 
