@@ -1,7 +1,9 @@
 """Do two checkouts simulate the same thing? For refactors that must not change results.
 
-Runs thirteen scenarios (policies, routers, prefix caching, profiled and roofline models,
-the Azure and Mooncake traces when the shared folder has them) under each checkout's
+Runs thirty-odd scenarios (policies, routers, prefix caching, profiled and roofline models,
+pipeline parallelism, disaggregation, migration, semi-PD, the CPU swap tier, tenants,
+programs, parallel samples, speculative decoding, a power budget, a streamed run, and the
+Azure and Mooncake traces when the shared folder has them) under each checkout's
 `src/`, then compares every summary figure and every numeric per-request column within
 a relative tolerance, and prints the scenarios that differ with their first differences.
 
@@ -25,12 +27,13 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1] + "/src")
 from servesim import LengthDist, Scenario, WorkloadConfig, simulate
-from servesim.config import EngineConfig, PowerConfig
+from servesim.config import (Duration, EngineConfig, MigrationConfig, PoolConfig, PowerConfig, ProgramConfig,
+                             SemiPDConfig, TenantConfig)
 IN = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)
 OUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
 T = Path(sys.argv[3])
-def wl(rate, n=3000, **kw):
-    return WorkloadConfig(num_requests=n, rate=rate, input=IN, output=OUT, seed=1, **kw)
+def wl(rate, count=3000, **kw):
+    return WorkloadConfig(num_requests=count, rate=rate, input=IN, output=OUT, seed=1, **kw)
 cases = {
     "one replica": Scenario(workload=wl(14.0)),
     "roofline": Scenario(workload=wl(14.0), perf_model="roofline"),
@@ -42,6 +45,48 @@ cases = {
     "sarathi": Scenario(workload=wl(14.0), engine=EngineConfig(scheduler="sarathi")),
     "overload": Scenario(workload=wl(30.0)),
     "power cap 450 W": Scenario(workload=wl(14.0), power=PowerConfig(cap_w=450)),
+    "power budget": Scenario(workload=wl(40.0), replicas=3, router="least_tokens",
+                             power=PowerConfig(budget_w=1900, interval_s=0.5)),
+    "pp 2": Scenario(model="llama-3.1-70b", workload=wl(6.0, 1500), engine=EngineConfig(tp=2, pp=2)),
+    "disaggregated": Scenario(workload=wl(25.0), prefill=PoolConfig(replicas=3),
+                              decode=PoolConfig(gpu="h200", replicas=1)),
+    "disaggregated tp2 pp2": Scenario(model="llama-3.1-70b", workload=wl(6.0, 1500),
+                                      prefill=PoolConfig(replicas=1, engine=EngineConfig(tp=2, pp=2)),
+                                      decode=PoolConfig(replicas=1, engine=EngineConfig(tp=4)), perf_model="roofline"),
+    "migration": Scenario(workload=wl(50.0), replicas=4, router="round_robin",
+                          migration=MigrationConfig(enabled=True)),
+    "migration tp2": Scenario(model="qwen2.5-14b", workload=wl(30.0), replicas=3, router="round_robin",
+                              engine=EngineConfig(tp=2, gpu_memory_utilization=0.3),
+                              migration=MigrationConfig(enabled=True, threshold=0.05)),
+    "semi-pd": Scenario(workload=wl(14.0), semi_pd=SemiPDConfig(enabled=True)),
+    "swap priority tenants": Scenario(engine=EngineConfig(scheduler="priority", preemption_mode="swap",
+                                                          swap_group_blocks=64), workload=WorkloadConfig(
+        num_requests=2000, seed=1, tenants=[
+            TenantConfig(name="batch", rate=3.8, priority=1, input=LengthDist(mean=2000, sigma=0.5, max=8000),
+                         output=LengthDist(mean=1000, sigma=0.5, max=4000)),
+            TenantConfig(name="online", rate=3.0, priority=0, arrival="gamma", burstiness=0.1,
+                         input=LengthDist(mean=1000, sigma=0.6, max=8000),
+                         output=LengthDist(mean=200, sigma=0.6, max=1000))])),
+    "swap qwen3 tp8": Scenario(model="qwen3-30b-a3b", engine=EngineConfig(tp=8, gpu_memory_utilization=0.13,
+                               preemption_mode="swap", swap_space=0.05), workload=wl(60.0, 2000)),
+    "vtc": Scenario(engine=EngineConfig(scheduler="vtc"), workload=WorkloadConfig(
+        num_requests=2000, seed=1, input=IN, output=OUT, tenants=[TenantConfig(name="a", rate=12.0),
+                                                                   TenantConfig(name="b", rate=4.0)])),
+    "agents continuum offload": Scenario(engine=EngineConfig(scheduler="continuum",
+                                                            scheduler_options={"offload": True}),
+                                         workload=WorkloadConfig(num_requests=300, rate=1.0, seed=1, programs=
+                                             ProgramConfig(calls=LengthDist(dist="fixed", mean=6, max=6),
+                                                           gap=Duration(mean_s=2.0)))),
+    "agents dag autellix": Scenario(engine=EngineConfig(scheduler="autellix"), workload=WorkloadConfig(
+        num_requests=300, rate=1.5, seed=1, programs=ProgramConfig(shape="dag", fanout=3,
+                                                                   calls=LengthDist(dist="fixed", mean=3, max=3)))),
+    "n samples": Scenario(workload=wl(3.0, 600, n=4)),
+    "speculative": Scenario(workload=wl(14.0), engine=EngineConfig(speculative={"method": "eagle"})),
+    "sjf": Scenario(workload=wl(16.0), engine=EngineConfig(scheduler="sjf")),
+    "no_evict": Scenario(workload=wl(16.0), engine=EngineConfig(scheduler="no_evict")),
+    "static": Scenario(workload=wl(10.0), engine=EngineConfig(scheduler="static")),
+    "layered_prefill mixtral": Scenario(model="mixtral-8x7b", workload=wl(6.0, 1000),
+                                        engine=EngineConfig(tp=2, scheduler="layered_prefill")),
 }
 azure, mooncake = T / "AzureLLMInferenceTrace_conv.csv", T / "mooncake_conversation_trace.jsonl"
 if azure.is_file():
@@ -57,6 +102,8 @@ for name, sc in cases.items():
     df = r.requests
     cols = {c: df[c].astype(float).fillna(-1).tolist() for c in df.columns if df[c].dtype.kind in "fiub"}
     out[name] = {"summary": json.loads(json.dumps(r.summary(), default=str)), "requests": cols}
+streamed = simulate(cases["4 least_tokens"], stream=True)  # a streamed run: its summary from the tally
+out["4 least_tokens streamed"] = {"summary": json.loads(json.dumps(streamed.summary(), default=str))}
 Path(sys.argv[2]).write_text(json.dumps(out))
 """
 
