@@ -14,6 +14,7 @@ import numpy as np
 
 from servesim.config import Scenario
 from servesim.errors import ServesimError
+from servesim.layout import Layout
 from servesim.metrics import (
     ITLs,
     Records,
@@ -79,8 +80,7 @@ class Result:
         sc = self.scenario
 
         def shape(gpu: str, e, count: int) -> str:
-            lay = f"TP{e.tp}" + (f" PP{e.pp}" if e.pp > 1 else "") + (f" EP{e.ep}" if e.ep > 1 else "")
-            return f"{count} x " * (count > 1) + f"{gpu} {lay}, scheduler {e.scheduler}"
+            return f"{count} x " * (count > 1) + f"{gpu} {Layout.of(e).label()}, scheduler {e.scheduler}"
 
         if sc.disaggregated:
             pools = (("prefill", sc.prefill), ("decode", sc.decode))

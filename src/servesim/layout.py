@@ -6,8 +6,9 @@ group, as in vLLM (`--enable-expert-parallel`) and SGLang (`--ep-size`): the exp
 each MoE layer are spread whole over ep groups of tp/ep GPUs, and each expert is split
 over its group's GPUs. So ep divides tp and adds no GPUs; attention stays tensor parallel.
 
-Every rule about a layout is checked here, once: the performance model, the memory plan,
-the deployment builder and the search all ask the same `Layout`.
+Every rule about a layout is checked here, once, when a deployment is planned
+(`sim/deployment.py`); the performance model, the memory plan, the KV geometry and the
+search then take the checked `Layout` and ask it for GPU counts and stage sizes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class Layout:
     def stage_layers(self, model: ModelSpec) -> int:
         """Layers of the largest pipeline stage."""
         return -(-model.layers // self.pp)
+
+    def label(self) -> str:
+        """As the field writes a layout: TP4, TP2 PP2, TP8 EP8."""
+        return f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
 
     def check(self, model: ModelSpec) -> list[str]:
         """Refuse a layout the model cannot take (one clear line); return notes on what was assumed."""

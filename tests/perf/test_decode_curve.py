@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.hardware import get_gpu
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import Batch
 from servesim.perf.base import FAR, DecodeCurve
@@ -22,7 +23,7 @@ CASES = [("llama-3.1-8b", 1, {}), ("qwen2.5-14b", 1, {}), ("mixtral-8x7b", 2, {"
 @pytest.mark.parametrize("kind", ["roofline", "auto"])
 @pytest.mark.parametrize(("model", "tp", "parallel"), CASES)
 def test_curve_prices_decode_iterations_as_the_batch_model(kind, model, tp, parallel):
-    perf = make_perf_model(get_model(model), get_gpu("h100-sxm"), tp=tp, kind=kind, **parallel)
+    perf = make_perf_model(get_model(model), get_gpu("h100-sxm"), Layout(tp, **parallel), kind=kind)
     for n in (1, 3, 16, 100, 256):
         curve = perf.decode_curve(n)
         for ctx in (1, 100, 517, 2048, 5000, 33000, 200000):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import Batch, RooflineModel
 from servesim.perf.energy import PowerModel
@@ -88,8 +89,8 @@ def test_decode_times_vectorised_matches(llama):
 def test_fallback_to_fitted_roofline(profile):
     params = fitted_params(profile, H200)
     assert 0.5 < params.gemm_efficiency <= 0.95 and 0.6 <= params.mem_efficiency <= 0.95
-    ds = ProfiledModel(get_model("deepseek-v3"), H200, profile, tp=8)  # MLA: no measured attention layout
-    roof = RooflineModel(get_model("deepseek-v3"), H200, tp=8, params=params)
+    ds = ProfiledModel(get_model("deepseek-v3"), H200, profile, Layout(8))  # MLA: no measured attention layout
+    roof = RooflineModel(get_model("deepseek-v3"), H200, params=params, layout=Layout(tp=8))
     # the latent-attention kernel is not profiled: it is priced by the fitted roofline (its absorption
     # GEMMs are profiled shapes, so they come from the tables)
     kernel = lambda m: m._decode_attention(32, 32 * 4096) - m._decode_fixed(32)  # noqa: E731
@@ -214,10 +215,10 @@ def test_recorded_validation(run):
     if run.parent == ARCHIVE:
         perf = ProfiledModel(spec, gpu, load_profile(ARCHIVE / "profiles" / gpu.name))
     else:
-        perf = make_perf_model(spec, gpu, tp, dtype=dt, kv_dtype=kvd)
+        perf = make_perf_model(spec, gpu, Layout(tp), dtype=dt, kv_dtype=kvd)
         # every GPU with a recorded validation ships its profile, fp8 kernels (and TP collectives) included
         assert describe(perf).startswith("profiled") and "roofline" not in describe(perf)
-    roof = RooflineModel(spec, gpu, tp=tp, dtype=dt, kv_dtype=kvd)
+    roof = RooflineModel(spec, gpu, dtype=dt, kv_dtype=kvd, layout=Layout(tp=tp))
     df = compare(measured, {"profiled": perf, "roofline": roof})
     prof, roof = error_stats(df, "profiled"), error_stats(df, "roofline")
     assert prof["median_ape"] <= 5.8 and prof["p90_ape"] <= 11.0 and prof["max_ape"] <= 15.0
@@ -263,14 +264,14 @@ def test_measured_all_reduce_replaces_the_link_model(copy_profile):
     rows = [f"all_reduce,2,{b},{8e-6 + b / 300e9:.6g}" for b in sizes]
     (copy_profile / "collectives.csv").write_text("op,world,bytes,seconds\n" + "\n".join(rows) + "\n")
     prof, m = load_profile(copy_profile), get_model("llama-3.1-70b")
-    tp2, tp4 = ProfiledModel(m, H200, prof, tp=2), ProfiledModel(m, H200, prof, tp=4)
+    tp2, tp4 = ProfiledModel(m, H200, prof, Layout(2)), ProfiledModel(m, H200, prof, Layout(4))
     assert tp2._allreduce(2**20) == pytest.approx(8e-6 + 2**20 / 300e9, rel=1e-5)
     assert tp2._allreduce(3 * 2**29) > tp2._allreduce(2**30)  # past the table: the measured bandwidth
     assert tp2._allreduce(1.0) == pytest.approx(8e-6 + 2**10 / 300e9, rel=1e-5)  # below it: the smallest size
-    link = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=4)
+    link = ProfiledModel(m, H200, load_profile(find_profile("h200")), layout=Layout(tp=4))
     assert tp4._allreduce(2**20) == link._allreduce(2**20)  # no table for 4 GPUs
-    h100 = ProfiledModel(m, get_gpu("h100"), load_profile(find_profile("h100-sxm")), tp=2)
+    h100 = ProfiledModel(m, get_gpu("h100"), load_profile(find_profile("h100-sxm")), layout=Layout(tp=2))
     assert h100._allreduce(2**20) == RooflineModel._allreduce(h100, 2**20)  # no table shipped for the H100
-    shipped = ProfiledModel(m, H200, load_profile(find_profile("h200")), tp=2)  # the H200's measured table
+    shipped = ProfiledModel(m, H200, load_profile(find_profile("h200")), Layout(2))  # the H200's measured table
     assert shipped._allreduce(2**20) != RooflineModel._allreduce(shipped, 2**20)
     assert 5e-6 < shipped._allreduce(2**10) < 2e-5  # a small all-reduce over NVLink: ~9 us, measured

@@ -5,14 +5,17 @@ from hypothesis import strategies as st
 
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import Batch, RooflineModel
 
 H100 = get_gpu("h100")
 
 
-def model(name="llama-3.1-8b", gpu=H100, **kw):
-    return RooflineModel(get_model(name), gpu, **kw)
+def model(name="llama-3.1-8b", gpu=H100, tp=1, **kw):
+    m, layout = get_model(name), Layout(tp)
+    layout.check(m)  # (a deployment checks its layout once, before any model prices it)
+    return RooflineModel(m, gpu, layout, **kw)
 
 
 def test_batch_aggregates():

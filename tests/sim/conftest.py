@@ -6,6 +6,7 @@ import pytest
 
 from servesim.config import EngineConfig
 from servesim.hardware import get_gpu
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import RooflineModel
 from servesim.sim import replica as replica_mod
@@ -37,7 +38,7 @@ def checked(monkeypatch):
 def make_replica(engine: EngineConfig | None = None, model="llama-3.1-8b", gpu="h100", num_blocks=20000,
                  unit_tokens=512, rid=0) -> Replica:  # fmt: skip
     engine = engine or EngineConfig()
-    perf = RooflineModel(get_model(model), get_gpu(gpu), tp=engine.tp)
+    perf = RooflineModel(get_model(model), get_gpu(gpu), layout=Layout(tp=engine.tp))
     return Replica(engine, perf, num_blocks, unit_tokens, rid)
 
 

@@ -37,8 +37,8 @@ def test_expert_groups_split_each_expert_over_the_rest_of_tp():
 
     m, g = get_model("mixtral-8x7b"), get_gpu("h100")
     b = Batch.decode(64, 1000)
-    ep2 = {o.name: o for o in RooflineModel(m, g, tp=2, ep=2).breakdown(b)}["moe"]
-    tp4_ep2 = {o.name: o for o in RooflineModel(m, g, tp=4, ep=2).breakdown(b)}["moe"]
+    ep2 = {o.name: o for o in RooflineModel(m, g, layout=Layout(tp=2, ep=2)).breakdown(b)}["moe"]
+    tp4_ep2 = {o.name: o for o in RooflineModel(m, g, layout=Layout(tp=4, ep=2)).breakdown(b)}["moe"]
     assert tp4_ep2.bytes < 0.6 * ep2.bytes  # each GPU holds half of each of its experts
 
 

@@ -3,6 +3,8 @@ import pytest
 
 from servesim import Scenario, WorkloadConfig, simulate
 from servesim.config import EngineConfig, KVTransferConfig, LengthDist, PoolConfig
+from servesim.kv_geometry import KVGeometry
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import Batch
 from servesim.sim.cluster import Cluster, Pool
@@ -21,7 +23,7 @@ def run_pd(reqs, cfg=KVTransferConfig(), n_prefill=1, n_decode=1):
     decode = [make_replica(rid=n_prefill + i) for i in range(n_decode)]
 
     def transfer(req, last_s):
-        return kv_transfer_seconds(req.prompt_len, MODEL, KV_BYTES, cfg, 1, last_s)
+        return kv_transfer_seconds(req.prompt_len, KV_BYTES, MODEL.layers, cfg, last_s)
 
     pools = [
         Pool("prefill", prefill, make_router("least_tokens"), transfer),
@@ -33,13 +35,28 @@ def run_pd(reqs, cfg=KVTransferConfig(), n_prefill=1, n_decode=1):
 
 def test_transfer_cost():
     cfg = KVTransferConfig(bandwidth_gbs=50, latency_us=10, mode="whole")
-    whole = kv_transfer_seconds(4000, MODEL, KV_BYTES, cfg, 1, 0.2)
+    whole = kv_transfer_seconds(4000, KV_BYTES, 32, cfg, 0.2)
     assert whole == pytest.approx(4000 * 131072 / 50e9 + 10e-6)
-    assert kv_transfer_seconds(4000, MODEL, KV_BYTES, cfg, 2, 0.2) < whole  # two links in parallel
-    layer = kv_transfer_seconds(4000, MODEL, KV_BYTES, cfg.model_copy(update={"mode": "layerwise"}), 1, 0.2)
+    layer = kv_transfer_seconds(4000, KV_BYTES, 32, cfg.model_copy(update={"mode": "layerwise"}), 0.2)
     assert layer == pytest.approx(4000 * 131072 / 50e9 / 32 + 10e-6)  # all but the last layer hidden
     slow = KVTransferConfig(bandwidth_gbs=0.5, mode="layerwise")
-    assert kv_transfer_seconds(4000, MODEL, KV_BYTES, slow, 1, 0.01) > 4000 * 131072 / 0.5e9 / 2  # not hideable
+    assert kv_transfer_seconds(4000, KV_BYTES, 32, slow, 0.01) > 4000 * 131072 / 0.5e9 / 2  # not hideable
+
+
+def test_each_gpu_moves_its_share_over_its_own_link():
+    """Every receiving GPU takes what it will hold; the senders share that out: the busier side sets the pace."""
+    m70 = get_model("llama-3.1-70b")
+    tp1, tp2, tp4 = (KVGeometry.of(m70, Layout(tp)) for tp in (1, 2, 4))
+    pp2 = KVGeometry.of(m70, Layout(2, 2))
+    total = m70.kv_bytes_per_token()
+    assert tp4.link_bytes_per_token(tp4) == total / 4
+    assert tp2.link_bytes_per_token(tp4) == total / 2  # two senders feed four receivers
+    assert tp4.link_bytes_per_token(tp2) == total / 2  # each receiver takes half
+    assert pp2.link_bytes_per_token(tp4) == total / 4  # TP2 x PP2: four GPUs send, a quarter each
+    assert tp1.link_bytes_per_token(tp1) == total
+    ds = get_model("deepseek-v3")  # MLA: every TP GPU holds the whole latent, so each receiver takes all of it
+    tp8 = KVGeometry.of(ds, Layout(8))
+    assert tp8.link_bytes_per_token(tp8) == ds.kv_bytes_per_token()
 
 
 def test_first_decode_token_waits_exactly_for_the_transfer(checked):

@@ -4,6 +4,7 @@ import pytest
 from servesim import EngineConfig, Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import LengthDist
 from servesim.hardware import get_gpu
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import Batch, RooflineModel
 from servesim.sim.memory import plan_memory
@@ -27,8 +28,8 @@ def test_pipeline_bubble_shrinks_with_more_micro_batches():
     assert pipeline_utilisation(lone) < 0.3  # one request at a time: three stages idle
     assert pipeline_utilisation(busy) > 0.9
     # a lone request's iteration pays every stage and the sends between them
-    flat = RooflineModel(get_model("llama-3.1-70b"), get_gpu("h100"), tp=2)
-    piped = RooflineModel(get_model("llama-3.1-70b"), get_gpu("h100"), tp=2, pp=4)
+    flat = RooflineModel(get_model("llama-3.1-70b"), get_gpu("h100"), layout=Layout(tp=2))
+    piped = RooflineModel(get_model("llama-3.1-70b"), get_gpu("h100"), layout=Layout(tp=2, pp=4))
     b = Batch.decode(8, 1000)
     sends = {o.name: o for o in piped.breakdown(b)}["pp_comm"]
     assert piped.iteration_time(b) == pytest.approx(flat.iteration_time(b) + sends.seconds)
@@ -43,14 +44,14 @@ def test_pipeline_spreads_weights_and_kv():
     # half the layers per GPU and more room per GPU; the cache is shared by the two micro-batch streams
     assert pp2.kv_tokens * 2 > 2 * tp4.kv_tokens
     with pytest.raises(ServesimError, match="pipeline parallel size 100"):
-        RooflineModel(m, g, pp=100)
+        Layout(pp=100).check(m)
 
 
 def test_expert_parallelism():
     m, g = get_model("mixtral-8x7b"), get_gpu("h100")
-    tp = RooflineModel(m, g, tp=2)
-    ep = RooflineModel(m, g, tp=2, ep=2)
-    skewed = RooflineModel(m, g, tp=2, ep=2, expert_skew=1.8)
+    tp = RooflineModel(m, g, layout=Layout(tp=2))
+    ep = RooflineModel(m, g, layout=Layout(tp=2, ep=2))
+    skewed = RooflineModel(m, g, Layout(tp=2, ep=2), expert_skew=1.8)
     b = Batch.prefill(4096)
     moe = lambda r: {o.name: o for o in r.breakdown(b)}["moe"]  # noqa: E731
     a2a = ep._moe_parts(np.array([4096.0]))[-1]  # dispatch + combine: each GPU sends its tokens' k copies
@@ -58,9 +59,9 @@ def test_expert_parallelism():
     assert len(tp._moe_parts(np.array([4096.0]))) == len(ep._moe_parts(np.array([4096.0]))) - 1
     assert moe(skewed).seconds > 1.3 * moe(ep).seconds  # the busiest GPU sets the pace
     with pytest.raises(ServesimError, match="expert parallel size 3"):
-        RooflineModel(m, g, ep=3)
+        Layout(ep=3).check(m)
     with pytest.raises(ServesimError, match="needs a MoE model"):
-        RooflineModel(get_model("llama-3.1-8b"), g, ep=2)
+        Layout(ep=2).check(get_model("llama-3.1-8b"))
     s = simulate(Scenario(model="mixtral-8x7b", engine=EngineConfig(tp=2, ep=2, expert_skew=1.5),
                           workload=WorkloadConfig(num_requests=100))).summary()  # fmt: skip
     assert s["completed"] == 100
@@ -70,8 +71,8 @@ def test_collectives_cross_nodes_over_the_network():
     m, g = get_model("llama-3.1-405b"), get_gpu("h100")
     b = Batch.decode(64, 2048)
     comm = lambda r: {o.name: o.seconds for o in r.breakdown(b)}["tp_comm"]  # noqa: E731
-    in_node = RooflineModel(m, g, tp=8)
-    spanning = RooflineModel(m, g, tp=16)  # two 8-GPU nodes: all-reduce over 50 GB/s NICs instead of NVLink
+    in_node = RooflineModel(m, g, layout=Layout(tp=8))
+    spanning = RooflineModel(m, g, Layout(16))  # two 8-GPU nodes: all-reduce over 50 GB/s NICs instead of NVLink
     assert comm(spanning) > 3 * comm(in_node)
-    big_node = RooflineModel(m, g, tp=16, gpus_per_node=16)
+    big_node = RooflineModel(m, g, layout=Layout(tp=16, gpus_per_node=16))
     assert comm(big_node) < comm(spanning)

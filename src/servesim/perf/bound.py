@@ -43,7 +43,7 @@ def _hardware_decode_s(perf, batch: int, ctx: float) -> tuple[float, str]:
     if m.is_moe:
         active = m.num_experts * (1.0 - (1.0 - m.top_k / m.num_experts) ** batch)
         weights += active * m.expert_params() * m.moe_layers * wb
-    kv = batch * ctx * m.kv_bytes_per_token("bf16" if perf.kvb == 2 else "fp8")
+    kv = batch * ctx * perf.kv.per_layer * m.layers * tp  # what the TP group holds (and reads), replicas included
     flops = batch * m.flops_per_token(int(ctx))
     mem_s, comp_s = (weights + kv) / bw, flops / peak
     return max(mem_s, comp_s), "memory" if mem_s >= comp_s else "compute"

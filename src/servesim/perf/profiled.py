@@ -18,6 +18,7 @@ import numpy as np
 
 from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec
+from servesim.layout import Layout
 from servesim.models import ModelSpec
 from servesim.perf.batch import Batch
 from servesim.perf.profile_data import Profile, find_profile, load_profile, profiled_gpus
@@ -75,11 +76,12 @@ def _fit(profile: Profile, peak: float, bw: float) -> RooflineParams:
 class ProfiledModel(RooflineModel):
     """Iteration time from a measured profile of `gpu`."""
 
-    def __init__(self, model: ModelSpec, gpu: GPUSpec, profile: Profile, tp: int = 1, dtype: str = "bf16",
-                 kv_dtype: str | None = None, params: RooflineParams | None = None, **parallel):  # fmt: skip
-        super().__init__(model, gpu, tp, dtype, kv_dtype, params or fitted_params(profile, gpu), **parallel)
+    def __init__(self, model: ModelSpec, gpu: GPUSpec, profile: Profile, layout: Layout | None = None,
+                 dtype: str = "bf16", kv_dtype: str | None = None, params: RooflineParams | None = None,
+                 **options):  # fmt: skip
+        super().__init__(model, gpu, layout, dtype, kv_dtype, params or fitted_params(profile, gpu), **options)
         self.profile = profile
-        self.layout = None if model.is_mla else (self.hq, self.hkv, model.head_dim)
+        self.heads = None if model.is_mla else (self.hq, self.hkv, model.head_dim)  # the attention grids' key
         acts = dtype in ("bf16", "fp8")  # the profile's kernels run bf16 activations (fp16: the fitted roofline)
         self.fp8_gemm = dtype == "fp8"
         kv_fp8 = self.kvb == 1
@@ -87,8 +89,8 @@ class ProfiledModel(RooflineModel):
         has_fp8_kv = bool(profile.decode_fp8) and "write_kv_fp8" in profile.elementwise
         attn = acts and (has_fp8_kv if kv_fp8 else self.kvb == 2)
         self.gemms = acts
-        self.decode_grid = (profile.decode_fp8 if kv_fp8 else profile.decode).get(self.layout) if attn else None
-        self.prefill_grid = profile.prefill.get(self.layout) if attn else None
+        self.decode_grid = (profile.decode_fp8 if kv_fp8 else profile.decode).get(self.heads) if attn else None
+        self.prefill_grid = profile.prefill.get(self.heads) if attn else None
         self.fitted = [what for what, missing in (
             ("fp16 kernels", dtype == "fp16"), ("fp8 GEMMs", self.fp8_gemm and not profile.gemm_fp8),
             ("fp8-KV attention", kv_fp8 and acts and not has_fp8_kv),
@@ -184,25 +186,26 @@ def load_profile_for(gpu: str, profile_dir: str | Path | None = None) -> Profile
     return load_profile(path) if path else None
 
 
-def make_perf_model(model: ModelSpec, gpu: GPUSpec, tp: int = 1, dtype: str = "bf16", kv_dtype: str | None = None,
-                    kind: str = "auto", profile_dir: str | Path | None = None,
-                    **parallel) -> RooflineModel:  # fmt: skip
-    """`auto` uses the GPU's measured profile when there is one, else the roofline.
+def make_perf_model(model: ModelSpec, gpu: GPUSpec, layout: Layout | None = None, dtype: str = "bf16",
+                    kv_dtype: str | None = None, kind: str = "auto", profile_dir: str | Path | None = None,
+                    **options) -> RooflineModel:  # fmt: skip
+    """`auto` uses the GPU's measured profile when there is one, else the roofline; `layout` is a checked
+    `Layout` (one GPU by default).
 
-    `parallel` takes pp, ep and expert_skew (see RooflineModel).
+    `options` take expert_skew, network_gbs and quant (see RooflineModel).
     """
     if kind not in ("auto", "profiled", "roofline"):
         raise ServesimError(f"perf model '{kind}' is unknown; use auto, profiled or roofline")
     if kind != "roofline":
         profile = load_profile_for(gpu.name, profile_dir)
         if profile is not None:
-            return ProfiledModel(model, gpu, profile, tp, dtype, kv_dtype, **parallel)
+            return ProfiledModel(model, gpu, profile, layout, dtype, kv_dtype, **options)
         if kind == "profiled":
             have = ", ".join(profiled_gpus()) or "none"
             raise ServesimError(
                 f"no measured profile for {gpu.name} (profiled GPUs: {have}); use --perf-model roofline"
             )
-    return RooflineModel(model, gpu, tp, dtype, kv_dtype, **parallel)
+    return RooflineModel(model, gpu, layout, dtype, kv_dtype, **options)
 
 
 def describe(perf: RooflineModel) -> str:

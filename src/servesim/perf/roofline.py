@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from servesim.hardware import GPUSpec
+from servesim.kv_geometry import KVGeometry
+from servesim.kv_geometry import kv_dtype as resolve_kv_dtype
 from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
 from servesim.perf.base import FAR, DecodeCurve, OpCost, PerfModel
@@ -40,31 +42,29 @@ def _bound(compute_s: float, memory_s: float) -> str:
 
 
 class RooflineModel(PerfModel):
-    """Iteration time of `model` on `tp` GPUs of type `gpu`."""
+    """Iteration time of `model` on one replica of `layout` (a checked `Layout`) on GPUs of type `gpu`."""
 
     def __init__(
         self,
         model: ModelSpec,
         gpu: GPUSpec,
-        tp: int = 1,
+        layout: Layout | None = None,
         dtype: str = "bf16",
         kv_dtype: str | None = None,
         params: RooflineParams | None = None,
-        pp: int = 1,
-        ep: int = 1,
         expert_skew: float = 1.0,
-        gpus_per_node: int = 8,
         network_gbs: float = 50.0,
         quant: WeightQuant | None = None,
     ):
-        Layout(tp, pp, ep, gpus_per_node).check(model)
-        self.model, self.gpu, self.tp = model, gpu, tp
-        self.pp, self.ep, self.expert_skew = pp, ep, max(1.0, expert_skew)
+        self.layout = layout = layout or Layout()
+        self.model, self.gpu, self.tp = model, gpu, layout.tp
+        self.pp, self.ep, self.expert_skew = layout.pp, layout.ep, max(1.0, expert_skew)
         self.p = params or RooflineParams()
         self.quant = quant  # weight-only quantised linear layers (quant.py)
         self.wb = DTYPE_BYTES[dtype]  # weights of the layers' linear projections
         self.ab = 2  # activations stay bf16/fp16 under fp8 weights, as do embedding, LM head and MoE router
-        self.kvb = DTYPE_BYTES[kv_dtype or ("bf16" if dtype == "fp8" else dtype)]
+        self.kv = KVGeometry.of(model, layout, kv_dtype or resolve_kv_dtype(dtype))  # the target's own cache
+        self.kvb = self.kv.dtype_bytes
         self.peak = gpu.peak_flops(dtype)
         self.peak_wide = gpu.peak_flops("bf16")
         # attention runs in bf16 even when weights are fp8
@@ -74,11 +74,10 @@ class RooflineModel(PerfModel):
         # pipeline stages sit on consecutive GPUs, so their sends cross the network when tp x pp spans nodes
         self.nvlink_bw = nvlink = gpu.link_gbs / 2 * 1e9 * self.p.link_efficiency
         self.network_bw = network = network_gbs * 1e9 * self.p.link_efficiency
-        self.link_bw = nvlink if tp <= gpus_per_node else network
-        self.pp_bw = nvlink if tp * pp <= gpus_per_node else network
-        m = model
-        self.hq = m.heads // tp
-        self.hkv = max(1, m.kv_heads // tp)  # KV heads are replicated when fewer than tp
+        self.link_bw = nvlink if layout.tp <= layout.gpus_per_node else network
+        self.pp_bw = nvlink if layout.gpus <= layout.gpus_per_node else network
+        self.hq = model.heads // layout.tp
+        self.hkv = self.kv.kv_heads  # KV heads are replicated when fewer than tp
         self._tok_table = np.zeros(1)  # seconds of token-count operators, by token count
         self._bound_tables: dict[str, np.ndarray] = {}  # their compute- and memory-bound parts
         self._seq_table = np.zeros(1)  # seconds of per-sequence operators, by sequence count
@@ -283,10 +282,8 @@ class RooflineModel(PerfModel):
         """Per layer: (flops per context token, bytes per context token, bytes per request)."""
         m = self.model
         if m.is_mla:  # absorbed MLA: every head scores against the shared latent
-            lat = m.kv_lora_rank + m.qk_rope_dim
-            return 2.0 * self.hq * (2 * m.kv_lora_rank + m.qk_rope_dim), lat * self.kvb, 0.0
-        per_tok = 2 * self.hkv * m.head_dim * self.kvb
-        return 4.0 * self.hq * m.head_dim, per_tok, 2.0 * self.hq * m.head_dim * self.ab
+            return 2.0 * self.hq * (2 * m.kv_lora_rank + m.qk_rope_dim), self.kv.per_layer, 0.0
+        return 4.0 * self.hq * m.head_dim, self.kv.per_layer, 2.0 * self.hq * m.head_dim * self.ab
 
     def _decode_fixed(self, n: int) -> float:
         """Decode attention costs that depend on the request count only (MLA absorption GEMMs)."""
@@ -318,7 +315,7 @@ class RooflineModel(PerfModel):
             up = self._gemm(kv_tok, self.hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank, L)
             return (float(up[0]), float(up[1]), float(up[2])), pf, pb
         pf = 4.0 * self.hq * m.head_dim * pairs
-        pb = kv_tok * 2 * self.hkv * m.head_dim * self.kvb + new * 2 * self.hq * m.head_dim * self.ab
+        pb = kv_tok * self.kv.per_layer + new * 2 * self.hq * m.head_dim * self.ab
         return (0.0, 0.0, 0.0), pf, pb
 
     def _prefill_seconds(self, b: Batch) -> float:

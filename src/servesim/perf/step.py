@@ -44,14 +44,18 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
     """Seconds, joules and the per-operator breakdown of one iteration of `batch`."""
     from servesim.config import EngineConfig
     from servesim.hardware import get_gpu
+    from servesim.kv_geometry import kv_dtype
+    from servesim.layout import Layout
     from servesim.models import get_model
     from servesim.perf.energy import PowerModel
     from servesim.perf.profiled import describe, make_perf_model
-    from servesim.sim.memory import kv_dtype
 
-    engine = EngineConfig(tp=tp, dtype=dtype, kv_cache_dtype=kv_cache_dtype)
+    engine = EngineConfig(tp=tp, dtype=dtype, kv_cache_dtype=kv_cache_dtype)  # (validates the values)
     m, g = get_model(model), get_gpu(gpu, gpu_file)
-    perf = make_perf_model(m, g, tp, engine.dtype, kv_dtype(engine), perf_model)
+    layout = Layout(engine.tp)
+    layout.check(m)
+    kv = kv_dtype(engine.dtype, engine.kv_cache_dtype)
+    perf = make_perf_model(m, g, layout, engine.dtype, kv, perf_model)
     ops = perf.breakdown(batch)
     total = perf.iteration_time(batch)
     power = PowerModel.for_gpu(g, getattr(perf, "profile", None))
@@ -61,7 +65,7 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
         "gpu": g.name,
         "tp": tp,
         "dtype": dtype,
-        "kv_cache_dtype": kv_dtype(engine),
+        "kv_cache_dtype": kv,
         "perf_model": describe(perf),
         "batch": {
             "num_tokens": batch.num_tokens,

@@ -29,6 +29,7 @@ import numpy as np
 
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
+from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf.batch import Batch
 from servesim.perf.profiled import describe, make_perf_model
@@ -95,8 +96,9 @@ def stage_costs(cfg: PipelineConfig, chunks: int) -> StageCosts:
     if m.is_moe or m.is_mla:
         raise ServesimError(f"servesim pipeline prices dense GQA models; {m.name} is MoE or MLA (not yet modelled)")
     tp = cfg.tp
-    perf = make_perf_model(m, g, tp, "bf16", "bf16", cfg.perf_model, gpus_per_node=cfg.gpus_per_node,
-                           network_gbs=cfg.network_gbs)  # fmt: skip
+    layout = Layout(tp, gpus_per_node=cfg.gpus_per_node)
+    layout.check(m)
+    perf = make_perf_model(m, g, layout, "bf16", "bf16", cfg.perf_model, network_gbs=cfg.network_gbs)
     b, s = cfg.micro_batch_size, cfg.seq_len
     T = b * s
     h, inter, hq, hkv, d = m.hidden, m.intermediate // tp, m.heads // tp, max(1, m.kv_heads // tp), m.head_dim

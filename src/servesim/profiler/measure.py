@@ -222,6 +222,7 @@ def _bf16_decode_check(q, B, hkv, C, d, dev, copies) -> tuple[float, float]:
 def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:
     """Per elementwise kernel, the widths the catalog's dense and MoE models give it at each TP."""
     from servesim.hardware import get_gpu
+    from servesim.layout import Layout
     from servesim.models import get_model, model_names
     from servesim.perf import RooflineModel
 
@@ -231,7 +232,7 @@ def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:
         for tp in tps:
             if m.heads % tp or m.is_mla:
                 continue
-            r = RooflineModel(m, get_gpu("h100"), tp=tp)
+            r = RooflineModel(m, get_gpu("h100"), Layout(tp))
             widths["hidden"].add(m.hidden)
             widths["act"].add(r.act_width)
             widths["rope"].add((r.hq + r.hkv) * m.head_dim)

@@ -217,15 +217,14 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
 
     A measurement file says which weight and KV-cache dtypes (bf16 where it says nothing) and which tensor
     parallel size (1 where it says nothing) it ran."""
-    from servesim.config import EngineConfig
     from servesim.errors import ServesimError
     from servesim.files import read_text
     from servesim.hardware import get_gpu
+    from servesim.kv_geometry import kv_dtype as resolved_kv_dtype
     from servesim.models import get_model
-    from servesim.sim.memory import kv_dtype as resolved_kv_dtype
 
     spec, g = get_model(model), get_gpu(gpu)
-    kv_dtype = resolved_kv_dtype(EngineConfig(dtype=dtype, kv_cache_dtype=kv_dtype))  # auto as vLLM reads it
+    kv_dtype = resolved_kv_dtype(dtype, kv_dtype)  # auto as vLLM reads it
     g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
     suffix = "" if (dtype, kv_dtype) == ("bf16", "bf16") else f"_{dtype}_kv{kv_dtype}"
     layout = f"tp{tp}_" if tp > 1 else ""
@@ -256,6 +255,7 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     if measure_only:
         save(df, out or default_out)
         return df, ""
+    from servesim.layout import Layout
     from servesim.perf import RooflineModel
     from servesim.perf.profiled import ProfiledModel, load_profile_for
 
@@ -264,8 +264,10 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
         raise ServesimError(f"no profile for {g.name}; pass --profile DIR")
     dt, kvd = (str(df[c].iloc[0]) if c in df.columns else "bf16" for c in ("dtype", "kv_dtype"))
     tp = int(df.tp.iloc[0]) if "tp" in df.columns else 1
-    df = compare(df, {"profiled": ProfiledModel(spec, g, prof, tp=tp, dtype=dt, kv_dtype=kvd),
-                      "roofline": RooflineModel(spec, g, tp=tp, dtype=dt, kv_dtype=kvd)})  # fmt: skip
+    layout = Layout(tp)
+    layout.check(spec)
+    df = compare(df, {"profiled": ProfiledModel(spec, g, prof, layout, dtype=dt, kv_dtype=kvd),
+                      "roofline": RooflineModel(spec, g, layout, dtype=dt, kv_dtype=kvd)})  # fmt: skip
     if out:
         save(df, out)
     label = "" if (dt, kvd) == ("bf16", "bf16") else f" ({dt} weights, {kvd} KV cache)"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from servesim.config import EngineConfig, PoolConfig, Scenario, validation_message
 from servesim.errors import ServesimError
+from servesim.layout import Layout
 from servesim.sim.deployment import infeasible as deployment_infeasible
 
 Positive = Annotated[int, Field(ge=1)]
@@ -90,9 +91,13 @@ class Candidate:
         return self.prefill > 0
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.tp, self.pp, self.ep)
+
+    @property
     def gpus(self) -> int:
         count = self.prefill + self.decode if self.disaggregated else self.replicas
-        return count * self.tp * self.pp
+        return count * self.layout.gpus
 
     @property
     def base(self) -> Candidate:
@@ -102,10 +107,9 @@ class Candidate:
         )
 
     def label(self) -> str:
-        layout = f"{self.prefill}P{self.decode}D" if self.disaggregated else f"x{self.replicas}"
-        pp = (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
+        count = f"{self.prefill}P{self.decode}D" if self.disaggregated else f"x{self.replicas}"
         return (
-            f"{self.gpu} TP{self.tp}{pp} {layout} {self.scheduler} seqs={self.max_num_seqs} "
+            f"{self.gpu} {self.layout.label()} {count} {self.scheduler} seqs={self.max_num_seqs} "
             f"tokens={self.max_num_batched_tokens}"
         )
 

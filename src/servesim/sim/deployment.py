@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from servesim.config import EngineConfig, Scenario
 from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec, get_gpu
+from servesim.kv_geometry import kv_dtype
 from servesim.layout import Layout
 from servesim.metrics.energy import host_power
 from servesim.models import ModelSpec, get_model
@@ -29,7 +30,7 @@ from servesim.perf.speculative import SpeculativeModel, draft_spec
 from servesim.sim.cluster import Cluster, Pool
 from servesim.sim.kv_swap import SwapCost
 from servesim.sim.kv_transfer import kv_transfer_seconds
-from servesim.sim.memory import MemoryPlan, kv_dtype, plan_memory
+from servesim.sim.memory import MemoryPlan, plan_memory
 from servesim.sim.migration import Migrator
 from servesim.sim.power_control import PowerController
 from servesim.sim.replica import Replica
@@ -213,10 +214,8 @@ def infeasible(sc: Scenario) -> str | None:
 def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> list[Replica]:
     """The pool's engines: with pipeline parallelism, one per micro-batch stream, each on tp GPUs at a time."""
     e, lay = p.engine, p.layout
-    perf = make_perf_model(model, p.gpu, lay.tp, e.dtype, kv_dtype(e), sc.perf_model, pp=lay.pp, ep=lay.ep,
-                           expert_skew=e.expert_skew, gpus_per_node=lay.gpus_per_node,
-                           network_gbs=sc.node.network_gbs,
-                           quant=weight_quant(e.quantization, e.quantization_bits))  # fmt: skip
+    perf = make_perf_model(model, p.gpu, lay, e.dtype, p.memory.kv.dtype, sc.perf_model, expert_skew=e.expert_skew,
+                           network_gbs=sc.node.network_gbs, quant=weight_quant(e.quantization, e.quantization_bits))
     power = PowerModel.for_gpu(p.gpu, getattr(perf, "profile", None))
     perf = with_mechanisms(perf, model, p.gpu, sc.perf_model, e, lay)
     price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else p.gpu.price_per_hour
@@ -230,7 +229,7 @@ def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> li
     for i in range(count):
         worker = perf if p.role is None else share_models(perf, sc.semi_pd, p.role, sm)
         reps.append(Replica(e, worker, p.memory.num_blocks, unit, first_rid + i, power, gpus, price))
-    swap = _swap_cost(model, p)  # (the CPU tier: swapped requests, offloaded contexts)
+    swap = _swap_cost(p)  # (the CPU tier: swapped requests, offloaded contexts)
     for rep in reps:
         rep.cap_w = sc.power.cap_w
         rep.state.swap = swap
@@ -244,20 +243,18 @@ def with_mechanisms(perf, model: ModelSpec, gpu: GPUSpec, kind: str, e: EngineCo
     if spec is not None:
         draft = draft_spec(model, spec)
         drafter = None if draft is None else make_perf_model(
-            draft, gpu, lay.tp, "bf16", kv_dtype(e), kind, gpus_per_node=lay.gpus_per_node)  # fmt: skip
+            draft, gpu, Layout(lay.tp, gpus_per_node=lay.gpus_per_node), "bf16", kv_dtype(e.dtype, e.kv_cache_dtype),
+            kind)  # fmt: skip
         perf = SpeculativeModel(perf, drafter, spec)
     if e.nano_batches > 1:
         perf = NanoFlowModel(perf, e.nano_batches)
     return perf
 
 
-def _swap_cost(model: ModelSpec, p: PoolPlan) -> SwapCost:
-    """The CPU KV tier of one replica: each GPU copies its shard of a block, layer by layer, over its host link."""
-    e, lay = p.engine, p.layout
-    tensors = -(-model.layers // lay.pp) * (1 if model.is_mla else 2)  # per GPU: its stage's layers, keys and values
-    block_bytes = model.kv_bytes_per_token(kv_dtype(e)) * e.block_size / (lay.tp * lay.pp * tensors)
-    host_blocks = int(e.swap_space * 2**30 // (block_bytes * tensors))
-    return SwapCost(block_bytes, tensors, p.gpu.host_gbs, e.swap_group_blocks, host_blocks=host_blocks)
+def _swap_cost(p: PoolPlan) -> SwapCost:
+    """The CPU KV tier of one replica: each GPU copies its shard of a block, tensor by tensor, over its host link."""
+    e, kv = p.engine, p.memory.kv
+    return SwapCost.of(kv, e.block_size, p.gpu.host_gbs, e.swap_group_blocks, e.swap_space)
 
 
 def build(pl: Plan) -> Cluster:
@@ -269,11 +266,10 @@ def build(pl: Plan) -> Cluster:
         rid += len(reps)
         pools.append(Pool(p.name, reps, make_router(p.router, sc.workload.seed)))
     if sc.disaggregated:
-        kv_bytes = model.kv_bytes_per_token(kv_dtype(sc.decode.engine))
-        links = min(p.layout.tp for p in pl.pools)
+        link_bytes = pl.pools[0].memory.kv.link_bytes_per_token(pl.pools[1].memory.kv)
 
         def transfer(req, last_s: float) -> float:
-            return kv_transfer_seconds(req.prompt_len, model, kv_bytes, sc.kv_transfer, links, last_s)
+            return kv_transfer_seconds(req.prompt_len, link_bytes, model.layers, sc.kv_transfer, last_s)
 
         pools[0].transfer = transfer
     controllers: list = []
@@ -284,8 +280,8 @@ def build(pl: Plan) -> Cluster:
             ttft, tpot = sc.slo.ttft_ms, sc.slo.tpot_ms
             controllers.append(SemiPDController(sc.semi_pd, pairs, ttft and ttft / 1e3, tpot and tpot / 1e3))
     if sc.migration.enabled:
-        decode_engine = pl.pools[-1].engine
-        controllers.append(Migrator(sc.migration, sc.kv_transfer, model.kv_bytes_per_token(kv_dtype(decode_engine))))
+        kv = pl.pools[-1].memory.kv  # (the pool that decodes: its replicas trade requests)
+        controllers.append(Migrator(sc.migration, sc.kv_transfer, kv.link_bytes_per_token(kv)))
     if sc.power.budget_w is not None:
         controllers.append(PowerController(sc.power, pl.host_w, sc.power.cap_w))
     return Cluster(pools, controllers)

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servesim.kv_geometry import KVGeometry
 
 COPY_US = 2.3  # fixed cost of one host<->device copy, measured (above)
 
@@ -30,6 +34,13 @@ class SwapCost:
     group_blocks: int = 1  # blocks moved by one copy (1: vLLM's block-by-block; more: contiguous groups)
     copy_us: float = COPY_US
     host_blocks: int = 0  # capacity of the CPU tier, blocks
+
+    @classmethod
+    def of(cls, kv: KVGeometry, block_size: int, host_gbs: float, group_blocks: int, swap_space_gib: float) -> SwapCost:
+        """The tier of a replica of KV geometry `kv`, `swap_space_gib` of host memory per GPU."""
+        block = kv.block_bytes(block_size)  # on one GPU, all its tensors
+        host_blocks = int(swap_space_gib * 2**30 // block)
+        return cls(block / kv.tensors, kv.tensors, host_gbs, group_blocks, host_blocks=host_blocks)
 
     def __call__(self, blocks: int) -> float:
         copies = math.ceil(blocks / self.group_blocks) * self.tensors

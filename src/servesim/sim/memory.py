@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from servesim.config import EngineConfig
 from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec
+from servesim.kv_geometry import KVGeometry, kv_dtype
 from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
 from servesim.perf.quant import weight_quant
@@ -28,35 +29,24 @@ class MemoryPlan:
     weights_gib: float  # per GPU
     reserve_gib: float  # activations + runtime, per GPU
     kv_gib: float  # per GPU
-    kv_bytes_per_token: float  # per GPU
+    kv: KVGeometry  # how a token's KV lies on the GPUs
     num_blocks: int  # per micro-batch stream (the whole cache without pipeline parallelism)
     block_size: int
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """Per GPU."""
+        return self.kv.bytes_per_token
 
     @property
     def kv_tokens(self) -> int:
         return self.num_blocks * self.block_size
 
 
-def kv_dtype(engine: EngineConfig) -> str:
-    if engine.kv_cache_dtype != "auto":
-        return engine.kv_cache_dtype
-    return "bf16" if engine.dtype == "fp8" else engine.dtype
-
-
-def kv_bytes_per_token_per_gpu(model: ModelSpec, engine: EngineConfig) -> float:
-    """KV bytes one token takes on each GPU of the largest stage: heads split over TP (MLA's latent is
-    replicated)."""
-    b = DTYPE_BYTES[kv_dtype(engine)] * Layout.of(engine).stage_layers(model)
-    if model.is_mla:
-        own = float(model.kv_elems_per_token_layer * b)
-    else:
-        own = float(2 * max(1, model.kv_heads // engine.tp) * model.head_dim * b)
-    draft = draft_spec(model, engine.speculative)  # the drafter caches its own KV beside the target's
-    if draft is not None:
-        per_layer = draft.kv_elems_per_token_layer if draft.is_mla else 2 * max(1, draft.kv_heads // engine.tp) * \
-            draft.head_dim
-        own += per_layer * DTYPE_BYTES[kv_dtype(engine)] * draft.layers
-    return own
+def kv_geometry(model: ModelSpec, engine: EngineConfig, layout: Layout | None = None) -> KVGeometry:
+    """The KV geometry of the engine's replicas: its layout, KV dtype and speculative drafter."""
+    return KVGeometry.of(model, layout or Layout.of(engine), kv_dtype(engine.dtype, engine.kv_cache_dtype),
+                         draft_spec(model, engine.speculative))  # fmt: skip
 
 
 def weight_bytes(model: ModelSpec, engine: EngineConfig) -> float:
@@ -94,7 +84,8 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryP
     weights = weight_bytes(model, engine) / layout.gpus * stage_share / GIB
     reserve = activation_reserve_gib(model, engine)
     kv = budget - weights - reserve
-    per_token = kv_bytes_per_token_per_gpu(model, engine)
+    geometry = kv_geometry(model, engine, layout)
+    per_token = geometry.bytes_per_token
     if kv <= 0:
         raise ServesimError(
             f"{model.name} does not fit on {gpu.name} at TP {engine.tp} x PP {engine.pp}: {weights:.1f} GiB of weights "
@@ -102,4 +93,4 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryP
             f"(gpu_memory_utilization {engine.gpu_memory_utilization}); use a larger --tp or GPU"
         )
     blocks = int(kv * GIB // (per_token * engine.block_size)) // layout.streams
-    return MemoryPlan(budget, weights, reserve, kv, per_token, blocks, engine.block_size)
+    return MemoryPlan(budget, weights, reserve, kv, geometry, blocks, engine.block_size)

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 
 class Migrator:
-    def __init__(self, cfg: MigrationConfig, link: KVTransferConfig, kv_bytes_per_token: float):
-        self.cfg, self.link, self.kv_bytes = cfg, link, kv_bytes_per_token
+    def __init__(self, cfg: MigrationConfig, link: KVTransferConfig, link_bytes_per_token: float):
+        # bytes of one token each GPU's link carries (`KVGeometry.link_bytes_per_token`: each GPU copies its share)
+        self.cfg, self.link, self.kv_bytes = cfg, link, link_bytes_per_token
         self.moves = 0
         self.paused_s = 0.0
 
