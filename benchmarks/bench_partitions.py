@@ -16,7 +16,7 @@ import pickle
 import time
 
 from servesim import LengthDist, Scenario, WorkloadConfig, simulate
-from servesim.api import run_share
+from servesim.run import run_share
 
 IN = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)
 OUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)

@@ -34,7 +34,7 @@ import platform
 import time
 from pathlib import Path
 
-from servesim import EngineConfig, LengthDist, Scenario, WorkloadConfig, api, simulate
+from servesim import EngineConfig, LengthDist, Scenario, WorkloadConfig, run, simulate
 from servesim.config import Duration, ProgramConfig
 from servesim.sim import replica
 from servesim.sim.deployment import build, plan
@@ -86,7 +86,7 @@ def bench_traces(folder: Path, repeat: int) -> None:
         walls, cold, parse = [], [], []
         for _ in range(repeat):
             forget_traces()  # a first run in a process reads the trace; later ones reuse what it read
-            with api.no_cycle_collection():  # as inside simulate(): the collector would scan every new list
+            with run.no_cycle_collection():  # as inside simulate(): the collector would scan every new list
                 t0 = time.perf_counter()
                 read_trace(sc.workload.trace)
                 parse.append(time.perf_counter() - t0)
@@ -102,11 +102,11 @@ def bench_traces(folder: Path, repeat: int) -> None:
         print(f"  first run in a process, reading the trace: {min(cold):.3f} s -> {n / min(cold):,.0f}/s "
               f"(reading and checking the trace alone: {min(parse):.3f} s)")  # fmt: skip
         # the same run with Python's cyclic garbage collector left running (simulate() pauses it)
-        saved, api.no_cycle_collection = api.no_cycle_collection, contextlib.nullcontext
+        saved, run.no_cycle_collection = run.no_cycle_collection, contextlib.nullcontext
         try:
             with_gc = min(_wall(sc) for _ in range(repeat))
         finally:
-            api.no_cycle_collection = saved
+            run.no_cycle_collection = saved
         print(f"  with the garbage collector running: {with_gc:.3f} s ({with_gc / best:.2f}x)")
 
 
@@ -145,12 +145,12 @@ def bench_programs(args) -> None:
         walls = {"sessions": [], "plain": []}
         for _ in range(args.repeat):
             calls = generate(wl, unit=unit)
-            walls["sessions"].append(_serve(pl, [c for c in calls if not c.pending]))
+            walls["sessions"].append(_serve(pl, [c for c in calls if not c.parents]))
             plain = sorted((Request(c.id, c.arrival, c.prompt_len, c.output_len) for c in calls),
                            key=lambda r: r.arrival)  # fmt: skip
             walls["plain"].append(_serve(pl, plain))
         n, (a, b) = len(calls), (min(walls["sessions"]), min(walls["plain"]))
-        hit = sum(c.cached_tokens for c in calls) / sum(c.prompt_len for c in calls)
+        hit = sum(c.record.cached_tokens for c in calls) / sum(c.prompt_len for c in calls)
         # each repeat runs both back to back: their ratio is what a busy machine disturbs least
         ratios = sorted(x / y for x, y in zip(walls["sessions"], walls["plain"], strict=True))
         print(f"{n} calls in {n // 4} four-turn sessions at 3 sessions/s, {unit}-token hash units ({hit:.0%} of "
@@ -163,7 +163,7 @@ def bench_programs(args) -> None:
 def _serve(pl, requests) -> float:
     cluster = build(pl)
     t0 = time.perf_counter()
-    with api.no_cycle_collection():
+    with run.no_cycle_collection():
         cluster.run(requests)
     return time.perf_counter() - t0
 

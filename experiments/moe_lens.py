@@ -4,7 +4,7 @@ Claim (Yu et al., arXiv 2504.09345): a model of memory capacity, bandwidth and c
 predicts the throughput a well-built MoE serving system achieves within 94% (their engine
 reaches 94% of the model's bound on average).
 
-Here (perf/bound.py, `servesim bound`): for each deployment, the batch the KV cache holds
+Here (bound.py, `servesim bound`): for each deployment, the batch the KV cache holds
 at the workload's mean lengths, the bound on output tokens/s at datasheet peaks
 (`hardware`) and priced by the deployment's performance model (`predicted`: what the
 engine should reach with full batches and no scheduling loss), and the
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from servesim.bound import bound_report
 from servesim.config import LengthDist, Scenario, WorkloadConfig
-from servesim.perf.bound import bound_report
 
 MODELS = ["qwen3-30b-a3b", "llama-3.1-8b"]
 

@@ -15,14 +15,15 @@ FLEET = Scenario(replicas=4, router="round_robin", workload=WorkloadConfig(num_r
 
 
 def _timeline(result):
-    return [(q.id, q.first_token, q.finish, q.segments) for q in result.raw_requests]
+    return [(q.id, q.record.first_token, q.record.finish, q.record.segments) for q in result.raw_requests]
 
 
 def test_one_replica_per_partition_with_round_robin_is_the_whole_fleet():
     whole = simulate(FLEET)
     split = simulate(FLEET.model_copy(update={"partitions": 4}), workers=1)
-    assert [q.segments for q in split.raw_requests] == [q.segments for q in whole.raw_requests]
-    assert [q.finish for q in split.raw_requests] == pytest.approx([q.finish for q in whole.raw_requests], rel=1e-12)
+    assert [q.record.segments for q in split.raw_requests] == [q.record.segments for q in whole.raw_requests]
+    finish = lambda res: [q.record.finish for q in res.raw_requests]  # noqa: E731
+    assert finish(split) == pytest.approx(finish(whole), rel=1e-12)
     a, b = whole.summary(), split.summary()
     for key in ("completed", "iterations", "total_output_tokens"):
         assert a[key] == b[key]
@@ -35,7 +36,7 @@ def test_partitions_give_the_same_result_on_any_number_of_workers():
     one, two = simulate(sc, workers=1), simulate(sc, workers=2)
     assert _timeline(one) == _timeline(two)
     assert one.summary()["completed"] == 400
-    served = np.bincount([q.segments[-1][0] for q in two.raw_requests], minlength=4)
+    served = np.bincount([q.record.segments[-1][0] for q in two.raw_requests], minlength=4)
     assert (served > 0).all()  # replicas numbered across groups
 
 

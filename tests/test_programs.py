@@ -31,13 +31,13 @@ def test_program_summary_adds_up_for_chains():
 
 @pytest.mark.parametrize("replicas", [1, 3])
 def test_streamed_program_summary_matches(replicas, monkeypatch):
-    import servesim.api as api
+    import servesim.run as run
 
-    monkeypatch.setattr(api, "CHUNK", 61)  # released calls wait beside later chunks' arrivals
+    monkeypatch.setattr(run, "CHUNK", 61)  # released calls wait beside later chunks' arrivals
     sc = Scenario(workload=AGENTS, replicas=replicas, router="least_tokens")
     whole = simulate(sc)
     _same_summary(whole.summary(), simulate(sc, stream=True).summary())
-    monkeypatch.setattr(api, "CHUNK", 8192)
+    monkeypatch.setattr(run, "CHUNK", 8192)
     assert simulate(sc).summary() == whole.summary()  # taking arrivals in chunks changes nothing
 
 

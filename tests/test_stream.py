@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import servesim.api as api
+import servesim.run as run
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import SLO, MigrationConfig, PoolConfig, PowerConfig
 from servesim.stream import Collector
@@ -31,7 +31,7 @@ def _flat(d, pre=""):
 def _same_summary(a: dict, b: dict) -> None:
     a, b = dict(a), dict(b)
     notes_a, notes_b = a.pop("notes", []), b.pop("notes")
-    assert sorted(notes_b) == sorted([*notes_a, api.STREAM_NOTE])
+    assert sorted(notes_b) == sorted([*notes_a, run.STREAM_NOTE])
     fa, fb = dict(_flat(a)), dict(_flat(b))
     assert fa.keys() == fb.keys()
     for key, x in fa.items():
@@ -59,7 +59,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_streamed_summary_matches_the_in_memory_one(name, monkeypatch, tmp_path):
-    monkeypatch.setattr(api, "CHUNK", 61)  # many collections, trims in mid-flight
+    monkeypatch.setattr(run, "CHUNK", 61)  # many collections, trims in mid-flight
     sc = SCENARIOS[name]
     whole = simulate(sc)
     streamed = simulate(sc, stream=True, records_dir=tmp_path)
@@ -76,19 +76,19 @@ def test_streamed_summary_matches_the_in_memory_one(name, monkeypatch, tmp_path)
 def _spy_meters(monkeypatch) -> list:
     """The meters of the replicas the next simulation builds."""
     meters = []
-    build = api.build
+    build = run.build
 
-    def spy(plan):
-        cluster = build(plan)
+    def spy(plan, done=None):
+        cluster = build(plan, done)
         meters.extend(r.meter for r in cluster.replicas)
         return cluster
 
-    monkeypatch.setattr(api, "build", spy)
+    monkeypatch.setattr(run, "build", spy)
     return meters
 
 
 def test_a_streamed_run_forgets_iteration_ends_and_steps(monkeypatch):
-    monkeypatch.setattr(api, "CHUNK", 50)
+    monkeypatch.setattr(run, "CHUNK", 50)
     sc = Scenario(workload=WorkloadConfig(num_requests=600, rate=10.0, seed=1))
     meters = _spy_meters(monkeypatch)
     result = simulate(sc, stream=True)
@@ -98,7 +98,7 @@ def test_a_streamed_run_forgets_iteration_ends_and_steps(monkeypatch):
 
 
 def test_replicas_no_router_reads_are_collected_as_the_run_goes(monkeypatch):
-    monkeypatch.setattr(api, "CHUNK", 50)
+    monkeypatch.setattr(run, "CHUNK", 50)
     sc = Scenario(replicas=4, router="round_robin", workload=WorkloadConfig(num_requests=800, rate=40.0, seed=1))
     counts = []  # requests tallied at each collection
     collect = Collector.collect

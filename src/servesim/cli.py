@@ -423,7 +423,7 @@ def bound(
 ):
     """Upper bound on output throughput from memory capacity, bandwidth and compute (MoE-Lens), beside the
     simulated offline throughput of the same deployment."""
-    from servesim.perf.bound import bound_report
+    from servesim.bound import bound_report
 
     flags = dict(model=model, gpu=gpu, tp=tp, ep=ep, max_num_seqs=max_num_seqs, input_mean=input_mean,
                  output_mean=output_mean, num_requests=num_requests)

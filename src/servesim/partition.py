@@ -18,8 +18,10 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from servesim.api import Result, no_cycle_collection, run_share
 from servesim.config import Scenario
+from servesim.result import Result
+from servesim.run import no_cycle_collection, run_share
+from servesim.sim.cluster import ClusterReport
 from servesim.sim.deployment import plan
 
 
@@ -37,44 +39,39 @@ def simulate_partitioned(sc: Scenario, workers: int | None = None, ray_address: 
 
         ray = connect(ray_address)
         remote = ray.remote(run_share)
-        shares = ray.get([remote.remote(*job) for job in jobs])
+        results = ray.get([remote.remote(*job) for job in jobs])
     elif (workers or 1) > 1:
         # no collector passes while results are pickled and unpickled: many objects, no cycles
         with ProcessPoolExecutor(min(workers, groups), initializer=gc.disable) as pool, no_cycle_collection():
-            shares = list(pool.map(run_share, *zip(*jobs, strict=True)))
+            results = list(pool.map(run_share, *zip(*jobs, strict=True)))
     else:
-        shares = [run_share(*job) for job in jobs]
+        results = [run_share(*job) for job in jobs]
     with no_cycle_collection():
-        return join(sc, shares)
+        return join(sc, results)
 
 
-def join(sc: Scenario, shares: list[tuple[Result, int, int]]) -> Result:
+def join(sc: Scenario, results: list[Result]) -> Result:
     """One result from the groups' results, in group order (replica numbers offset accordingly)."""
-    first, reps = shares[0][0], len(shares[0][0].replica_info)
+    first, reps = results[0], len(results[0].deployment.replicas)
     streamed = first.streamed
     if streamed:
-        for res, _, _ in shares[1:]:
+        for res in results[1:]:
             streamed.merge(res.streamed)
     requests = []
-    for g, (res, _, _) in enumerate(shares):
+    for g, res in enumerate(results):
         for r in res.raw_requests:
-            r.segments = [(rid + g * reps, a, b) for rid, a, b in r.segments]
+            rec = r.record
+            rec.segments = [(i + g * reps, a, b) for i, a, b in rec.segments]
             requests.append(r)
     requests.sort(key=lambda r: r.id)
-    hits, queries = sum(s[1] for s in shares), sum(s[2] for s in shares)
     note = f"{sc.partitions} partitions of {sc.replicas // sc.partitions} replicas, arrivals dealt in turn"
     return Result(
         sc,
-        [m for res, _, _ in shares for m in res.memories],
+        ClusterReport.join([res.deployment for res in results]),
         requests,
-        [st for res, _, _ in shares for st in res.replica_steps],
-        [e for res, _, _ in shares for e in res.iter_ends],
-        hits / queries if queries else None,
-        first.perf_model,
-        {},
-        [info for res, _, _ in shares for info in res.replica_info],
-        sum(res.host_w for res, _, _ in shares),
-        None,
+        [st for res in results for st in res.replica_steps],
+        [e for res in results for e in res.iter_ends],
+        sum(res.host_w for res in results),
         notes=[*first.notes, note],
         streamed=streamed,
     )

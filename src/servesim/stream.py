@@ -51,28 +51,23 @@ class Streamed:
 
 
 class Collector:
-    """Takes finished requests and steps off a cluster's replicas as the run goes."""
+    """Takes finished requests and steps off a cluster's replicas as the run goes: `done` is the list the
+    cluster was built to put finished and refused requests in (`deployment.build(plan, done)`)."""
 
-    def __init__(self, cluster: Cluster, slo, pools: dict[str, list[int]], path: Path | None = None):
-        self.cluster, self.pools = cluster, pools
+    def __init__(self, cluster: Cluster, done: list[Request], slo, pools: dict[str, list[int]],
+                 path: Path | None = None):  # fmt: skip
+        self.cluster, self.done, self.pools = cluster, done, pools
         reps = cluster.replicas
-        assert [rep.rid for rep in reps] == list(range(len(reps)))  # records name replicas by index
-        for rep in reps:
-            rep.state.done = []
+        assert [rep.index for rep in reps] == list(range(len(reps)))  # records name replicas by index
         steps = [StepTotals(rep.power.idle_w * rep.gpus) for rep in reps]
         self.out = Streamed(Tally(slo, len(reps), exact=False), steps, [path] if path else [])
-        self.rejected: list[Request] = []
         self._writer = None
 
     def collect(self) -> None:
         """Tally and write what finished since the last call; forget what nothing needs any more."""
         reps = self.cluster.replicas
-        batch = self.rejected
-        self.rejected = []
-        for rep in reps:
-            batch += rep.state.done
-            rep.state.done.clear()
-        batch.sort(key=lambda r: r.id)
+        batch = sorted(self.done, key=lambda r: r.id)
+        self.done.clear()
         meters = [rep.meter for rep in reps]
         itls = itl_table(batch, [m.iter_end for m in meters], bases=[m.base for m in meters])
         records = request_records(batch, itls)
@@ -93,16 +88,16 @@ class Collector:
         live = list(self.cluster.in_flight())
         for rep in reps:
             s = rep.state
-            for req in s.running.values():
-                if req.decoding:
-                    first[rep.rid] = min(first[rep.rid], req.seg_start)
+            for seq in s.running.values():
+                if seq.decoding:
+                    first[rep.index] = min(first[rep.index], seq.seg_start)
             live += s.running.values()
             live += s.waiting
             live += s.incoming
-        for req in live:
-            for rid, a, _ in req.segments:
-                if a < first[rid]:
-                    first[rid] = a
+        for seq in live:
+            for i, a, _ in seq.rec.segments:
+                if a < first[i]:
+                    first[i] = a
         return first
 
     def _write(self, records) -> None:

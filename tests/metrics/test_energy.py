@@ -53,7 +53,7 @@ def test_cost_scales_with_gpus_and_time():
 def test_capped_gpus_never_exceed_their_cap():
     cap = 420.0
     r = simulate(Scenario(workload=WL, power=PowerConfig(cap_w=cap)))
-    steps, gpus = r.steps, r.replica_info[0]["gpus"]
+    steps, gpus = r.steps, r.deployment.replicas[0].gpus
     watts = steps["energy"] / ((steps["end"] - steps["start"]) * gpus)
     assert watts.max() <= cap * (1 + 1e-6)
     free = simulate(Scenario(workload=WL))

@@ -96,7 +96,7 @@ def test_itl_table_in_chunks_equals_all_at_once():
     np.testing.assert_array_equal(whole.gaps, parts.gaps)
     np.testing.assert_array_equal(whole.mean, parts.mean)
     np.testing.assert_array_equal(whole.max, parts.max)
-    assert len(whole.gaps) == sum(q.output_len - 1 for q in r.raw_requests if q.finish is not None)
+    assert len(whole.gaps) == sum(q.output_len - 1 for q in r.raw_requests if q.record.finish is not None)
 
 
 def test_offline_runs_report_their_steady_state_throughput():

@@ -6,11 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from servesim.bound import throughput_bound
 from servesim.config import EngineConfig, SpeculativeConfig
 from servesim.hardware import get_gpu
 from servesim.models import get_model
 from servesim.perf import Batch, RooflineModel
-from servesim.perf.bound import throughput_bound
 from servesim.perf.nanoflow import NanoFlowModel
 from servesim.perf.profiled import load_profile_for, make_perf_model
 from servesim.perf.quant import weight_quant

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from servesim.config import EngineConfig
@@ -10,6 +12,8 @@ from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import RooflineModel
 from servesim.sim import replica as replica_mod
+from servesim.sim.memory import plan_memory
+from servesim.sim.pool import PoolSpec
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
 
@@ -36,10 +40,22 @@ def checked(monkeypatch):
 
 
 def make_replica(engine: EngineConfig | None = None, model="llama-3.1-8b", gpu="h100", num_blocks=20000,
-                 unit_tokens=512, rid=0) -> Replica:  # fmt: skip
+                 unit_tokens=512, index=0, swap=None) -> Replica:  # fmt: skip
+    """A bare replica, priced by the roofline, with what a unit test asks of it (the factory builds a
+    deployment's from a PoolSpec; `pool_spec` gives one)."""
     engine = engine or EngineConfig()
-    perf = RooflineModel(get_model(model), get_gpu(gpu), layout=Layout(tp=engine.tp))
-    return Replica(engine, perf, num_blocks, unit_tokens, rid)
+    perf = RooflineModel(get_model(model), get_gpu(gpu), Layout(engine.tp))
+    return Replica(engine, perf, num_blocks, unit_tokens=unit_tokens, index=index, swap=swap)
+
+
+def pool_spec(name="", replicas=1, engine: EngineConfig | None = None, num_blocks=20000, router="round_robin",
+              model="llama-3.1-8b", gpu="h100", unit_tokens=512, hand_off=None) -> PoolSpec:  # fmt: skip
+    """A pool of `replicas` replicas as `make_replica` makes them, `num_blocks` of KV cache each."""
+    engine = engine or EngineConfig()
+    m, g = get_model(model), get_gpu(gpu)
+    memory = dataclasses.replace(plan_memory(m, g, engine), num_blocks=num_blocks)
+    return PoolSpec(name, m, g, engine, Layout.of(engine), replicas, router, memory, "roofline",
+                    unit_tokens=unit_tokens, hand_off=hand_off)  # fmt: skip
 
 
 def serve(reqs: list[tuple], engine=None, num_blocks=20000, **kw) -> tuple[Replica, list[Request]]:

@@ -3,11 +3,11 @@ import pytest
 
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import EngineConfig, LengthDist
-from servesim.sim.cluster import Cluster, Pool
+from servesim.sim.cluster import Cluster
 from servesim.sim.replica import Replica
 from servesim.sim.request import Request
-from servesim.sim.router import Router, make_router, router_names
-from tests.sim.conftest import make_replica
+from servesim.sim.router import ROUTERS, Router, make_router, router_names
+from tests.sim.conftest import make_replica, pool_spec
 
 SKEWED = WorkloadConfig(num_requests=1500, rate=40, arrival="gamma", burstiness=0.3, seed=3,
                         input=LengthDist(dist="lognormal", mean=1500, sigma=1.4, max=16000),
@@ -16,9 +16,9 @@ SKEWED = WorkloadConfig(num_requests=1500, rate=40, arrival="gamma", burstiness=
 
 def serve_cluster(reqs, n, router, engine=None, blocks=20000):
     requests = [Request(i, *t) for i, t in enumerate(sorted(reqs, key=lambda t: t[0]))]
-    replicas = [make_replica(engine, num_blocks=blocks, rid=i) for i in range(n)]
-    Cluster([Pool("", replicas, make_router(router))]).run(requests)
-    return replicas, requests
+    cluster = Cluster([pool_spec("", n, engine, blocks, router)])
+    cluster.run(requests)
+    return cluster.replicas, requests
 
 
 def test_registry():
@@ -34,8 +34,8 @@ def test_conservation_across_replicas(checked, router):
             zip(np.cumsum(rng.exponential(0.01, 400)), rng.integers(1, 3000, 400), rng.integers(1, 200, 400),
                 strict=True)]  # fmt: skip
     replicas, done = serve_cluster(reqs, 3, router, EngineConfig(max_num_seqs=32, max_num_batched_tokens=2048))
-    assert all(q.finish is not None for q in done)
-    served = [q.segments[-1][0] for q in done]
+    assert all(q.record.finish is not None for q in done)
+    served = [q.record.segments[-1][0] for q in done]
     assert sorted(set(served)) == [0, 1, 2]
     assert sum(r.outstanding for r in replicas) == 0
     assert all(r.state.kv.used == 0 for r in replicas)
@@ -88,8 +88,10 @@ def test_prefix_affinity_raises_cache_hits(tmp_path):
 class _ReadsAll(Router):
     """Round robin that first reads every replica, so each is brought up to every arrival."""
 
-    def __init__(self):
-        super().__init__()
+    name = "reads_all"
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
         self.inner = make_router("round_robin")
 
     def route(self, req, replicas) -> int:
@@ -102,29 +104,30 @@ def _serve(router, n=600):
     rng = np.random.default_rng(11)
     reqs = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(
         zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(50, 3000, n), rng.integers(5, 400, n), strict=True))]
-    replicas = [make_replica(num_blocks=3000, rid=i) for i in range(4)]
-    Cluster([Pool("", replicas, router)], []).run(reqs)
-    return reqs, replicas
+    cluster = Cluster([pool_spec("", 4, num_blocks=3000, router=router)])
+    cluster.run(reqs)
+    return reqs, cluster.replicas
 
 
-def test_replicas_the_router_does_not_read_run_the_same_timeline():
+def test_replicas_the_router_does_not_read_run_the_same_timeline(monkeypatch):
     """A replica brought up to each arrival and one left to run on its own serve the same requests alike."""
-    eager, _ = _serve(_ReadsAll())
-    lazy, _ = _serve(make_router("round_robin"))
-    assert [q.finish for q in lazy] == pytest.approx([q.finish for q in eager], rel=1e-9)
-    assert [q.first_token for q in lazy] == pytest.approx([q.first_token for q in eager], rel=1e-9)
-    assert [q.segments for q in lazy] == [q.segments for q in eager]
+    monkeypatch.setitem(ROUTERS._classes, _ReadsAll.name, _ReadsAll)  # (a router of this test's own)
+    eager, _ = _serve("reads_all")
+    lazy, _ = _serve("round_robin")
+    assert [q.record.finish for q in lazy] == pytest.approx([q.record.finish for q in eager], rel=1e-9)
+    assert [q.record.first_token for q in lazy] == pytest.approx([q.record.first_token for q in eager], rel=1e-9)
+    assert [q.record.segments for q in lazy] == [q.record.segments for q in eager]
 
 
 def test_power_of_two_reads_two_replicas_and_takes_the_lighter(monkeypatch):
     reads = []
     original = Replica.advance
-    monkeypatch.setattr(Replica, "advance", lambda self, t: (reads.append(self.rid), original(self, t))[1])
-    reqs, replicas = _serve(make_router("power_of_two"), n=300)
-    assert all(q.finish is not None for q in reqs)
+    monkeypatch.setattr(Replica, "advance", lambda self, t: (reads.append(self.index), original(self, t))[1])
+    reqs, replicas = _serve("power_of_two", n=300)
+    assert all(q.record.finish is not None for q in reqs)
     # two reads per arrival while requests arrive (the rest are the final drain)
     assert len(reads) <= 2 * len(reqs) + 4 * 10
-    served = np.bincount([q.segments[-1][0] for q in reqs], minlength=4)
+    served = np.bincount([q.record.segments[-1][0] for q in reqs], minlength=4)
     assert served.min() > 0.15 * len(reqs)  # balanced, unlike one replica taking all
 
 
@@ -132,13 +135,12 @@ def test_length_aware_router_keeps_long_decodes_apart(monkeypatch):
     from servesim.sim.predictors import PredictorConfig
     from servesim.sim.request import Request
     from servesim.sim.routers.length_aware import LengthAware
-    from tests.sim.conftest import make_replica
 
     monkeypatch.setattr(LengthAware, "predictor", PredictorConfig(predictor="oracle"))
     router = LengthAware()
-    reps = [make_replica(rid=i) for i in range(2)]
-    reps[0].submit(Request(0, 0.0, 100, 4000))  # a long answer waits on replica 0
+    reps = [make_replica(index=i) for i in range(2)]
+    reps[0].receive(Request(0, 0.0, 100, 4000), 0.0)  # a long answer waits on replica 0
     for i in range(1, 4):
-        reps[1].submit(Request(i, 0.0, 100, 50))  # three short ones on replica 1
+        reps[1].receive(Request(i, 0.0, 100, 50), 0.0)  # three short ones on replica 1
     assert router.route(Request(9, 0.0, 100, 3000), reps) == 1  # 150 tokens of work beat 4000
     assert LengthAware().route(Request(9, 0.0, 100, 3000), reps) in (0, 1)  # the bucket predictor runs too

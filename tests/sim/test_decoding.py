@@ -7,17 +7,17 @@ from hypothesis import strategies as st
 
 from servesim.sim.decoding import DecodingSet
 from servesim.sim.request import Request
+from servesim.sim.sequence import Sequence
 
 
-def make_set(computed: list[int], it: int, B: int) -> tuple[DecodingSet, list[Request]]:
+def make_set(computed: list[int], it: int, B: int) -> tuple[DecodingSet, list[Sequence]]:
     d = DecodingSet(B)
-    reqs = []
+    seqs = []
     for i, c in enumerate(computed):
-        r = Request(i, 0.0, c, 10**6)
-        r.computed, r.generated = c, 1
-        d.add(r, it)
-        reqs.append(r)
-    return d, reqs
+        q = Sequence(Request(i, 0.0, c, 10**6), 0.0, computed=c, generated=1)
+        d.add(q, it)
+        seqs.append(q)
+    return d, seqs
 
 
 @settings(max_examples=80, deadline=None)

@@ -25,7 +25,7 @@ def test_expert_parallelism_lives_inside_the_tp_group():
                                workload=WorkloadConfig(num_requests=50)))  # fmt: skip
     s = result.summary()
     assert s["completed"] == 50
-    assert sum(r["gpus"] for r in result.replica_info) == 8  # billed for the eight GPUs it runs on
+    assert sum(r.gpus for r in result.deployment.replicas) == 8  # billed for the eight GPUs it runs on
     assert s["memory"]["weights_gib_per_gpu"] == pytest.approx(get_model("mixtral-8x7b").weight_bytes("bf16") / 8
                                                                / 2**30)  # fmt: skip
     assert Candidate("h200", 8, 1, 1, "vllm", 256, 8192, ep=8).gpus == 8

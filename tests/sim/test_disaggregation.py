@@ -7,11 +7,10 @@ from servesim.kv_geometry import KVGeometry
 from servesim.layout import Layout
 from servesim.models import get_model
 from servesim.perf import Batch
-from servesim.sim.cluster import Cluster, Pool
-from servesim.sim.kv_transfer import kv_transfer_seconds
+from servesim.sim.cluster import Cluster
+from servesim.sim.kv_transfer import HandOff, kv_transfer_seconds
 from servesim.sim.request import Request
-from servesim.sim.router import make_router
-from tests.sim.conftest import make_replica
+from tests.sim.conftest import pool_spec
 
 MODEL = get_model("llama-3.1-8b")
 KV_BYTES = MODEL.kv_bytes_per_token()
@@ -19,17 +18,11 @@ KV_BYTES = MODEL.kv_bytes_per_token()
 
 def run_pd(reqs, cfg=KVTransferConfig(), n_prefill=1, n_decode=1):
     requests = [Request(i, *t) for i, t in enumerate(reqs)]
-    prefill = [make_replica(rid=i) for i in range(n_prefill)]
-    decode = [make_replica(rid=n_prefill + i) for i in range(n_decode)]
-
-    def transfer(req, last_s):
-        return kv_transfer_seconds(req.prompt_len, KV_BYTES, MODEL.layers, cfg, last_s)
-
-    pools = [
-        Pool("prefill", prefill, make_router("least_tokens"), transfer),
-        Pool("decode", decode, make_router("least_tokens")),
-    ]
-    Cluster(pools).run(requests)
+    hand_off = HandOff(cfg, KV_BYTES, MODEL.layers)
+    cluster = Cluster([pool_spec("prefill", n_prefill, router="least_tokens", hand_off=hand_off),
+                       pool_spec("decode", n_decode, router="least_tokens")])  # fmt: skip
+    cluster.run(requests)
+    prefill, decode = (pool.replicas for pool in cluster.pools)
     return prefill, decode, requests
 
 
@@ -63,9 +56,9 @@ def test_first_decode_token_waits_exactly_for_the_transfer(checked):
     prefill, decode, (req,) = run_pd([(0.0, 3000, 5)], KVTransferConfig(mode="whole", bandwidth_gbs=20))
     p_perf = prefill[0].perf
     prefill_s = p_perf.iteration_time(Batch.prefill(3000))
-    assert req.first_token == pytest.approx(prefill_s)  # the prefill replica makes the first token
+    assert req.record.first_token == pytest.approx(prefill_s)  # the prefill replica makes the first token
     transfer = 3000 * KV_BYTES / 20e9 + 10e-6
-    assert req.transfer_s == pytest.approx(transfer)
+    assert req.record.transfer_s == pytest.approx(transfer)
     iter_ends = [prefill[0].meter.iter_end[: prefill[0].it], decode[0].meter.iter_end[: decode[0].it]]
     from servesim.metrics import token_times
 
@@ -73,7 +66,7 @@ def test_first_decode_token_waits_exactly_for_the_transfer(checked):
     assert len(times) == 5
     first_decode = decode[0].perf.iteration_time(Batch.decode(1, 3001))
     assert times[1] - times[0] == pytest.approx(transfer + first_decode, rel=1e-9)
-    assert [seg[0] for seg in req.segments] == [0, 1]
+    assert [seg[0] for seg in req.record.segments] == [0, 1]
     assert prefill[0].state.kv.used == 0 and decode[0].state.kv.used == 0
 
 
@@ -83,11 +76,11 @@ def test_conservation_with_pools(checked):
             zip(np.cumsum(rng.exponential(0.02, 300)), rng.integers(1, 4000, 300), rng.integers(1, 300, 300),
                 strict=True)]  # fmt: skip
     prefill, decode, done = run_pd(reqs, n_prefill=2, n_decode=2)
-    assert all(q.finish is not None for q in done)
+    assert all(q.record.finish is not None for q in done)
     for q in done:
-        assert q.segments[0][0] in (0, 1)
+        assert q.record.segments[0][0] in (0, 1)
         if q.output_len > 1:
-            assert q.segments[-1][0] in (2, 3)
+            assert q.record.segments[-1][0] in (2, 3)
     assert all(r.state.kv.used == 0 and not r.state.running for r in prefill + decode)
     assert all(r.state.dec.n == 0 for r in prefill)  # prefill replicas never decode
 

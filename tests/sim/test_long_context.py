@@ -21,7 +21,7 @@ def test_a_long_prompt_is_prefilled_in_chunks(checked, prompt):
     chunks = -(-prompt // 8192)
     assert r.it == chunks + 63  # every chunk one iteration, then the decodes
     expected = sum(r.perf.iteration_time(Batch.prefill(min(8192, prompt - c), c)) for c in range(0, prompt, 8192))
-    assert req.first_token == pytest.approx(expected, rel=1e-9)
+    assert req.record.first_token == pytest.approx(expected, rel=1e-9)
     assert len(token_times(req, [r.meter.iter_end])) == 64
     assert r.meter.log.arrays()["kv_used"].max() == prompt // 16  # the whole prompt held before decoding
 
@@ -32,8 +32,8 @@ def test_long_prompts_that_do_not_fit_together_are_preempted_and_all_finish(chec
                                                                       for i in range(20)]  # fmt: skip
     r = make_replica(engine, model=MODEL, gpu=GPU, num_blocks=1_000_000 // 16)
     r.run(sorted(reqs, key=lambda q: q.arrival))
-    assert all(q.finish is not None for q in reqs)
-    assert sum(q.preemptions for q in reqs) > 0
+    assert all(q.record.finish is not None for q in reqs)
+    assert sum(q.record.preemptions for q in reqs) > 0
     assert r.state.kv.used == 0
 
 

@@ -4,11 +4,11 @@ import pytest
 from servesim import EngineConfig, Scenario, WorkloadConfig, simulate
 from servesim.config import KVTransferConfig, LengthDist, MigrationConfig
 from servesim.metrics import token_times
-from servesim.sim.cluster import Cluster, Pool
+from servesim.sim.cluster import Cluster
 from servesim.sim.migration import Migrator
 from servesim.sim.request import Request
-from servesim.sim.router import make_router
-from tests.sim.conftest import make_replica
+from servesim.sim.sequence import Sequence
+from tests.sim.conftest import pool_spec
 
 BURSTY = WorkloadConfig(num_requests=900, rate=14, arrival="gamma", burstiness=0.2, seed=3,
                         input=LengthDist(dist="lognormal", mean=1500, sigma=1.2, max=16000),
@@ -18,20 +18,22 @@ TIGHT = EngineConfig(gpu_memory_utilization=0.27, max_model_len=20000)
 
 def test_migration_conserves_requests_tokens_and_blocks(checked):
     rng = np.random.default_rng(7)
-    reqs = [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(
-        zip(np.cumsum(rng.exponential(0.01, 300)), rng.integers(100, 4000, 300), rng.integers(50, 600, 300),
+    # round robin deals every third request, the long ones, to replica 2: it fills while the others idle
+    reqs = [Request(i, float(t), int(p) * (4 if i % 3 == 2 else 1), int(o)) for i, (t, p, o) in enumerate(
+        zip(np.cumsum(rng.exponential(0.01, 300)), rng.integers(100, 1500, 300), rng.integers(50, 600, 300),
             strict=True))]  # fmt: skip
-    replicas = [make_replica(num_blocks=n, rid=i) for i, n in enumerate((1500, 1500, 6000))]  # one roomy, two tight
     migrator = Migrator(MigrationConfig(enabled=True, threshold=0.1), KVTransferConfig(), 131072)
-    Cluster([Pool("", replicas, make_router("round_robin"))], [migrator]).run(reqs)
+    cluster = Cluster([pool_spec("", 3, num_blocks=3000)], [migrator])
+    cluster.run(reqs)
+    replicas = cluster.replicas
     assert migrator.moves > 0
     iter_ends = [r.meter.iter_end[: r.it] for r in replicas]
     for q in reqs:
-        assert q.finish is not None
+        assert q.record.finish is not None
         times = token_times(q, iter_ends)
         assert len(times) == q.output_len and np.all(np.diff(times) > 0)
-    moved = [q for q in reqs if q.migrations]
-    assert moved and all(len({seg[0] for seg in q.segments}) > 1 for q in moved)
+    moved = [q for q in reqs if q.record.migrations]
+    assert moved and all(len({seg[0] for seg in q.record.segments}) > 1 for q in moved)
     assert all(r.state.kv.used == 0 and not r.state.running and not r.state.waiting for r in replicas)
 
 
@@ -48,10 +50,9 @@ def test_migration_cuts_tail_latency_under_bursts():
 
 
 def test_stop_and_copy_pauses_longer():
-    req = Request(0, 0.0, 4000, 10)
-    req.computed = 4000
-    live = Migrator(MigrationConfig(mode="live"), KVTransferConfig(), 131072).pause(req, 16)
-    stop = Migrator(MigrationConfig(mode="stop"), KVTransferConfig(), 131072).pause(req, 16)
+    seq = Sequence(Request(0, 0.0, 4000, 10), 0.0, computed=4000)
+    live = Migrator(MigrationConfig(mode="live"), KVTransferConfig(), 131072).pause(seq, 16)
+    stop = Migrator(MigrationConfig(mode="stop"), KVTransferConfig(), 131072).pause(seq, 16)
     assert stop == live + (4000 - 16) * 131072 / 50e9
 
 
@@ -66,5 +67,6 @@ def test_fast_forward_equals_stepping_when_requests_land_mid_run(monkeypatch):
     monkeypatch.setattr(replica_mod, "MAX_RUN", 1)
     step = simulate(sc)
     assert fast.summary()["migrations"] > 0
-    assert [q.finish for q in fast.raw_requests] == pytest.approx([q.finish for q in step.raw_requests], rel=1e-9)
-    assert [q.segments for q in fast.raw_requests] == [q.segments for q in step.raw_requests]
+    finish = lambda res: [q.record.finish for q in res.raw_requests]  # noqa: E731
+    assert finish(fast) == pytest.approx(finish(step), rel=1e-9)
+    assert [q.record.segments for q in fast.raw_requests] == [q.record.segments for q in step.raw_requests]

@@ -19,7 +19,7 @@ def test_vllm_chunks_long_prompts(checked):
     r, (req,) = serve([(0.0, 5000, 5)], EngineConfig(max_num_batched_tokens=2048))
     steps = r.meter.log.arrays()
     assert list(steps["tokens"][:3]) == [2048, 2048, 904]  # 5000 = 2048 + 2048 + 904
-    assert req.first_token == pytest.approx(steps["end"][2])
+    assert req.record.first_token == pytest.approx(steps["end"][2])
 
 
 def test_sarathi_budget_is_the_chunk_size(checked):
@@ -45,13 +45,13 @@ def test_decodes_continue_beside_prefills(checked):
 
 def test_static_waits_for_the_batch(checked):
     r, (a, b, c) = serve([(0.0, 100, 200), (0.0, 100, 50), (0.01, 100, 10)], EngineConfig(scheduler="static"))
-    assert c.first_scheduled >= max(a.finish, b.finish)
-    assert a.first_scheduled == b.first_scheduled == 0.0
+    assert c.record.first_scheduled >= max(a.record.finish, b.record.finish)
+    assert a.record.first_scheduled == b.record.first_scheduled == 0.0
 
 
 def test_static_admits_up_to_max_num_seqs(checked):
     r, done = serve([(0.0, 50, 20)] * 10, EngineConfig(scheduler="static", max_num_seqs=4))
-    starts = sorted({q.first_scheduled for q in done})
+    starts = sorted({q.record.first_scheduled for q in done})
     assert len(starts) == 3  # batches of 4, 4 and 2
 
 
@@ -71,18 +71,18 @@ def test_a_policy_may_admit_any_waiting_request(checked):
 
     engine = EngineConfig(scheduler="test_least_output_first")
     r, done = serve([(0.0, 100, 50), (0.001, 100, 300), (0.002, 100, 10), (0.003, 100, 100)], engine)
-    order = sorted(done, key=lambda q: q.first_scheduled)
+    order = sorted(done, key=lambda q: q.record.first_scheduled)
     assert [q.output_len for q in order] == [50, 10, 100, 300]
-    assert all(q.finish is not None for q in done)
+    assert all(q.record.finish is not None for q in done)
 
 
 def test_sjf_queue_orders_by_remaining_output(checked):
     engine = EngineConfig(scheduler="sjf", max_num_seqs=1)
     r, done = serve([(0.0, 100, 50), (0.001, 100, 300), (0.002, 100, 10), (0.003, 100, 100)], engine)
-    assert [q.output_len for q in sorted(done, key=lambda q: q.first_scheduled)] == [50, 10, 100, 300]
+    assert [q.output_len for q in sorted(done, key=lambda q: q.record.first_scheduled)] == [50, 10, 100, 300]
     fcfs, _ = serve([(0.0, 100, 50), (0.001, 100, 300), (0.002, 100, 10), (0.003, 100, 100)],
                     EngineConfig(max_num_seqs=1))  # fmt: skip
-    mean_e2e = lambda reqs: sum(q.finish - q.arrival for q in reqs) / len(reqs)  # noqa: E731
+    mean_e2e = lambda reqs: sum(q.record.finish - q.arrival for q in reqs) / len(reqs)  # noqa: E731
     assert mean_e2e(done) < mean_e2e(_)
     with pytest.raises(ServesimError, match="scheduler_options of sjf: size"):
         make_replica(EngineConfig(scheduler="sjf", scheduler_options={"size": "weight"}))
@@ -104,8 +104,8 @@ def test_pick_victim_hook_chooses_who_is_preempted(checked):
     reqs = [(0.001 * i, 300, 40 + 37 * i) for i in range(12)]
     r, done = serve(reqs, EngineConfig(scheduler="test_evict_longest", max_num_batched_tokens=1024), num_blocks=90)
     assert victims and all(v.output_len == max(q.output_len for q in running) for v, running in victims)
-    assert sum(q.preemptions for q in done) == len(victims)
-    assert all(q.finish is not None for q in done)
+    assert sum(q.record.preemptions for q in done) == len(victims)
+    assert all(q.record.finish is not None for q in done)
 
 
 def test_policy_options_are_checked_by_the_policy():
@@ -121,18 +121,18 @@ def test_no_evict_admits_only_what_can_finish(checked):
     and the requests running at once never need more blocks than the cache has."""
     reqs = [(0.0, 1000, 600)] * 12  # 100 blocks of 16 tokens each over a whole life; 600 blocks in the cache
     vllm, _ = serve(reqs, EngineConfig(), num_blocks=600)
-    assert sum(q.preemptions for q in _) > 0
+    assert sum(q.record.preemptions for q in _) > 0
     r, done = serve(reqs, EngineConfig(scheduler="no_evict"), num_blocks=600)
-    assert sum(q.preemptions for q in done) == 0 and all(q.finish is not None for q in done)
-    starts = sorted(q.first_scheduled for q in done)
+    assert sum(q.record.preemptions for q in done) == 0 and all(q.record.finish is not None for q in done)
+    starts = sorted(q.record.first_scheduled for q in done)
     for q in done:  # at most six whole lives (600 blocks) overlap at any admission
-        assert sum(1 for p in done if p.first_scheduled <= q.first_scheduled < p.finish) <= 6
+        assert sum(1 for p in done if p.record.first_scheduled <= q.record.first_scheduled < p.record.finish) <= 6
     assert starts[5] == 0.0 and starts[6] > 0.0
     # with room for every request, it plans exactly as vLLM does
     same = [(0.1 * i, 300, 50) for i in range(20)]
     a, x = serve(same, EngineConfig())
     b, y = serve(same, EngineConfig(scheduler="no_evict"))
-    assert [q.finish for q in x] == [q.finish for q in y]
+    assert [q.record.finish for q in x] == [q.record.finish for q in y]
 
 
 def test_sjf_with_a_noisy_ranker_sits_between_fcfs_and_the_oracle(checked):
@@ -144,7 +144,7 @@ def test_sjf_with_a_noisy_ranker_sits_between_fcfs_and_the_oracle(checked):
         engine = EngineConfig(scheduler="vllm" if opts is None else "sjf", scheduler_options=opts or {},
                               max_num_seqs=2)  # fmt: skip
         _, done = serve(reqs, engine)
-        mean[label] = sum(q.finish - q.arrival for q in done) / len(done)
+        mean[label] = sum(q.record.finish - q.arrival for q in done) / len(done)
     assert mean["oracle"] < mean["noisy"] < mean["fcfs"]
 
 
@@ -156,7 +156,7 @@ def test_sjf_starvation_guard_bounds_the_wait_of_a_long_job(checked):
         opts = {} if guard is None else {"max_wait_s": guard}
         _, done = serve([(0.0, 20, 5)] + reqs, EngineConfig(scheduler="sjf", scheduler_options=opts, max_num_seqs=1))
         long = next(q for q in done if q.output_len == 2000)
-        wait[guard] = long.first_scheduled - long.arrival
+        wait[guard] = long.record.first_scheduled - long.arrival
     assert wait[None] > 0.5
     assert 0.1 <= wait[0.1] < wait[None]
 
@@ -170,8 +170,8 @@ def test_static_grouping_batches_similar_predicted_lengths(checked):
         r, done = serve(reqs, engine)
         starts = {}
         for q in done:
-            starts.setdefault(q.first_scheduled, []).append(q.output_len)
-        batches[group] = (sorted(sorted(b) for b in starts.values()), max(q.finish for q in done))
+            starts.setdefault(q.record.first_scheduled, []).append(q.output_len)
+        batches[group] = (sorted(sorted(b) for b in starts.values()), max(q.record.finish for q in done))
     assert all(max(b) < 10 or min(b) > 300 for b in batches[True][0])  # short with short, long with long
     assert not all(max(b) < 10 or min(b) > 300 for b in batches[False][0])
     assert batches[True][1] < 0.7 * batches[False][1]  # less time waiting on a batch's longest member

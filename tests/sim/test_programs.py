@@ -24,22 +24,22 @@ def run(calls, engine=None, num_blocks=20000, host_blocks=0):
 
     r = make_replica(engine or EngineConfig(), num_blocks=num_blocks, unit_tokens=16)
     r.state.swap = SwapCost(32768, 64, 55.0, group_blocks=16, host_blocks=host_blocks)
-    r.run([c for c in calls if not c.pending])
+    r.run([c for c in calls if not c.parents])
     return r
 
 
 def test_calls_arrive_a_gap_after_their_parents_and_hit_their_context(checked):
     calls = run_calls = calls_of()
     r = run(run_calls)
-    assert all(c.finish is not None for c in calls)
+    assert all(c.record.finish is not None for c in calls)
     for c in calls:
         for child in c.children:
-            assert child.arrival == pytest.approx(c.finish + child.delay)
+            assert child.record.arrival == pytest.approx(c.record.finish + child.delay)
             # the parent's whole context (prompt and answer, but its last token) is cached for the child
-            assert child.cached_tokens == (c.prompt_len + c.output_len - 1) // 16 * 16
+            assert child.record.cached_tokens == (c.prompt_len + c.output_len - 1) // 16 * 16
         assert len(token_times(c, [r.meter.iter_end])) == c.output_len
     progs = {c.program for c in calls}
-    assert all(p.left == 0 and p.finish == max(c.finish for c in p.calls) for p in progs)
+    assert all(p.left == 0 and p.finish == max(c.record.finish for c in p.calls) for p in progs)
     assert r.state.kv.used == 0 and not r.state.kept.pins
 
 
@@ -48,15 +48,15 @@ def test_dag_calls_wait_for_their_whole_stage(checked):
     run(calls)
     for c in calls:
         for child in c.children:
-            assert child.arrival >= c.finish + child.delay - 1e-12
-    waited = [c for c in calls if c.pending == 0 and c.delay > 0]
-    assert waited  # released calls count their parents down to zero
+            assert child.record.arrival >= c.record.finish + child.delay - 1e-12
+    assert any(c.parents == 3 for c in calls)  # a stage after the first waits for all three calls before it
+    assert all(c.record.finish is not None and not c.program.waiting for c in calls)  # counted down to zero
 
 
 def test_without_prefix_caching_every_call_recomputes(checked):
     calls = calls_of()
     run(calls, EngineConfig(enable_prefix_caching=False))
-    assert all(c.cached_tokens == 0 for c in calls)
+    assert all(c.record.cached_tokens == 0 for c in calls)
 
 
 def test_vllm_loses_contexts_under_pressure_and_continuum_pins_them(checked):
@@ -65,7 +65,7 @@ def test_vllm_loses_contexts_under_pressure_and_continuum_pins_them(checked):
         calls = calls_of(n=60, rate=8.0, gap=1.5, first=2000)
         run(calls, EngineConfig(scheduler=scheduler), num_blocks=1500)
         later = [c for c in calls if c.delay > 0]
-        return sum(c.cached_tokens for c in later) / sum(c.prompt_len for c in later)
+        return sum(c.record.cached_tokens for c in later) / sum(c.prompt_len for c in later)
 
     vllm, continuum = hits("vllm"), hits("continuum")
     assert continuum > vllm + 0.1
@@ -80,9 +80,9 @@ def test_a_pin_lapses_at_its_ttl():
     r.run([calls[0]], until=calls[0].arrival + 0.01)
     r.advance(10_000)
     first, second = calls
-    assert second.arrival - first.finish > 1.0
+    assert second.record.arrival - first.record.finish > 1.0
     assert not r.state.kept.pins  # the pin went at its TTL; the cache still held the context (nothing needed room)
-    assert second.cached_tokens > 0
+    assert second.record.cached_tokens > 0
 
 
 def test_autellix_serves_the_program_with_less_service_first(checked):
@@ -100,13 +100,13 @@ def test_autellix_serves_the_program_with_less_service_first(checked):
     engine = EngineConfig(scheduler="autellix", max_num_seqs=1, max_num_batched_tokens=8192)
     r = make_replica(engine)
     r.run([busy, early, late])
-    assert late.first_token < early.first_token
+    assert late.record.first_token < early.record.first_token
     fcfs = make_replica(EngineConfig(max_num_seqs=1))
     for q in (busy, early, late):
         q.__init__(q.id, q.arrival, q.prompt_len, q.output_len)
     early.program, late.program = long_prog, short_prog
     fcfs.run([busy, early, late])
-    assert early.first_token < late.first_token
+    assert early.record.first_token < late.record.first_token
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -129,7 +129,7 @@ def test_programs_conserve_calls_tokens_and_blocks(checked, scheduler, shape, bl
                           max_num_batched_tokens=2048)  # fmt: skip
     r = run(calls, engine, num_blocks=blocks, host_blocks=2000)
     for c in calls:
-        assert c.finish is not None and c.arrival <= c.first_token <= c.finish
+        assert c.record.finish is not None and c.record.arrival <= c.record.first_token <= c.record.finish
         assert len(token_times(c, [r.meter.iter_end])) == c.output_len
     s = r.state
     assert s.kv.used == 0 and not s.kept.pins and not s.running and not s.waiting and not s.incoming
@@ -148,9 +148,9 @@ def test_fast_forward_equals_step_by_step_with_programs(step_by_step, scheduler)
     fast = calls_of(n=40, rate=6.0, gap=0.8, first=1500)
     r2 = run(fast, engine, num_blocks=1200)
     assert r1.it == r2.it
-    assert [q.finish for q in slow] == pytest.approx([q.finish for q in fast], rel=1e-9)
-    assert [q.cached_tokens for q in slow] == [q.cached_tokens for q in fast]
-    assert sum(q.preemptions for q in fast) > 0  # the small cache exercised preemption
+    assert [q.record.finish for q in slow] == pytest.approx([q.record.finish for q in fast], rel=1e-9)
+    assert [q.record.cached_tokens for q in slow] == [q.record.cached_tokens for q in fast]
+    assert sum(q.record.preemptions for q in fast) > 0  # the small cache exercised preemption
 
 
 def test_an_offloaded_context_comes_back_from_the_cpu_tier(checked):
@@ -160,7 +160,7 @@ def test_an_offloaded_context_comes_back_from_the_cpu_tier(checked):
         engine = EngineConfig(scheduler="continuum", scheduler_options=options)
         r = run(calls, engine, num_blocks=1500, host_blocks=host)
         later = [c for c in calls if c.delay > 0]
-        return r, sum(c.cached_tokens for c in later) / sum(c.prompt_len for c in later)
+        return r, sum(c.record.cached_tokens for c in later) / sum(c.prompt_len for c in later)
 
     offloaded, reused = run_with({"offload": True, "program_fcfs": False}, 20000)
     nowhere, lost = run_with({"ttl_s": 0.0, "program_fcfs": False}, 20000)

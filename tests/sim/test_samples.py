@@ -19,7 +19,7 @@ def prompts(n=4, num=20, rate=2.0, seed=0, prompt=1000):
 
 def run(reqs, engine=None, num_blocks=20000):
     r = make_replica(engine or EngineConfig(), num_blocks=num_blocks, unit_tokens=16)
-    r.run([q for q in reqs if not q.pending])
+    r.run([q for q in reqs if not q.parents])
     return r
 
 
@@ -35,7 +35,7 @@ def test_samples_are_numbered_by_prompt_and_keep_the_prompts_own_draws():
     for k in range(30):
         group = four[4 * k : 4 * k + 4]
         assert len({(r.arrival, r.prompt_len) for r in group}) == 1 and group[0].samples == tuple(group[1:])
-        assert all(r.pending == 1 for r in group[1:]) and group[0].program is group[3].program
+        assert all(r.parents == 1 for r in group[1:]) and group[0].program is group[3].program
     assert len({r.output_len for r in four}) > 30  # each sample has its own length
 
 
@@ -45,8 +45,8 @@ def test_samples_share_the_prompt_and_start_when_it_is_computed(checked):
     for k in range(20):
         first, *rest = reqs[4 * k : 4 * k + 4]
         for sib in rest:
-            assert sib.first_scheduled >= first.first_token - 1e-9 - (first.first_token - first.first_scheduled)
-            assert first.prompt_len - sib.cached_tokens <= 16  # only the last, partial block is computed again
+            assert sib.record.first_token >= first.record.first_token  # it starts once the prompt is computed
+            assert first.prompt_len - sib.record.cached_tokens <= 16  # only the last, partial block is computed again
         for q in (first, *rest):
             assert len(token_times(q, [r.meter.iter_end])) == q.output_len
     assert r.state.kv.used == 0
@@ -82,7 +82,7 @@ def test_samples_conserve_requests_tokens_and_blocks(checked, n, seed, blocks, m
                           preemption_mode=mode)  # fmt: skip
     r = make_replica(engine, num_blocks=max(blocks, 200), unit_tokens=16)
     r.state.swap = SwapCost(32768, 64, 55.0, host_blocks=200)
-    r.run([q for q in reqs if not q.pending])
+    r.run([q for q in reqs if not q.parents])
     for q in reqs:
-        assert q.finish is not None and len(token_times(q, [r.meter.iter_end])) == q.output_len
+        assert q.record.finish is not None and len(token_times(q, [r.meter.iter_end])) == q.output_len
     assert r.state.kv.used == 0 and r.state.host_used == 0 and not r.state.running

@@ -40,7 +40,7 @@ PRESSURE = [(0.001 * i, 400, 300) for i in range(60)]
 def test_swapped_requests_resume_without_recomputing(checked):
     recompute, a = serve(PRESSURE, EngineConfig(max_num_seqs=64), 600)
     swapped, b = serve(PRESSURE, EngineConfig(max_num_seqs=64, preemption_mode="swap"), 600)
-    assert sum(q.preemptions for q in b) > 0
+    assert sum(q.record.preemptions for q in b) > 0
     for q in b:
         assert len(token_times(q, [swapped.meter.iter_end])) == 300
     prefill = lambda r: r.meter.log.arrays()["tokens"].sum() - r.meter.log.arrays()["seqs"].sum()  # noqa: E731
@@ -51,7 +51,7 @@ def test_swapped_requests_resume_without_recomputing(checked):
 def test_a_full_cpu_tier_falls_back_to_recompute(checked):
     tiny = SwapCost(32768, 64, 55.0, host_blocks=30)
     r, done = serve(PRESSURE, EngineConfig(max_num_seqs=64, preemption_mode="swap"), 600, tiny)
-    assert all(q.finish is not None for q in done)
+    assert all(q.record.finish is not None for q in done)
     assert r.state.host_used == 0
 
 
@@ -61,10 +61,10 @@ def test_priority_preempts_for_an_important_arrival(checked):
     engine = EngineConfig(scheduler="priority", max_num_seqs=8, max_num_batched_tokens=4096)
     r, done = serve(low + [urgent], engine, 20000)
     hurry = done[-1]
-    assert sum(q.preemptions for q in done[:-1]) >= 1  # a low-priority request made room
-    assert hurry.first_token - hurry.arrival < 0.2  # instead of waiting for a batch request to finish
+    assert sum(q.record.preemptions for q in done[:-1]) >= 1  # a low-priority request made room
+    assert hurry.record.first_token - hurry.arrival < 0.2  # instead of waiting for a batch request to finish
     fcfs, plain = serve(low + [urgent], EngineConfig(max_num_seqs=8, max_num_batched_tokens=4096), 20000)
-    assert plain[-1].first_token - plain[-1].arrival > 1.0
+    assert plain[-1].record.first_token - plain[-1].arrival > 1.0
 
 
 def test_vtc_serves_the_tenant_with_less_service_first(checked):
@@ -73,9 +73,9 @@ def test_vtc_serves_the_tenant_with_less_service_first(checked):
     engine = EngineConfig(scheduler="vtc", max_num_seqs=4, max_num_batched_tokens=2048)
     r, done = serve(heavy + light, engine, 20000)
     lone = done[-1]
-    assert sum(q.first_token < lone.first_token for q in done[:-1]) <= 8  # it did not wait for all 40
+    assert sum(q.record.first_token < lone.record.first_token for q in done[:-1]) <= 8  # it did not wait for all 40
     fcfs, plain = serve(heavy + light, EngineConfig(max_num_seqs=4, max_num_batched_tokens=2048), 20000)
-    assert sum(q.first_token < plain[-1].first_token for q in plain[:-1]) == 40
+    assert sum(q.record.first_token < plain[-1].record.first_token for q in plain[:-1]) == 40
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -96,7 +96,7 @@ def test_swap_conserves_requests_tokens_and_blocks(checked, reqs, scheduler, mod
     tier = SwapCost(32768, 64, 55.0, group, host_blocks=host)
     r, done = serve(reqs, engine, max(blocks, (2000 + 300) // 16 + 2), tier)
     for q in done:
-        assert q.finish is not None and q.arrival <= q.first_token <= q.finish
+        assert q.record.finish is not None and q.arrival <= q.record.first_token <= q.record.finish
         assert len(token_times(q, [r.meter.iter_end])) == q.output_len
     s = r.state
     assert s.kv.used == 0 and s.host_used == 0 and not s.running and not s.waiting
@@ -116,5 +116,5 @@ def test_fast_forward_equals_step_by_step_with_swap(step_by_step, scheduler):
     replica_mod.MAX_RUN = 1 << 20
     r2, fast = serve(reqs, engine, 900)
     assert r1.it == r2.it
-    assert [q.finish for q in slow] == pytest.approx([q.finish for q in fast], rel=1e-9)
-    assert sum(q.preemptions for q in fast) > 0 and r2.state.swap_total_s > 0
+    assert [q.record.finish for q in slow] == pytest.approx([q.record.finish for q in fast], rel=1e-9)
+    assert sum(q.record.preemptions for q in fast) > 0 and r2.state.swap_total_s > 0

@@ -20,9 +20,9 @@ def test_chain_calls_extend_the_context_and_share_its_hash_units():
     assert len({len(c) for c in progs.values()}) > 1  # call counts vary
     for prog_calls in progs.values():
         first = prog_calls[0]
-        assert first.pending == 0 and first.delay == 0
+        assert first.parents == 0 and first.delay == 0
         for a, b in zip(prog_calls, prog_calls[1:], strict=False):
-            assert a.children == (b,) and b.pending == 1 and b.delay >= 0
+            assert a.children == (b,) and b.parents == 1 and b.delay >= 0
             assert b.prompt_len > a.prompt_len + a.output_len  # the context plus a new message
             # b names a's whole cached context (its prompt and answer but the newest token) as a does
             cached = (a.prompt_len + a.output_len - 1) // 16
@@ -31,7 +31,7 @@ def test_chain_calls_extend_the_context_and_share_its_hash_units():
             assert len(a.hash_ids) <= 2 * len(prog_calls)  # segments, not a unit per block
             assert b.hash_ends[-1] == (b.prompt_len + b.output_len) // 16
         assert prog_calls[-1].children == ()
-    roots = [r for r in calls if not r.pending]
+    roots = [r for r in calls if not r.parents]
     assert [r.arrival for r in roots] == sorted(r.arrival for r in roots)
     # different programs never share a unit
     units = [set(p[-1].hash_ids) for p in progs.values()]
@@ -46,14 +46,14 @@ def test_dag_stages_fan_out_and_wait_for_the_whole_stage():
     if rest:
         stage = rest[:3]
         assert root.children == tuple(stage)
-        assert all(c.pending == 1 for c in stage)
+        assert all(c.parents == 1 for c in stage)
         cached = root.hash_ends.index((root.prompt_len + root.output_len - 1) // 16) + 1
         for c in stage:  # all name the root's cached context as it did, and differ after it
             assert c.hash_ids[:cached] == root.hash_ids[:cached] and c.hash_ends[:cached] == root.hash_ends[:cached]
         tails = [set(c.hash_ids[cached:]) for c in stage]
         assert not (tails[0] & tails[1]) and not (tails[1] & tails[2]) and not (tails[0] & tails[2])
         if len(rest) > 3:
-            assert all(c.pending == 3 for c in rest[3:6])
+            assert all(c.parents == 3 for c in rest[3:6])
             assert stage[0].children == tuple(rest[3:6])
 
 
@@ -93,15 +93,15 @@ def test_a_sessions_trace_replays_as_chains(fixtures):
     wl = WorkloadConfig(trace=path, arrival="trace", num_requests=None)
     assert wl.sessions and wl.grouped and wl.unit_tokens(16) == 16
     calls = generate(wl, unit=16)
-    assert [len(r.program.calls) for r in calls if not r.pending] == [3, 2, 1]  # by first turn's time
+    assert [len(r.program.calls) for r in calls if not r.parents] == [3, 2, 1]  # by first turn's time
     a0, a1, a2 = calls[0].program.calls
     assert (a1.delay, a2.delay) == (2.5, 1.0) and a0.children == (a1,)
     assert a1.hash_ids[:2] == a0.hash_ids[:2] and a0.hash_ends == [900 // 16, (900 + 120 - 1) // 16]
     res = simulate(Scenario(workload=wl))
     a0, a1, a2 = (res.raw_requests[i] for i in range(3))
     assert a1.arrival == 9.0  # its recorded time: later than the turn before's finish plus 2.5 s
-    assert a2.arrival == pytest.approx(a1.finish + 1.0)
-    assert a1.cached_tokens >= (900 + 120 - 1) // 16 * 16 - 16
+    assert a2.record.arrival == pytest.approx(a1.record.finish + 1.0)
+    assert a1.record.cached_tokens >= (900 + 120 - 1) // 16 * 16 - 16
     assert res.summary()["programs"]["completed"] == 3
 
 

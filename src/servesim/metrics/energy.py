@@ -29,17 +29,17 @@ def power_series(totals: list[StepTotals], host_w: float, duration: float) -> di
     return out
 
 
-def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list[dict], duration: float,
+def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list, duration: float,
                         host_w: float) -> dict:  # fmt: skip
-    """The run's energy, power and cost (info: per replica gpus, idle_w, usd_per_s, busy_s)."""
+    """The run's energy, power and cost (info: per replica, its gpus, idle_w, usd_per_s and busy_s)."""
     done = tally.completed
     in_tok, out_tok = tally.input_tokens, tally.output_tokens
     busy_j = float(sum(t.energy_j for t in totals))
-    idle_j = float(sum(r["idle_w"] * r["gpus"] * max(duration - r["busy_s"], 0.0) for r in info))
+    idle_j = float(sum(r.idle_w * r.gpus * max(duration - r.busy_s, 0.0) for r in info))
     host_j = host_w * duration
     total_j = busy_j + idle_j + host_j
-    gpus = sum(r["gpus"] for r in info)
-    usd = float(sum(r["usd_per_s"] * duration for r in info))
+    gpus = sum(r.gpus for r in info)
+    usd = float(sum(r.usd_per_s * duration for r in info))
     in_usd, out_usd = tally.prefill_usd, tally.decode_usd
     series = power_series(totals, host_w, duration)
     per_m = lambda x, n: x / n * 1e6 if n else None  # noqa: E731
@@ -68,7 +68,7 @@ def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list[dict]
             "usd_per_m_output_tokens": per_m(out_usd, out_tok),
             "usd_per_m_tokens": per_m(usd, in_tok + out_tok),
             "idle_usd": max(usd - in_usd - out_usd, 0.0),
-            "utilization": float(sum(r["busy_s"] * r["gpus"] for r in info) / (gpus * duration)) if duration else 0.0,
+            "utilization": float(sum(r.busy_s * r.gpus for r in info) / (gpus * duration)) if duration else 0.0,
         },
     }
 

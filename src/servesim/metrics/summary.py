@@ -17,29 +17,31 @@ from servesim.records import Records
 
 
 def request_records(requests, itls: ITLs) -> Records:
-    """One row per request, with ITL statistics from `itl_table(requests, ...)`."""
+    """One row per request (what the workload said of it, what its record holds), with ITL statistics from
+    `itl_table(requests, ...)`."""
+    recs = [r.record for r in requests]
     cols = {
         "request_id": [r.id for r in requests],
-        "arrival_s": [r.arrival for r in requests],
+        "arrival_s": [c.arrival for c in recs],
         "input_len": [r.prompt_len for r in requests],
         "output_len": [r.output_len for r in requests],
-        "first_token_s": [r.first_token for r in requests],
-        "finish_s": [r.finish for r in requests],
-        "completed": [r.finish is not None for r in requests],
-        "rejected": [r.rejected for r in requests],
-        "preemptions": [r.preemptions for r in requests],
-        "cached_tokens": [r.cached_tokens for r in requests],
-        "first_scheduled_s": [r.first_scheduled for r in requests],
-        "replica": [r.segments[-1][0] if r.segments else -1 for r in requests],
+        "first_token_s": [c.first_token for c in recs],
+        "finish_s": [c.finish for c in recs],
+        "completed": [c.finish is not None for c in recs],
+        "rejected": [c.rejected for c in recs],
+        "preemptions": [c.preemptions for c in recs],
+        "cached_tokens": [c.cached_tokens for c in recs],
+        "first_scheduled_s": [c.first_scheduled for c in recs],
+        "replica": [c.segments[-1][0] if c.segments else -1 for c in recs],
         "program": [r.program.id if r.program is not None else -1 for r in requests],
         "tenant": [r.tenant for r in requests],
         "priority": [r.priority for r in requests],
-        "kv_transfer_s": [r.transfer_s for r in requests],
-        "migrations": [r.migrations for r in requests],
-        "prefill_j": [r.prefill_j for r in requests],
-        "decode_j": [r.decode_j for r in requests],
-        "prefill_usd": [r.prefill_usd for r in requests],
-        "decode_usd": [r.decode_usd for r in requests],
+        "kv_transfer_s": [c.transfer_s for c in recs],
+        "migrations": [c.migrations for c in recs],
+        "prefill_j": [c.prefill_j for c in recs],
+        "decode_j": [c.decode_j for c in recs],
+        "prefill_usd": [c.prefill_usd for c in recs],
+        "decode_usd": [c.decode_usd for c in recs],
     }
     df = Records({k: np.array(v, dtype=float if k in OPTIONAL_TIMES else None) for k, v in cols.items()})
     if not len(requests):
@@ -65,7 +67,7 @@ FLAGS = ("completed", "rejected")
 
 def token_times(req, iter_ends: list[np.ndarray]) -> np.ndarray:
     """The time of every output token of a finished request (iter_ends: each replica's iteration ends)."""
-    return np.concatenate([iter_ends[rid][a : b + 1] for rid, a, b in req.segments])
+    return np.concatenate([iter_ends[i][a : b + 1] for i, a, b in req.record.segments])
 
 
 class ITLs(NamedTuple):
@@ -84,18 +86,18 @@ def itl_table(requests, iter_ends: list[np.ndarray], chunk: int = 20_000, bases:
     iter_end = np.concatenate(iter_ends) if iter_ends else np.empty(0)
     n = len(requests)
     mean, largest = np.full(n, np.nan), np.full(n, np.nan)
-    spans = [sum(b - a + 1 for _, a, b in r.segments) - 1 if r.finish is not None and r.output_len > 1 else 0
-             for r in requests]  # fmt: skip
+    spans = [sum(b - a + 1 for _, a, b in r.record.segments) - 1 if r.record.finish is not None and r.output_len > 1
+             else 0 for r in requests]  # fmt: skip
     gaps = np.empty(sum(spans))
     filled = 0
     for lo in range(0, n, chunk):
         seg_owner, seg_a, seg_b = [], [], []
         for i in range(lo, min(lo + chunk, n)):
             if spans[i]:
-                for rid, a, b in requests[i].segments:
+                for rep, a, b in requests[i].record.segments:
                     seg_owner.append(i)
-                    seg_a.append(a + offsets[rid])
-                    seg_b.append(b + offsets[rid])
+                    seg_a.append(a + offsets[rep])
+                    seg_b.append(b + offsets[rep])
         if not seg_owner:
             continue
         a, b = np.asarray(seg_a), np.asarray(seg_b)
@@ -213,5 +215,5 @@ def pool_counts(requests, pools: dict[str, list[int]]) -> dict[str, int]:
     out = {}
     for name, ids in pools.items():
         members = set(ids)
-        out[name] = sum(1 for r in requests if any(seg[0] in members for seg in r.segments))
+        out[name] = sum(1 for r in requests if any(seg[0] in members for seg in r.record.segments))
     return out

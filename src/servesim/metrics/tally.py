@@ -87,9 +87,10 @@ class Tally:
             self.programs += 1
             self.program_calls += len(prog.calls)
             for c in prog.calls:
+                rec = c.record
                 self.tool_s += c.delay
-                self.queued_s += c.first_scheduled - c.arrival
-                self.running_s += c.finish - c.first_scheduled
+                self.queued_s += rec.first_scheduled - rec.arrival
+                self.running_s += rec.finish - rec.first_scheduled
         if jct:
             self.jct.add(jct)
 

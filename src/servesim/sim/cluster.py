@@ -1,9 +1,12 @@
 """A deployment at run time: pools of replicas behind routers, driven by one event queue.
 
-Requests arrive at the first pool. In a disaggregated deployment the first pool's
-replicas prefill and hand each request on; its KV cache lands on the next pool after
-the transfer time (`kv_transfer.py`) and is admitted straight into decoding. Controllers
-(live migration, power control) act every `interval_s`.
+The cluster builds its pools' replicas with the factory (`pool.make_replica`), admits the
+workload's requests (refusing those longer than `max_model_len`, as vLLM does, and a
+program with such a call whole), and routes each arrival to a replica of the first pool.
+In a disaggregated deployment the first pool's replicas prefill and hand each request on;
+its KV cache lands on the next pool after the transfer time (`kv_transfer.py`) and is
+admitted straight into decoding. Controllers (live migration, power control, semi-PD's
+SM split) act every `interval_s`.
 
 Before an event is handled, the replicas it concerns run every iteration that starts
 before it: the pools that hand requests on first (they may add earlier events, which are
@@ -20,21 +23,28 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from servesim.perf.profiled import describe
+from servesim.sim.controller import Controller
 from servesim.sim.events import ARRIVAL, CONTROL, LANDING, EventQueue
-from servesim.sim.replica import Replica
+from servesim.sim.hooks import ReplicaHooks
+from servesim.sim.kv_transfer import HandOff
+from servesim.sim.memory import MemoryPlan
+from servesim.sim.pool import PoolSpec, make_replica
+from servesim.sim.replica import Replica, ReplicaReport
 from servesim.sim.request import Request
-from servesim.sim.router import Router
+from servesim.sim.router import Router, make_router
+from servesim.sim.sequence import Sequence as Seq
 
 
 @dataclass
 class Pool:
+    """A pool at run time: its replicas, its router, and how it hands requests on (if it does)."""
+
     name: str
     replicas: list[Replica]
     router: Router
-    # set when this pool hands requests on after their prefill: (request, last iteration's seconds) -> delay
-    transfer: Callable[[Request, float], float] | None = None
+    hand_off: HandOff | None = None
     next: Pool | None = field(default=None, repr=False)
-    paired: bool = False  # each replica hands on to the next pool's replica of the same index (semi-PD)
 
     def advance(self, t: float) -> None:
         for rep in self.replicas:
@@ -56,28 +66,86 @@ class AdvancedTo(Sequence):
         return rep
 
 
+@dataclass
+class ClusterReport:
+    """What the deployment's run amounted to, replica by replica, for the result (`run.py`)."""
+
+    replicas: list[ReplicaReport]
+    memories: list[MemoryPlan]  # per replica
+    pools: dict[str, list[int]]  # pool name -> its replicas' indices
+    perf_model: str  # how iterations were priced
+    controllers: dict  # what each controller with figures to report did, by its name
+    notes: list[str]  # what controllers did, in words
+
+    @property
+    def prefix_hit_rate(self) -> float | None:
+        queries = sum(r.prefix_query_blocks for r in self.replicas)
+        return sum(r.prefix_hit_blocks for r in self.replicas) / queries if queries else None
+
+    @classmethod
+    def join(cls, reports: list[ClusterReport]) -> ClusterReport:
+        """The reports of independent groups as one, replicas numbered group after group (partitions: one pool,
+        no controllers)."""
+        first = reports[0]
+        return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories], {},
+                   first.perf_model, {}, first.notes)  # fmt: skip
+
+
 class Cluster:
-    def __init__(self, pools: list[Pool], controllers: list | None = None):
-        self.pools = pools
+    def __init__(self, pools: list[PoolSpec], controllers: list[Controller] | None = None, max_len: float = math.inf,
+                 grouped: bool = False, seed: int = 0, done: list | None = None):  # fmt: skip
+        """The pools' replicas, numbered across pools in order; `max_len` is the longest request admitted,
+        `grouped` says requests come in programs (refused whole), `done` collects finished and refused requests
+        (a streamed run)."""
+        self.specs = pools
         self.controllers = controllers or []
-        self.replicas = [rep for pool in pools for rep in pool.replicas]
+        self.max_len, self.grouped, self.done = max_len, grouped, done
+        self.pools: list[Pool] = []
+        first = 0
+        for k, spec in enumerate(pools):
+            hands_on = spec.hand_off is not None and k + 1 < len(pools)
+            replicas = [make_replica(spec, first + i, ReplicaHooks(self._hand_on(k, i) if hands_on else None, done))
+                        for i in range(spec.engines)]  # fmt: skip
+            first += spec.engines
+            self.pools.append(Pool(spec.name, replicas, make_router(spec.router, seed), spec.hand_off))
+        for pool, nxt in zip(self.pools, self.pools[1:], strict=False):
+            pool.next = nxt
+        self.replicas = [rep for pool in self.pools for rep in pool.replicas]
         self.events = EventQueue()
         self._pending = 0  # arrivals and landings not yet handled
         self._more = False  # chunks of requests still to come
-        for pool, nxt in zip(pools, pools[1:], strict=False):
-            pool.next = nxt
-            for i, rep in enumerate(pool.replicas):
-                rep.on_prefilled = self._make_handoff(pool, nxt.replicas[i] if pool.paired else None)
 
+    # ----- admission -----
+    def admit(self, chunk: list[Request]) -> list[Request]:
+        """The requests of a chunk that arrive on their own and are accepted. A request longer than
+        `max_model_len` is refused (vLLM refuses it), and a program with such a call is refused whole; a
+        program's later calls are released as it runs."""
+        ok, refused = [], []
+        for r in chunk:
+            if r.prompt_len + r.output_len > self.max_len:
+                refused.append(r)
+            elif not r.parents:
+                ok.append(r)
+        if refused and self.grouped:
+            programs = {r.program for r in refused}
+            refused = [c for prog in programs for c in prog.calls]
+            ok = [r for r in ok if r.program not in programs]
+        for r in refused:
+            r.record.rejected = True
+        if self.done is not None:
+            self.done += refused
+        return ok
+
+    # ----- serving -----
     def run(self, requests: list[Request]) -> None:
         """Serve `requests` (sorted by arrival) to completion."""
         self.serve([requests])
 
     def serve(self, chunks: Iterable[list[Request]], after: Callable[[], None] | None = None) -> None:
-        """Serve chunks of requests (sorted by arrival, each after the one before) to completion, taking
-        each chunk only when the simulation reaches its first arrival; `after` is called once the
-        events before the next chunk are handled (a streamed run collects what finished)."""
-        chunks = (c for c in chunks if c)
+        """Serve chunks of requests (sorted by arrival, each after the one before) to completion, admitting
+        each chunk only when the simulation reaches its first arrival; `after` is called once the events
+        before the next chunk are handled (a streamed run collects what finished)."""
+        chunks = (c for c in (self.admit(c) for c in chunks) if c)
         chunk = next(chunks, [])
         t0 = chunk[0].arrival if chunk else 0.0
         for ctl in self.controllers:
@@ -117,8 +185,9 @@ class Cluster:
             t, handler, arg = events.pop()
             handler(t, arg)
 
-    def in_flight(self) -> list[Request]:
-        """Requests between replicas: their KV cache has left one and not yet landed on the next."""
+    def in_flight(self) -> list[Seq]:
+        """Requests between replicas: their KV cache has left one and not yet landed on the next (their
+        sequences on the replicas they left)."""
         return [arg[0] for arg in self.events.args(LANDING)]
 
     def _drain(self, until: float = math.inf) -> bool:
@@ -133,30 +202,55 @@ class Cluster:
     def _arrive(self, t: float, req: Request) -> None:
         self._pending -= 1
         pool = self.pools[0]
-        pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))].submit(req)
+        pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))].receive(req, req.arrival)
 
-    def _make_handoff(self, pool: Pool, dest: Replica | None = None) -> Callable:
-        def handoff(req: Request, t: float, last_iteration_s: float) -> None:
-            req.transfer_s = pool.transfer(req, last_iteration_s)
-            self.land(req, t + req.transfer_s, pool.next, dest)
+    def _hand_on(self, k: int, i: int) -> Callable[[Seq, float, float], None]:
+        """What replica i of pool k does with a request whose prompt it computed: send it to pool k + 1 (to its
+        replica i where the pools are paired) once its KV cache has moved."""
 
-        return handoff
+        def hand_on(seq: Seq, t: float, last_iteration_s: float) -> None:
+            pool = self.pools[k]
+            seq.rec.transfer_s = delay = pool.hand_off.seconds(seq.prompt_len, last_iteration_s)
+            self.send(seq, t + delay, pool.next, pool.next.replicas[i] if pool.hand_off.paired else None)
 
-    def land(self, req: Request, t: float, pool: Pool, replica: Replica | None = None) -> None:
-        """Deliver a request with its KV cache at time t, to `replica` or where the pool's router sends it."""
+        return hand_on
+
+    def send(self, seq: Seq, t: float, pool: Pool, replica: Replica | None = None) -> None:
+        """Deliver a request, its KV cache with it, at time t: to `replica`, or where the pool's router sends it.
+        `seq` is its sequence on the replica it left, carrying its progress."""
         self._pending += 1
-        self.events.schedule(t, LANDING, self._land, (req, pool, replica))
+        self.events.schedule(t, LANDING, self._land, (seq, pool, replica))
 
     def _land(self, t: float, arg) -> None:
-        req, pool, replica = arg
+        seq, pool, replica = arg
         self._pending -= 1
-        req.kv_ready, req.ready = True, t
-        dest = replica if replica is not None else pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))]
-        dest.submit(req)
+        if replica is None:
+            replica = pool.replicas[pool.router.route(seq.req, AdvancedTo(pool.replicas, t))]
+        replica.receive(seq.req, t, seq)
 
-    def _control(self, t: float, ctl) -> None:
+    def _control(self, t: float, ctl: Controller) -> None:
         for pool in self.pools:
             pool.advance(t)
         ctl.step(t, self)
         if self._pending or self._more or any(rep.outstanding for rep in self.replicas):
             self.events.schedule(t + ctl.interval_s, CONTROL, self._control, ctl)
+
+    # ----- after the run -----
+    @property
+    def pool_members(self) -> dict[str, list[int]]:
+        """Pool name -> its replicas' indices, where there are several pools."""
+        return {p.name: [r.index for r in p.replicas] for p in self.pools} if len(self.pools) > 1 else {}
+
+    def report(self) -> ClusterReport:
+        end = max((rep.now for rep in self.replicas), default=0.0)
+        figures = {}
+        for ctl in self.controllers:
+            figures.update(ctl.report(end))
+        return ClusterReport(
+            [rep.report() for rep in self.replicas],
+            [spec.memory for spec in self.specs for _ in range(spec.engines)],
+            self.pool_members,
+            " / ".join(sorted({describe(rep.perf) for rep in self.replicas})),
+            figures,
+            [note for ctl in self.controllers for note in ctl.notes()],
+        )

@@ -1,7 +1,7 @@
-"""The decoding requests of a replica, tracked in aggregate.
+"""The decoding sequences of a replica, tracked in aggregate.
 
-Every decoding request gains one token per iteration, so nothing about it needs
-touching until it finishes or is preempted. A request stores `base` with
+Every decoding sequence gains one token per iteration, so nothing about it needs
+touching until it finishes or is preempted. A sequence stores `base` with
 computed = base + it; the set keeps the count, the sum of bases, how many requests
 sit at each position within a block (`phase`), and a heap of finish iterations.
 From these, the KV-cache growth and attention context of any run of iterations
@@ -11,8 +11,10 @@ follow in closed form.
 from __future__ import annotations
 
 import heapq
+from typing import TYPE_CHECKING
 
-from servesim.sim.request import Request
+if TYPE_CHECKING:
+    from servesim.sim.sequence import Sequence
 
 
 class DecodingSet:
@@ -20,27 +22,27 @@ class DecodingSet:
         self.B = block_size
         self.n = 0
         self.base_sum = 0
-        self.phase = [0] * block_size  # requests by base % B
+        self.phase = [0] * block_size  # sequences by base % B
         self._heap: list = []
-        self._seq = 0
+        self._count = 0
 
-    def add(self, req: Request, it: int) -> None:
+    def add(self, seq: Sequence, it: int) -> None:
         """Start decoding at iteration `it`; the prefill's token is already counted."""
-        req.base = req.computed - it
-        req.finish_it = it - 1 + req.output_len - req.generated
-        req.epoch += 1
-        req.decoding = True
+        seq.base = seq.computed - it
+        seq.finish_it = it - 1 + seq.output_len - seq.generated
+        seq.epoch += 1
+        seq.decoding = True
         self.n += 1
-        self.base_sum += req.base
-        self.phase[req.base % self.B] += 1
-        self._seq += 1
-        heapq.heappush(self._heap, (req.finish_it, self._seq, req.epoch, req))
+        self.base_sum += seq.base
+        self.phase[seq.base % self.B] += 1
+        self._count += 1
+        heapq.heappush(self._heap, (seq.finish_it, self._count, seq.epoch, seq))
 
-    def remove(self, req: Request) -> None:
-        req.decoding = False
+    def remove(self, seq: Sequence) -> None:
+        seq.decoding = False
         self.n -= 1
-        self.base_sum -= req.base
-        self.phase[req.base % self.B] -= 1
+        self.base_sum -= seq.base
+        self.phase[seq.base % self.B] -= 1
 
     def ctx_sum(self, it: int) -> int:
         """Attention context of iteration `it`: each request's cached tokens plus its new one."""
@@ -49,8 +51,8 @@ class DecodingSet:
     def _live_top(self):
         heap = self._heap
         while heap:
-            _, _, epoch, req = heap[0]
-            if req.decoding and req.epoch == epoch:
+            _, _, epoch, seq = heap[0]
+            if seq.decoding and seq.epoch == epoch:
                 return heap[0]
             heapq.heappop(heap)
         return None
@@ -59,7 +61,7 @@ class DecodingSet:
         top = self._live_top()
         return top[0] if top else 1 << 62
 
-    def pop_finished(self, last_it: int) -> list[Request]:
+    def pop_finished(self, last_it: int) -> list[Sequence]:
         """The requests whose last token came from iteration `last_it` (the caller removes them)."""
         done = []
         while True:

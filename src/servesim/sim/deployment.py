@@ -17,51 +17,29 @@ from dataclasses import dataclass, field
 from servesim.config import EngineConfig, Scenario
 from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec, get_gpu
-from servesim.kv_geometry import kv_dtype
 from servesim.layout import Layout
 from servesim.metrics.energy import host_power
 from servesim.models import ModelSpec, get_model
 from servesim.perf.energy import PowerModel
-from servesim.perf.nanoflow import NanoFlowModel
-from servesim.perf.profiled import load_profile_for, make_perf_model
-from servesim.perf.quant import weight_quant
-from servesim.perf.sm_share import SMShare
-from servesim.perf.speculative import SpeculativeModel, draft_spec
-from servesim.sim.cluster import Cluster, Pool
-from servesim.sim.kv_swap import SwapCost
-from servesim.sim.kv_transfer import kv_transfer_seconds
-from servesim.sim.memory import MemoryPlan, plan_memory
+from servesim.perf.profiled import load_profile_for
+from servesim.sim.cluster import Cluster
+from servesim.sim.kv_transfer import HandOff
+from servesim.sim.memory import plan_memory
 from servesim.sim.migration import Migrator
+from servesim.sim.pool import PoolSpec
 from servesim.sim.power_control import PowerController
-from servesim.sim.replica import Replica
-from servesim.sim.router import ROUTERS, make_router
+from servesim.sim.router import ROUTERS
 from servesim.sim.scheduler import SCHEDULERS
-from servesim.sim.semi_pd import SemiPDController, share_models, split_blocks
-
-
-@dataclass(frozen=True)
-class PoolPlan:
-    """One pool checked: `replicas` identical engines of `layout` on `gpu`."""
-
-    name: str
-    gpu: GPUSpec
-    engine: EngineConfig
-    layout: Layout
-    replicas: int
-    router: str
-    memory: MemoryPlan  # per micro-batch stream
-    role: str | None = None  # semi-PD: "prefill" or "decode" worker, the two sharing each replica's GPUs
-
-    @property
-    def gpus(self) -> int:
-        return 0 if self.role == "decode" else self.replicas * self.layout.gpus
+from servesim.sim.semi_pd import SemiPDController, split_blocks
 
 
 @dataclass
-class Plan:
+class DeploymentPlan:
+    """A scenario checked: its pools, each described whole (`PoolSpec`), and what was assumed."""
+
     scenario: Scenario
     model: ModelSpec
-    pools: list[PoolPlan]
+    pools: list[PoolSpec]
     max_len: int  # longest request (prompt + output) every pool accepts
     notes: list[str] = field(default_factory=list)
 
@@ -76,7 +54,7 @@ class Plan:
 
 
 def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: EngineConfig, replicas: int,
-          router: str, notes: list[str]) -> PoolPlan:  # fmt: skip
+          router: str, notes: list[str]) -> PoolSpec:  # fmt: skip
     gpu = get_gpu(gpu_name, sc.gpu_file)
     layout = Layout.of(engine, sc.node.gpus_per_node)
     notes += [n for n in layout.check(model) if n not in notes]
@@ -92,15 +70,17 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
     if memory.kv_tokens < max_len:
         per = f" per pipeline stream ({layout.streams} streams)" if layout.streams > 1 else ""
         raise ServesimError(
-            f"the KV cache of {gpu.name} at TP {layout.tp} x PP {layout.pp} holds {memory.kv_tokens} tokens{per}, "
-            f"fewer than max_model_len {max_len}; lower --max-model-len, raise --gpu-memory-utilization or --tp, "
-            "or use a larger GPU"
+            f"the KV cache of {gpu.name} at {layout.label()} holds {memory.kv_tokens} tokens{per}, fewer than "
+            f"max_model_len {max_len}; lower --max-model-len, raise --gpu-memory-utilization or --tp, or use a "
+            "larger GPU"
         )
     unit = sc.workload.unit_tokens(engine.block_size)
     if engine.enable_prefix_caching and unit % engine.block_size:
         raise ServesimError(f"hash_block_tokens ({unit}) must be a multiple of block_size ({engine.block_size})")
     engine = engine.model_copy(update={"max_model_len": max_len})
-    return PoolPlan(name, gpu, engine, layout, replicas, router, memory)
+    price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else gpu.price_per_hour
+    return PoolSpec(name, model, gpu, engine, layout, replicas, router, memory, sc.perf_model, sc.node.network_gbs,
+                    price, sc.power.cap_w, unit)  # fmt: skip
 
 
 def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:
@@ -108,7 +88,7 @@ def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:
     return PowerModel.for_gpu(gpu, None if sc.perf_model == "roofline" else load_profile_for(gpu.name))
 
 
-def _check_power(sc: Scenario, plan: Plan) -> None:
+def _check_power(sc: Scenario, plan: DeploymentPlan) -> None:
     cap, budget = sc.power.cap_w, sc.power.budget_w
     limits = [("power cap", cap, "--power-cap")]
     if budget is not None:
@@ -130,7 +110,7 @@ def _check_power(sc: Scenario, plan: Plan) -> None:
         )
 
 
-def plan(sc: Scenario) -> Plan:
+def plan(sc: Scenario) -> DeploymentPlan:
     """Check the scenario against every rule; one clear line for the first it breaks."""
     model = get_model(sc.model)
     notes: list[str] = []
@@ -149,15 +129,18 @@ def plan(sc: Scenario) -> Plan:
         p, d = sc.prefill, sc.decode
         pools = [_pool(sc, model, "prefill", p.gpu or sc.gpu, p.engine, p.replicas, p.router, notes),
                  _pool(sc, model, "decode", d.gpu or sc.gpu, d.engine, d.replicas, d.router, notes)]  # fmt: skip
+        kv = pools[1].memory.kv  # each GPU of the decode pool takes what it will hold over its own link
+        hand_off = HandOff(sc.kv_transfer, pools[0].memory.kv.link_bytes_per_token(kv), model.layers)
+        pools[0] = dataclasses.replace(pools[0], hand_off=hand_off)
     else:
         pools = [_pool(sc, model, "", sc.gpu, sc.engine, sc.replicas, sc.router or "round_robin", notes)]
     _check_partitions(sc)
-    out = Plan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)
+    out = DeploymentPlan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)
     _check_power(sc, out)
     return out
 
 
-def _semi_pd_pools(sc: Scenario, base: PoolPlan) -> list[PoolPlan]:
+def _semi_pd_pools(sc: Scenario, base: PoolSpec) -> list[PoolSpec]:
     """The prefill and decode workers of semi-PD, each replica's pair on the same GPUs (sim/semi_pd.py)."""
     why = None
     if sc.disaggregated:
@@ -179,8 +162,11 @@ def _semi_pd_pools(sc: Scenario, base: PoolPlan) -> list[PoolPlan]:
     def part(blocks: int):
         return dataclasses.replace(m, num_blocks=blocks, kv_gib=m.kv_gib * blocks / m.num_blocks)
 
-    prefill = dataclasses.replace(base, name="prefill", role="prefill", memory=part(pre))
-    return [prefill, dataclasses.replace(base, name="decode", router="round_robin", role="decode", memory=part(dec))]
+    x = sc.semi_pd.prefill_sm
+    prefill = dataclasses.replace(base, name="prefill", role="prefill", memory=part(pre), sm_share=x,
+                                  hand_off=HandOff(paired=True))  # fmt: skip
+    return [prefill, dataclasses.replace(base, name="decode", router="round_robin", role="decode", memory=part(dec),
+                                         sm_share=1 - x)]  # fmt: skip
 
 
 def _check_partitions(sc: Scenario) -> None:
@@ -211,77 +197,18 @@ def infeasible(sc: Scenario) -> str | None:
     return None
 
 
-def _replicas(sc: Scenario, model: ModelSpec, p: PoolPlan, first_rid: int) -> list[Replica]:
-    """The pool's engines: with pipeline parallelism, one per micro-batch stream, each on tp GPUs at a time."""
-    e, lay = p.engine, p.layout
-    perf = make_perf_model(model, p.gpu, lay, e.dtype, p.memory.kv.dtype, sc.perf_model, expert_skew=e.expert_skew,
-                           network_gbs=sc.node.network_gbs, quant=weight_quant(e.quantization, e.quantization_bits))
-    power = PowerModel.for_gpu(p.gpu, getattr(perf, "profile", None))
-    perf = with_mechanisms(perf, model, p.gpu, sc.perf_model, e, lay)
-    price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else p.gpu.price_per_hour
-    unit = sc.workload.unit_tokens(e.block_size)
-    count = p.replicas * lay.streams
-    gpus, sm = lay.tp, None
-    if p.role is not None:  # a semi-PD worker: its share of the SMs (its blocks are planned), the GPUs' power and cost
-        gpus = lay.tp * (sc.semi_pd.prefill_sm if p.role == "prefill" else 1 - sc.semi_pd.prefill_sm)
-        sm = SMShare.for_profile(getattr(perf, "profile", None))  # (read once for the pool)
-    reps = []
-    for i in range(count):
-        worker = perf if p.role is None else share_models(perf, sc.semi_pd, p.role, sm)
-        reps.append(Replica(e, worker, p.memory.num_blocks, unit, first_rid + i, power, gpus, price))
-    swap = _swap_cost(p)  # (the CPU tier: swapped requests, offloaded contexts)
-    for rep in reps:
-        rep.cap_w = sc.power.cap_w
-        rep.state.swap = swap
-    return reps
-
-
-def with_mechanisms(perf, model: ModelSpec, gpu: GPUSpec, kind: str, e: EngineConfig, lay: Layout):
-    """The engine's iteration pricing with its in-iteration mechanisms: speculative decoding and NanoFlow's
-    overlap wrap the plain model (each off unless asked)."""
-    spec = e.speculative
-    if spec is not None:
-        draft = draft_spec(model, spec)
-        drafter = None if draft is None else make_perf_model(
-            draft, gpu, Layout(lay.tp, gpus_per_node=lay.gpus_per_node), "bf16", kv_dtype(e.dtype, e.kv_cache_dtype),
-            kind)  # fmt: skip
-        perf = SpeculativeModel(perf, drafter, spec)
-    if e.nano_batches > 1:
-        perf = NanoFlowModel(perf, e.nano_batches)
-    return perf
-
-
-def _swap_cost(p: PoolPlan) -> SwapCost:
-    """The CPU KV tier of one replica: each GPU copies its shard of a block, tensor by tensor, over its host link."""
-    e, kv = p.engine, p.memory.kv
-    return SwapCost.of(kv, e.block_size, p.gpu.host_gbs, e.swap_group_blocks, e.swap_space)
-
-
-def build(pl: Plan) -> Cluster:
-    """The running deployment of a checked plan."""
-    sc, model = pl.scenario, pl.model
-    pools, rid = [], 0
-    for p in pl.pools:
-        reps = _replicas(sc, model, p, rid)
-        rid += len(reps)
-        pools.append(Pool(p.name, reps, make_router(p.router, sc.workload.seed)))
-    if sc.disaggregated:
-        link_bytes = pl.pools[0].memory.kv.link_bytes_per_token(pl.pools[1].memory.kv)
-
-        def transfer(req, last_s: float) -> float:
-            return kv_transfer_seconds(req.prompt_len, link_bytes, model.layers, sc.kv_transfer, last_s)
-
-        pools[0].transfer = transfer
+def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
+    """The running deployment of a checked plan: its pools of replicas (`Cluster` builds them with the factory)
+    and its controllers; a streamed run passes the list its finished requests go to."""
+    sc = pl.scenario
     controllers: list = []
-    if sc.semi_pd.enabled:  # the decode worker reads the KV cache where the prefill worker wrote it
-        pools[0].transfer, pools[0].paired = (lambda req, last_s: 0.0), True
-        if sc.semi_pd.adaptive:
-            pairs = list(zip(pools[0].replicas, pools[1].replicas, strict=True))
-            ttft, tpot = sc.slo.ttft_ms, sc.slo.tpot_ms
-            controllers.append(SemiPDController(sc.semi_pd, pairs, ttft and ttft / 1e3, tpot and tpot / 1e3))
+    if sc.semi_pd.enabled and sc.semi_pd.adaptive:
+        ttft, tpot = sc.slo.ttft_ms, sc.slo.tpot_ms
+        controllers.append(SemiPDController(sc.semi_pd, ttft and ttft / 1e3, tpot and tpot / 1e3))
     if sc.migration.enabled:
         kv = pl.pools[-1].memory.kv  # (the pool that decodes: its replicas trade requests)
         controllers.append(Migrator(sc.migration, sc.kv_transfer, kv.link_bytes_per_token(kv)))
     if sc.power.budget_w is not None:
         controllers.append(PowerController(sc.power, pl.host_w, sc.power.cap_w))
-    return Cluster(pools, controllers)
+    return Cluster(pl.pools, controllers, max_len=pl.max_len, grouped=sc.workload.grouped, seed=sc.workload.seed,
+                   done=done)  # fmt: skip

@@ -9,6 +9,8 @@ prefill could not hide, delays the first decode step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from servesim.config import KVTransferConfig
 
 
@@ -22,3 +24,21 @@ def kv_transfer_seconds(tokens: int, link_bytes_per_token: float, layers: int, c
         hidden = last_prefill_s * (layers - 1) / layers
         visible = max(total / layers, total - hidden)
     return visible + cfg.latency_us * 1e-6
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """How a pool passes the requests it prefilled to the next pool: their KV caches over the network, each
+    GPU's share over its own link, or in place (`paired`: semi-PD's decode worker reads the cache where the
+    prefill worker of the same GPUs wrote it, and each replica hands on to its partner)."""
+
+    cfg: KVTransferConfig | None = None
+    link_bytes_per_token: float = 0.0
+    layers: int = 1
+    paired: bool = False
+
+    def seconds(self, tokens: int, last_prefill_s: float) -> float:
+        """Delay between a prompt's last prefill iteration ending and its KV cache being usable downstream."""
+        if self.paired:
+            return 0.0
+        return kv_transfer_seconds(tokens, self.link_bytes_per_token, self.layers, self.cfg, last_prefill_s)

@@ -1,15 +1,19 @@
 """What a replica's iterations cost: their end times, energy and GPU cost, and a log of steps.
 
-Each iteration's energy and cost are shared among the tokens it processed. The meter keeps
-running sums of one token's share, so a decoding request's share over a stint of
-iterations is one subtraction when the stint ends (`mark`, then `charge`).
+Each iteration's energy and cost are shared among the tokens it processed, and the meter
+writes each request's share into its record: a prefill chunk's as the iteration runs
+(`step`), a decoding sequence's over a stint of iterations from running sums of one
+token's share, one subtraction when the stint ends (`mark`, then `charge`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from servesim.sim.request import Request
+if TYPE_CHECKING:
+    from servesim.sim.sequence import Sequence
 
 
 class StepLog:
@@ -57,13 +61,18 @@ class Meter:
         self._runs: list[tuple] = []  # decode runs whose iteration ends are not written out yet
         self.log = StepLog()
 
-    def step(self, it: int, t: float, seconds: float, energy: float, tokens: int) -> tuple[float, float]:
-        """Iteration `it`, ending at t; returns one token's share of its energy and cost."""
+    def step(self, it: int, t: float, seconds: float, energy: float, tokens: int,
+             plan: list[tuple[Sequence, int]]) -> None:  # fmt: skip
+        """Iteration `it`, ending at t: each prefill chunk of `plan` gets its tokens' share of its energy and
+        cost (the decodes', from the running sums, when their stints end)."""
         self._hold(it + 1)
         self._ends[it - self.base] = t
         jpt, usdpt = energy / tokens, seconds * self.usd_per_s / tokens
         self._add(seconds, energy, jpt, usdpt)
-        return jpt, usdpt
+        for seq, chunk in plan:
+            rec = seq.rec
+            rec.prefill_j += chunk * jpt
+            rec.prefill_usd += chunk * usdpt
 
     def run(self, j0: int, k: int, start: float, x0: float, curve, scale: tuple[float, float], energy: float,
             seconds: float, n: int) -> None:  # fmt: skip
@@ -78,14 +87,15 @@ class Meter:
         self.cum_usd += usdpt
 
     # ----- decode stints -----
-    def mark(self, req: Request) -> None:
-        """A request starts decoding: remember the running sums."""
-        req.j_mark, req.usd_mark = self.cum_j, self.cum_usd
+    def mark(self, seq: Sequence) -> None:
+        """A sequence starts decoding: remember the running sums."""
+        seq.j_mark, seq.usd_mark = self.cum_j, self.cum_usd
 
-    def charge(self, req: Request) -> None:
-        """A request stops decoding: give it its token's share of the iterations since `mark`."""
-        req.decode_j += self.cum_j - req.j_mark
-        req.decode_usd += self.cum_usd - req.usd_mark
+    def charge(self, seq: Sequence) -> None:
+        """A sequence stops decoding: give its record its token's share of the iterations since `mark`."""
+        rec = seq.rec
+        rec.decode_j += self.cum_j - seq.j_mark
+        rec.decode_usd += self.cum_usd - seq.usd_mark
 
     # ----- iteration end times -----
     @property

@@ -14,41 +14,39 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from servesim.config import KVTransferConfig, MigrationConfig
+from servesim.sim.controller import Controller
 from servesim.sim.replica import Replica
-from servesim.sim.request import Request
+from servesim.sim.sequence import Sequence
 
 if TYPE_CHECKING:
     from servesim.sim.cluster import Cluster
 
 
-class Migrator:
+class Migrator(Controller):
     def __init__(self, cfg: MigrationConfig, link: KVTransferConfig, link_bytes_per_token: float):
         # bytes of one token each GPU's link carries (`KVGeometry.link_bytes_per_token`: each GPU copies its share)
         self.cfg, self.link, self.kv_bytes = cfg, link, link_bytes_per_token
         self.moves = 0
         self.paused_s = 0.0
 
-    def pause(self, req: Request, block_size: int) -> float:
-        tokens = req.computed if self.cfg.mode == "stop" else block_size
+    def pause(self, seq: Sequence, block_size: int) -> float:
+        tokens = seq.computed if self.cfg.mode == "stop" else block_size
         return tokens * self.kv_bytes / (self.link.bandwidth_gbs * 1e9) + self.link.latency_us * 1e-6
 
     @property
     def interval_s(self) -> float:
         return self.cfg.interval_s
 
-    def first_check(self, t0: float) -> float:
-        return t0
-
     def step(self, t: float, cluster: Cluster) -> None:
         """Move one request, if the imbalance calls for it."""
         pool = cluster.pools[-1]
         move = self.pick(pool.replicas)
         if move:
-            req, dest, land = move
-            cluster.land(req, land, pool, dest)
+            seq, dest, land = move
+            cluster.send(seq, land, pool, dest)
 
-    def pick(self, replicas: list[Replica]) -> tuple[Request, Replica, float] | None:
-        """One move, if the imbalance calls for it: (request, destination, landing time)."""
+    def pick(self, replicas: list[Replica]) -> tuple[Sequence, Replica, float] | None:
+        """One move, if the imbalance calls for it: (its sequence on the source, destination, landing time)."""
         loads = [r.state.kv_load() for r in replicas]
         src = max(range(len(replicas)), key=loads.__getitem__)
         dst = min(range(len(replicas)), key=loads.__getitem__)
@@ -58,11 +56,11 @@ class Migrator:
         movable = [q for q in source.running.values() if q.decoding and q.seg_start < source.it]
         if not movable:
             return None
-        req = min(movable, key=lambda q: q.base)  # shortest context: cheapest to copy
-        if dest.kv.free() < dest.blocks_for(req.base + source.it + 1) + dest.dec.n:
+        seq = min(movable, key=lambda q: q.base)  # shortest context: cheapest to copy
+        if dest.kv.free() < dest.blocks_for(seq.base + source.it + 1) + dest.dec.n:
             return None
-        source.migrate_out(req)
-        pause = self.pause(req, source.block_size)
+        source.migrate_out(seq)
+        pause = self.pause(seq, source.block_size)
         self.moves += 1
         self.paused_s += pause
-        return req, replicas[dst], source.now + pause
+        return seq, replicas[dst], source.now + pause

@@ -14,13 +14,14 @@ import math
 from typing import TYPE_CHECKING
 
 from servesim.config import PowerConfig
+from servesim.sim.controller import Controller
 from servesim.sim.replica import Replica
 
 if TYPE_CHECKING:
     from servesim.sim.cluster import Cluster
 
 
-class PowerController:
+class PowerController(Controller):
     def __init__(self, cfg: PowerConfig, host_w: float, static_cap_w: float | None = None):
         self.cfg, self.host_w, self.static_cap = cfg, host_w, static_cap_w
         self.capped: list[Replica] = []
@@ -61,20 +62,20 @@ class PowerController:
                 saving = max(gpu_w - cap, 0.05 * gpu_w) * uncapped[-1].gpus  # per replica capped
                 count = min(len(uncapped), max(1, math.ceil((watts - self.cfg.high * budget) / saving)))
                 for target in uncapped[-count:]:
-                    target.cap_w = cap
+                    target.set_power_cap(cap)
                     self.capped.append(target)
                 self.actions += 1
                 self.high_since = t  # wait a reaction time before capping more
         else:
             self.high_since = None
             if watts < self.cfg.low * budget and self.capped:
-                self.capped.pop().cap_w = self.static_cap
+                self.capped.pop().set_power_cap(self.static_cap)
 
-    def summary(self, duration: float) -> dict:
-        return {
+    def report(self, end: float) -> dict:
+        return {"power_control": {
             "budget_w": self.cfg.budget_w,
             "cap_actions": self.actions,
             "capped_replica_s": self.capped_replica_s,
-            "time_capped_fraction": self.any_capped_s / duration if duration else 0.0,
+            "time_capped_fraction": self.any_capped_s / end if end else 0.0,
             "peak_interval_power_w": self.peak_w,
-        }
+        }}  # fmt: skip

@@ -1,52 +1,69 @@
-"""One engine replica: the clock and the pricing that turn a request stream into iterations.
+"""One engine replica: the loop and the pricing that turn a request stream into iterations.
 
 Each step the policy plans an iteration from the replica's state. A plan with prefill
 chunks runs as one iteration. A plan of decodes only runs as many identical-shape
 iterations as it can at once: up to the next finish, the next arrival that could change
 the plan, or the iteration at which the KV cache would run out, priced in closed form
 (`DecodeCurve.run`: iteration time is piecewise linear in the mean context). The meter
-records what each iteration cost.
+records what each iteration cost; the state, told what ran, advances its clock and its
+sequences.
+
+A replica is built by the factory (`pool.make_replica`) from its pool's description;
+with pipeline parallelism each of a replica's micro-batch streams is one of these (vLLM's
+virtual engines), on tp GPUs at a time.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from servesim.perf import Batch, PerfModel
 from servesim.perf.energy import NO_POWER, PowerModel, stretch
+from servesim.sim.hooks import NO_HOOKS, ReplicaHooks
+from servesim.sim.kv_swap import SwapCost
 from servesim.sim.meter import Meter
 from servesim.sim.request import Request
-from servesim.sim.scheduler import SCHEDULERS, Scheduler
+from servesim.sim.scheduler import SCHEDULERS
+from servesim.sim.sequence import Sequence
 from servesim.sim.state import ReplicaState
 
 MAX_RUN = 1 << 20  # iterations advanced in one decode run at most
 
 
+@dataclass(frozen=True)
+class ReplicaReport:
+    """What a replica's run amounted to, for the result (`Cluster.report`)."""
+
+    gpus: float
+    idle_w: float
+    usd_per_s: float
+    busy_s: float
+    swap_s: float  # copy time to and from the CPU tier
+    prefix_hit_blocks: int
+    prefix_query_blocks: int
+
+
 class Replica:
-    def __init__(self, engine, perf: PerfModel, num_blocks: int, unit_tokens: int = 512, rid: int = 0,
-                 power: PowerModel = NO_POWER, gpus: int = 1, price_per_hour: float = 0.0):  # fmt: skip
+    def __init__(self, engine, perf: PerfModel, num_blocks: int, *, unit_tokens: int = 512, index: int = 0,
+                 power: PowerModel = NO_POWER, gpus: float = 1, price_per_hour: float = 0.0,
+                 cap_w: float | None = None, swap: SwapCost | None = None,
+                 hooks: ReplicaHooks = NO_HOOKS):  # fmt: skip
         self.engine = engine
         self.perf = perf
         self.power, self.gpus = power, gpus  # each GPU of the replica draws `power`
         self.usd_per_s = price_per_hour * gpus / 3600
-        self.cap_w: float | None = None  # per-GPU power cap in force
+        self.cap_w = cap_w  # per-GPU power cap in force
         self.meter = Meter(self.usd_per_s)
         self._full_clock: dict[int, tuple] = {}  # request count -> power.linear of its decode iterations
         policy = SCHEDULERS.get(engine.scheduler)
-        opts = policy.configure(engine)
         self.state = ReplicaState(num_blocks, engine.block_size, engine.enable_prefix_caching, unit_tokens,
-                                  engine.max_num_seqs, policy.make_queue(opts), rid, self.meter)  # fmt: skip
-        self.scheduler = policy(self.state, engine, opts)
-        self.state.retention = self.scheduler.retention
-        if policy.finished is not Scheduler.finished:  # (only where a policy listens: one call per request)
-            self.state.on_finish = self.scheduler.finished
-        # set on prefill replicas of a disaggregated deployment: called with (request, time, last
-        # iteration's seconds) when a prefill has produced the first token and the request moves on
-        self.on_prefilled = None
+                                  engine.max_num_seqs, index, self.meter, swap, hooks)  # fmt: skip
+        self.scheduler = policy(self.state, engine, policy.configure(engine))
 
     @property
-    def rid(self) -> int:
-        return self.state.rid
+    def index(self) -> int:
+        return self.state.index
 
     @property
     def now(self) -> float:
@@ -60,6 +77,15 @@ class Replica:
     def outstanding(self) -> int:
         return self.state.outstanding
 
+    def set_power_cap(self, watts: float | None) -> None:
+        """Cap each GPU's power from the next iteration on (None: uncapped); a controller's lever."""
+        self.cap_w = watts
+
+    def report(self) -> ReplicaReport:
+        s = self.state
+        return ReplicaReport(self.gpus, self.power.idle_w, self.usd_per_s, self.meter.busy_s, s.swap_total_s,
+                             s.kv.hit_blocks, s.kv.query_blocks)  # fmt: skip
+
     # ----- the loop -----
     def run(self, requests: list[Request], until: float = math.inf) -> None:
         """Serve `requests` (sorted by arrival, after any given before): every iteration that starts
@@ -67,9 +93,10 @@ class Replica:
         self.state.receive_all(requests)
         self.advance(until)
 
-    def submit(self, req: Request) -> None:
-        """Hand over a request that becomes ready at `req.ready` (no earlier than those before it)."""
-        self.state.receive(req)
+    def receive(self, req: Request, ready: float, carried: Sequence | None = None) -> None:
+        """Take a request due at `ready` (no earlier than those before it); `carried`: its sequence on the
+        replica it comes from, whose KV cache comes with it."""
+        self.state.receive(req, ready, carried)
 
     def next_ready(self) -> float:
         """When this replica next has something to do: now if busy, else its next arrival."""
@@ -84,21 +111,19 @@ class Replica:
         incoming, dec = s.incoming, s.dec
         while True:
             if incoming and incoming[0].ready <= s.now:
-                s.arrive()
+                s.enqueue_due()
             if not s.running and not s.waiting:
                 if not incoming or incoming[0].ready >= until:
                     return
-                s.now = incoming[0].ready
+                s.idle_until(incoming[0].ready)
                 continue
             if s.now >= until:
                 return
-            s.decodes_reserved = False
             plan = sched.schedule()
             if plan or (s.swap_s and dec.n):  # (copies to or from the CPU tier hold up one iteration)
                 self._step(plan)
-            elif s.swap_s:  # nothing runs while the copies go
-                s.now += s.swap_s
-                s.swap_s = 0.0
+            elif s.swap_s:
+                s.wait_for_copies()
             elif dec.n:
                 self._decode_run(incoming[0].ready if incoming else None, until)
             elif sched.preempted and not s.running:  # it made room for a waiting request: the next plan has it
@@ -116,44 +141,18 @@ class Replica:
 
     def _step(self, plan) -> None:
         s, meter = self.state, self.meter
-        dec, it, kv = s.dec, s.it, s.kv
+        dec, it, start = s.dec, s.it, s.now
         if self.scheduler.prices_plan:
             batch = self.scheduler.plan_batch(plan, dec.n, dec.ctx_sum(it))
         else:
-            batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(r.computed for r, _ in plan))
+            batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(q.computed for q, _ in plan))
         comp, mem, other = self.perf.split(batch)
-        dt, watts = self._price(comp, mem, other + s.swap_s)
-        s.swap_s = 0.0
-        t = s.now + dt
+        dt, watts = self._price(comp, mem, other + s.take_copy_time())
+        t = start + dt
         energy, tokens = watts * dt * self.gpus, dec.n + sum(c for _, c in plan)
-        jpt, usdpt = meter.step(it, t, dt, energy, tokens)
-        s.decodes_reserved = False
-        out = dec.n  # every decode makes a token, and every prefill that completes
-        for req, chunk in plan:
-            req.prefill_j += chunk * jpt
-            req.prefill_usd += chunk * usdpt
-            req.computed += chunk
-            if req.computed < req.target:
-                s.cache_computed(req)
-                continue
-            s.prefilled(req)
-            out += 1
-            req.generated += 1
-            if req.first_token is None:
-                req.first_token = t
-            req.seg_start = it
-            if req.generated >= req.output_len:
-                s.finish(req, t)
-            elif self.on_prefilled is not None:  # disaggregated: decoding happens elsewhere
-                s.hand_off(req)
-                self.on_prefilled(req, t, t - s.now)
-            else:
-                s.decode_from(req, it + 1)
-        s.it = it + 1
-        for req in dec.pop_finished(it):
-            s.finish(req, t)
-        meter.log.add((s.now, t, 1, batch.num_seqs, tokens, kv.used, len(s.waiting), energy, out))
-        s.now = t
+        meter.step(it, t, dt, energy, tokens, plan)
+        out = s.ran(plan, t)
+        meter.log.add((start, t, 1, batch.num_seqs, tokens, s.kv.used, len(s.waiting), energy, out))
 
     def _run_power(self, curve, n: int, x0: float, k: int) -> tuple[float, float, float, float]:
         """`PowerModel.linear` for a run of k decode iterations: at full clock, or under the power cap."""
@@ -179,21 +178,15 @@ class Replica:
         if next_arrival is not None and sched.arrivals_matter():
             horizon = min(horizon, next_arrival)
         elif s.landing:  # a request whose KV cache comes with it starts decoding even while the queue is blocked
-            horizon = min(horizon, next(r.ready for r in s.incoming if r.kv_ready))
+            horizon = min(horizon, next(q.ready for q in s.incoming if q.kv_ready))
         if s.kept.expiry and s.waiting:  # a lapsing pin frees blocks a waiting request may need
             horizon = min(horizon, s.kept.next_expiry())
         curve = self.perf.decode_curve(n)
         x0 = dec.base_sum / n + j0 + 1  # mean context of the first iteration; it grows by one per iteration
         a, b, e0, e1 = self._run_power(curve, n, x0, k)
         k, total, elapsed = curve.run(x0, k, horizon - now, (a, b))
-        if not kv.allocate(dec.blocks_needed(j0 + 1, k - 1)):
-            raise RuntimeError("decode run outgrew the KV cache")
         energy = self.gpus * (k * e0 + e1 * total)
         meter.run(j0, k, now, x0, curve, (a, b), energy, elapsed, n)
-        s.decodes_reserved = False
-        s.it = j0 + k
         t = now + elapsed
-        for req in dec.pop_finished(s.it - 1):
-            s.finish(req, t)
+        s.ran_decodes(k, t)
         meter.log.add((now, t, k, n, n, kv.used, len(s.waiting), energy, k * n))
-        s.now = t

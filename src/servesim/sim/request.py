@@ -1,97 +1,56 @@
-"""A request as the engine sees it: its lengths, its progress and what it recorded."""
+"""A request as the workload describes it (`Request`), and a program of requests that wait for each other.
+
+The workload makes a request whole (`workload/`) and nothing after changes it: a replica
+keeps its progress in a `Sequence` of its own (`sequence.py`), and what its run recorded
+goes into the request's `Record` (`record.py`). Times are seconds from the start of the run.
+"""
 
 from __future__ import annotations
 
-
-class _Slotted:
-    """Pickled as a tuple of its slots, not a dict of slot names: partitions send many requests back."""
-
-    __slots__ = ()
-
-    def __getstate__(self):
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
+from servesim.sim.record import Record, Slotted
 
 
-class Request(_Slotted):
-    """One generation request. Times are seconds from the start of the run.
+class Request(Slotted):
+    """One generation request: its arrival, lengths and prefix-cache names, who it belongs to, and the
+    `record` its run fills in.
 
-    While prefilling, `computed` counts tokens whose KV is cached and `blocks` the blocks
-    held. While decoding, both follow from the iteration counter `it`:
-    computed = base + it, blocks = ceil(computed / block_size).
+    A program's later call (`parents` > 0) is released `delay` seconds after its last parent finishes;
+    a prompt's first sample releases the others (`samples`) once the prompt is computed.
     """
 
-    __slots__ = (
-        "id", "arrival", "prompt_len", "output_len", "hash_ids", "hash_ends",
-        "computed", "generated", "blocks", "shared_blocks", "entries",
-        "base", "finish_it", "epoch", "decoding",
-        "first_token", "finish", "preemptions", "cached_tokens", "first_scheduled",
-        "segments", "seg_start", "rejected", "ready", "kv_ready", "transfer_s", "migrations",
-        "j_mark", "usd_mark", "prefill_j", "decode_j", "prefill_usd", "decode_usd",
-        "program", "children", "pending", "delay", "tenant", "priority", "swapped", "samples",
-    )  # fmt: skip
+    __slots__ = ("id", "arrival", "prompt_len", "output_len", "hash_ids", "hash_ends", "tenant", "priority",
+                 "program", "children", "parents", "delay", "samples", "record")  # fmt: skip
 
-    def __init__(self, rid: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
-        self.id = rid
-        self.arrival = arrival
+    def __init__(self, req_id: int, arrival: float, prompt_len: int, output_len: int, hash_ids=None):
+        self.id = req_id
+        self.arrival = arrival  # a released call: its recorded time, before which it never comes
         self.prompt_len = prompt_len
         self.output_len = output_len
         self.hash_ids = hash_ids
         self.hash_ends: list[int] | None = None  # each hash entry's end in units, where entries are segments
-        self.computed = 0
-        self.generated = 0
-        self.blocks = 0
-        self.shared_blocks = 0  # blocks of `entries`, held through the prefix cache
-        self.entries: list = []  # prefix-cache entries this request references
-        self.base = 0
-        self.finish_it = -1
-        self.epoch = 0
-        self.decoding = False
-        self.first_token: float | None = None
-        self.finish: float | None = None
-        self.preemptions = 0
-        self.cached_tokens = 0
-        self.first_scheduled: float | None = None
-        self.segments: list[tuple[int, int, int]] = []  # (replica, first, last) iterations that made tokens
-        self.seg_start = -1
-        self.rejected = False
-        self.ready = arrival  # when the replica it is handed to may start it
-        self.kv_ready = False  # its KV cache arrives with it (disaggregated decode)
-        self.transfer_s: float | None = None
-        self.migrations = 0
-        self.j_mark = self.usd_mark = 0.0  # the meter's running sums when its decoding stint began
-        # energy and GPU cost of the iterations it took part in, shared among their tokens
-        self.prefill_j = self.decode_j = self.prefill_usd = self.decode_usd = 0.0
-        # an LLM call of a program (session, agent): released `delay` seconds after its last parent finishes
-        self.program: Program | None = None
-        self.children: tuple[Request, ...] = ()
-        self.pending = 0  # parents not yet finished
-        self.delay = 0.0  # think or tool time after the parents
         self.tenant = 0  # index into the workload's tenants
         self.priority = 0  # lower is served first
-        self.swapped = 0  # blocks of KV waiting in the CPU tier (preempted by swapping)
-        self.samples: tuple[Request, ...] = ()  # parallel samples of its prompt, started once the prompt is computed
-
-    @property
-    def target(self) -> int:
-        """Tokens the prefill must have computed before the next token is sampled."""
-        return self.prompt_len + self.generated
+        self.program: Program | None = None
+        self.children: tuple[Request, ...] = ()  # the calls that wait for it
+        self.parents = 0  # calls it waits for (0: it arrives on its own)
+        self.delay = 0.0  # think or tool time after its parents
+        self.samples: tuple[Request, ...] = ()  # parallel samples of its prompt
+        self.record = Record(arrival)
 
     def __repr__(self) -> str:
-        return f"Request({self.id}, in={self.prompt_len}, out={self.output_len}, gen={self.generated})"
+        return f"Request({self.id}, in={self.prompt_len}, out={self.output_len})"
 
 
-class Program(_Slotted):
-    """A session or agent program: LLM calls that depend on each other (`workload/programs.py`).
+class Program(Slotted):
+    """A session or agent program: LLM calls that depend on each other (`workload/programs.py`), and how far
+    it has come.
 
-    `service` is the tokens its finished calls processed (prompt plus output), the attained
-    service program-level schedulers rank by; `left` counts calls not yet finished.
+    `service` is the tokens its finished calls processed (prompt plus output), the attained service
+    program-level schedulers rank by; `left` counts calls not yet finished; `waiting` the parents each
+    later call still waits for.
     """
 
-    __slots__ = ("id", "arrival", "calls", "left", "service", "finish", "last")
+    __slots__ = ("id", "arrival", "calls", "left", "service", "finish", "last", "waiting", "sampled")
 
     def __init__(self, pid: int, calls: list[Request]):
         """The program of `calls` (the first arrives on its own): each call is marked as one of it."""
@@ -104,9 +63,28 @@ class Program(_Slotted):
         self.service = 0
         self.finish: float | None = None
         self.last: Request | None = None  # the call whose finish completed the program
+        self.waiting: dict[int, int] = {}  # call id -> parents still running (filled as they finish)
+        self.sampled = False  # its prompt's other samples were released
 
-    def done(self, req: Request, t: float) -> None:
+    def done(self, req: Request, t: float) -> list[Request]:
+        """Call `req` finished at t: the calls it releases (their parents all done)."""
         self.service += req.prompt_len + req.output_len
         self.left -= 1
         if not self.left:
             self.finish, self.last = t, req
+        released, waiting = [], self.waiting
+        for child in req.children:
+            left = waiting.get(child.id, child.parents) - 1
+            if left:
+                waiting[child.id] = left
+            else:
+                waiting.pop(child.id, None)
+                released.append(child)
+        return released
+
+    def release_samples(self, req: Request) -> tuple[Request, ...]:
+        """The other samples of `req`'s prompt, the first time its prompt is computed (a recompute releases none)."""
+        if self.sampled:
+            return ()
+        self.sampled = True
+        return req.samples

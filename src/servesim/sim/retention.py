@@ -20,7 +20,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from servesim.sim.request import Request
+    from servesim.sim.sequence import Sequence
 
 
 class Kept:
@@ -35,32 +35,32 @@ class Kept:
         self.offloaded: dict[int, tuple[int, int]] = {}  # finished call's id -> (units, blocks) on the host
         self.offloaded_for: dict[int, list[int]] = {}  # waiting call's id -> the offloaded calls it continues
 
-    def keep(self, req: Request, until: float) -> None:
+    def keep(self, seq: Sequence, until: float) -> None:
         """Keep a finished call's context (its cached entries) for the calls after it, until `until`."""
         if self.offload:
-            self._offload(req)
+            self._offload(seq)
         else:
-            self._pin(req, until)
+            self._pin(seq, until)
 
     # ----- pinned on the GPU -----
-    def _pin(self, req: Request, until: float) -> None:
-        self.state.kv.ref(req.entries)
-        self.pins[req.id] = list(req.entries)
-        heapq.heappush(self.expiry, (until, req.id))
-        for child in req.children:
-            self.pinned_for.setdefault(child.id, []).append(req.id)
+    def _pin(self, seq: Sequence, until: float) -> None:
+        self.state.kv.ref(seq.entries)
+        self.pins[seq.id] = list(seq.entries)
+        heapq.heappush(self.expiry, (until, seq.id))
+        for child in seq.req.children:
+            self.pinned_for.setdefault(child.id, []).append(seq.id)
 
-    def unpin(self, rid: int) -> bool:
+    def unpin(self, call_id: int) -> bool:
         """Let a finished call's pinned KV go (it stays cached, evictable); False if it had gone already."""
-        entries = self.pins.pop(rid, None)
+        entries = self.pins.pop(call_id, None)
         if entries is None:
             return False
         self.state.kv.unref(entries)
         return True
 
-    def continued(self, req: Request) -> None:
+    def continued(self, seq: Sequence) -> None:
         """A call whose context is pinned starts: it references the context itself, the pin goes."""
-        for parent in self.pinned_for.pop(req.id, ()):
+        for parent in self.pinned_for.pop(seq.id, ()):
             self.unpin(parent)
 
     def expire(self, now: float) -> None:
@@ -83,31 +83,31 @@ class Kept:
         return False
 
     # ----- offloaded to the CPU tier -----
-    def _offload(self, req: Request) -> None:
+    def _offload(self, seq: Sequence) -> None:
         """Copy a finished call's context to the CPU tier, if it has room, for its next call to load back."""
         s = self.state
-        units = (req.prompt_len + req.output_len - 1) // s.unit_tokens
+        units = (seq.prompt_len + seq.output_len - 1) // s.unit_tokens
         blocks = units * s.kv.unit_blocks
         if s.swap is None or s.host_used + blocks > s.swap.host_blocks:
             return
         s.host_used += blocks
         s.copy(blocks)
-        self.offloaded[req.id] = (units, blocks)
-        for child in req.children:
-            self.offloaded_for.setdefault(child.id, []).append(req.id)
+        self.offloaded[seq.id] = (units, blocks)
+        for child in seq.req.children:
+            self.offloaded_for.setdefault(child.id, []).append(seq.id)
 
-    def loadable(self, req: Request, hit_units: int) -> tuple[int, list | None]:
-        """Units of `req`'s context an offloaded copy adds to the GPU cache's hit, and the calls it continues."""
-        parents = self.offloaded_for.get(req.id)
+    def loadable(self, seq: Sequence, hit_units: int) -> tuple[int, list | None]:
+        """Units of `seq`'s context an offloaded copy adds to the GPU cache's hit, and the calls it continues."""
+        parents = self.offloaded_for.get(seq.id)
         if parents is None:
             return 0, None
         units = max((self.offloaded[p][0] for p in parents if p in self.offloaded), default=0)
-        return max(0, min(units, (req.target - 1) // self.state.unit_tokens) - hit_units), parents
+        return max(0, min(units, (seq.target - 1) // self.state.unit_tokens) - hit_units), parents
 
-    def load(self, req: Request, parents: list, units: int) -> None:
+    def load(self, seq: Sequence, parents: list, units: int) -> None:
         """Copy `units` of an offloaded context back for the call that continues it; the CPU copies go."""
         s = self.state
-        del self.offloaded_for[req.id]
+        del self.offloaded_for[seq.id]
         for p in parents:
             if p in self.offloaded:
                 s.host_used -= self.offloaded.pop(p)[1]

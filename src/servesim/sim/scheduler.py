@@ -1,11 +1,13 @@
 """The scheduling-policy interface, the mechanics every policy shares, and the policy registry.
 
 Each iteration the replica asks its policy for a plan: the prefill chunks to run beside
-the decoding requests. The base class first reserves the decodes' KV blocks (preempting
-when they do not fit) and admits requests whose KV cache was transferred in; a policy
+the decoding sequences. The base class first reserves the decodes' KV blocks (preempting
+when they do not fit) and admits sequences whose KV cache was transferred in; a policy
 then chooses prefill chunks from the replica's `ReplicaState`. A policy may also order
-the waiting queue (`make_queue`), choose preemption victims (`pick_victim`) and take
-options of its own (`Options`, from `engine.scheduler_options`).
+the waiting queue (`make_queue`), choose preemption victims (`pick_victim`), keep a
+finished call's context (`retention`, `offload`), keep accounts of finished requests
+(`finished`) and take options of its own (`Options`, from `engine.scheduler_options`);
+the state takes these hooks once, when the policy is made (`ReplicaState.attach`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from servesim.config import EngineConfig, validation_message
 from servesim.errors import ServesimError
 from servesim.registry import Registry
 from servesim.sim.queue import FCFSQueue, WaitingQueue
-from servesim.sim.request import Request
+from servesim.sim.sequence import Sequence
 from servesim.sim.state import ReplicaState
 
-Plan = list[tuple[Request, int]]
+Plan = list[tuple[Sequence, int]]  # an iteration's prefill chunks: (sequence, tokens)
 SCHEDULERS = Registry("scheduler", "servesim.sim.policies")
 register = SCHEDULERS.register
 scheduler_names = SCHEDULERS.names
@@ -36,12 +38,17 @@ class Scheduler:
     steady = True
     # whether the policy prices its own plans (`plan_batch`), e.g. prompts through part of the layers
     prices_plan = False
+    # keep a finished program call's context (`retention`) in the CPU tier instead of pinning it on the GPU
+    offload = False
+    # a policy keeping accounts of finished requests defines `finished(seq)` (vtc.py); None: not called at all
+    finished = None
 
     def __init__(self, state: ReplicaState, engine: EngineConfig, options: BaseModel | None = None):
         self.state = state
         self.cfg = engine
         self.opts = options if options is not None else self.configure(engine)
-        self.preempted = False  # set when the current step preempted a request
+        self.preempted = False  # set when the current step preempted a sequence
+        state.attach(self)
 
     # ----- set-up -----
     @classmethod
@@ -63,8 +70,7 @@ class Scheduler:
     def check(cls, engine: EngineConfig, opts: BaseModel) -> None:
         """Refuse option values that cannot work with these engine settings."""
 
-    @classmethod
-    def make_queue(cls, opts: BaseModel | None) -> WaitingQueue:
+    def make_queue(self) -> WaitingQueue:
         """The waiting queue's order: first come, first served unless a policy says otherwise."""
         return FCFSQueue()
 
@@ -86,14 +92,11 @@ class Scheduler:
         """The iteration a plan makes, where the policy prices its own (`prices_plan`)."""
         raise NotImplementedError
 
-    def pick_victim(self) -> Request:
-        """The running request to preempt when blocks run out: the newest, as vLLM does."""
+    def pick_victim(self) -> Sequence:
+        """The running sequence to preempt when blocks run out: the newest, as vLLM does."""
         return self.state.newest()
 
-    def finished(self, req: Request) -> None:
-        """A request finished here (a policy keeping accounts overrides this)."""
-
-    def retention(self, req: Request) -> float:
+    def retention(self, seq: Sequence) -> float:
         """Seconds to keep a finished program call's KV pinned for the call after it: none, as vLLM."""
         return 0.0
 
@@ -106,8 +109,8 @@ class Scheduler:
         return not s.waiting or not isinstance(s.waiting, FCFSQueue)
 
     # ----- shared mechanics -----
-    def preempt(self) -> Request | None:
-        """Free blocks: let a pinned context go if there is one, else preempt a running request."""
+    def preempt(self) -> Sequence | None:
+        """Free blocks: let a pinned context go if there is one, else preempt a running sequence."""
         if self.state.kept.expiry and self.state.kept.drop_pin():
             return None
         victim = self.pick_victim()
@@ -116,39 +119,38 @@ class Scheduler:
         return victim
 
     def reserve_decodes(self) -> None:
+        """Make room for this iteration's decode blocks (preempting while they do not fit), then take them."""
         s = self.state
         dec, kv = s.dec, s.kv
-        need = dec.blocks_needed_at(s.it)
-        while need > kv.free():
-            self.preempt()  # a decoding victim may have been one of the requests that needed a block
-            need = dec.blocks_needed_at(s.it)
-        kv.allocate(need)
-        s.decodes_reserved = True
+        if s.reserved != s.it:
+            while dec.blocks_needed_at(s.it) > kv.free():
+                self.preempt()  # a decoding victim may have been one of the sequences that needed a block
+        s.reserve_decodes()
 
     def admit_transferred(self) -> None:
-        """Start waiting requests whose KV cache was transferred in: they decode from this iteration."""
+        """Start waiting sequences whose KV cache came with them: they decode from this iteration."""
         s = self.state
         if self.preempted or not s.landed:
             return
-        for req in [q for q in s.waiting if q.kv_ready]:
-            if not s.start_decoding(req):
+        for seq in [q for q in s.waiting if q.kv_ready]:
+            if not s.start_decoding(seq):
                 return
 
-    def continue_prefill(self, req: Request, budget: int) -> int:
+    def continue_prefill(self, seq: Sequence, budget: int) -> int:
         """Grow a running prefill by up to `budget` tokens, preempting others if needed.
 
-        Returns the chunk scheduled, 0 if `req` itself had to be preempted.
+        Returns the chunk scheduled, 0 if `seq` itself had to be preempted.
         """
-        chunk = min(req.target - req.computed, budget)
-        while not self.state.grow(req, chunk):
-            if self.preempt() is req:
+        chunk = min(seq.target - seq.computed, budget)
+        while not self.state.grow(seq, chunk):
+            if self.preempt() is seq:
                 return 0
         return chunk
 
-    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
-        """Start waiting request `req` with a chunk of up to `budget` tokens; 0 if it does not fit."""
+    def admit(self, seq: Sequence, budget: int, chunked: bool = True) -> int:
+        """Start waiting sequence `seq` with a chunk of up to `budget` tokens; 0 if it does not fit."""
         s = self.state
-        chunk = s.admit(req, budget, chunked)
+        chunk = s.admit(seq, budget, chunked)
         while not chunk and not s.running and s.kept.expiry and s.kept.drop_pin():  # an idle engine waits for no pin
-            chunk = s.admit(req, budget, chunked)
+            chunk = s.admit(seq, budget, chunked)
         return chunk

@@ -23,17 +23,10 @@ from __future__ import annotations
 
 from servesim.config import SemiPDConfig
 from servesim.perf.batch import Batch
-from servesim.perf.sm_share import SMShare, SMSharedModel
+from servesim.sim.controller import Controller
 
 DEFAULT_TTFT_S, DEFAULT_TPOT_S = 1.0, 0.1  # targets the controller balances when the scenario sets no SLO
 LOW, HIGH = 0.1, 0.9  # the prefill worker's share stays within these
-
-
-def share_models(perf, cfg: SemiPDConfig, role: str, sm: SMShare | None = None) -> SMSharedModel:
-    """`perf` as a worker of `role` (prefill or decode) sees it."""
-    sm = sm or SMShare.for_profile(getattr(perf, "profile", None))
-    share = cfg.prefill_sm if role == "prefill" else 1.0 - cfg.prefill_sm
-    return SMSharedModel(perf, share, sm, f"semi-PD {role} worker")
 
 
 def split_blocks(total: int, cfg: SemiPDConfig, min_blocks: int) -> tuple[int, int]:
@@ -42,9 +35,9 @@ def split_blocks(total: int, cfg: SemiPDConfig, min_blocks: int) -> tuple[int, i
     return prefill, total - prefill
 
 
-class SemiPDController:
-    def __init__(self, cfg: SemiPDConfig, pairs: list, ttft_s: float | None, tpot_s: float | None):
-        self.cfg, self.pairs = cfg, pairs  # (prefill replica, decode replica) on the same GPUs
+class SemiPDController(Controller):
+    def __init__(self, cfg: SemiPDConfig, ttft_s: float | None, tpot_s: float | None):
+        self.cfg = cfg
         self.ttft_s, self.tpot_s = ttft_s or DEFAULT_TTFT_S, tpot_s or DEFAULT_TPOT_S
         self.moves = 0
         self.shares: list[tuple[float, float]] = []  # (time, mean prefill share) after each look
@@ -71,7 +64,8 @@ class SemiPDController:
         return ttft / self.ttft_s, tpot / self.tpot_s
 
     def step(self, t: float, cluster) -> None:
-        for p, d in self.pairs:
+        pairs = list(zip(cluster.pools[0].replicas, cluster.pools[1].replicas, strict=True))  # on the same GPUs
+        for p, d in pairs:
             rp, rd = self._pressure(p, d)
             share = p.perf.share
             if rp > 1.0 and rp > rd:
@@ -81,4 +75,11 @@ class SemiPDController:
             if share != p.perf.share:
                 p.perf.share, d.perf.share = share, 1.0 - share
                 self.moves += 1
-        self.shares.append((t, sum(p.perf.share for p, _ in self.pairs) / len(self.pairs)))
+        self.shares.append((t, sum(p.perf.share for p, _ in pairs) / len(pairs)))
+
+    def notes(self) -> list[str]:
+        if not self.shares:
+            return []
+        mean = sum(s for _, s in self.shares) / len(self.shares)
+        return [f"semi-PD: the prefill worker's SM share moved {self.moves} times (mean {mean:.2f}, last "
+                f"{self.shares[-1][1]:.2f})"]  # fmt: skip

@@ -1,12 +1,14 @@
-"""A replica's requests and KV cache: the one owner of who is waiting, prefilling and decoding.
+"""A replica's sequences, KV cache and clock: the one owner of who is waiting, prefilling and decoding.
 
-Policies read this state and change it only through its methods: `admit` (a waiting
-request starts prefilling), `preempt` (a running request gives its blocks back),
-`start_decoding` (a request whose KV cache was transferred in), and the replica's own
-`prefilled`, `finish`, `hand_off` and `migrate_out`. `check()` recounts everything from
-scratch; tests run it after every step.
+A request handed to the replica becomes a `Sequence` here (`receive`), due at its `ready`
+time. Policies read this state and change it only through its methods: `admit` (a waiting
+sequence starts prefilling), `grow`, `preempt` (a running one gives its blocks back),
+`start_decoding` (one whose KV cache came with it), `reserve_decodes`. The replica, having
+priced an iteration, tells the state it ran (`ran`, `ran_decodes`): that is what advances
+the clock (`now`, `it`) and every sequence's progress, first tokens, finishes and hand-offs.
+`check()` recounts everything from scratch; tests run it after every step.
 
-A decoding request's progress follows from the iteration counter `it` (see
+A decoding sequence's progress follows from the iteration counter `it` (see
 `decoding.py`), so ending its stint of decoding (finish, preemption, hand-off,
 migration) settles its generated tokens, its record of the iterations that made them,
 and their share of energy and cost.
@@ -18,15 +20,21 @@ import math
 from bisect import bisect_right, insort
 from collections import deque
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from servesim.errors import ServesimError
 from servesim.sim.decoding import DecodingSet
+from servesim.sim.hooks import NO_HOOKS, ReplicaHooks
 from servesim.sim.kv_cache import KVCache
 from servesim.sim.kv_swap import SwapCost
 from servesim.sim.meter import Meter
 from servesim.sim.queue import FCFSQueue, WaitingQueue
-from servesim.sim.request import Request
 from servesim.sim.retention import Kept
+from servesim.sim.sequence import Sequence
+
+if TYPE_CHECKING:
+    from servesim.sim.hooks import PolicyHooks
+    from servesim.sim.request import Request
 
 PREEMPTION_MODES = ("recompute", "swap")  # vLLM V1 recomputes; V0 could also swap to a CPU tier (kv_swap.py)
 
@@ -34,112 +42,136 @@ PREEMPTION_MODES = ("recompute", "swap")  # vLLM V1 recomputes; V0 could also sw
 _READY = attrgetter("ready")
 
 
-def _NO_RETENTION(req: Request) -> float:
+def _no_retention(seq: Sequence) -> float:
     return 0.0
 
 
 class ReplicaState:
     def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool, unit_tokens: int, max_num_seqs: int,
-                 waiting: WaitingQueue | None = None, rid: int = 0, meter: Meter | None = None):  # fmt: skip
-        self.rid = rid  # the replica's index in its deployment; token records name it
+                 index: int = 0, meter: Meter | None = None, swap: SwapCost | None = None,
+                 hooks: ReplicaHooks = NO_HOOKS):  # fmt: skip
+        self.index = index  # the replica's (micro-batch stream's) index in its deployment; token records name it
         self.block_size = block_size
         self.unit_tokens = unit_tokens  # tokens per prefix-cache entry (the trace's hash unit)
         self.max_num_seqs = max_num_seqs
         self.kv = KVCache(num_blocks, block_size, prefix_caching, max(1, unit_tokens // block_size))
         self.dec = DecodingSet(block_size)
-        self.incoming: deque[Request] = deque()  # handed over, arriving later (at `req.ready`)
-        self.waiting = waiting if waiting is not None else FCFSQueue()
-        self.running: dict[int, Request] = {}  # in admission order
-        self.prefilling: list[Request] = []  # running requests still computing their prompt
-        self.landed = 0  # waiting requests whose KV cache came with them
-        self.landing = 0  # such requests still incoming
+        self.incoming: deque[Sequence] = deque()  # received, due later (at `seq.ready`)
+        self.waiting: WaitingQueue = FCFSQueue()  # in the policy's order (`attach`)
+        self.running: dict[int, Sequence] = {}  # in admission order
+        self.prefilling: list[Sequence] = []  # running sequences still computing their prompt
+        self.landed = 0  # waiting sequences whose KV cache came with them
+        self.landing = 0  # such sequences still incoming
         self.it = 0  # iterations run so far
-        self.decodes_reserved = False  # this iteration's decode blocks are already taken
+        self.reserved = -1  # the iteration whose decode blocks are taken (`reserve_decodes`)
         self.now = 0.0
         self.meter = meter or Meter()
-        self.done: list[Request] | None = None  # a streamed run collects finished requests here
+        self.hand_on, self.done = hooks.hand_on, hooks.done
         self.kept = Kept(self)  # finished program calls' contexts kept for the calls after them (retention.py)
-        self.retention = _NO_RETENTION  # finished call -> seconds to keep its context (set by the policy)
-        self.on_finish = None  # the policy's `finished`, where it has one
+        self.retention = _no_retention  # finished call -> seconds to keep its context (the policy's, `attach`)
+        self.on_finish = None  # the policy's `finished`, where it keeps accounts
         # the CPU KV tier (preemption by swapping): its cost model, blocks held there, copy time owed
-        self.swap: SwapCost | None = None
+        self.swap = swap
         self.host_used = 0
         self.swap_s = 0.0  # copy time this iteration must add
         self.swap_total_s = 0.0
+
+    def attach(self, policy: PolicyHooks) -> None:
+        """What the replica's scheduling policy hooks in, once, as it is made: the waiting queue's order, how
+        long a finished call's context is kept and where, and its accounts of finished requests."""
+        self.waiting = policy.make_queue()
+        self.retention = policy.retention
+        self.on_finish = policy.finished
+        self.kept.offload = policy.offload
 
     # ----- reading -----
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def newest(self) -> Request:
-        """The most recently admitted running request (vLLM's preemption victim)."""
+    def newest(self) -> Sequence:
+        """The most recently admitted running sequence (vLLM's preemption victim)."""
         return next(reversed(self.running.values()))
 
-    def held(self, req: Request) -> int:
-        """Blocks a running request holds, its shared prefix blocks included."""
-        if req.decoding:
-            return self.blocks_for(req.base + self.it + self.decodes_reserved)
-        return req.blocks
+    def held(self, seq: Sequence) -> int:
+        """Blocks a running sequence holds, its shared prefix blocks included."""
+        if seq.decoding:
+            return self.blocks_for(seq.base + self.it + (self.reserved == self.it))
+        return seq.blocks
 
-    def progress(self, req: Request) -> int:
-        """Tokens of a running request whose KV is cached."""
-        return req.base + self.it if req.decoding else req.computed
+    def progress(self, seq: Sequence) -> int:
+        """Tokens of a running sequence whose KV is cached."""
+        return seq.base + self.it if seq.decoding else seq.computed
+
+    def made(self, seq: Sequence) -> int:
+        """Output tokens a sequence has made so far (a decoding one's follow from the iteration counter)."""
+        return seq.base + self.it - seq.prompt_len + 1 if seq.decoding else seq.generated
 
     @property
     def outstanding(self) -> int:
-        """Requests queued, running or handed over but not yet arrived."""
+        """Sequences queued, running or received but not yet due."""
         return len(self.running) + len(self.waiting) + len(self.incoming)
 
     def kv_load(self) -> float:
         """Fraction of the KV cache held or wanted by queued prompts (Llumnix's virtual usage)."""
-        wanted = sum(self.blocks_for(r.target) for r in self.waiting)
+        wanted = sum(self.blocks_for(q.target) for q in self.waiting)
         return (self.kv.used + wanted) / self.kv.total
 
     def queued_tokens(self) -> int:
-        """Work here in tokens: KV held by running requests plus prompts not yet started."""
-        waiting = sum(r.target - r.computed for r in self.waiting) + sum(r.prompt_len for r in self.incoming)
+        """Work here in tokens: KV held by running sequences plus prompts not yet started."""
+        waiting = sum(q.target - q.computed for q in self.waiting) + sum(q.prompt_len for q in self.incoming)
         return self.kv.used * self.block_size + waiting
 
-    # ----- changing -----
-    def receive(self, req: Request) -> None:
-        """A request handed over (or a program's call released), arriving at `req.ready`."""
+    # ----- requests coming in -----
+    def receive(self, req: Request, ready: float, carried: Sequence | None = None) -> None:
+        """A request handed to this replica (or a program's call released here), due at `ready`; `carried` is
+        its sequence on the replica it left, whose KV cache comes with it (disaggregated decode, migration)."""
+        seq = Sequence(req, ready) if carried is None else \
+            Sequence(req, ready, carried.computed, carried.generated, kv_ready=True)  # fmt: skip
         incoming = self.incoming
-        if incoming and incoming[-1].ready > req.ready:  # a released call may come before later arrivals
-            insort(incoming, req, key=_READY)
+        if incoming and incoming[-1].ready > ready:  # a released call may come before later arrivals
+            insort(incoming, seq, key=_READY)
         else:
-            incoming.append(req)
-        self.landing += req.kv_ready
+            incoming.append(seq)
+        self.landing += seq.kv_ready
 
     def receive_all(self, requests: list[Request]) -> None:
-        """Requests handed over together, sorted by `ready` (released program calls may already wait later)."""
+        """Requests arriving on their own, sorted by arrival (released program calls may already wait later)."""
         incoming = self.incoming
-        if incoming and requests and incoming[-1].ready > requests[0].ready:
-            merged = sorted([*incoming, *requests], key=_READY)
+        seqs = [Sequence(req, req.arrival) for req in requests]
+        if incoming and seqs and incoming[-1].ready > seqs[0].ready:
+            merged = sorted([*incoming, *seqs], key=_READY)
             incoming.clear()
             incoming.extend(merged)
         else:
-            incoming.extend(requests)
-        self.landing += sum(r.kv_ready for r in requests)
+            incoming.extend(seqs)
 
-    def arrive(self) -> None:
-        """Queue the handed-over requests whose time has come."""
+    def enqueue_due(self) -> None:
+        """Queue the received sequences whose time has come."""
         incoming, now = self.incoming, self.now
         while incoming and incoming[0].ready <= now:
-            req = incoming.popleft()
-            self.landed += req.kv_ready
-            self.landing -= req.kv_ready
-            self.waiting.push(req)
+            seq = incoming.popleft()
+            self.landed += seq.kv_ready
+            self.landing -= seq.kv_ready
+            self.waiting.push(seq)
 
-    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
-        """Start waiting request `req` with a prefill chunk of up to `budget` tokens, its cached prefix
+    # ----- the scheduler's mechanics -----
+    def reserve_decodes(self) -> None:
+        """Take the blocks this iteration's decodes grow into (the scheduler has made room for them)."""
+        if self.reserved != self.it:
+            self.kv.allocate(self.dec.blocks_needed_at(self.it))
+            self.reserved = self.it
+
+    def admit(self, seq: Sequence, budget: int, chunked: bool = True) -> int:
+        """Start waiting sequence `seq` with a prefill chunk of up to `budget` tokens, its cached prefix
         reused. Returns the chunk, or 0 (it stays waiting) if unchunked it exceeds the budget or its
         blocks do not fit."""
-        if req.kv_ready:  # its KV cache is here (swapped out, or transferred): it resumes, never re-prefills
+        if seq.kv_ready:  # its KV cache is here (swapped out, or transferred): it resumes, never re-prefills
             return 0
-        kv, unit, ends = self.kv, self.unit_tokens, req.hash_ends
+        kv, unit, req = self.kv, self.unit_tokens, seq.req
         hits, hit_units, idle = [], 0, 0
         if req.hash_ids:
-            units = (req.target - 1) // unit
+            units = (seq.target - 1) // unit
+            ends = req.hash_ends
             if ends is None:
                 hits, idle = kv.lookup(req.hash_ids, units)
                 hit_units = len(hits)
@@ -147,9 +179,9 @@ class ReplicaState:
                 hits, idle = kv.lookup(req.hash_ids, bisect_right(ends, units), units)
                 hit_units = ends[len(hits) - 1] if hits else 0
         kept = self.kept
-        loaded, parents = kept.loadable(req, hit_units) if kept.offloaded_for else (0, None)
+        loaded, parents = kept.loadable(seq, hit_units) if kept.offloaded_for else (0, None)
         hit_tokens = hit_units * unit
-        todo = req.target - hit_tokens - loaded * unit
+        todo = seq.target - hit_tokens - loaded * unit
         if not chunked and todo > budget:
             return 0
         chunk = min(todo, budget)
@@ -160,51 +192,52 @@ class ReplicaState:
         kv.take(hits)
         kv.allocate(need)
         if parents is not None:  # its context comes back from the CPU tier
-            kept.load(req, parents, loaded)
+            kept.load(seq, parents, loaded)
             hit_tokens += loaded * unit
-        self.waiting.remove(req)
+        self.waiting.remove(seq)
         if kept.pinned_for:
-            kept.continued(req)
-        req.entries = hits
-        req.shared_blocks = shared
-        req.computed = hit_tokens
-        req.blocks = shared + need
-        self.running[req.id] = req
-        self.prefilling.append(req)
-        if req.first_scheduled is None:
-            req.first_scheduled = self.now
-            req.cached_tokens = hit_tokens
+            kept.continued(seq)
+        seq.entries = hits
+        seq.shared_blocks = shared
+        seq.computed = hit_tokens
+        seq.blocks = shared + need
+        self.running[seq.id] = seq
+        self.prefilling.append(seq)
+        rec = seq.rec
+        if rec.first_scheduled is None:
+            rec.first_scheduled = self.now
+            rec.cached_tokens = hit_tokens
         return chunk
 
-    def grow(self, req: Request, tokens: int) -> bool:
-        """Give a prefilling request blocks for `tokens` more tokens, if they fit."""
-        need = self.blocks_for(req.computed + tokens) - req.blocks
+    def grow(self, seq: Sequence, tokens: int) -> bool:
+        """Give a prefilling sequence blocks for `tokens` more tokens, if they fit."""
+        need = self.blocks_for(seq.computed + tokens) - seq.blocks
         if not self.kv.allocate(need):
             return False
-        req.blocks += need
+        seq.blocks += need
         return True
 
-    def start_decoding(self, req: Request) -> bool:
-        """Admit a waiting request whose KV cache came with it straight into decoding, if it fits."""
-        if len(self.running) >= self.max_num_seqs or not self.kv.allocate(self.blocks_for(req.computed + 1)):
+    def start_decoding(self, seq: Sequence) -> bool:
+        """Admit a waiting sequence whose KV cache came with it straight into decoding, if it fits."""
+        if len(self.running) >= self.max_num_seqs or not self.kv.allocate(self.blocks_for(seq.computed + 1)):
             return False
-        self.waiting.remove(req)
-        req.kv_ready = False
+        self.waiting.remove(seq)
+        seq.kv_ready = False
         self.landed -= 1
-        if req.swapped:  # copied back from the CPU tier, in this iteration
-            self.copy(req.swapped)
-            self.host_used -= req.swapped
-            req.swapped = 0
-        req.blocks = req.shared_blocks = 0
-        req.entries = []
-        self.running[req.id] = req
-        self.decode_from(req, self.it)
-        req.seg_start = self.it
+        if seq.swapped:  # copied back from the CPU tier, in this iteration
+            self.copy(seq.swapped)
+            self.host_used -= seq.swapped
+            seq.swapped = 0
+        seq.blocks = seq.shared_blocks = 0
+        seq.entries = []
+        self.running[seq.id] = seq
+        self.decode_from(seq, self.it)
+        seq.seg_start = self.it
         return True
 
-    def preempt(self, victim: Request, mode: str = "recompute") -> None:
-        """Take a running request's blocks back; it waits again and recomputes what it had, or, swapped
-        to the CPU tier (a decoding request, if the tier has room), resumes decoding when copied back."""
+    def preempt(self, victim: Sequence, mode: str = "recompute") -> None:
+        """Take a running sequence's blocks back; it waits again and recomputes what it had, or, swapped
+        to the CPU tier (a decoding one, if the tier has room), resumes decoding when copied back."""
         if mode not in PREEMPTION_MODES:
             raise ServesimError(f"preemption mode '{mode}' is not modelled; use {', '.join(PREEMPTION_MODES)}")
         blocks = self.blocks_for(self.progress(victim))
@@ -214,7 +247,7 @@ class ReplicaState:
             self._end_stint(victim)
         else:
             self.prefilling.remove(victim)
-        victim.preemptions += 1
+        victim.rec.preemptions += 1
         if swap:
             victim.computed = victim.prompt_len + victim.generated - 1  # (its newest token is not cached yet)
             victim.swapped, victim.kv_ready = blocks, True
@@ -231,85 +264,138 @@ class ReplicaState:
         self.swap_s += seconds
         self.swap_total_s += seconds
 
-    def prefilled(self, req: Request) -> None:
-        """A request's prompt is computed: it stops prefilling (the replica decides what comes next); its
-        parallel samples start now, finding the prompt in the prefix cache."""
-        self.prefilling.remove(req)
-        self.cache_computed(req)
-        if req.samples:
-            for sib in req.samples:
-                sib.pending, sib.ready = 0, self.now
-                self.receive(sib)
-            req.samples = ()
+    def take_copy_time(self) -> float:
+        """The copy time the iteration being priced must add; it is then paid."""
+        seconds, self.swap_s = self.swap_s, 0.0
+        return seconds
 
-    def cache_computed(self, req: Request) -> None:
+    # ----- the clock: what ran -----
+    def ran(self, plan: list[tuple[Sequence, int]], t: float) -> int:
+        """An iteration of `plan`'s prefill chunks beside every decode ended at t: progress, first tokens,
+        finishes and hand-offs. Returns the output tokens it made."""
+        it, dec = self.it, self.dec
+        out = dec.n  # every decode makes a token, and every prefill that completes
+        for seq, chunk in plan:
+            seq.computed += chunk
+            if seq.computed < seq.target:
+                self.cache_computed(seq)
+                continue
+            self.prefilled(seq)
+            out += 1
+            seq.generated += 1
+            rec = seq.rec
+            if rec.first_token is None:
+                rec.first_token = t
+            seq.seg_start = it
+            if seq.generated >= seq.output_len:
+                self.finish(seq, t)
+            elif self.hand_on is not None:  # disaggregated: decoding happens elsewhere
+                self.hand_off(seq)
+                self.hand_on(seq, t, t - self.now)
+            else:
+                self.decode_from(seq, it + 1)
+        self.it = it + 1
+        for seq in dec.pop_finished(it):
+            self.finish(seq, t)
+        self.now = t
+        return out
+
+    def ran_decodes(self, k: int, t: float) -> None:
+        """k decode-only iterations ended at t (the last one's end): the decodes' growth, and who finished."""
+        j0 = self.it
+        if not self.kv.allocate(self.dec.blocks_needed(j0 + 1, k - 1)):
+            raise RuntimeError("decode run outgrew the KV cache")
+        self.it = j0 + k
+        for seq in self.dec.pop_finished(self.it - 1):
+            self.finish(seq, t)
+        self.now = t
+
+    def idle_until(self, t: float) -> None:
+        """Nothing to run before t."""
+        self.now = t
+
+    def wait_for_copies(self) -> None:
+        """Nothing runs while copies to or from the CPU tier go."""
+        self.now += self.take_copy_time()
+
+    # ----- sequences going -----
+    def prefilled(self, seq: Sequence) -> None:
+        """A sequence's prompt is computed: it stops prefilling (the replica decides what comes next); the
+        prompt's other samples start now, finding it in the prefix cache."""
+        self.prefilling.remove(seq)
+        self.cache_computed(seq)
+        req = seq.req
+        if req.samples:
+            for sib in req.program.release_samples(req):
+                self.receive(sib, self.now)
+
+    def cache_computed(self, seq: Sequence) -> None:
         """After each prefill chunk: the prompt's full units computed so far become prefix-cache entries, so a
         preempted prefill finds its work again (vLLM V1 registers each full block when its chunk is scheduled,
         one iteration earlier: there a request admitted beside the chunk may already match it)."""
-        if self.kv.prefix_caching and req.hash_ids:
-            self._cache_units(req, min(req.computed, req.prompt_len) // self.unit_tokens)
+        if self.kv.prefix_caching and seq.req.hash_ids:
+            self._cache_units(seq, min(seq.computed, seq.prompt_len) // self.unit_tokens)
 
-    def decode_from(self, req: Request, it: int) -> None:
+    def decode_from(self, seq: Sequence, it: int) -> None:
         """Start decoding at iteration `it` (every earlier iteration is metered)."""
-        self.dec.add(req, it)
-        self.meter.mark(req)
+        self.dec.add(seq, it)
+        self.meter.mark(seq)
 
-    def finish(self, req: Request, t: float) -> None:
-        """A request is done at time t. A program's call releases the calls waiting for it; its whole
+    def finish(self, seq: Sequence, t: float) -> None:
+        """A sequence is done at time t. A program's call releases the calls waiting for it; its whole
         context is cached for them, and pinned for as long as the policy's `retention` says (or until
         the next call comes)."""
+        req = seq.req
         if req.children and self.kv.prefix_caching:
-            self._cache_units(req, (req.prompt_len + req.output_len - 1) // self.unit_tokens)
-            keep_s = self.retention(req)
-            if keep_s > 0 and req.entries:
-                self.kept.keep(req, t + keep_s)
-        self.hand_off(req)
-        req.finish = t
+            self._cache_units(seq, (seq.prompt_len + seq.output_len - 1) // self.unit_tokens)
+            keep_s = self.retention(seq)
+            if keep_s > 0 and seq.entries:
+                self.kept.keep(seq, t + keep_s)
+        self.hand_off(seq)
+        seq.rec.finish = t
         if req.program is not None:
-            req.program.done(req, t)
-            for child in req.children:
-                child.pending -= 1
-                if not child.pending:
-                    # (a replayed turn comes no earlier than its recorded time, which `arrival` holds)
-                    child.arrival = child.ready = max(t + child.delay, child.arrival)
-                    self.receive(child)
+            for child in req.program.done(req, t):
+                # (a replayed turn comes no earlier than its recorded time, which its `arrival` holds)
+                ready = child.record.arrival = max(t + child.delay, child.arrival)
+                self.receive(child, ready)
         if self.on_finish is not None:
-            self.on_finish(req)
+            self.on_finish(seq)
         if self.done is not None:
             self.done.append(req)
 
-    def hand_off(self, req: Request) -> None:
-        """Free a request that is done here, closing the record of the tokens it made here."""
-        self._release(req)
-        if req.decoding:
-            self._end_stint(req)
+    def hand_off(self, seq: Sequence) -> None:
+        """Free a sequence that is done here, closing the record of the tokens it made here."""
+        self._release(seq)
+        if seq.decoding:
+            self._end_stint(seq)
         else:  # it made one token here, in its last prefill iteration
-            req.segments.append((self.rid, req.seg_start, req.seg_start))
+            seq.rec.segments.append((self.index, seq.seg_start, seq.seg_start))
 
-    def migrate_out(self, req: Request) -> None:
-        """Let a decoding request leave with its progress (its KV cache is copied elsewhere)."""
-        self._release(req)
-        req.computed = req.base + self.it
-        self._end_stint(req)
-        req.migrations += 1
+    def migrate_out(self, seq: Sequence) -> None:
+        """Let a decoding sequence leave with its progress (its KV cache is copied elsewhere)."""
+        self._release(seq)
+        seq.computed = seq.base + self.it
+        self._end_stint(seq)
+        seq.rec.migrations += 1
 
-    def _release(self, req: Request) -> None:
-        self.kv.release(self.held(req) - req.shared_blocks)
-        self.kv.unref(req.entries)
-        req.entries = []
-        req.shared_blocks = req.blocks = 0
-        del self.running[req.id]
+    def _release(self, seq: Sequence) -> None:
+        self.kv.release(self.held(seq) - seq.shared_blocks)
+        self.kv.unref(seq.entries)
+        seq.entries = []
+        seq.shared_blocks = seq.blocks = 0
+        del self.running[seq.id]
 
-    def _end_stint(self, req: Request) -> None:
+    def _end_stint(self, seq: Sequence) -> None:
         last = self.it - 1
-        req.generated = req.output_len - req.finish_it + last
-        self.meter.charge(req)
-        req.segments.append((self.rid, req.seg_start, last))
-        self.dec.remove(req)
+        seq.generated = seq.output_len - seq.finish_it + last
+        self.meter.charge(seq)
+        seq.rec.segments.append((self.index, seq.seg_start, last))
+        self.dec.remove(seq)
 
-    def _cache_units(self, req: Request, full: int) -> None:
-        """Make the request's first `full` hash units (its own blocks) shareable prefix-cache entries."""
-        kv, ends, start = self.kv, req.hash_ends, len(req.entries)
+    def _cache_units(self, seq: Sequence, full: int) -> None:
+        """Make the sequence's first `full` hash units (its own blocks) shareable prefix-cache entries."""
+        kv, req, start = self.kv, seq.req, len(seq.entries)
+        ends = req.hash_ends
         if ends is None:
             new = kv.insert(req.hash_ids[start:full])
         else:  # segments that end within `full` units, each its own size
@@ -318,8 +404,8 @@ class ReplicaState:
                 return
             sizes = [(ends[i] - (ends[i - 1] if i else 0)) * kv.unit_blocks for i in range(start, upto)]
             new = kv.insert(req.hash_ids[start:upto], sizes)
-        req.entries += new
-        req.shared_blocks += kv.blocks_of(new)
+        seq.entries += new
+        seq.shared_blocks += kv.blocks_of(new)
 
     # ----- the invariant -----
     def check(self) -> None:
@@ -345,6 +431,7 @@ class ReplicaState:
             if q.decoding:  # generated tokens follow from the iteration counter, like computed ones
                 generated = q.output_len - q.finish_it + self.it - 1
                 assert 1 <= generated < q.output_len
+                assert generated == self.made(q)
                 assert computed == q.prompt_len + generated - 1  # the newest token is not cached yet
             else:
                 assert computed < q.target
@@ -355,7 +442,7 @@ class ReplicaState:
             for h in entries:
                 refs[h] = refs.get(h, 0) + 1
         live = {h: c for h, c in kv._refs.items() if c > 0}
-        assert live == refs, "prefix-cache reference counts disagree with the running requests"
+        assert live == refs, "prefix-cache reference counts disagree with the running sequences"
         assert kv.used == held + kv.blocks_of(live)
         assert kv.evictable == kv.blocks_of(kv._lru)
         assert set(kv._big) <= set(kv._refs)

@@ -66,7 +66,7 @@ def _samples(prompts: list[Request], n: int, extra: np.ndarray, unit: int) -> li
         for r in group:
             r.hash_ends = ends
         for sib in group[1:]:
-            sib.pending, sib.tenant, sib.priority = 1, p.tenant, p.priority
+            sib.parents, sib.tenant, sib.priority = 1, p.tenant, p.priority
         p.samples = tuple(group[1:])
         Program(k, group)
         out += group

@@ -93,7 +93,7 @@ def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int,
             else:  # the main stream: this call's whole context continues the program's
                 main.name(req, unit)
             if prev:
-                req.pending, req.delay = len(prev), gaps[i]
+                req.parents, req.delay = len(prev), gaps[i]
             stage.append(req)
             calls.append(req)
         for parent in prev:
@@ -171,7 +171,7 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
                 req = Request(rid + i, at, prompt, out)
                 if calls:
                     calls[-1].children = (req,)
-                    req.pending, req.delay = 1, turn["delay_s"]
+                    req.parents, req.delay = 1, turn["delay_s"]
                 calls.append(req)
             stream = Stream(p << 12)
             for req in calls:

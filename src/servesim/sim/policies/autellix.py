@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servesim.sim.policies.vllm import VLLMScheduler
 from servesim.sim.queue import KeyedQueue
-from servesim.sim.request import Request
 from servesim.sim.scheduler import register
+from servesim.sim.sequence import Sequence
 
 
 class AutellixOptions(BaseModel):
@@ -36,19 +36,20 @@ class AutellixScheduler(VLLMScheduler):
     name = "autellix"
     Options = AutellixOptions
 
-    @classmethod
-    def make_queue(cls, opts: AutellixOptions) -> KeyedQueue:
+    def make_queue(self) -> KeyedQueue:
+        opts = self.opts
         return KeyedQueue(lambda r: (level(r, opts), r.arrival))
 
-    def pick_victim(self) -> Request:
+    def pick_victim(self) -> Sequence:
         running = list(self.state.running.values())
         top = max(level(r, self.opts) for r in running)
         return next(r for r in reversed(running) if level(r, self.opts) == top)
 
 
-def level(req: Request, opts: AutellixOptions) -> int:
+def level(seq: Sequence, opts: AutellixOptions) -> int:
     """The queue level of a call: by its program's attained service (a lone request has none)."""
-    service = req.program.service if req.program is not None else 0
+    program = seq.req.program
+    service = program.service if program is not None else 0
     if service < opts.quantum_tokens:
         return 0
     return min(int(math.log2(service / opts.quantum_tokens)) + 1, opts.levels - 1)

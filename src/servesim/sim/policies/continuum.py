@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servesim.sim.policies.vllm import VLLMScheduler
 from servesim.sim.queue import KeyedQueue
-from servesim.sim.request import Request
 from servesim.sim.scheduler import register
+from servesim.sim.sequence import Sequence
 
 
 class ContinuumOptions(BaseModel):
@@ -44,9 +44,9 @@ class ContinuumOptions(BaseModel):
                           "pinning it on the GPU, and copy it back when the next call starts")  # fmt: skip
 
 
-def program_arrival(req: Request) -> tuple[float, float]:
-    prog = req.program
-    return (prog.arrival if prog is not None else req.arrival), req.arrival
+def program_arrival(seq: Sequence) -> tuple[float, float]:
+    prog = seq.req.program
+    return (prog.arrival if prog is not None else seq.arrival), seq.arrival
 
 
 @register
@@ -57,17 +57,19 @@ class ContinuumScheduler(VLLMScheduler):
     def __init__(self, state, engine, options=None):
         super().__init__(state, engine, options)
         self.gaps, self.seen = 0.0, 0  # tool times observed (the `mean` predictor)
-        state.kept.offload = self.opts.offload
 
-    @classmethod
-    def make_queue(cls, opts: ContinuumOptions):
-        return KeyedQueue(program_arrival) if opts.program_fcfs else super().make_queue(opts)
+    @property
+    def offload(self) -> bool:
+        return self.opts.offload
 
-    def retention(self, req: Request) -> float:
+    def make_queue(self):
+        return KeyedQueue(program_arrival) if self.opts.program_fcfs else super().make_queue()
+
+    def retention(self, seq: Sequence) -> float:
         o = self.opts
         if o.ttl_s is not None:
             return o.ttl_s
-        actual = min(c.delay for c in req.children)
+        actual = min(c.delay for c in seq.req.children)
         if o.predictor == "oracle":
             expected = actual
         else:

@@ -42,35 +42,35 @@ class LayeredPrefillScheduler(VLLMScheduler):
     def schedule_prefills(self) -> Plan:
         s, g = self.state, self.opts.groups
         plan: Plan = []
-        for req in list(s.prefilling):  # the cycle in flight: one more group each
-            if req.id not in s.running:  # preempted to make room for one before it
+        for seq in list(s.prefilling):  # the cycle in flight: one more group each
+            if seq.id not in s.running:  # preempted to make room for one before it
                 continue
-            start, todo = self.cycle[req.id]
-            step = min(-(-todo // g), req.target - req.computed)
-            chunk = self.continue_prefill(req, step)
+            start, todo = self.cycle[seq.id]
+            step = min(-(-todo // g), seq.target - seq.computed)
+            chunk = self.continue_prefill(seq, step)
             if not chunk:
                 break
-            plan.append((req, chunk))
+            plan.append((seq, chunk))
         if plan or self.preempted or s.prefilling:
             return plan
         room = g * (self.token_budget() - s.dec.n)
         self.cycle.clear()
         while s.waiting and len(s.running) < self.cfg.max_num_seqs:
-            req = s.waiting.peek()
-            before = req.computed
-            todo = req.target - before
+            seq = s.waiting.peek()
+            before = seq.computed
+            todo = seq.target - before
             if plan and todo > room:
                 break
-            chunk = self.admit(req, -(-todo // g))
+            chunk = self.admit(seq, -(-todo // g))
             if not chunk:
                 break
-            start = req.computed  # after the prefix cache's hits (the chunk counts when it has run)
+            start = seq.computed  # after the prefix cache's hits (the chunk counts when it has run)
             # with hits, a group's share of what is left (the blocks taken for the larger first guess are given
             # back as the prompt grows into them)
-            chunk = min(chunk, -(-(req.target - start) // g))
-            self.cycle[req.id] = (start, req.target - start)
-            plan.append((req, chunk))
-            room -= req.target - start
+            chunk = min(chunk, -(-(seq.target - start) // g))
+            self.cycle[seq.id] = (start, seq.target - start)
+            plan.append((seq, chunk))
+            room -= seq.target - start
         return plan
 
     def plan_batch(self, plan: Plan, decodes: int, ctx_sum: int) -> Batch:

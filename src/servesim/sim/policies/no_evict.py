@@ -12,8 +12,8 @@ Everything else is vLLM's scheduling.
 from __future__ import annotations
 
 from servesim.sim.policies.vllm import VLLMScheduler
-from servesim.sim.request import Request
 from servesim.sim.scheduler import register
+from servesim.sim.sequence import Sequence
 
 
 @register
@@ -25,17 +25,17 @@ class NoEvictScheduler(VLLMScheduler):
         self.room = None
         return super().schedule_prefills()
 
-    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
+    def admit(self, seq: Sequence, budget: int, chunked: bool = True) -> int:
         s = self.state
         life = s.blocks_for  # blocks of a whole request
-        need = life(req.prompt_len + req.output_len)
+        need = life(seq.prompt_len + seq.output_len)
         if s.kv.free() < need:  # the running requests' growth (never negative) only adds to the shortfall
             return 0
         if self.room is None:
             self.room = s.kv.free() - sum(life(r.prompt_len + r.output_len) - s.held(r) for r in s.running.values())
         if self.room < need:
             return 0
-        chunk = super().admit(req, budget, chunked)
+        chunk = super().admit(seq, budget, chunked)
         if chunk:  # the blocks it took and the growth it adds come to its whole life (shared prefixes: recount)
-            self.room = None if req.shared_blocks else self.room - need
+            self.room = None if seq.shared_blocks else self.room - need
         return chunk

@@ -21,11 +21,11 @@ class OrcaScheduler(Scheduler):
         if self.preempted:
             return plan
         while s.waiting and len(s.running) < self.cfg.max_num_seqs:
-            req = s.waiting.peek()
-            room = budget if plan else max(budget, req.target)
-            chunk = self.admit(req, room, chunked=False)
+            seq = s.waiting.peek()
+            room = budget if plan else max(budget, seq.target)
+            chunk = self.admit(seq, room, chunked=False)
             if not chunk:
                 break
-            plan.append((req, chunk))
+            plan.append((seq, chunk))
             budget -= chunk
         return plan

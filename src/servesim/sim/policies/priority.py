@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servesim.sim.policies.vllm import VLLMScheduler
 from servesim.sim.queue import KeyedQueue
-from servesim.sim.request import Request
 from servesim.sim.scheduler import Plan, register
+from servesim.sim.sequence import Sequence
 
 
 class PriorityOptions(BaseModel):
@@ -26,8 +26,8 @@ class PriorityOptions(BaseModel):
     preempt_for_waiting: bool = Field(True, description="a blocked waiting request preempts less important ones")
 
 
-def rank(req: Request) -> tuple[int, float]:
-    return req.priority, req.arrival
+def rank(seq: Sequence) -> tuple[int, float]:
+    return seq.req.priority, seq.arrival
 
 
 @register
@@ -35,11 +35,10 @@ class PriorityScheduler(VLLMScheduler):
     name = "priority"
     Options = PriorityOptions
 
-    @classmethod
-    def make_queue(cls, opts: PriorityOptions) -> KeyedQueue:
+    def make_queue(self) -> KeyedQueue:
         return KeyedQueue(rank)
 
-    def pick_victim(self) -> Request:
+    def pick_victim(self) -> Sequence:
         return max(self.state.running.values(), key=rank)
 
     def admit_transferred(self) -> None:
@@ -47,8 +46,8 @@ class PriorityScheduler(VLLMScheduler):
         s = self.state
         if self.preempted or not s.landed:
             return
-        for req in list(s.waiting):  # (in rank order)
-            if not req.kv_ready or not s.start_decoding(req):
+        for seq in list(s.waiting):  # (in rank order)
+            if not seq.kv_ready or not s.start_decoding(seq):
                 return
 
     def schedule_prefills(self) -> Plan:

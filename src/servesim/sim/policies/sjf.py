@@ -40,9 +40,8 @@ class SJFScheduler(VLLMScheduler):
     name = "sjf"
     Options = SJFOptions
 
-    @classmethod
-    def make_queue(cls, opts: SJFOptions) -> KeyedQueue:
-        return KeyedQueue(job_size(opts), by_arrival=opts.max_wait_s is not None)
+    def make_queue(self) -> KeyedQueue:
+        return KeyedQueue(job_size(self.opts), by_arrival=self.opts.max_wait_s is not None)
 
     def next_waiting(self):
         s, wait = self.state, self.opts.max_wait_s

@@ -40,11 +40,11 @@ class StaticScheduler(Scheduler):
         plan: Plan = []
         if s.running:
             return plan
-        for req in self.candidates():
-            chunk = self.admit(req, req.target, chunked=False)
+        for seq in self.candidates():
+            chunk = self.admit(seq, seq.target, chunked=False)
             if not chunk:
                 break
-            plan.append((req, chunk))
+            plan.append((seq, chunk))
         return plan
 
     def candidates(self) -> list:

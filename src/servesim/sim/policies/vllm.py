@@ -22,22 +22,22 @@ class VLLMScheduler(Scheduler):
         s = self.state
         budget = self.token_budget() - s.dec.n
         plan: Plan = []
-        for req in list(s.prefilling):
+        for seq in list(s.prefilling):
             if budget <= 0:
                 break
-            chunk = self.continue_prefill(req, budget)
+            chunk = self.continue_prefill(seq, budget)
             if not chunk:
                 break
-            plan.append((req, chunk))
+            plan.append((seq, chunk))
             budget -= chunk
         if self.preempted:
             return plan
         while s.waiting and budget > 0 and len(s.running) < self.cfg.max_num_seqs:
-            req = self.next_waiting()
-            chunk = self.admit(req, budget)
+            seq = self.next_waiting()
+            chunk = self.admit(seq, budget)
             if not chunk:
                 break
-            plan.append((req, chunk))
+            plan.append((seq, chunk))
             budget -= chunk
         return plan
 

@@ -15,13 +15,13 @@ vLLM's scheduling.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from servesim.sim.policies.vllm import VLLMScheduler
-from servesim.sim.request import Request
 from servesim.sim.scheduler import register
+from servesim.sim.sequence import Sequence
 
 
 class VTCOptions(BaseModel):
@@ -36,34 +36,33 @@ class VTCOptions(BaseModel):
 class TenantQueues:
     """Waiting requests in one first-come-first-served queue per tenant; `peek` asks `pick` which tenant."""
 
-    def __init__(self):
+    def __init__(self, pick: Callable[[list[int]], int], on_push: Callable[[Sequence], None]):
         self.queues: dict[int, deque] = {}
         self.n = 0
-        self.pick = None  # tenants with requests waiting -> the one to serve (set by the policy)
-        self.on_push = None  # called with a request about to join
+        self.pick = pick  # tenants with sequences waiting -> the one to serve
+        self.on_push = on_push  # called with a sequence about to join
 
-    def push(self, req: Request) -> None:
-        if self.on_push is not None:
-            self.on_push(req)
-        self.queues.setdefault(req.tenant, deque()).append(req)
+    def push(self, seq: Sequence) -> None:
+        self.on_push(seq)
+        self.queues.setdefault(seq.req.tenant, deque()).append(seq)
         self.n += 1
 
-    def requeue(self, req: Request) -> None:
-        self.queues.setdefault(req.tenant, deque()).appendleft(req)
+    def requeue(self, seq: Sequence) -> None:
+        self.queues.setdefault(seq.req.tenant, deque()).appendleft(seq)
         self.n += 1
 
-    def peek(self) -> Request:
+    def peek(self) -> Sequence:
         return self.queues[self.pick([t for t, q in self.queues.items() if q])][0]
 
-    def remove(self, req: Request) -> None:
-        q = self.queues[req.tenant]
-        if q[0] is req:
+    def remove(self, seq: Sequence) -> None:
+        q = self.queues[seq.req.tenant]
+        if q[0] is seq:
             q.popleft()
         else:
-            q.remove(req)
+            q.remove(seq)
         self.n -= 1
 
-    def __iter__(self) -> Iterator[Request]:
+    def __iter__(self) -> Iterator[Sequence]:
         return iter([r for q in self.queues.values() for r in q])
 
     def __len__(self) -> int:
@@ -79,28 +78,25 @@ class VTCScheduler(VLLMScheduler):
     Options = VTCOptions
 
     def __init__(self, state, engine, options=None):
-        super().__init__(state, engine, options)
         self.counted: dict[int, float] = {}  # tenant -> service of scheduled input and finished output
-        state.waiting.pick = self.least_served
-        state.waiting.on_push = self.lift
+        super().__init__(state, engine, options)
 
     @property
     def steady(self) -> bool:
         """Counters grow with every token, so with two tenants waiting the next pick may change any iteration."""
         return sum(1 for q in self.state.waiting.queues.values() if q) < 2
 
-    @classmethod
-    def make_queue(cls, opts: VTCOptions) -> TenantQueues:
-        return TenantQueues()
+    def make_queue(self) -> TenantQueues:
+        return TenantQueues(self.least_served, self.lift)
 
     def counters(self) -> dict[int, float]:
-        """Each tenant's counter now, over its weight: what was counted, plus the output of its requests
-        still running (a decoding request has made all but the newest of its tokens' KV)."""
+        """Each tenant's counter now, over its weight: what was counted, plus the output of its sequences
+        still running."""
         s, w_out, weights = self.state, self.opts.w_out, self.opts.weights
         c = dict(self.counted)
         for r in s.running.values():
-            made = s.progress(r) - r.prompt_len + 1 if r.decoding else r.generated
-            c[r.tenant] = c.get(r.tenant, 0.0) + w_out * made
+            t = r.req.tenant
+            c[t] = c.get(t, 0.0) + w_out * s.made(r)
         if weights:
             c = {t: v / weights[t] if t < len(weights) else v for t, v in c.items()}
         return c
@@ -111,27 +107,31 @@ class VTCScheduler(VLLMScheduler):
         c = self.counters()
         return min(tenants, key=lambda t: (c.get(t, 0.0), t))
 
-    def lift(self, req: Request) -> None:
+    def lift(self, seq: Sequence) -> None:
         """A tenant with nothing queued or running comes back: no credit for the time it was away."""
-        s, t = self.state, req.tenant
-        if s.waiting.queues.get(t) or any(r.tenant == t for r in s.running.values()):
+        s, t = self.state, seq.req.tenant
+        if s.waiting.queues.get(t) or any(r.req.tenant == t for r in s.running.values()):
             return
         c = self.counters()
         busy = [c.get(u, 0.0) for u, q in s.waiting.queues.items() if q and u != t]
-        busy += [c.get(r.tenant, 0.0) for r in s.running.values() if r.tenant != t]
+        busy += [c.get(r.req.tenant, 0.0) for r in s.running.values() if r.req.tenant != t]
         if busy and min(busy) > c.get(t, 0.0):
             w = self.opts.weights[t] if self.opts.weights and t < len(self.opts.weights) else 1.0
             self.counted[t] = self.counted.get(t, 0.0) + (min(busy) - c.get(t, 0.0)) * w
 
-    def finished(self, req: Request) -> None:
-        self.counted[req.tenant] = self.counted.get(req.tenant, 0.0) + self.opts.w_out * req.output_len
+    def finished(self, seq: Sequence) -> None:
+        self._count(seq, self.opts.w_out * seq.output_len)
 
-    def admit(self, req: Request, budget: int, chunked: bool = True) -> int:
-        chunk = super().admit(req, budget, chunked)
-        self.counted[req.tenant] = self.counted.get(req.tenant, 0.0) + self.opts.w_in * chunk
+    def admit(self, seq: Sequence, budget: int, chunked: bool = True) -> int:
+        chunk = super().admit(seq, budget, chunked)
+        self._count(seq, self.opts.w_in * chunk)
         return chunk
 
-    def continue_prefill(self, req: Request, budget: int) -> int:
-        chunk = super().continue_prefill(req, budget)
-        self.counted[req.tenant] = self.counted.get(req.tenant, 0.0) + self.opts.w_in * chunk
+    def continue_prefill(self, seq: Sequence, budget: int) -> int:
+        chunk = super().continue_prefill(seq, budget)
+        self._count(seq, self.opts.w_in * chunk)
         return chunk
+
+    def _count(self, seq: Sequence, service: float) -> None:
+        t = seq.req.tenant
+        self.counted[t] = self.counted.get(t, 0.0) + service

@@ -34,6 +34,5 @@ class LengthAware(Router):
             guess = known.get(r.id)
             if guess is None:
                 guess = known[r.id] = self.predict(r)
-            made = s.progress(r) - r.prompt_len + 1 if r.decoding else r.generated
-            total += max(guess - made, 1.0)
+            total += max(guess - s.made(r), 1.0)
         return total

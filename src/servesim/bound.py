@@ -1,4 +1,5 @@
-"""An analytic upper bound on serving throughput (MoE-Lens style), from memory capacity, bandwidth and compute.
+"""`servesim bound`: an analytic upper bound on serving throughput (MoE-Lens style), from memory capacity,
+bandwidth and compute, beside the simulated offline throughput of the same deployment.
 
 MoE-Lens (Yu et al., arXiv 2504.09345) bounds the throughput of (MoE) serving with a
 holistic model: the KV cache's capacity limits how many sequences decode together; at that
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from servesim.api import simulate
 from servesim.perf.batch import Batch
+from servesim.sim.deployment import plan
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,9 @@ def throughput_bound(perf, kv_tokens: int, max_num_seqs: int, prompt: float, out
 def bound_report(sc, simulate_too: bool = True) -> dict:
     """The bound of a scenario's (co-located) deployment at its workload's mean lengths, and, if asked, the
     simulated offline throughput of the same deployment (all requests at once) beside it."""
-    from servesim.sim.deployment import build, plan
-
     pl = plan(sc)
     pool = pl.pools[0]
-    perf = build(pl).replicas[0].perf
+    perf = pool.perf
     wl, e = sc.workload, pool.engine
     b = throughput_bound(perf, pool.memory.kv_tokens, e.max_num_seqs, wl.input.mean, wl.output.mean,
                          e.max_num_batched_tokens)  # fmt: skip
@@ -83,8 +84,6 @@ def bound_report(sc, simulate_too: bool = True) -> dict:
            "decode_bound_by": b.decode_bound, "hardware_output_tokens_s": b.hardware_tokens_s,
            "predicted_output_tokens_s": b.predicted_tokens_s}  # fmt: skip
     if simulate_too:
-        from servesim.api import simulate
-
         offline = sc.model_copy(update={"workload": wl.model_copy(update={"rate": float("inf")})})
         got = simulate(offline).summary()["output_throughput"]
         doc["simulated_output_tokens_s"] = got
