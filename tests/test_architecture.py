@@ -11,24 +11,23 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def top_level_imports(path: Path, modules: set[str]) -> set[str]:
-    """servesim modules that `path` names at module level, for type checking too (not lazily, in functions)."""
-    tree = ast.parse(path.read_text())
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """servesim modules that `path` imports anywhere: at module level, for type checking, and lazily inside
+    functions (a lazy import still ties the two modules together, and a cycle through one is still a cycle)."""
     found = set()
-    for node in tree.body:
-        for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef | ast.ClassDef) else []:
-            if isinstance(sub, ast.ImportFrom) and sub.module and sub.module.startswith("servesim"):
-                for alias in sub.names:
-                    child = f"{sub.module}.{alias.name}"
-                    found.add(child if child in modules else sub.module)
-            elif isinstance(sub, ast.Import):
-                found |= {a.name for a in sub.names if a.name.startswith("servesim")}
+    for sub in ast.walk(ast.parse(path.read_text())):
+        if isinstance(sub, ast.ImportFrom) and sub.module and sub.module.startswith("servesim"):
+            for alias in sub.names:
+                child = f"{sub.module}.{alias.name}"
+                found.add(child if child in modules else sub.module)
+        elif isinstance(sub, ast.Import):
+            found |= {a.name for a in sub.names if a.name.startswith("servesim")}
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
     files = {module_name(p): p for p in (SRC / "servesim").rglob("*.py")}
-    return {name: top_level_imports(path, set(files)) - {name} for name, path in files.items()}
+    return {name: imports_of(path, set(files)) - {name} for name, path in files.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -56,6 +55,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_cycles():
     graph = import_graph()
     assert "servesim.sim.state" in graph["servesim.sim.scheduler"]  # the graph sees real edges
+    assert "servesim.api" in graph["servesim.cli"]  # and imports inside functions (the CLI imports lazily)
     # package __init__ files re-export their modules; a module importing its own package is not a cycle worth
     # counting, so leave the packages out and look at module-to-module edges
     modules = {k: {v for v in vs if not (SRC / Path(*v.split("."))).is_dir()} for k, vs in graph.items()
@@ -71,7 +71,7 @@ def test_find_cycle_finds_one():
 def test_policies_do_not_reach_into_the_replica():
     """A policy sees the replica's state, never the Replica (its clock and pricing)."""
     for path in (SRC / "servesim" / "sim" / "policies").glob("*.py"):
-        imports = top_level_imports(path, set())
+        imports = imports_of(path, set())
         assert not any(m.startswith("servesim.sim.replica") for m in imports), path.name
         assert "self.r." not in path.read_text()
 
@@ -87,3 +87,55 @@ def test_a_run_and_its_summary_do_not_import_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# Who may write what of a request: the workload makes the spec, the replica's state (its decoding set and meter
+# with it) advances the sequence, and the record is written where its figures come from.
+OWNERS = {
+    "spec": ({"id", "prompt_len", "output_len", "hash_ids", "hash_ends", "tenant", "priority", "program", "children",
+              "parents", "delay", "samples", "record"}, {"sim/request.py", "workload/"}),
+    "sequence": ({"ready", "kv_ready", "computed", "generated", "blocks", "shared_blocks", "entries", "swapped",
+                  "base", "finish_it", "epoch", "decoding", "seg_start", "j_mark", "usd_mark"},
+                 {"sim/sequence.py", "sim/state.py", "sim/decoding.py", "sim/meter.py"}),
+    "record": ({"arrival", "first_scheduled", "first_token", "finish", "cached_tokens", "preemptions", "migrations",
+                "rejected", "transfer_s", "segments", "prefill_j", "decode_j", "prefill_usd", "decode_usd"},
+               # (partition.py renumbers the replicas a group's records name when it joins the groups)
+               {"sim/record.py", "sim/request.py", "sim/state.py", "sim/meter.py", "sim/cluster.py", "partition.py"}),
+    "clock": ({"now", "it", "reserved"}, {"sim/state.py"}),
+}  # fmt: skip
+
+
+def attribute_writes(path: Path) -> list[tuple[int, str]]:
+    """(line, attribute) of every assignment to an attribute of something other than `self` itself."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            for t in ast.walk(target):
+                if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store):
+                    if not (isinstance(t.value, ast.Name) and t.value.id == "self"):
+                        out.append((t.lineno, t.attr))
+    return out
+
+
+def test_a_requests_state_is_written_only_by_its_owners():
+    """A new mechanism cannot write a request's fields from anywhere: the spec is the workload's, the sequence
+    its replica state's, the record's figures come from the state, the meter and the cluster."""
+    breaches = []
+    for path in (SRC / "servesim").rglob("*.py"):
+        rel = path.relative_to(SRC / "servesim").as_posix()
+        for line, attr in attribute_writes(path):
+            for part, (fields, owners) in OWNERS.items():
+                if attr in fields and not any(rel == o or (o.endswith("/") and rel.startswith(o)) for o in owners):
+                    breaches.append(f"{rel}:{line} writes the {part}'s {attr}")
+    assert not breaches, "\n".join(breaches)
+
+
+def test_the_ownership_check_sees_a_breach(tmp_path):
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text("def f(seq, s):\n    seq.computed += 1\n    s.now = 2.0\n    a, seq.rec.finish = 1, 3\n")
+    assert attribute_writes(rogue) == [(2, "computed"), (3, "now"), (4, "finish")]

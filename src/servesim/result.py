@@ -51,7 +51,7 @@ class Result:
     scenario: Scenario
     deployment: ClusterReport
     raw_requests: list[Request]
-    replica_steps: list[dict[str, np.ndarray]]
+    replica_steps: list[dict[str, np.ndarray]]  # per engine: a replica, or with PP each of its streams
     iter_ends: list[np.ndarray]
     host_w: float = 0.0  # constant power of the deployment's hosts
     notes: list[str] = field(default_factory=list)  # what was accepted but assumed (see sim/deployment.py)
@@ -61,7 +61,7 @@ class Result:
 
     @property
     def memories(self) -> list[MemoryPlan]:
-        """Per replica."""
+        """Per engine (a replica, or each of its pipeline streams)."""
         return self.deployment.memories
 
     @property
@@ -91,7 +91,8 @@ class Result:
         """Mean power per replica and for the cluster (with hosts) in each `bin_s` window."""
         import pandas as pd
 
-        return pd.DataFrame(power_series(self._step_totals(bin_s), self.host_w, self.summary()["duration_s"]))
+        return pd.DataFrame(power_series(self._step_totals(bin_s), self.host_w, self.summary()["duration_s"],
+                                         self.deployment.replica_of))  # fmt: skip
 
     def _step_totals(self, bin_s: float = 1.0) -> list[StepTotals]:
         """Each replica's step log folded with `bin_s` power windows (a streamed run has them at its own)."""
@@ -108,10 +109,11 @@ class Result:
         """What the summary needs of the requests' records."""
         if self.streamed:
             return self.streamed.tally
-        tally = Tally(self.scenario.slo, len(self.deployment.replicas))
+        d = self.deployment
+        tally = Tally(self.scenario.slo, d.replica_count)
         tally.add(self.records, self._itls.gaps)
         tally.add_programs(self.raw_requests)
-        tally.add_pools(pool_counts(self.raw_requests, self.pools))
+        tally.add_pools(pool_counts(self.raw_requests, self.pools, d.replica_of))
         return tally
 
     @property
@@ -133,7 +135,7 @@ class Result:
         """One entry per request in each column (numpy arrays): what `requests` holds."""
         if self.streamed:
             return Records({k: v.to_numpy() for k, v in self.requests.items()})
-        return request_records(self.raw_requests, self._itls)
+        return request_records(self.raw_requests, self._itls, self.deployment.replica_of)
 
     @cached_property
     def requests(self) -> pd.DataFrame:
@@ -151,13 +153,14 @@ class Result:
         if self._summary is None:
             blocks = [m.num_blocks for m in self.memories]
             tally, totals = self.tally, self._step_totals()
-            reps = self.deployment.replicas
-            s = summarize(tally, totals, blocks, self.deployment.prefix_hit_rate, self.scenario.workload.all_at_once)
+            d = self.deployment
+            reps = d.replicas
+            s = summarize(tally, totals, blocks, d.prefix_hit_rate, self.scenario.workload.all_at_once, d.replica_of)
             s["perf_model"] = self.perf_model
             if self.notes:
                 s["notes"] = self.notes
             s.update(self.deployment.controllers)
-            s.update(energy_cost_summary(tally, totals, reps, s["duration_s"], self.host_w))
+            s.update(energy_cost_summary(tally, totals, reps, s["duration_s"], self.host_w, d.replica_of))
             if self.scenario.workload.n > 1 and "programs" in s:  # a prompt's samples are kept as one program
                 s["prompts"] = s.pop("programs")
             s["memory"] = _memory(self.memory)
@@ -169,7 +172,8 @@ class Result:
                 s.update(tenant_summary(self.records, [t.name for t in tenants], [t.weight for t in tenants],
                                         s["duration_s"]))  # fmt: skip
             if self.pools:
-                s["memory"] = {name: _memory(self.memories[ids[0]]) for name, ids in self.pools.items()}
+                first = {name: d.engines_of(ids[0])[0] for name, ids in self.pools.items()}
+                s["memory"] = {name: _memory(self.memories[i]) for name, i in first.items()}
                 s["pools"] = pool_stats(s["replicas"], self.pools, tally.pool_served)
                 for name, ids in self.pools.items():
                     s["pools"][name]["avg_power_w"] = sum(s["energy"]["replica_avg_power_w"][i] for i in ids)

@@ -60,7 +60,8 @@ class Collector:
         reps = cluster.replicas
         assert [rep.index for rep in reps] == list(range(len(reps)))  # records name replicas by index
         steps = [StepTotals(rep.power.idle_w * rep.gpus) for rep in reps]
-        self.out = Streamed(Tally(slo, len(reps), exact=False), steps, [path] if path else [])
+        self.replica_of = cluster.replica_of
+        self.out = Streamed(Tally(slo, self.replica_of[-1] + 1, exact=False), steps, [path] if path else [])
         self._writer = None
 
     def collect(self) -> None:
@@ -70,11 +71,11 @@ class Collector:
         self.done.clear()
         meters = [rep.meter for rep in reps]
         itls = itl_table(batch, [m.iter_end for m in meters], bases=[m.base for m in meters])
-        records = request_records(batch, itls)
+        records = request_records(batch, itls, self.replica_of)
         self.out.tally.add(records, itls.gaps)
         self.out.tally.add_programs(batch)
         if self.pools:
-            self.out.tally.add_pools(pool_counts(batch, self.pools))
+            self.out.tally.add_pools(pool_counts(batch, self.pools, self.replica_of))
         self._write(records)
         for rep, totals in zip(reps, self.out.steps, strict=True):
             totals.add(rep.meter.log.take())

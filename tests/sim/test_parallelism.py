@@ -36,6 +36,30 @@ def test_pipeline_bubble_shrinks_with_more_micro_batches():
     assert sends.bytes == 3 * 8 * 8192 * 2 / 2  # three boundaries, hidden state split over tp
 
 
+def test_a_pipelined_replica_is_reported_as_one_replica_with_its_streams(tmp_path):
+    """With PP each replica runs pp micro-batch streams (vLLM's virtual engines); the summary, the records and the
+    power series name replicas, the streams inside them."""
+    sc = Scenario(model="llama-3.1-70b", engine=EngineConfig(tp=2, pp=2), replicas=2, router="least_tokens",
+                  workload=WorkloadConfig(num_requests=200, rate=8.0, seed=2, **FIXED))  # fmt: skip
+    result = simulate(sc)
+    s = result.summary()
+    assert len(result.replica_steps) == 4  # four engines: two replicas of two streams
+    assert [r["replica"] for r in s["replicas"]] == [0, 1]
+    for entry in s["replicas"]:
+        streams = entry["streams"]
+        assert [x["stream"] for x in streams] == [0, 1]
+        assert entry["iterations"] == sum(x["iterations"] for x in streams) > 0
+        assert entry["kv_cache"]["blocks"] == sum(x["kv_cache"]["blocks"] for x in streams)
+    assert sorted(set(result.requests.replica)) == [0, 1]
+    assert sum(r["completed"] for r in s["replicas"]) == s["completed"] == 200
+    assert len(s["energy"]["replica_avg_power_w"]) == 2
+    assert [c for c in result.power_series().columns if c.startswith("replica_")] == ["replica_0_w", "replica_1_w"]
+    streamed = simulate(sc, stream=True).summary()
+    assert [r["completed"] for r in streamed["replicas"]] == [r["completed"] for r in s["replicas"]]
+    one = simulate(sc.model_copy(update={"replicas": 1})).summary()
+    assert len(one["replicas"]) == 1 and len(one["replicas"][0]["streams"]) == 2  # one replica, streams inside
+
+
 def test_pipeline_spreads_weights_and_kv():
     m, g = get_model("llama-3.1-70b"), get_gpu("h100")
     tp4 = plan_memory(m, g, EngineConfig(tp=4))

@@ -14,24 +14,27 @@ import numpy as np
 from servesim.metrics.tally import StepTotals, Tally
 
 
-def power_series(totals: list[StepTotals], host_w: float, duration: float) -> dict[str, np.ndarray]:
-    """Mean power (W) in each window of the step totals: per replica (all its GPUs) and for the cluster
-    with hosts."""
+def power_series(totals: list[StepTotals], host_w: float, duration: float,
+                 replica_of: list[int] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Mean power (W) in each window of the step totals: per replica (all its GPUs; with pipeline parallelism
+    its streams' engines together, `replica_of` giving each engine's replica) and for the cluster with hosts."""
     bin_s = totals[0].bin_s if totals else 1.0
     watts = [t.watts(duration) for t in totals]
     n = len(watts[0]) if watts else len(np.arange(0.0, max(duration, bin_s) + bin_s, bin_s)) - 1
     out = {"time_s": np.arange(n) * bin_s}
     total = np.full(n, host_w)
-    for i, w in enumerate(watts):
-        out[f"replica_{i}_w"] = w
+    for i, w in zip(replica_of or range(len(watts)), watts, strict=True):
+        key = f"replica_{i}_w"
+        out[key] = out[key] + w if key in out else w
         total = total + w
     out["cluster_w"] = total
     return out
 
 
 def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list, duration: float,
-                        host_w: float) -> dict:  # fmt: skip
-    """The run's energy, power and cost (info: per replica, its gpus, idle_w, usd_per_s and busy_s)."""
+                        host_w: float, replica_of: list[int] | None = None) -> dict:  # fmt: skip
+    """The run's energy, power and cost (info: per engine, its gpus, idle_w, usd_per_s and busy_s; `replica_of`:
+    each engine's replica, where pipeline streams make several engines a replica)."""
     done = tally.completed
     in_tok, out_tok = tally.input_tokens, tally.output_tokens
     busy_j = float(sum(t.energy_j for t in totals))
@@ -41,7 +44,8 @@ def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list, dura
     gpus = sum(r.gpus for r in info)
     usd = float(sum(r.usd_per_s * duration for r in info))
     in_usd, out_usd = tally.prefill_usd, tally.decode_usd
-    series = power_series(totals, host_w, duration)
+    series = power_series(totals, host_w, duration, replica_of)
+    replicas = len(series) - 2  # (beside time and the cluster's)
     per_m = lambda x, n: x / n * 1e6 if n else None  # noqa: E731
     return {
         "energy": {
@@ -57,8 +61,8 @@ def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list, dura
             "avg_power_w": total_j / duration if duration else 0.0,
             "peak_power_w": float(series["cluster_w"].max()),
             "avg_power_per_gpu_w": (busy_j + idle_j) / (gpus * duration) if duration else 0.0,
-            "replica_avg_power_w": [float(series[f"replica_{i}_w"].mean()) for i in range(len(info))],
-            "replica_peak_power_w": [float(series[f"replica_{i}_w"].max()) for i in range(len(info))],
+            "replica_avg_power_w": [float(series[f"replica_{i}_w"].mean()) for i in range(replicas)],
+            "replica_peak_power_w": [float(series[f"replica_{i}_w"].max()) for i in range(replicas)],
         },
         "cost": {
             "gpus": gpus,

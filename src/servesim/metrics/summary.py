@@ -16,10 +16,12 @@ from servesim.metrics.tally import StepTotals, Tally
 from servesim.records import Records
 
 
-def request_records(requests, itls: ITLs) -> Records:
+def request_records(requests, itls: ITLs, replica_of: list[int] | None = None) -> Records:
     """One row per request (what the workload said of it, what its record holds), with ITL statistics from
-    `itl_table(requests, ...)`."""
+    `itl_table(requests, ...)`; `replica_of` maps the engine that made its last token to its replica (with
+    pipeline parallelism a replica's micro-batch streams are engines of their own)."""
     recs = [r.record for r in requests]
+    of = replica_of or _Same()
     cols = {
         "request_id": [r.id for r in requests],
         "arrival_s": [c.arrival for c in recs],
@@ -32,7 +34,7 @@ def request_records(requests, itls: ITLs) -> Records:
         "preemptions": [c.preemptions for c in recs],
         "cached_tokens": [c.cached_tokens for c in recs],
         "first_scheduled_s": [c.first_scheduled for c in recs],
-        "replica": [c.segments[-1][0] if c.segments else -1 for c in recs],
+        "replica": [of[c.segments[-1][0]] if c.segments else -1 for c in recs],
         "program": [r.program.id if r.program is not None else -1 for r in requests],
         "tenant": [r.tenant for r in requests],
         "priority": [r.priority for r in requests],
@@ -57,6 +59,13 @@ def request_records(requests, itls: ITLs) -> Records:
     df["itl_mean_s"] = itls.mean
     df["itl_max_s"] = itls.max
     return df
+
+
+class _Same:
+    """Every engine its own replica."""
+
+    def __getitem__(self, i: int) -> int:
+        return i
 
 
 OPTIONAL_TIMES = ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s")  # None -> NaN
@@ -135,8 +144,9 @@ def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[s
 
 
 def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hit_rate: float | None,
-              offline: bool = False) -> dict:  # fmt: skip
-    """The run's summary; batch and KV statistics are means over replicas, each replica listed too. An offline
+              offline: bool = False, replica_of: list[int] | None = None) -> dict:  # fmt: skip
+    """The run's summary; batch and KV statistics are means over engines, each replica listed too (a replica of
+    several pipeline streams with its streams inside it: `replica_of` gives each engine's replica). An offline
     run (all requests at once) adds its steady-state throughput (`steady_state`)."""
     duration = tally.duration
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
@@ -172,11 +182,12 @@ def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hi
         },
     }
     if len(reps) > 1:
-        for i, r in enumerate(reps):
+        entries = by_replica(reps, replica_of or list(range(len(reps))))
+        for i, r in enumerate(entries):
             r["replica"] = i
             r["completed"] = int(tally.served[i])
             r["request_throughput"] = per_s(r["completed"])
-        summary["replicas"] = reps
+        summary["replicas"] = entries
     if tally.programs:
         summary["programs"] = tally.program_stats(duration)
     if offline:
@@ -186,6 +197,30 @@ def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hi
         summary["good_requests"] = tally.good
         summary["request_goodput"] = per_s(tally.good)
     return summary
+
+
+def by_replica(engines: list[dict], replica_of: list[int]) -> list[dict]:
+    """Each replica's statistics: its engine's, or for a replica of several pipeline streams, theirs together
+    (iterations summed, busy fraction and batch means averaged, KV blocks summed) with each stream's inside."""
+    groups: list[list[dict]] = [[] for _ in range(max(replica_of) + 1)]
+    for stats, r in zip(engines, replica_of, strict=True):
+        groups[r].append(stats)
+    return [streams[0] if len(streams) == 1 else _streams_together(streams) for streams in groups]
+
+
+def _streams_together(streams: list[dict]) -> dict:
+    mean = lambda f: float(np.mean([f(s) for s in streams]))  # noqa: E731
+    return {
+        "iterations": sum(s["iterations"] for s in streams),
+        "busy_fraction": mean(lambda s: s["busy_fraction"]),
+        "batch_size": {"mean": mean(lambda s: s["batch_size"]["mean"]),
+                       "max": max(s["batch_size"]["max"] for s in streams),
+                       "mean_tokens": mean(lambda s: s["batch_size"]["mean_tokens"])},
+        "kv_cache": {"blocks": sum(s["kv_cache"]["blocks"] for s in streams),
+                     "mean_usage": mean(lambda s: s["kv_cache"]["mean_usage"]),
+                     "max_usage": max(s["kv_cache"]["max_usage"] for s in streams)},
+        "streams": [{"stream": k, **s} for k, s in enumerate(streams)],
+    }  # fmt: skip
 
 
 STEADY_SHARE = 0.2
@@ -210,10 +245,11 @@ def steady_state(steps: list[StepTotals], output_tokens: int) -> dict:
     }}  # fmt: skip
 
 
-def pool_counts(requests, pools: dict[str, list[int]]) -> dict[str, int]:
-    """Requests that made a token on each pool's replicas."""
+def pool_counts(requests, pools: dict[str, list[int]], replica_of: list[int] | None = None) -> dict[str, int]:
+    """Requests that made a token on each pool's replicas (`replica_of`: each engine's replica)."""
+    of = replica_of or _Same()
     out = {}
     for name, ids in pools.items():
         members = set(ids)
-        out[name] = sum(1 for r in requests if any(seg[0] in members for seg in r.record.segments))
+        out[name] = sum(1 for r in requests if any(of[seg[0]] in members for seg in r.record.segments))
     return out

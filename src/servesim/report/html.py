@@ -104,23 +104,22 @@ def run_report(result, path: str | Path) -> Path:
     sections.append(("Throughput and latency over the run", _fig_html(fig)))
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=("batch size (requests)", "KV cache use", "waiting requests"))
-    for rid, (steps, mem) in enumerate(zip(result.replica_steps, result.memories, strict=True)):
+    for i, (steps, mem) in enumerate(zip(result.replica_steps, result.memories, strict=True)):
         if not len(steps["start"]):
             continue
         t, seqs, kv, wait = _thin(
             steps["start"], steps["seqs"], steps["kv_used"] / max(mem.num_blocks, 1), steps["waiting"]
         )
+        name = result.deployment.engine_label(i)
         for col, y in enumerate((seqs, kv, wait), start=1):
             fig.add_trace(
-                go.Scatter(x=t, y=y, mode="lines", name=f"replica {rid}", legendgroup=str(rid), showlegend=col == 1),
-                row=1,
-                col=col,
+                go.Scatter(x=t, y=y, mode="lines", name=name, legendgroup=str(i), showlegend=col == 1), row=1, col=col
             )
     fig.update_xaxes(title_text="time (s)")
     sections.append(("Batch, KV cache and queue over time", _fig_html(fig)))
 
     served = df[df.completed].groupby("replica").size()
-    reps = list(range(len(result.replica_steps)))
+    reps = list(range(result.deployment.replica_count))
     fig = go.Figure(go.Bar(x=[f"replica {i}" for i in reps], y=[int(served.get(i, 0)) for i in reps]))
     fig.update_layout(title="requests completed per replica")
     sections.append(("Per-replica load", _fig_html(fig)))

@@ -9,10 +9,12 @@ import numpy as np
 
 
 def chrome_trace(result, path: str | Path) -> Path:
-    """One slice per iteration, one track per replica; args give its requests and tokens."""
+    """One slice per iteration, one track per replica (per pipeline stream of one); args give its requests and
+    tokens."""
     events = []
     for rid, (steps, ends) in enumerate(zip(result.replica_steps, result.iter_ends, strict=True)):
-        events.append({"name": "process_name", "ph": "M", "pid": rid, "args": {"name": f"replica {rid}"}})
+        name = result.deployment.engine_label(rid)
+        events.append({"name": "process_name", "ph": "M", "pid": rid, "args": {"name": name}})
         first = 0
         for start, iters, seqs, tokens in zip(
             steps["start"], steps["iters"], steps["seqs"], steps["tokens"], strict=True

@@ -68,14 +68,30 @@ class AdvancedTo(Sequence):
 
 @dataclass
 class ClusterReport:
-    """What the deployment's run amounted to, replica by replica, for the result (`run.py`)."""
+    """What the deployment's run amounted to, for the result (`run.py`). `replicas`, `memories` and
+    `replica_of` have one entry per engine: a replica, or with pipeline parallelism one of its micro-batch
+    streams; `replica_of` says which replica each engine is (of), and `pools` lists replicas by that number."""
 
     replicas: list[ReplicaReport]
-    memories: list[MemoryPlan]  # per replica
-    pools: dict[str, list[int]]  # pool name -> its replicas' indices
+    memories: list[MemoryPlan]
+    replica_of: list[int]
+    pools: dict[str, list[int]]  # pool name -> its replicas (where there are several pools)
     perf_model: str  # how iterations were priced
     controllers: dict  # what each controller with figures to report did, by its name
     notes: list[str]  # what controllers did, in words
+
+    @property
+    def replica_count(self) -> int:
+        return self.replica_of[-1] + 1 if self.replica_of else 0
+
+    def engines_of(self, replica: int) -> list[int]:
+        return [i for i, r in enumerate(self.replica_of) if r == replica]
+
+    def engine_label(self, engine: int) -> str:
+        """"replica 3", or "replica 3 stream 1" for one of a replica's pipeline streams."""
+        r = self.replica_of[engine]
+        streams = self.engines_of(r)
+        return f"replica {r}" + (f" stream {streams.index(engine)}" if len(streams) > 1 else "")
 
     @property
     def prefix_hit_rate(self) -> float | None:
@@ -86,9 +102,10 @@ class ClusterReport:
     def join(cls, reports: list[ClusterReport]) -> ClusterReport:
         """The reports of independent groups as one, replicas numbered group after group (partitions: one pool,
         no controllers)."""
-        first = reports[0]
-        return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories], {},
-                   first.perf_model, {}, first.notes)  # fmt: skip
+        first, per = reports[0], reports[0].replica_count
+        replica_of = [g * per + r for g, rep in enumerate(reports) for r in rep.replica_of]
+        return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories],
+                   replica_of, {}, first.perf_model, {}, first.notes)  # fmt: skip
 
 
 class Cluster:
@@ -101,12 +118,14 @@ class Cluster:
         self.controllers = controllers or []
         self.max_len, self.grouped, self.done = max_len, grouped, done
         self.pools: list[Pool] = []
-        first = 0
+        self.replica_of: list[int] = []  # each engine's replica (with PP, a replica's streams are engines)
+        first, replica = 0, 0
         for k, spec in enumerate(pools):
             hands_on = spec.hand_off is not None and k + 1 < len(pools)
             replicas = [make_replica(spec, first + i, ReplicaHooks(self._hand_on(k, i) if hands_on else None, done))
                         for i in range(spec.engines)]  # fmt: skip
-            first += spec.engines
+            self.replica_of += [replica + i // spec.layout.streams for i in range(spec.engines)]
+            first, replica = first + spec.engines, replica + spec.replicas
             self.pools.append(Pool(spec.name, replicas, make_router(spec.router, seed), spec.hand_off))
         for pool, nxt in zip(self.pools, self.pools[1:], strict=False):
             pool.next = nxt
@@ -238,8 +257,11 @@ class Cluster:
     # ----- after the run -----
     @property
     def pool_members(self) -> dict[str, list[int]]:
-        """Pool name -> its replicas' indices, where there are several pools."""
-        return {p.name: [r.index for r in p.replicas] for p in self.pools} if len(self.pools) > 1 else {}
+        """Pool name -> its replicas, where there are several pools."""
+        if len(self.pools) == 1:
+            return {}
+        of = self.replica_of
+        return {p.name: sorted({of[r.index] for r in p.replicas}) for p in self.pools}
 
     def report(self) -> ClusterReport:
         end = max((rep.now for rep in self.replicas), default=0.0)
@@ -249,6 +271,7 @@ class Cluster:
         return ClusterReport(
             [rep.report() for rep in self.replicas],
             [spec.memory for spec in self.specs for _ in range(spec.engines)],
+            list(self.replica_of),
             self.pool_members,
             " / ".join(sorted({describe(rep.perf) for rep in self.replicas})),
             figures,
