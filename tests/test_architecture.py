@@ -116,9 +116,9 @@ def attribute_writes(path: Path) -> list[tuple[int, str]]:
             targets = [node.target]
         for target in targets:
             for t in ast.walk(target):
-                if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store):
-                    if not (isinstance(t.value, ast.Name) and t.value.id == "self"):
-                        out.append((t.lineno, t.attr))
+                own = isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+                if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store) and not own:
+                    out.append((t.lineno, t.attr))
     return out
 
 

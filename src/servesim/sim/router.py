@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from servesim.sim.replica import Replica
     from servesim.sim.request import Request
 
-ROUTERS = Registry("router", "servesim.sim.routers")
+ROUTERS = Registry("router", "servesim.sim.routers", "servesim.routers")
 register = ROUTERS.register
 router_names = ROUTERS.names
 

@@ -22,7 +22,7 @@ from servesim.sim.sequence import Sequence
 from servesim.sim.state import ReplicaState
 
 Plan = list[tuple[Sequence, int]]  # an iteration's prefill chunks: (sequence, tokens)
-SCHEDULERS = Registry("scheduler", "servesim.sim.policies")
+SCHEDULERS = Registry("scheduler", "servesim.sim.policies", "servesim.policies")
 register = SCHEDULERS.register
 scheduler_names = SCHEDULERS.names
 
