@@ -60,13 +60,13 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
 
     cluster.serve(chunks(), collector.collect if collector else None)
     report = cluster.report()
-    reps = cluster.replicas
+    logs = [] if stream else [rep.log() for rep in cluster.replicas]
     return Result(
         sc,
         report,
         requests,
-        [] if stream else [r.meter.log.arrays() for r in reps],
-        [] if stream else [r.meter.iter_end[: r.it] for r in reps],
+        [steps for steps, _ in logs],
+        [ends for _, ends in logs],
         pl.host_w,
         notes=pl.notes + [STREAM_NOTE] * stream + [TENANT_NOTE] * (stream and bool(sc.workload.tenants))
         + report.notes,

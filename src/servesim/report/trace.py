@@ -12,9 +12,9 @@ def chrome_trace(result, path: str | Path) -> Path:
     """One slice per iteration, one track per replica (per pipeline stream of one); args give its requests and
     tokens."""
     events = []
-    for rid, (steps, ends) in enumerate(zip(result.replica_steps, result.iter_ends, strict=True)):
-        name = result.deployment.engine_label(rid)
-        events.append({"name": "process_name", "ph": "M", "pid": rid, "args": {"name": name}})
+    for engine, (steps, ends) in enumerate(zip(result.replica_steps, result.iter_ends, strict=True)):
+        name = result.deployment.engine_label(engine)
+        events.append({"name": "process_name", "ph": "M", "pid": engine, "args": {"name": name}})
         first = 0
         for start, iters, seqs, tokens in zip(
             steps["start"], steps["iters"], steps["seqs"], steps["tokens"], strict=True
@@ -27,7 +27,7 @@ def chrome_trace(result, path: str | Path) -> Path:
                     {
                         "name": name,
                         "ph": "X",
-                        "pid": rid,
+                        "pid": engine,
                         "tid": 0,
                         "ts": round(a * 1e6, 3),
                         "dur": round((b - a) * 1e6, 3),

@@ -42,8 +42,8 @@ class Migrator(Controller):
         pool = cluster.pools[-1]
         move = self.pick(pool.replicas)
         if move:
-            seq, dest, land = move
-            cluster.send(seq, land, pool, dest)
+            seq, dest, at = move
+            cluster.send(seq, at, pool, dest)
 
     def pick(self, replicas: list[Replica]) -> tuple[Sequence, Replica, float] | None:
         """One move, if the imbalance calls for it: (its sequence on the source, destination, landing time)."""

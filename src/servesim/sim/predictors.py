@@ -50,8 +50,8 @@ class PredictorConfig(BaseModel):
         return self
 
 
-def _normal(seed: int, rid: int) -> float:
-    return random.Random(seed * 1_000_003 + rid).gauss(0.0, 1.0)
+def _normal(seed: int, req_id: int) -> float:
+    return random.Random(seed * 1_000_003 + req_id).gauss(0.0, 1.0)
 
 
 class Predictor:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from servesim.perf import Batch, PerfModel
 from servesim.perf.energy import NO_POWER, PowerModel, stretch
 from servesim.sim.hooks import NO_HOOKS, ReplicaHooks
@@ -85,6 +87,10 @@ class Replica:
         s = self.state
         return ReplicaReport(self.gpus, self.power.idle_w, self.usd_per_s, self.meter.busy_s, s.swap_total_s,
                              s.kv.hit_blocks, s.kv.query_blocks)  # fmt: skip
+
+    def log(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Its step log as columns, and every iteration's end time (what a run kept in memory returns)."""
+        return self.meter.log.arrays(), self.meter.iter_end[: self.it]
 
     # ----- the loop -----
     def run(self, requests: list[Request], until: float = math.inf) -> None:

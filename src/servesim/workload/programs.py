@@ -60,25 +60,25 @@ def program_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
     news = np.maximum(sample_lengths(pc.new_input, total, rng), 1).tolist()
     gaps = sample_durations(pc.gap, total, rng).tolist()
     g, groups = share
-    rid, k, chunk = 0, 0, []
+    req_id, k, chunk = 0, 0, []
     for p in range(n):
         m = int(counts[p])
         if p % groups == g:
-            calls = _program(p, float(times[p]), int(firsts[p]), int(stages[p]), width, unit, rid,
+            calls = _program(p, float(times[p]), int(firsts[p]), int(stages[p]), width, unit, req_id,
                              outs[k:k + m], news[k:k + m], gaps[k:k + m])  # fmt: skip
             chunk += calls
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
-        rid += m
+        req_id += m
         k += m
     if chunk:
         yield chunk
 
 
-def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int, rid: int,
+def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int, req_id: int,
              outs: list, news: list, gaps: list) -> list[Request]:  # fmt: skip
-    """One program's calls, ids from `rid`."""
+    """One program's calls, ids from `req_id`."""
     calls: list[Request] = []
     ctx, prev = 0, []  # context tokens before this stage, the calls of the stage before
     main = Stream(pid << 12)
@@ -87,7 +87,7 @@ def _program(pid: int, t: float, first: int, stages: int, width: int, unit: int,
         for j in range(1 if s == 0 else width):
             i = len(calls)
             prompt = first if s == 0 else ctx + news[i]
-            req = Request(rid + i, t, prompt, outs[i])
+            req = Request(req_id + i, t, prompt, outs[i])
             if j:  # shares the stage's common context, then its own tail
                 main.name_branch(req, ctx // unit, Stream((pid << 12) + len(calls)), unit)
             else:  # the main stream: this call's whole context continues the program's
@@ -159,7 +159,7 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
     else:
         starts = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, np.random.default_rng(wl.seed)).tolist()
     g, groups = share
-    rid, chunk = 0, []
+    req_id, chunk = 0, []
     for p, (start, turns) in enumerate(zip(starts, sessions, strict=True)):
         if p % groups == g:
             calls = []
@@ -168,7 +168,7 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
                 recorded = turn["timestamp"]
                 at = start if i == 0 else ((recorded - turns[0]["timestamp"]) / wl.time_scale + start
                                            if wl.arrival == "trace" and recorded is not None else start)  # fmt: skip
-                req = Request(rid + i, at, prompt, out)
+                req = Request(req_id + i, at, prompt, out)
                 if calls:
                     calls[-1].children = (req,)
                     req.parents, req.delay = 1, turn["delay_s"]
@@ -181,6 +181,6 @@ def session_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
-        rid += len(turns)
+        req_id += len(turns)
     if chunk:
         yield chunk
