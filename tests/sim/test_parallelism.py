@@ -44,6 +44,8 @@ def test_a_pipelined_replica_is_reported_as_one_replica_with_its_streams(tmp_pat
     result = simulate(sc)
     s = result.summary()
     assert len(result.replica_steps) == 4  # four engines: two replicas of two streams
+    assert [result.deployment.engine_label(i) for i in range(4)] == ["replica 0 stream 0", "replica 0 stream 1",
+                                                                     "replica 1 stream 0", "replica 1 stream 1"]
     assert [r["replica"] for r in s["replicas"]] == [0, 1]
     for entry in s["replicas"]:
         streams = entry["streams"]

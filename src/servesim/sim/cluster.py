@@ -20,6 +20,7 @@ so the timeline is the same.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -84,14 +85,15 @@ class ClusterReport:
     def replica_count(self) -> int:
         return self.replica_of[-1] + 1 if self.replica_of else 0
 
-    def engines_of(self, replica: int) -> list[int]:
-        return [i for i, r in enumerate(self.replica_of) if r == replica]
+    def engines_of(self, replica: int) -> range:
+        """A replica's engines (its streams are numbered together)."""
+        return range(bisect_left(self.replica_of, replica), bisect_right(self.replica_of, replica))
 
     def engine_label(self, engine: int) -> str:
         """"replica 3", or "replica 3 stream 1" for one of a replica's pipeline streams."""
         r = self.replica_of[engine]
         streams = self.engines_of(r)
-        return f"replica {r}" + (f" stream {streams.index(engine)}" if len(streams) > 1 else "")
+        return f"replica {r}" + (f" stream {engine - streams.start}" if len(streams) > 1 else "")
 
     @property
     def prefix_hit_rate(self) -> float | None:

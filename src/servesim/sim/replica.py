@@ -153,7 +153,7 @@ class Replica:
         else:
             batch = Batch(dec.n, dec.ctx_sum(it), tuple(c for _, c in plan), tuple(q.computed for q, _ in plan))
         comp, mem, other = self.perf.split(batch)
-        dt, watts = self._price(comp, mem, other + s.take_copy_time())
+        dt, watts = self._price(comp, mem, other + s.take_copy_time() if s.swap_s else other)
         t = start + dt
         energy, tokens = watts * dt * self.gpus, dec.n + sum(c for _, c in plan)
         meter.step(it, t, dt, energy, tokens, plan)

@@ -81,7 +81,7 @@ class Scheduler:
         kept = self.state.kept
         if kept.expiry:
             kept.expire(self.state.now)
-        self.reserve_decodes()
+        self.state.reserve_decodes(self.preempt)  # (preempting the policy's victims while they do not fit)
         self.admit_transferred()
         return self.schedule_prefills()
 
@@ -117,15 +117,6 @@ class Scheduler:
         self.state.preempt(victim, self.cfg.preemption_mode)
         self.preempted = True
         return victim
-
-    def reserve_decodes(self) -> None:
-        """Make room for this iteration's decode blocks (preempting while they do not fit), then take them."""
-        s = self.state
-        dec, kv = s.dec, s.kv
-        if s.reserved != s.it:
-            while dec.blocks_needed_at(s.it) > kv.free():
-                self.preempt()  # a decoding victim may have been one of the sequences that needed a block
-        s.reserve_decodes()
 
     def admit_transferred(self) -> None:
         """Start waiting sequences whose KV cache came with them: they decode from this iteration."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right, insort
 from collections import deque
+from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -155,11 +156,15 @@ class ReplicaState:
             self.waiting.push(seq)
 
     # ----- the scheduler's mechanics -----
-    def reserve_decodes(self) -> None:
-        """Take the blocks this iteration's decodes grow into (the scheduler has made room for them)."""
-        if self.reserved != self.it:
-            self.kv.allocate(self.dec.blocks_needed_at(self.it))
-            self.reserved = self.it
+    def reserve_decodes(self, make_room: Callable[[], object]) -> None:
+        """Take the blocks this iteration's decodes grow into, calling `make_room` (the policy's preemption)
+        while they do not fit; once an iteration (the reservation ends with it: nothing to reset)."""
+        it, dec, kv = self.it, self.dec, self.kv
+        if self.reserved != it:
+            while dec.blocks_needed_at(it) > kv.free():
+                make_room()  # a decoding victim may have been one of the sequences that needed a block
+            kv.allocate(dec.blocks_needed_at(it))
+            self.reserved = it
 
     def admit(self, seq: Sequence, budget: int, chunked: bool = True) -> int:
         """Start waiting sequence `seq` with a prefill chunk of up to `budget` tokens, its cached prefix
