@@ -161,9 +161,11 @@ class ReplicaState:
         while they do not fit; once an iteration (the reservation ends with it: nothing to reset)."""
         it, dec, kv = self.it, self.dec, self.kv
         if self.reserved != it:
-            while dec.blocks_needed_at(it) > kv.free():
-                make_room()  # a decoding victim may have been one of the sequences that needed a block
-            kv.allocate(dec.blocks_needed_at(it))
+            need = dec.blocks_needed_at(it)
+            while need > kv.free():
+                make_room()
+                need = dec.blocks_needed_at(it)  # a decoding victim may have been one that needed a block
+            kv.allocate(need)
             self.reserved = it
 
     def admit(self, seq: Sequence, budget: int, chunked: bool = True) -> int:
