@@ -102,24 +102,38 @@ OWNERS = {
                # (partition.py renumbers the replicas a group's records name when it joins the groups)
                {"sim/record.py", "sim/request.py", "sim/state.py", "sim/meter.py", "sim/cluster.py", "partition.py"}),
     "clock": ({"now", "it", "reserved"}, {"sim/state.py"}),
+    "program": ({"left", "service", "last", "waiting", "sampled"}, {"sim/request.py"}),  # (its own methods)
+    "power cap": ({"cap_w"}, {"sim/replica.py"}),  # (controllers call Replica.set_power_cap)
 }  # fmt: skip
 
 
+MUTATORS = {"append", "extend", "insert", "clear", "pop", "popleft", "remove", "update", "add", "discard", "sort",
+            "reverse", "setdefault", "__setstate__", "__setattr__", "__delattr__"}
+
+
 def attribute_writes(path: Path) -> list[tuple[int, str]]:
-    """(line, attribute) of every assignment to an attribute of something other than `self` itself."""
+    """(line, attribute) of every write to an attribute of something other than `self` itself: assigned, deleted,
+    a loop or `with` target, an item of it set, changed in place by a method (`x.segments.append`), or named to
+    setattr/delattr."""
     out = []
+
+    def other(node) -> bool:  # an attribute of something else than the method's own object
+        return isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+
     for node in ast.walk(ast.parse(path.read_text())):
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-            targets = [node.target]
-        for target in targets:
-            for t in ast.walk(target):
-                own = isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
-                if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store) and not own:
-                    out.append((t.lineno, t.attr))
-    return out
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del) and other(node):
+            out.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store | ast.Del) and other(node.value):
+            out.append((node.lineno, node.value.attr))
+        elif isinstance(node, ast.Call):
+            f, args = node.func, node.args
+            named = isinstance(f, ast.Name) and f.id in ("setattr", "delattr") or \
+                isinstance(f, ast.Attribute) and f.attr in ("__setattr__", "__delattr__")  # fmt: skip
+            if named and len(args) >= 2 and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str):
+                out.append((node.lineno, args[1].value))
+            elif isinstance(f, ast.Attribute) and f.attr in MUTATORS and other(f.value):
+                out.append((node.lineno, f.value.attr))
+    return sorted(out)
 
 
 def test_a_requests_state_is_written_only_by_its_owners():
@@ -137,5 +151,9 @@ def test_a_requests_state_is_written_only_by_its_owners():
 
 def test_the_ownership_check_sees_a_breach(tmp_path):
     rogue = tmp_path / "rogue.py"
-    rogue.write_text("def f(seq, s):\n    seq.computed += 1\n    s.now = 2.0\n    a, seq.rec.finish = 1, 3\n")
-    assert attribute_writes(rogue) == [(2, "computed"), (3, "now"), (4, "finish")]
+    rogue.write_text("def f(seq, s, rec):\n    seq.computed += 1\n    s.now = 2.0\n    a, seq.rec.finish = 1, 3\n"
+                     "    setattr(seq, 'generated', 5)\n    rec.segments.append(1)\n    rec.segments[0] = 1\n"
+                     "    del rec.first_token\n    for seq.base in (): pass\n    object.__setattr__(rec, 'finish', 1)\n"
+                     "    self.finish = 1\n")  # fmt: skip
+    assert attribute_writes(rogue) == [(2, "computed"), (3, "now"), (4, "finish"), (5, "generated"), (6, "segments"),
+                                       (7, "segments"), (8, "first_token"), (9, "base"), (10, "finish")]

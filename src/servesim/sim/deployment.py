@@ -65,7 +65,7 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
             f"max_model_len {engine.max_model_len} is longer than {model.name}'s context of {model.max_position} "
             "tokens; lower --max-model-len"
         )
-    memory = plan_memory(model, gpu, engine)
+    memory = plan_memory(model, gpu, engine, layout)
     max_len = engine.max_model_len or model.max_position
     if memory.kv_tokens < max_len:
         per = f" per pipeline stream ({layout.streams} streams)" if layout.streams > 1 else ""

@@ -5,7 +5,7 @@
 hand-off), and where a streamed run collects finished requests. `PolicyHooks` is what a
 scheduling policy attaches to its replica's state when it is made (`ReplicaState.attach`,
 called by `Scheduler.__init__`). Controllers attach nothing: they act through methods
-(`Replica.set_power_cap`, `ReplicaState.migrate_out`).
+(`Replica.set_power_cap`, `Replica.set_sm_share`, `ReplicaState.migrate_out`).
 """
 
 from __future__ import annotations

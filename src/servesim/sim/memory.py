@@ -76,10 +76,11 @@ def activation_reserve_gib(model: ModelSpec, engine: EngineConfig) -> float:
     return (mlp + hidden + logits) / GIB + RUNTIME_GIB
 
 
-def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig) -> MemoryPlan:
-    """Size the KV cache, or say clearly why the model does not fit."""
+def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, layout: Layout | None = None) -> MemoryPlan:
+    """Size the KV cache of the engine's replicas on `layout` (the engine's own by default), or say clearly why
+    the model does not fit."""
     budget = gpu.memory_gib * engine.gpu_memory_utilization
-    layout = Layout.of(engine)
+    layout = layout or Layout.of(engine)
     stage_share = layout.stage_layers(model) * layout.pp / model.layers  # 1 unless stages are uneven
     weights = weight_bytes(model, engine) / layout.gpus * stage_share / GIB
     reserve = activation_reserve_gib(model, engine)

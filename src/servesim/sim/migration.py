@@ -21,6 +21,8 @@ from servesim.sim.sequence import Sequence
 if TYPE_CHECKING:
     from servesim.sim.cluster import Cluster
 
+Move = tuple[Sequence, Replica, float]  # a request's sequence on its source, its destination, when it lands
+
 
 class Migrator(Controller):
     def __init__(self, cfg: MigrationConfig, link: KVTransferConfig, link_bytes_per_token: float):
@@ -40,16 +42,22 @@ class Migrator(Controller):
     def step(self, t: float, cluster: Cluster) -> None:
         """Move one request, if the imbalance calls for it."""
         pool = cluster.pools[-1]
-        move = self.pick(pool.replicas)
+        move = self.pick(pool.replicas, [cluster.replica_of[rep.index] for rep in pool.replicas])
         if move:
             seq, dest, at = move
             cluster.send(seq, at, pool, dest)
 
-    def pick(self, replicas: list[Replica]) -> tuple[Sequence, Replica, float] | None:
-        """One move, if the imbalance calls for it: (its sequence on the source, destination, landing time)."""
+    def pick(self, replicas: list[Replica], replica_of: list[int] | None = None) -> Move | None:
+        """One move, if the imbalance calls for it: (its sequence on the source, destination, landing time).
+        `replica_of` names each engine's replica: a request moves to another replica, never between the
+        pipeline streams of one."""
+        of = replica_of or list(range(len(replicas)))
         loads = [r.state.kv_load() for r in replicas]
         src = max(range(len(replicas)), key=loads.__getitem__)
-        dst = min(range(len(replicas)), key=loads.__getitem__)
+        others = [i for i in range(len(replicas)) if of[i] != of[src]]
+        if not others:
+            return None
+        dst = min(others, key=loads.__getitem__)
         if loads[src] - loads[dst] < self.cfg.threshold:
             return None
         source, dest = replicas[src].state, replicas[dst].state

@@ -4,7 +4,8 @@
 the engine settings and policy, the memory plan and KV geometry, the performance model's
 kind, power cap and price, and how the pool hands requests on. `make_replica` builds a
 replica from that description and nothing else, so a deployment of pools of different
-GPUs is a loop over it (`Cluster`).
+GPUs is a loop over it (`Cluster`). A `PoolSpec` is what `plan` checked: a copy with another
+GPU or layout must be planned again (its memory plan and KV geometry follow from them).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ the controller reads cluster power (GPUs and hosts) over the last interval. Afte
 has stayed above `high` x budget for `reaction_s`, it caps the GPUs of as many more
 replicas as the overshoot needs (estimated from their mean draw) at `throttle_cap_w`,
 lowest priority first (the highest-numbered replica); below `low` x budget it lifts the
-most recent cap. It records how often and how long caps applied.
+most recent cap. It records how often and how long caps applied. A replica is capped
+whole: with pipeline parallelism its micro-batch streams share its GPUs, and all take the cap.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class PowerController(Controller):
     def __init__(self, cfg: PowerConfig, host_w: float, static_cap_w: float | None = None):
         self.cfg, self.host_w, self.static_cap = cfg, host_w, static_cap_w
-        self.capped: list[Replica] = []
+        self.capped: list[list[Replica]] = []  # replicas capped (each its engines: with PP, its streams)
         self.last_t = self.last_j = 0.0
         self.high_since: float | None = None
         self.actions = 0
@@ -47,6 +48,9 @@ class PowerController(Controller):
         replicas = cluster.replicas
         if t <= self.last_t:
             return
+        groups: list[list[Replica]] = [[] for _ in range(cluster.replica_of[-1] + 1)]
+        for rep, r in zip(replicas, cluster.replica_of, strict=True):
+            groups[r].append(rep)
         energy = self._energy(replicas, t)
         watts = (energy - self.last_j) / (t - self.last_t)
         self.capped_replica_s += len(self.capped) * (t - self.last_t)
@@ -55,21 +59,23 @@ class PowerController(Controller):
         budget = self.cfg.budget_w
         if watts > self.cfg.high * budget:
             self.high_since = t if self.high_since is None else self.high_since
-            uncapped = [r for r in replicas if r not in self.capped]
+            uncapped = [g for g in groups if g not in self.capped]
             if t - self.high_since >= self.cfg.reaction_s and uncapped:
                 cap = min(self.cfg.throttle_cap_w, self.static_cap or float("inf"))
                 gpu_w = (watts - self.host_w) / sum(r.gpus for r in replicas)
-                saving = max(gpu_w - cap, 0.05 * gpu_w) * uncapped[-1].gpus  # per replica capped
+                saving = max(gpu_w - cap, 0.05 * gpu_w) * sum(r.gpus for r in uncapped[-1])  # per replica capped
                 count = min(len(uncapped), max(1, math.ceil((watts - self.cfg.high * budget) / saving)))
                 for target in uncapped[-count:]:
-                    target.set_power_cap(cap)
+                    for rep in target:
+                        rep.set_power_cap(cap)
                     self.capped.append(target)
                 self.actions += 1
                 self.high_since = t  # wait a reaction time before capping more
         else:
             self.high_since = None
             if watts < self.cfg.low * budget and self.capped:
-                self.capped.pop().set_power_cap(self.static_cap)
+                for rep in self.capped.pop():
+                    rep.set_power_cap(self.static_cap)
 
     def report(self, end: float) -> dict:
         return {"power_control": {

@@ -54,6 +54,7 @@ class Replica:
         self.engine = engine
         self.perf = perf
         self.power, self.gpus = power, gpus  # each GPU of the replica draws `power`
+        self.price_per_hour = price_per_hour  # per GPU
         self.usd_per_s = price_per_hour * gpus / 3600
         self.cap_w = cap_w  # per-GPU power cap in force
         self.meter = Meter(self.usd_per_s)
@@ -82,6 +83,13 @@ class Replica:
     def set_power_cap(self, watts: float | None) -> None:
         """Cap each GPU's power from the next iteration on (None: uncapped); a controller's lever."""
         self.cap_w = watts
+
+    def set_sm_share(self, share: float) -> None:
+        """A semi-PD worker's share of its GPUs' SMs from the next iteration on (semi-PD's controller); the
+        worker draws and pays the same share of its GPUs' power and cost."""
+        self.gpus *= share / self.perf.share
+        self.perf.share = share
+        self.usd_per_s = self.meter.usd_per_s = self.price_per_hour * self.gpus / 3600
 
     def report(self) -> ReplicaReport:
         s = self.state

@@ -73,7 +73,8 @@ class SemiPDController(Controller):
             elif rd > 1.0 and rd > rp:
                 share = max(LOW, share - self.cfg.step)
             if share != p.perf.share:
-                p.perf.share, d.perf.share = share, 1.0 - share
+                p.set_sm_share(share)
+                d.set_sm_share(1.0 - share)
                 self.moves += 1
         self.shares.append((t, sum(p.perf.share for p, _ in pairs) / len(pairs)))
 
