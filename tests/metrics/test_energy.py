@@ -89,3 +89,20 @@ def test_power_budget_controller():
     assert roomy["power_control"]["cap_actions"] == 0
     assert roomy["tpot_ms"]["p99"] == pytest.approx(free["tpot_ms"]["p99"])
     assert np.isclose(roomy["energy"]["total_j"], free["energy"]["total_j"])
+
+
+def test_the_power_controller_caps_a_pipelined_replica_whole(monkeypatch):
+    """A replica's micro-batch streams share its GPUs: the controller caps them together and counts replicas."""
+    from servesim.sim.replica import Replica
+
+    caps: list[tuple[int, float | None]] = []
+    original = Replica.set_power_cap
+    monkeypatch.setattr(Replica, "set_power_cap", lambda self, w: (caps.append((self.index, w)), original(self, w)))
+    sc = Scenario(engine=EngineConfig(pp=2), replicas=2, router="least_tokens", power=PowerConfig(budget_w=2000),
+                  workload=WorkloadConfig(num_requests=600, rate=40, seed=1))  # fmt: skip
+    s = simulate(sc).summary()
+    pc = s["power_control"]
+    assert pc["cap_actions"] > 0
+    assert pc["capped_replica_s"] <= 2 * s["duration_s"]  # two replicas (four engines) can be capped that long
+    by_call = [caps[i : i + 2] for i in range(0, len(caps), 2)]
+    assert all(a[1] == b[1] and (a[0], b[0]) in ((0, 1), (2, 3)) for a, b in by_call)  # a replica's two streams

@@ -74,3 +74,17 @@ def test_bad_mechanism_settings_are_one_line_errors():
     with pytest.raises(ServesimError, match="unknown model"):
         simulate(Scenario(engine=EngineConfig(speculative=SpeculativeConfig(method="draft_model",
                                                                             draft_model="nope"))))  # fmt: skip
+
+
+def test_a_semi_pd_workers_power_and_cost_follow_its_sm_share():
+    from servesim.sim.deployment import build, plan
+
+    cluster = build(plan(Scenario(semi_pd=SemiPDConfig(enabled=True, prefill_sm=0.5), workload=_wl())))
+    p, d = cluster.pools[0].replicas[0], cluster.pools[1].replicas[0]
+    assert p.gpus == d.gpus == 0.5
+    p.set_sm_share(0.7)
+    d.set_sm_share(0.3)
+    assert (p.perf.share, d.perf.share) == (0.7, 0.3)
+    assert p.gpus == pytest.approx(0.7) and p.gpus + d.gpus == pytest.approx(1.0)  # the pair pays for one GPU
+    assert p.usd_per_s + d.usd_per_s == pytest.approx(p.price_per_hour / 3600)
+    assert p.meter.usd_per_s == p.usd_per_s

@@ -70,3 +70,17 @@ def test_fast_forward_equals_stepping_when_requests_land_mid_run(monkeypatch):
     finish = lambda res: [q.record.finish for q in res.raw_requests]  # noqa: E731
     assert finish(fast) == pytest.approx(finish(step), rel=1e-9)
     assert [q.record.segments for q in fast.raw_requests] == [q.record.segments for q in step.raw_requests]
+
+
+def test_migration_moves_between_replicas_never_between_one_replicas_streams():
+    wl = BURSTY.model_copy(update={"num_requests": 400})
+    one = Scenario(model="llama-3.1-70b", engine=EngineConfig(tp=2, pp=2, max_model_len=20000), workload=wl,
+                   migration=MigrationConfig(enabled=True, threshold=0.05))  # fmt: skip
+    assert simulate(one).summary()["migrations"] == 0  # one replica: its two streams are not two replicas
+    two = simulate(one.model_copy(update={"replicas": 2, "router": "round_robin"}))
+    moved = [q for q in two.raw_requests if q.record.migrations]
+    assert moved
+    replica_of = two.deployment.replica_of
+    for q in moved:  # each move crossed replicas
+        places = [replica_of[i] for i, _, _ in q.record.segments]
+        assert any(a != b for a, b in zip(places, places[1:], strict=False))
