@@ -404,6 +404,8 @@ def step(
     console.print(breakdown_table(doc["ops"], doc["seconds"], title))
     console.print(f"energy: {doc['joules']:.3f} J ({doc['watts_per_gpu']:.0f} W per GPU x {tp} GPU, "
                   f"{doc['power_source']} power)")  # fmt: skip
+    for text in doc["notes"]:
+        err.print(f"note: {text}", highlight=False)
 
 
 @app.command()
@@ -468,7 +470,8 @@ def profile(
     gpu: Annotated[str, Opt(help="catalog name the profile is for, e.g. h200")],
     out: Annotated[Path, Opt(help="folder to write the profile into")],
     quick: Annotated[bool, Opt(help="a small grid, for trying the profiler out")] = False,
-    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives,fp8")] = (
+    sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives,fp8,"
+                                      "moe,long_prefill")] = (
         "gemm,attention,elementwise,calibration,power,collectives"
     ),
 ):

@@ -275,3 +275,38 @@ def test_measured_all_reduce_replaces_the_link_model(copy_profile):
     shipped = ProfiledModel(m, H200, load_profile(find_profile("h200")), Layout(2))  # the H200's measured table
     assert shipped._allreduce(2**20) != RooflineModel._allreduce(shipped, 2**20)
     assert 5e-6 < shipped._allreduce(2**10) < 2e-5  # a small all-reduce over NVLink: ~9 us, measured
+
+
+def _moe_table(path: Path, rows: list[tuple]) -> None:
+    path.write_text("op,hidden,width,experts,tokens,seconds\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+def test_moe_layers_are_priced_from_their_grouped_kernel_tables(copy_profile):
+    """Measured grouped kernels where the profile has the layer's split, the fitted roofline (with a note) where
+    not; routing from its own rows."""
+    m = get_model("qwen3-30b-a3b")  # 128 experts of 768, top 8, hidden 2048
+    copies = [1, 64, 512, 4096, 65536]
+    _moe_table(copy_profile / "moe.csv", [("experts", 2048, 768, 128, c, 1e-4 + c * 1e-8) for c in copies]
+               + [("route", 0, 8, 128, t, 5e-6 + t * 1e-9) for t in (1, 1024, 16384)])  # fmt: skip
+    prof = load_profile(copy_profile)
+    tp1 = ProfiledModel(m, H200, prof)
+    moe = lambda p, b: {o.name: o for o in p.breakdown(b)}["moe"]  # noqa: E731
+    b = Batch.decode(64, 1024)  # 512 routed copies per layer
+    router = tp1._gemm(np.array([64.0]), 128, 2048, wide=True)[0][0]
+    want = m.moe_layers * (1e-4 + 512e-8 + 5e-6 + 64e-9) + m.moe_layers * router
+    assert moe(tp1, b).seconds == pytest.approx(want, rel=1e-9)
+    assert not tp1.outside
+    tp2 = ProfiledModel(m, H200, prof, Layout(2))  # 384 wide on each GPU: not in the table
+    assert moe(tp2, b).seconds > 0 and any("128 experts 384 wide" in n for n in tp2.outside)
+
+
+def test_long_prefill_past_the_grid_scales_with_its_flops(profile, llama):
+    top = profile.prefill_max[(32, 8, 128)]
+    one = llama._prefill_one(llama.prefill_grid, top, 0)
+    assert llama._prefill_one(llama.prefill_grid, 2 * top, 0) == pytest.approx(
+        one * (2 * top * (2 * top + 1)) / (top * (top + 1)), rel=1e-12)  # about 4x: quadratic, not linear
+    assert llama._prefill_one(llama.prefill_grid, 2 * top, top) > llama._prefill_one(llama.prefill_grid, 2 * top, 0)
+    assert any("extrapolated" in n for n in llama.outside)
+    fresh = ProfiledModel(get_model("llama-3.1-8b"), H200, profile)
+    fresh.iteration_time(Batch.prefill(top))
+    assert not fresh.outside  # within the grid: nothing to say

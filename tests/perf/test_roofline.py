@@ -114,3 +114,20 @@ def test_monotone(n, ctx, chunk, prior, extra):
     assert m.iteration_time(Batch.prefill(chunk + extra, prior)) >= p
     assert m.iteration_time(Batch.prefill(chunk, prior + extra)) >= p
     assert m.iteration_time(Batch.prefill(chunk, prior) + Batch.decode(n, ctx)) >= max(p, t)
+
+
+def test_moe_is_one_grouped_kernel_reading_each_hit_expert_once():
+    """As engines run MoE (fused_moe, grouped GEMM): a decode step reads the weights of the experts its tokens hit
+    once; a long prefill is bound by the experts' FLOPs; not one GEMM per expert."""
+    spec, q = get_model("qwen3-30b-a3b"), model("qwen3-30b-a3b")
+    moe = lambda m, b: {o.name: o for o in m.breakdown(b)}["moe"]  # noqa: E731
+    hit = 128 * (1 - (1 - 1 / 128) ** (64 * 8))  # distinct experts 64 tokens x top 8 reach, uniform routing
+    weights = hit * spec.expert_params() * 2 * spec.moe_layers
+    step = moe(q, Batch.decode(64, 1024))
+    floor = weights / (H100.mem_bw_gbs * 1e9 * q.p.mem_efficiency)
+    assert floor < step.seconds < 1.3 * floor  # memory-bound on the hit experts' weights
+    mix, m8 = model("mixtral-8x7b"), get_model("mixtral-8x7b")
+    pre = moe(mix, Batch.prefill(4096))
+    flops = 2 * 4096 * m8.top_k * m8.expert_params() * m8.moe_layers
+    assert pre.flops >= flops and pre.seconds >= flops / (H100.peak_flops("bf16") * mix.p.gemm_efficiency)
+    assert moe(mix, Batch.prefill(8192)).seconds == pytest.approx(2 * pre.seconds, rel=0.1)  # linear once bound

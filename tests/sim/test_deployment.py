@@ -137,3 +137,16 @@ def test_accepted_layouts_complete_and_search_agrees(lay):
     assert s["completed"] + s["failed"] == 12
     rejected = result.requests.input_len + result.requests.output_len > (lay["max_len"] or 10**9)
     assert s["failed"] == int(rejected.sum())  # only requests longer than max_model_len fail
+
+
+def test_what_is_priced_past_the_measurements_is_said_in_the_runs_notes():
+    wl = WorkloadConfig(num_requests=20, rate=5.0)
+    tp2 = simulate(Scenario(model="llama-3.1-70b", gpu="h100", engine=EngineConfig(tp=2, max_model_len=8192),
+                            workload=wl)).summary()  # fmt: skip
+    assert any("TP2 all-reduces priced by the link model" in n for n in tp2["notes"])  # the H100 has no table
+    long = simulate(Scenario(gpu="h200", engine=EngineConfig(max_num_batched_tokens=40000, max_model_len=60000),
+                             workload=WorkloadConfig(num_requests=2, rate=1.0, input=LengthDist(
+                                 dist="fixed", mean=40000, max=40000)))).summary()  # fmt: skip
+    assert any("prefill attention of chunks longer than" in n for n in long["notes"])
+    plain = simulate(Scenario(gpu="h200", workload=wl)).summary()
+    assert not any("priced by" in n or "extrapolated" in n for n in plain.get("notes", []))

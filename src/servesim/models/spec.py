@@ -12,7 +12,7 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 
 # model_type values whose layers we know how to describe
 DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
-MOE_TYPES = {"mixtral", "qwen2_moe", "qwen3_moe"}
+MOE_TYPES = {"mixtral", "qwen2_moe", "qwen3_moe", "llama4_text"}
 MLA_TYPES = {"deepseek_v2", "deepseek_v3"}
 SUPPORTED_TYPES = DENSE_TYPES | MOE_TYPES | MLA_TYPES
 
@@ -159,6 +159,8 @@ def from_hf_config(cfg: dict, name: str = "custom", origin: str = "config") -> M
     """Build a ModelSpec from a parsed Hugging Face config.json."""
     if not isinstance(cfg, dict):
         raise ServesimError(f"{origin}: config.json must hold an object of settings, not a {type(cfg).__name__}")
+    if cfg.get("model_type") == "llama4" and isinstance(cfg.get("text_config"), dict):  # the multimodal wrapper
+        cfg = cfg["text_config"]
     mtype = cfg.get("model_type", "")
     if mtype not in SUPPORTED_TYPES:
         raise ServesimError(
@@ -183,7 +185,7 @@ def from_hf_config(cfg: dict, name: str = "custom", origin: str = "config") -> M
         max_position=_int(cfg, "max_position_embeddings", origin, 4096),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         qkv_bias=bool(cfg.get("attention_bias", mtype in ("qwen2", "qwen2_moe"))),
-        qk_norm=mtype in ("qwen3", "qwen3_moe"),
+        qk_norm=mtype in ("qwen3", "qwen3_moe") or bool(cfg.get("use_qk_norm", False)),
     )
     if mtype == "mixtral":
         common.update(
@@ -199,6 +201,16 @@ def from_hf_config(cfg: dict, name: str = "custom", origin: str = "config") -> M
             top_k=_int(cfg, "num_experts_per_tok", origin),
             moe_intermediate=_int(cfg, "moe_intermediate_size", origin),
             shared_intermediate=_int(cfg, "shared_expert_intermediate_size", origin, 0, least=0),
+        )
+    elif mtype == "llama4_text":
+        if cfg.get("interleave_moe_layer_step", 1) != 1:
+            raise ServesimError(f"{origin}: interleaved dense/MoE layers are not supported")
+        common.update(  # every layer MoE with one shared expert as wide as a routed one; intermediate_size_mlp is
+            num_experts=_int(cfg, "num_local_experts", origin),  # the width of dense layers, which Scout has none of
+            top_k=_int(cfg, "num_experts_per_tok", origin),
+            moe_intermediate=common["intermediate"],
+            shared_intermediate=common["intermediate"],
+            intermediate=_int(cfg, "intermediate_size_mlp", origin, common["intermediate"]),
         )
     elif mtype in MLA_TYPES:
         n_routed = _int(cfg, "n_routed_experts", origin, 0, least=0)

@@ -35,11 +35,14 @@ TABLES = {
     "attention_decode.csv": ["hq", "hkv", "d", "batch", "ctx", "seconds"],
     "elementwise.csv": ["op", "tokens", "width", "bytes", "seconds"],
 }
+MOE_COLUMNS = ["op", "hidden", "width", "experts", "tokens", "seconds"]
 OPTIONAL = {
     "power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"],
     "gemm_fp8.csv": TABLES["gemm.csv"], "attention_decode_fp8.csv": TABLES["attention_decode.csv"],
     "elementwise_fp8.csv": TABLES["elementwise.csv"], "collectives.csv": ["op", "world", "bytes", "seconds"],
     "sm_share.csv": ["sms", "op", "seconds"],
+    "moe.csv": MOE_COLUMNS, "moe_fp8.csv": MOE_COLUMNS,
+    "attention_prefill_long.csv": TABLES["attention_prefill.csv"],
 }  # fmt: skip
 # bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
 EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,
@@ -145,6 +148,10 @@ class Profile:
     gemm_fp8: dict[tuple[int, int], Curve]  # empty where the profile has no fp8 section
     decode_fp8: dict[tuple[int, int, int], Grid2D]  # decode attention over an fp8 KV cache
     collectives: dict[tuple[str, int], Curve]  # (op, GPUs) -> seconds over bytes, CUDA-graph timed
+    # MoE layers as grouped kernels: ("experts", hidden, width, local experts) -> seconds over routed copies, and
+    # ("route", 0, top_k, experts) -> seconds over tokens (bf16 in `moe`, fp8 experts in `moe_fp8`)
+    moe: dict[tuple[str, int, int, int], Curve]
+    moe_fp8: dict[tuple[str, int, int, int], Curve]
     elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
     power: dict[str, float]
     calibration: dict[str, float]
@@ -163,6 +170,11 @@ class Profile:
 
     def elementwise_time(self, op: str, tokens, width: int):
         return self.elementwise[op](width, tokens)
+
+    @property
+    def prefill_max(self) -> dict[tuple[int, int, int], int]:
+        """The longest measured prefill chunk per head layout."""
+        return {heads: int(grid.keys[-1]) for heads, grid in self.prefill.items()}
 
 
 def _read_table(path: Path, columns: list[str], text_columns: tuple[str, ...] = ("op", "state", "name")) -> Records:
@@ -243,7 +255,11 @@ def load_profile(path: str | Path) -> Profile:
         if (p / name).is_file():
             raw[name] = _read_table(p / name, cols)
     gemm, gemm_fp8 = _gemms(raw["gemm.csv"]), _gemms(raw.get("gemm_fp8.csv"))
-    prefill = _attention(raw["attention_prefill.csv"], "q_len")
+    pre = raw["attention_prefill.csv"]
+    if "attention_prefill_long.csv" in raw:  # prompts past the main grid, measured on their own
+        long = raw["attention_prefill_long.csv"]
+        pre = Records({c: np.concatenate([pre[c], long[c]]) for c in TABLES["attention_prefill.csv"]})
+    prefill = _attention(pre, "q_len")
     decode = _attention(raw["attention_decode.csv"], "batch")
     decode_fp8 = _attention(raw.get("attention_decode_fp8.csv"), "batch")
     ew = raw["elementwise.csv"]
@@ -269,8 +285,8 @@ def load_profile(path: str | Path) -> Profile:
         for (op, world), idx in _groups(c, ["op", "world"]):
             idx = idx[np.argsort(c.bytes[idx], kind="stable")]
             collectives[(str(op), int(world))] = Curve(c.bytes[idx], np.maximum.accumulate(c.seconds[idx]))
-    return Profile(p, meta, gemm, prefill, decode, gemm_fp8, decode_fp8, collectives, elementwise, power,
-                   calibration, raw, digest.hexdigest())  # fmt: skip
+    return Profile(p, meta, gemm, prefill, decode, gemm_fp8, decode_fp8, collectives, _moe(raw.get("moe.csv")),
+                   _moe(raw.get("moe_fp8.csv")), elementwise, power, calibration, raw, digest.hexdigest())  # fmt: skip
 
 
 SPIKE = 1.25  # a GEMM point this much slower than the next larger M is a one-M kernel choice (_gemms)
@@ -288,6 +304,15 @@ def _gemms(g: Records | None) -> dict[tuple[int, int], Curve]:
         keep = np.append(t[:-1] <= SPIKE * t[1:], True)
         gemm[(int(n), int(k))] = Curve(m[keep], np.maximum.accumulate(t[keep]))
     return gemm
+
+
+def _moe(t: Records | None) -> dict[tuple[str, int, int, int], Curve]:
+    """A curve over tokens (routed copies, for `experts`) per MoE kernel and shape, never falling."""
+    out = {}
+    for (op, h, w, e), idx in _groups(t, ["op", "hidden", "width", "experts"]) if t is not None else ():
+        idx = idx[np.argsort(t.tokens[idx], kind="stable")]
+        out[(str(op), int(h), int(w), int(e))] = Curve(t.tokens[idx], np.maximum.accumulate(t.seconds[idx]))
+    return out
 
 
 def _attention(t: Records | None, rows: str) -> dict[tuple[int, int, int], Grid2D]:

@@ -97,6 +97,13 @@ class ProfiledModel(RooflineModel):
             (f"{self.quant.label if self.quant else ''} GEMMs", self.quant is not None)) if missing]  # fmt: skip
         self._decode_extra: dict[int, float] = {}
         self._by_tokens: dict[tuple[str, int], float] = {}  # elementwise kernels of mixed iterations, by token count
+        # the MoE layers' grouped kernels and routing, where measured (fp8 experts: their own table)
+        self.moe_tables = (profile.moe_fp8 if self.fp8_gemm else profile.moe) if acts and self.quant is None else {}
+        self.outside: list[str] = []  # what it prices past its measurements, for the run's notes (once each)
+
+    def _note(self, text: str) -> None:
+        if text not in self.outside:
+            self.outside.append(text)
 
     def _gemm(self, rows, n: int, k: int, count=1.0, wide: bool = False):
         t, f, b = super()._gemm(rows, n, k, count, wide)
@@ -109,7 +116,32 @@ class ProfiledModel(RooflineModel):
         """Measured (CUDA-graph timed) for this TP size inside a node where the profile has it; the link model
         otherwise. Past the largest measured size it extrapolates at the measured bandwidth."""
         curve = self.profile.collectives.get(("all_reduce", self.tp)) if self.link_bw == self.nvlink_bw else None
-        return super()._allreduce(nbytes) if curve is None else curve(nbytes)
+        if curve is None:
+            self._note(f"TP{self.tp} all-reduces priced by the link model: the {self.gpu.name} profile has no "
+                       f"measurement of them")  # fmt: skip
+            return super()._allreduce(nbytes)
+        return curve(nbytes)
+
+    def _moe_parts(self, T):
+        if self.ep > 1:
+            self._note(f"EP{self.ep} all-to-all dispatch and combine priced by the link model (not measured)")
+        return super()._moe_parts(T)
+
+    def _route(self, T):
+        t, f, b = super()._route(T)
+        curve = self.profile.moe.get(("route", 0, self.model.top_k, self.model.num_experts)) if self.gemms else None
+        return (t if curve is None else curve(T)), f, b
+
+    def _experts(self, copies, width: int, local: int):
+        """Measured grouped kernels where the profile has this split of the layer; the fitted roofline otherwise."""
+        t, f, b = super()._experts(copies, width, local)
+        curve = self.moe_tables.get(("experts", self.model.hidden, width, local))
+        if curve is None:
+            kind = "fp8 " if self.fp8_gemm else ""
+            self._note(f"{kind}MoE layers of {local} experts {width} wide (hidden {self.model.hidden}) priced by the "
+                       f"roofline fitted to the {self.gpu.name} profile: not measured")  # fmt: skip
+            return t, f, b
+        return curve(np.maximum(copies, 1.0)), f, b
 
     def _embedding(self, T, nbytes):
         return self.profile.elementwise_time("embedding", T, self.model.hidden)
@@ -146,6 +178,17 @@ class ProfiledModel(RooflineModel):
         return 2 * self.model.layers * self.profile.elementwise_time(op + self.kv_suffix, tokens,
                                                                      self.hkv * self.model.head_dim)  # fmt: skip
 
+    def _prefill_one(self, grid, n: int, c: int) -> float:
+        """One chunk's attention in one layer: measured, or past the longest measured chunk, scaled from it by the
+        FLOPs (quadratic in the chunk, linear in the context before it)."""
+        top = grid.keys[-1]
+        if n <= top:
+            return float(grid(n, c))
+        self._note(f"prefill attention of chunks longer than {int(top):,} tokens extrapolated from the measured "
+                   f"{int(top):,}-token chunk by its FLOPs (quadratic in the chunk, linear in the cached context)")
+        c0 = min(c, grid.rows[top].xs[-1])
+        return float(grid(top, c0)) * _pairs(n, c) / _pairs(top, c0)
+
     def _decode_attention(self, n: int, ctx_sum, q: int = 1):
         grid = self.decode_grid
         if grid is None:
@@ -171,11 +214,17 @@ class ProfiledModel(RooflineModel):
         grid = self.prefill_grid
         if grid is None:
             return super()._prefill_seconds(b)
-        t = self.model.layers * sum(float(grid(n, c)) for n, c in zip(b.prefill_lens, b.prefill_ctx, strict=True))
+        t = self.model.layers * sum(self._prefill_one(grid, n, c) for n, c in zip(b.prefill_lens, b.prefill_ctx,
+                                                                                   strict=True))  # fmt: skip
         if self.kv_suffix:  # an fp8 cache is widened to bf16 before the bf16 prefill kernel reads it
             t += sum(float(self._kv_write("dequant_kv", n + c)) for n, c in zip(b.prefill_lens, b.prefill_ctx,
                                                                                 strict=True))  # fmt: skip
         return t + self._per_tokens("write_kv", b.num_prefill_tokens)
+
+
+def _pairs(n: float, c: float) -> float:
+    """Query-key pairs of causal attention for n new tokens after c cached ones: its FLOPs over a constant."""
+    return n * c + n * (n + 1) / 2
 
 
 def load_profile_for(gpu: str, profile_dir: str | Path | None = None) -> Profile | None:

@@ -174,34 +174,63 @@ class RooflineModel(PerfModel):
         nbytes = T * elems * self.ab * m.layers
         return self._stream(nbytes, 4 * m.layers), nbytes
 
-    def _moe_parts(self, T: np.ndarray) -> list:
-        m, L = self.model, self.model.moe_layers
-        E, k = m.num_experts, m.top_k
-        T = np.maximum(T, 1.0)
+    def _moe_split(self, T):
+        """(routed copies the busiest GPU's experts take, the expert width on each GPU, its local experts) of an
+        iteration of T tokens: experts split over the tp GPUs, or (EP) spread whole over ep groups of tp/ep GPUs,
+        the busiest group taking expert_skew x the mean load."""
+        m = self.model
         if self.ep > 1:
-            # experts spread whole over ep groups of tp/ep GPUs, each expert split over its group's GPUs;
-            # the busiest group (expert_skew x the mean load) sets the pace
-            inter, local = m.moe_intermediate // (self.tp // self.ep), E / self.ep
-            assigned = T * k / self.ep * self.expert_skew
-            active = local * (1.0 - (1.0 - 1.0 / local) ** assigned)
-        else:  # every expert split over the tp GPUs
-            inter, assigned = m.moe_intermediate // self.tp, T * k
-            # expected number of distinct experts hit by T tokens under uniform routing
-            active = E * (1.0 - (1.0 - k / E) ** T)
-        rows = assigned / active  # tokens per active expert
+            return T * m.top_k / self.ep * self.expert_skew, m.moe_intermediate // (self.tp // self.ep), \
+                m.num_experts // self.ep  # fmt: skip
+        return T * m.top_k, m.moe_intermediate // self.tp, m.num_experts
+
+    def _moe_parts(self, T: np.ndarray) -> list:
+        """(seconds, flops, bytes) parts of every MoE layer: the router's GEMM, routing, the routed experts as one
+        grouped kernel per projection (`_experts`), all-to-all dispatch and combine under EP, shared experts."""
+        m, L = self.model, self.model.moe_layers
+        T = np.maximum(T, 1.0)
+        copies, width, local = self._moe_split(T)
         parts = [
-            self._gemm(T, E, m.hidden, L, wide=True),  # router
-            self._gemm(rows, 2 * inter, m.hidden, active * L),
-            self._gemm(rows, m.hidden, inter, active * L),
+            self._gemm(T, m.num_experts, m.hidden, L, wide=True),  # router
+            tuple(x * L for x in self._route(T)),
+            tuple(x * L for x in self._experts(copies, width, local)),
         ]
         if self.ep > 1:  # all-to-all dispatch and combine of each GPU's tokens to the experts' GPUs
-            nbytes = T / self.ep * k * m.hidden * self.ab * (self.ep - 1) / self.ep
+            nbytes = T / self.ep * m.top_k * m.hidden * self.ab * (self.ep - 1) / self.ep
             t = 2 * L * (nbytes / self.link_bw + self.p.collective_base_s)
             parts.append((t, 0 * T, 2 * L * nbytes))
         if m.shared_intermediate:
             si = m.shared_intermediate // self.tp
             parts += [self._gemm(T, 2 * si, m.hidden, L), self._gemm(T, m.hidden, si, L)]
         return parts
+
+    def _route(self, T):
+        """(seconds, flops, bytes) of one layer's routing: softmax over the router's logits, the top k, their
+        renormalisation (three small kernels)."""
+        nbytes = T * self.model.num_experts * 4 * 3  # fp32 probabilities written and read
+        return self._stream(nbytes, 3), 0 * T, nbytes
+
+    MOE_KERNELS = 8  # sort, count, gather, two grouped GEMMs, SiLU x up, weighting, combine
+
+    def _experts(self, copies, width: int, local: int):
+        """(seconds, flops, bytes) of one layer's routed experts as engines run them (vLLM's fused_moe, CUTLASS
+        grouped GEMM): `copies` routed token copies over `local` experts of `width` on this GPU, one grouped GEMM
+        per projection; the weights of every expert hit are read once, and a GEMM's efficiency follows the rows
+        each expert gets."""
+        p, h = self.p, self.model.hidden
+        copies = np.maximum(copies, 1.0)
+        active = local * (1.0 - (1.0 - 1.0 / local) ** copies)  # distinct experts hit under uniform routing
+        rows = copies / active
+        flops = 2.0 * copies * 3 * h * width
+        if self.quant is None:
+            wbytes, peak = active * 3 * h * width * self.wb, self.peak * p.gemm_efficiency * rows / (rows +
+                                                                                                 p.gemm_half_rows)
+        else:  # weight-only quantised experts: fewer bytes, multiplied less efficiently (quant.py)
+            wbytes = active * 3 * h * width * self.quant.bytes_per_weight
+            peak = self.peak_wide * p.gemm_efficiency * rows / (rows + p.gemm_half_rows) * COMPUTE_SHARE
+        act = copies * (6 * h + 6 * width) * self.ab  # gather, the projections' inputs and outputs, the combine
+        t = np.maximum(flops / peak, act / self.bw + wbytes / (self.bw * (BANDWIDTH_SHARE if self.quant else 1.0)))
+        return t + self.MOE_KERNELS * p.kernel_overhead_s, flops, wbytes + act
 
     def _seq_ops(self, S: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]]:
         """LM head and sampler (one row per sequence) and CPU overhead, arrays over S."""

@@ -80,6 +80,7 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
         "watts_per_gpu": watts,
         "power_source": power.source,
         "breakdown": {op.name: op.seconds for op in ops},
+        "notes": list(getattr(perf, "outside", ())),  # what it priced past its measurements
         "ops": [{"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
                 for o in ops],  # fmt: skip
     }

@@ -1,4 +1,4 @@
-"""A dense decoder with random weights, built from `kernels`, for validating predictions.
+"""A decoder with random weights, built from `kernels`, for validating predictions.
 
 Performance does not depend on weight values, so weights are random (bf16, or fp8 for the
 layers' linear projections with `dtype="fp8"`, embedding and LM head staying bf16 as in vLLM's
@@ -8,7 +8,10 @@ C_d cached tokens plus its new one), whole model: embedding, layers, final norm,
 LM head on the last token of each sequence. With `tp` > 1 it is one rank's shard of a
 tensor-parallel model, as vLLM splits it: its share of the attention heads (key/value heads
 replicated where there are fewer than ranks), of the MLP and of the vocabulary, and an
-all-reduce over NCCL after each layer's attention output and MLP projections.
+all-reduce over NCCL after each layer's attention output and MLP projections. A mixture-of-experts
+model's MoE layers run as serving engines run them (`kernels.moe_experts`: one grouped GEMM per
+projection over every routed token, each expert split over the ranks), with its shared expert and
+leading dense layers; query and key heads are RMS-normalised where the model does (Qwen3).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ DT = torch.bfloat16
 class Decoder:
     def __init__(self, spec: ModelSpec, device: str = "cuda", dtype: str = "bf16", kv_dtype: str = "bf16",
                  tp: int = 1):  # fmt: skip
-        if spec.is_moe or spec.is_mla:
-            raise ValueError(f"validation supports dense models only, not {spec.name}")
+        if spec.is_mla:
+            raise ValueError(f"validation does not run MLA attention yet ({spec.name})")
         self.spec, self.dev, self.tp = spec, device, tp
         h, hd = spec.hidden, spec.head_dim
         self.hq, self.hkv = spec.heads // tp, max(1, spec.kv_heads // tp)
@@ -41,11 +44,22 @@ class Decoder:
             return K.to_fp8(t) if fp8 else t
 
         qkv = (self.hq + 2 * self.hkv) * hd
-        self.layers = [
-            dict(norm1=torch.ones(h, device=device, dtype=DT), qkv=w(qkv, h), o=w(h, self.hq * hd),
-                 norm2=torch.ones(h, device=device, dtype=DT), gate_up=w(2 * inter, h), down=w(h, inter))
-            for _ in range(spec.layers)
-        ]  # fmt: skip
+        self.layers = []
+        for i in range(spec.layers):
+            layer = dict(norm1=torch.ones(h, device=device, dtype=DT), qkv=w(qkv, h), o=w(h, self.hq * hd),
+                         norm2=torch.ones(h, device=device, dtype=DT))  # fmt: skip
+            if spec.qk_norm:
+                layer["q_norm"] = layer["k_norm"] = torch.ones(hd, device=device, dtype=DT)
+            if spec.is_moe and i >= spec.dense_layers:
+                e, width = spec.num_experts, spec.moe_intermediate // tp
+                layer.update(router=torch.randn(e, h, device=device, dtype=DT) * 0.02, w13=w(e, 2 * width, h),
+                             w2=w(e, h, width))  # fmt: skip
+                if spec.shared_intermediate:
+                    shared = spec.shared_intermediate // tp
+                    layer.update(gate_up=w(2 * shared, h), down=w(h, shared))
+            else:
+                layer.update(gate_up=w(2 * inter, h), down=w(h, inter))
+            self.layers.append(layer)
         self.embed = torch.randn(spec.vocab, h, device=device, dtype=DT) * 0.02
         self.lm_head = torch.randn(vocab, h, device=device, dtype=DT) * 0.02
         self.norm = torch.ones(h, device=device, dtype=DT)
@@ -83,6 +97,8 @@ class Decoder:
             q = qkv[:, : hq * hd].view(-1, hq, hd)
             k = qkv[:, hq * hd : (hq + hkv) * hd].view(-1, hkv, hd)
             v = qkv[:, (hq + hkv) * hd :].view(-1, hkv, hd)
+            if "q_norm" in lw:  # per-head RMS norm of queries and keys (Qwen3)
+                q, k = K.rms_norm(q, lw["q_norm"]), K.rms_norm(k, lw["k_norm"])
             q, k = K.rope(q, k, inp["cos"], inp["sin"])
             parts = []
             if L:
@@ -98,9 +114,19 @@ class Decoder:
             attn = parts[0] if len(parts) == 1 else torch.cat(parts)
             x = K.add(x, self._reduced(self.linear(attn, lw["o"])))
             h = K.rms_norm(x, lw["norm2"])
-            x = K.add(x, self._reduced(self.linear(K.silu_mul(self.linear(h, lw["gate_up"])), lw["down"])))
+            x = K.add(x, self._reduced(self._mlp(h, lw)))
         x = K.rms_norm(x, self.norm)
         return K.linear(x[inp["last"]], self.lm_head)
+
+    def _mlp(self, h: torch.Tensor, lw: dict) -> torch.Tensor:
+        """The layer's MLP on this rank: dense, or routed experts (and a shared expert beside them)."""
+        if "w13" not in lw:
+            return self.linear(K.silu_mul(self.linear(h, lw["gate_up"])), lw["down"])
+        weights, ids = K.moe_route(K.linear(h, lw["router"]), self.spec.top_k)
+        out = K.moe_experts(h, lw["w13"], lw["w2"], weights, ids)
+        if "gate_up" in lw:
+            out = K.add(out, self.linear(K.silu_mul(self.linear(h, lw["gate_up"])), lw["down"]))
+        return out
 
     def _reduced(self, partial: torch.Tensor) -> torch.Tensor:
         """The sum of every rank's partial output (tensor parallelism), in place."""

@@ -3,9 +3,11 @@
 A profile is a folder of CSV tables plus meta.json (GPU, driver, CUDA, PyTorch, clocks,
 date). Sections: GEMMs over token counts for the (N, K) shapes the catalog's models use
 at TP 1/2/4/8; prefill and decode attention over lengths for their head layouts;
-elementwise kernels; collectives when several GPUs are present; power under load; and
+elementwise kernels; collectives when several GPUs are present; power under load;
 (section `fp8`) fp8 GEMMs, decode attention over an fp8 KV cache and the fp8 cache's
-elementwise kernels.
+elementwise kernels; (section `moe`) MoE layers as grouped kernels, bf16 and fp8, over
+every expert split of the catalog's MoE models, and their routing; and (section
+`long_prefill`) causal prefill attention of prompts up to 128k tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 
 from servesim.errors import ServesimError
 from servesim.profiler import kernels as K
-from servesim.profiler.timing import copies_for, time_calls
+from servesim.profiler.timing import copies_for, time_calls, time_long
 from servesim.profiler.validate import is_oom
 
 FORMAT_VERSION = 1
@@ -108,6 +110,87 @@ def measure_gemms(shapes, m_grid, dev, sink=None, fp8: bool = False) -> list:
 def _time_gemm(linear, ws, m: int, k: int, dev) -> float:
     x = torch.randn(m, k, device=dev, dtype=DT)
     return time_calls([lambda w=w: linear(x, w) for w in ws])
+
+
+MOE_COPIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+MOE_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+WIDE_EP = (16, 32, 64)  # experts spread whole over this many GPUs (DeepSeek-V3 style expert parallelism)
+
+
+def catalog_moe() -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """(hidden, width, local experts) of every way the catalog's MoE models split an MoE layer over GPUs: each
+    expert split over tp GPUs, experts spread whole over ep groups of tp/ep GPUs, or spread whole over 16-64
+    GPUs (wide expert parallelism); and the (experts, top_k) their routers choose among."""
+    from servesim.models import get_model, model_names
+
+    shapes, routers = set(), set()
+    for name in model_names():
+        m = get_model(name)
+        if not m.is_moe:
+            continue
+        routers.add((m.num_experts, m.top_k))
+        for tp in (t for t in (1, 2, 4, 8) if m.heads % t == 0):
+            for ep in (e for e in (1, 2, 4, 8) if tp % e == 0 and m.num_experts % e == 0):
+                shapes.add((m.hidden, m.moe_intermediate // (tp // ep), m.num_experts // ep))
+        shapes |= {(m.hidden, m.moe_intermediate, m.num_experts // ep) for ep in WIDE_EP if m.num_experts % ep == 0}
+    return sorted(shapes), sorted(routers)
+
+
+def measure_moe(dev, fp8: bool = False, quick: bool = False) -> tuple[list, list]:
+    """Section `moe`: the MoE layer as engines run it (`K.moe_experts`: gather, one grouped GEMM per projection,
+    SiLU x up, weighting and combine) over `copies` routed token copies spread uniformly over a GPU's local
+    experts, per layer shape; and (bf16 only) the routing (`K.moe_route`: softmax, top-k, renormalise) over
+    tokens. Rows (op, hidden, width, experts, tokens, seconds): op `experts` with tokens = routed copies,
+    op `route` with width = top_k. The router's GEMM is in the GEMM table."""
+    shapes, routers = catalog_moe()
+    if quick:
+        shapes, routers = shapes[:2], routers[:1]
+    rows, route = [], []
+    gen = torch.Generator(device=dev).manual_seed(0)
+    for i, (h, width, experts) in enumerate(shapes):
+        need = experts * 3 * h * width * (1 if fp8 else 2)
+        if not _fits(2 * need, f"moe H={h} I={width} E={experts}"):
+            continue
+        w13 = torch.randn(experts, 2 * width, h, device=dev, dtype=DT, generator=gen) * 0.02
+        w2 = torch.randn(experts, h, width, device=dev, dtype=DT, generator=gen) * 0.02
+        if fp8:
+            w13, w2 = K.to_fp8(w13), K.to_fp8(w2)
+        for a in MOE_COPIES:
+            x = torch.randn(a, h, device=dev, dtype=DT, generator=gen)
+            ids = torch.randint(0, experts, (a, 1), device=dev, generator=gen)  # uniform routing, one copy each
+            weights = torch.ones(a, 1, device=dev, dtype=torch.float32)
+            call = lambda x=x, ids=ids, w=weights, w13=w13, w2=w2: K.moe_experts(x, w13, w2, w, ids)  # noqa: E731
+            rows.append(("experts", h, width, experts, a, time_calls([call])))
+            del x, ids
+        del w13, w2
+        torch.cuda.empty_cache()
+        _log(f"moe{' fp8' * fp8} {i + 1}/{len(shapes)} (H={h}, I={width}, E={experts})")
+    if not fp8:
+        for experts, k in routers:
+            for t in MOE_TOKENS:
+                logits = torch.randn(t, experts, device=dev, dtype=DT, generator=gen)
+                route.append(("route", 0, k, experts, t, time_calls([lambda g=logits: K.moe_route(g, k)])))
+    return rows, route
+
+
+LONG_PREFILL = [(32768, 0), (65536, 0), (131072, 0), (32768, 32768), (16384, 65536)]  # (new tokens, cached before)
+
+
+def measure_long_prefill(heads, dev, quick: bool = False) -> list:
+    """Section `long_prefill`: causal prefill attention of prompts past the main grid (to 128k tokens), rows as
+    attention_prefill.csv's; a shape whose K/V does not fit the free memory is skipped with a note."""
+    rows = []
+    for hq, hkv, d in heads[:1] if quick else heads:
+        for L, C in LONG_PREFILL:
+            if not _fits(2 * (C + L) * hkv * d * 2 + 3 * L * hq * d * 2, f"prefill {L}:{C} Hkv={hkv}"):
+                continue
+            q = torch.randn(L, hq, d, device=dev, dtype=DT)
+            k, v = _kv(1, hkv, C + L, d, dev, 1)[0]
+            rows.append((hq, hkv, d, L, C, time_long(lambda q=q, k=k, v=v: K.attention_prefill(q, k, v))))
+            del q, k, v
+            torch.cuda.empty_cache()
+        _log(f"long prefill Hq={hq} Hkv={hkv} D={d}: done")
+    return rows
 
 
 def _kv(b, hkv, c, d, dev, copies):
@@ -572,6 +655,20 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
         t = time.time()
         probe["fp8"] = measure_fp8(out, heads, m_grid, dev, quick, gemms="fp8" in todo)
         durations["fp8"] = time.time() - t
+    if "moe" in todo:
+        t = time.time()
+        probe.update(K.probe_moe(dev))
+        rows, route = measure_moe(dev, quick=quick)
+        _write_csv(out / "moe.csv", ["op", "hidden", "width", "experts", "tokens", "seconds"], rows + route)
+        if probe.get("moe_fp8"):
+            rows, _ = measure_moe(dev, fp8=True, quick=quick)
+            _write_csv(out / "moe_fp8.csv", ["op", "hidden", "width", "experts", "tokens", "seconds"], rows)
+        durations["moe"] = time.time() - t
+    if "long_prefill" in todo:
+        t = time.time()
+        rows = measure_long_prefill(heads, dev, quick)
+        _write_csv(out / "attention_prefill_long.csv", ["hq", "hkv", "d", "q_len", "ctx", "seconds"], rows)
+        durations["long_prefill"] = time.time() - t
     if "collectives" in todo:
         t = time.time()
         measure_collectives(out)

@@ -45,6 +45,21 @@ def time_calls(calls: list[Callable[[], object]], target_s: float = 2e-3, repeat
     return seconds
 
 
+def time_long(fn: Callable[[], object], repeats: int = 3) -> float:
+    """Median seconds of a call long enough (tens of ms and more) that launch gaps do not matter: one warm-up,
+    then each call timed with CUDA events; no graph, whose capture would cost as many calls again."""
+    fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples = []
+    for _ in range(repeats):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(samples)
+
+
 def capture(fn: Callable[[], object]) -> torch.cuda.CUDAGraph:
     """Capture `fn` in a CUDA graph, after a warm-up run on a side stream as capture requires."""
     side = torch.cuda.Stream()

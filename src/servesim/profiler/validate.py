@@ -99,6 +99,8 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str 
     from servesim.profiler.timing import capture, replay_seconds
 
     kernels.probe("cuda")
+    if spec.is_moe:
+        log(f"MoE probe: {kernels.probe_moe('cuda')}")
     rows: list[dict] = []
     try:
         dec = Decoder(spec, dtype=dtype, kv_dtype=kv_dtype)

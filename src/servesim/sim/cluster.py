@@ -277,5 +277,13 @@ class Cluster:
             self.pool_members,
             " / ".join(sorted({describe(rep.perf) for rep in self.replicas})),
             figures,
-            [note for ctl in self.controllers for note in ctl.notes()],
+            [note for ctl in self.controllers for note in ctl.notes()] + self._pricing_notes(),
         )
+
+    def _pricing_notes(self) -> list[str]:
+        """What the pools' performance models priced past their measurements (long prompts, unmeasured MoE
+        splits or collectives), once each."""
+        notes = []
+        for spec in self.specs:
+            notes += [n for n in getattr(spec.perf, "outside", ()) if n not in notes]
+        return notes
