@@ -79,7 +79,7 @@ CASES = [
     (["run", "--kv-bandwidth-gbs", "0", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "bandwidth_gbs"),
     (["run", "--router", "random", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "set each pool's"),
     (["run", "--replicas", "2", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "set each pool's"),
-    (["run", "--model", "mixtral-8x7b", "--gpu", "h200", "--ep", "8", *N], "must divide tensor parallel size 1"),
+    (["run", "--model", "mixtral-8x7b", "--gpu", "h200", "--ep", "8", *N], "must divide the GPUs an MoE layer spans"),
     (["run", "-O", "chunk_size=64", "--scheduler", "sarathi", *N], "sarathi chunk_size (64) must be >= max_num_seqs"),
     (["validate", "--model", "qwen2.5-14b", "--gpu", "h200", "--measured", str(LLAMA_H200)],
      "was measured with model llama-3.1-8b, not qwen2.5-14b"),

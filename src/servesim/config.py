@@ -54,6 +54,9 @@ class EngineConfig(_Strict):
     tp: int = Field(1, ge=1, description="tensor parallel size")
     pp: int = Field(1, ge=1, description="pipeline parallel size (stages over layers)")
     ep: int = Field(1, ge=1, description="expert parallel size (MoE experts spread whole over ep GPUs)")
+    dp: int = Field(1, ge=1, description="data-parallel attention ranks of a replica (MoE: vLLM's "
+                    "--data-parallel-size with --enable-expert-parallel, SGLang's --enable-dp-attention): each "
+                    "runs attention for its own requests on tp GPUs, the MoE layers span all dp x tp GPUs")
     expert_skew: float = Field(1.0, ge=1, description="busiest GPU's routed-expert load over the mean (EP)")
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int = Field(8192, ge=1)

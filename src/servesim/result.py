@@ -155,7 +155,8 @@ class Result:
             tally, totals = self.tally, self._step_totals()
             d = self.deployment
             reps = d.replicas
-            s = summarize(tally, totals, blocks, d.prefix_hit_rate, self.scenario.workload.all_at_once, d.replica_of)
+            s = summarize(tally, totals, blocks, d.prefix_hit_rate, self.scenario.workload.all_at_once, d.replica_of,
+                          d.engine_ids)  # fmt: skip
             s["perf_model"] = self.perf_model
             if self.notes:
                 s["notes"] = self.notes

@@ -17,9 +17,9 @@ LONG = WorkloadConfig(num_requests=12, rate=4, seed=1, input=LengthDist(dist="lo
 
 def test_expert_parallelism_lives_inside_the_tp_group():
     # one GPU cannot hold Mixtral's experts "spread over 8 GPUs": refused, not simulated on one GPU
-    with pytest.raises(ServesimError, match="expert parallel size 8 must divide tensor parallel size 1"):
+    with pytest.raises(ServesimError, match=r"expert parallel size 8 must divide the GPUs an MoE layer spans \(TP 1 ="):
         simulate(Scenario(model="mixtral-8x7b", gpu="h200", engine=EngineConfig(tp=1, ep=8)))
-    assert "must divide tensor parallel size" in infeasible(Candidate("h200", 1, 1, 1, "vllm", 256, 8192, ep=8),
+    assert "must divide the GPUs an MoE layer spans" in infeasible(Candidate("h200", 1, 1, 1, "vllm", 256, 8192, ep=8),
                                                             Scenario(model="mixtral-8x7b"))  # fmt: skip
     result = simulate(Scenario(model="mixtral-8x7b", gpu="h200", engine=EngineConfig(tp=8, ep=8),
                                workload=WorkloadConfig(num_requests=50)))  # fmt: skip

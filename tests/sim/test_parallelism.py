@@ -48,7 +48,7 @@ def test_a_pipelined_replica_is_reported_as_one_replica_with_its_streams(tmp_pat
                                                                      "replica 1 stream 0", "replica 1 stream 1"]
     assert [r["replica"] for r in s["replicas"]] == [0, 1]
     for entry in s["replicas"]:
-        streams = entry["streams"]
+        streams = entry["engines"]
         assert [x["stream"] for x in streams] == [0, 1]
         assert entry["iterations"] == sum(x["iterations"] for x in streams) > 0
         assert entry["kv_cache"]["blocks"] == sum(x["kv_cache"]["blocks"] for x in streams)
@@ -59,7 +59,7 @@ def test_a_pipelined_replica_is_reported_as_one_replica_with_its_streams(tmp_pat
     streamed = simulate(sc, stream=True).summary()
     assert [r["completed"] for r in streamed["replicas"]] == [r["completed"] for r in s["replicas"]]
     one = simulate(sc.model_copy(update={"replicas": 1})).summary()
-    assert len(one["replicas"]) == 1 and len(one["replicas"][0]["streams"]) == 2  # one replica, streams inside
+    assert len(one["replicas"]) == 1 and len(one["replicas"][0]["engines"]) == 2  # one replica, streams inside
 
 
 def test_pipeline_spreads_weights_and_kv():

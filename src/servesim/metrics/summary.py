@@ -144,10 +144,12 @@ def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[s
 
 
 def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hit_rate: float | None,
-              offline: bool = False, replica_of: list[int] | None = None) -> dict:  # fmt: skip
+              offline: bool = False, replica_of: list[int] | None = None,
+              engine_ids: list[dict] | None = None) -> dict:  # fmt: skip
     """The run's summary; batch and KV statistics are means over engines, each replica listed too (a replica of
-    several pipeline streams with its streams inside it: `replica_of` gives each engine's replica). An offline
-    run (all requests at once) adds its steady-state throughput (`steady_state`)."""
+    several engines, pipeline streams or data-parallel attention ranks, with them inside it: `replica_of` gives
+    each engine's replica, `engine_ids` its rank and stream there). An offline run (all requests at once) adds
+    its steady-state throughput (`steady_state`)."""
     duration = tally.duration
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
     reps = [s.stats(b, duration) for s, b in zip(steps, kv_blocks, strict=True)]
@@ -182,7 +184,7 @@ def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hi
         },
     }
     if len(reps) > 1:
-        entries = by_replica(reps, replica_of or list(range(len(reps))))
+        entries = by_replica(reps, replica_of or list(range(len(reps))), engine_ids)
         for i, r in enumerate(entries):
             r["replica"] = i
             r["completed"] = int(tally.served[i])
@@ -199,27 +201,29 @@ def summarize(tally: Tally, steps: list[StepTotals], kv_blocks: list[int], kv_hi
     return summary
 
 
-def by_replica(engines: list[dict], replica_of: list[int]) -> list[dict]:
-    """Each replica's statistics: its engine's, or for a replica of several pipeline streams, theirs together
-    (iterations summed, busy fraction and batch means averaged, KV blocks summed) with each stream's inside."""
+def by_replica(engines: list[dict], replica_of: list[int], engine_ids: list[dict] | None = None) -> list[dict]:
+    """Each replica's statistics: its engine's, or for a replica of several engines (pipeline streams, data-parallel
+    attention ranks), theirs together (iterations summed, busy fraction and batch means averaged, KV blocks
+    summed) with each engine's inside, named by its rank and stream."""
     groups: list[list[dict]] = [[] for _ in range(max(replica_of) + 1)]
-    for stats, r in zip(engines, replica_of, strict=True):
-        groups[r].append(stats)
-    return [streams[0] if len(streams) == 1 else _streams_together(streams) for streams in groups]
+    ids = engine_ids or [{} for _ in engines]
+    for stats, r, name in zip(engines, replica_of, ids, strict=True):
+        groups[r].append({**name, **stats})
+    return [group[0] if len(group) == 1 else _engines_together(group) for group in groups]
 
 
-def _streams_together(streams: list[dict]) -> dict:
-    mean = lambda f: float(np.mean([f(s) for s in streams]))  # noqa: E731
+def _engines_together(engines: list[dict]) -> dict:
+    mean = lambda f: float(np.mean([f(s) for s in engines]))  # noqa: E731
     return {
-        "iterations": sum(s["iterations"] for s in streams),
+        "iterations": sum(s["iterations"] for s in engines),
         "busy_fraction": mean(lambda s: s["busy_fraction"]),
         "batch_size": {"mean": mean(lambda s: s["batch_size"]["mean"]),
-                       "max": max(s["batch_size"]["max"] for s in streams),
+                       "max": max(s["batch_size"]["max"] for s in engines),
                        "mean_tokens": mean(lambda s: s["batch_size"]["mean_tokens"])},
-        "kv_cache": {"blocks": sum(s["kv_cache"]["blocks"] for s in streams),
+        "kv_cache": {"blocks": sum(s["kv_cache"]["blocks"] for s in engines),
                      "mean_usage": mean(lambda s: s["kv_cache"]["mean_usage"]),
-                     "max_usage": max(s["kv_cache"]["max_usage"] for s in streams)},
-        "streams": [{"stream": k, **s} for k, s in enumerate(streams)],
+                     "max_usage": max(s["kv_cache"]["max_usage"] for s in engines)},
+        "engines": engines,
     }  # fmt: skip
 
 

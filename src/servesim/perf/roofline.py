@@ -58,7 +58,7 @@ class RooflineModel(PerfModel):
     ):
         self.layout = layout = layout or Layout()
         self.model, self.gpu, self.tp = model, gpu, layout.tp
-        self.pp, self.ep, self.expert_skew = layout.pp, layout.ep, max(1.0, expert_skew)
+        self.pp, self.ep, self.dp, self.expert_skew = layout.pp, layout.ep, layout.dp, max(1.0, expert_skew)
         self.p = params or RooflineParams()
         self.quant = quant  # weight-only quantised linear layers (quant.py)
         self.wb = DTYPE_BYTES[dtype]  # weights of the layers' linear projections
@@ -176,13 +176,15 @@ class RooflineModel(PerfModel):
 
     def _moe_split(self, T):
         """(routed copies the busiest GPU's experts take, the expert width on each GPU, its local experts) of an
-        iteration of T tokens: experts split over the tp GPUs, or (EP) spread whole over ep groups of tp/ep GPUs,
-        the busiest group taking expert_skew x the mean load."""
+        iteration of T tokens on this attention rank (every data-parallel rank taken to run as many): experts split
+        over the layer's dp x tp GPUs, or (EP) spread whole over ep groups of dp x tp / ep GPUs, the busiest group
+        taking expert_skew x the mean load."""
         m = self.model
+        group = self.tp * self.dp // self.ep  # GPUs each expert is split over
         if self.ep > 1:
-            return T * m.top_k / self.ep * self.expert_skew, m.moe_intermediate // (self.tp // self.ep), \
+            return T * self.dp * m.top_k / self.ep * self.expert_skew, m.moe_intermediate // group, \
                 m.num_experts // self.ep  # fmt: skip
-        return T * m.top_k, m.moe_intermediate // self.tp, m.num_experts
+        return T * self.dp * m.top_k, m.moe_intermediate // group, m.num_experts
 
     def _moe_parts(self, T: np.ndarray) -> list:
         """(seconds, flops, bytes) parts of every MoE layer: the router's GEMM, routing, the routed experts as one
@@ -195,8 +197,8 @@ class RooflineModel(PerfModel):
             tuple(x * L for x in self._route(T)),
             tuple(x * L for x in self._experts(copies, width, local)),
         ]
-        if self.ep > 1:  # all-to-all dispatch and combine of each GPU's tokens to the experts' GPUs
-            nbytes = T / self.ep * m.top_k * m.hidden * self.ab * (self.ep - 1) / self.ep
+        if self.ep > 1:  # all-to-all dispatch and combine of each GPU's share of its rank's tokens to the experts
+            nbytes = T / self.tp * m.top_k * m.hidden * self.ab * (self.ep - 1) / self.ep
             t = 2 * L * (nbytes / self.link_bw + self.p.collective_base_s)
             parts.append((t, 0 * T, 2 * L * nbytes))
         if m.shared_intermediate:

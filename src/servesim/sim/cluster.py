@@ -69,13 +69,15 @@ class AdvancedTo(Sequence):
 
 @dataclass
 class ClusterReport:
-    """What the deployment's run amounted to, for the result (`run.py`). `replicas`, `memories` and
-    `replica_of` have one entry per engine: a replica, or with pipeline parallelism one of its micro-batch
-    streams; `replica_of` says which replica each engine is (of), and `pools` lists replicas by that number."""
+    """What the deployment's run amounted to, for the result (`run.py`). `replicas`, `memories`, `replica_of`
+    and `engine_ids` have one entry per engine: a replica, or one micro-batch stream (PP) of one data-parallel
+    attention rank (DP) of it; `replica_of` says which replica each engine is of, `engine_ids` which rank and
+    stream it is there (only those the layout has), and `pools` lists replicas by number."""
 
     replicas: list[ReplicaReport]
     memories: list[MemoryPlan]
     replica_of: list[int]
+    engine_ids: list[dict]
     pools: dict[str, list[int]]  # pool name -> its replicas (where there are several pools)
     perf_model: str  # how iterations were priced
     controllers: dict  # what each controller with figures to report did, by its name
@@ -90,10 +92,9 @@ class ClusterReport:
         return range(bisect_left(self.replica_of, replica), bisect_right(self.replica_of, replica))
 
     def engine_label(self, engine: int) -> str:
-        """"replica 3", or "replica 3 stream 1" for one of a replica's pipeline streams."""
-        r = self.replica_of[engine]
-        streams = self.engines_of(r)
-        return f"replica {r}" + (f" stream {engine - streams.start}" if len(streams) > 1 else "")
+        """"replica 3", or "replica 3 rank 2 stream 1" for one of a replica's engines."""
+        names = (f"{key} {value}" for key, value in self.engine_ids[engine].items())
+        return " ".join([f"replica {self.replica_of[engine]}", *names])
 
     @property
     def prefix_hit_rate(self) -> float | None:
@@ -107,7 +108,8 @@ class ClusterReport:
         first, per = reports[0], reports[0].replica_count
         replica_of = [g * per + r for g, rep in enumerate(reports) for r in rep.replica_of]
         return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories],
-                   replica_of, {}, first.perf_model, {}, first.notes)  # fmt: skip
+                   replica_of, [e for rep in reports for e in rep.engine_ids], {}, first.perf_model, {},
+                   first.notes)  # fmt: skip
 
 
 class Cluster:
@@ -120,13 +122,17 @@ class Cluster:
         self.controllers = controllers or []
         self.max_len, self.grouped, self.done = max_len, grouped, done
         self.pools: list[Pool] = []
-        self.replica_of: list[int] = []  # each engine's replica (with PP, a replica's streams are engines)
+        self.replica_of: list[int] = []  # each engine's replica (with PP or DP attention, a replica runs several)
+        self.engine_ids: list[dict] = []  # each engine's attention rank and stream in its replica, where several
         first, replica = 0, 0
         for k, spec in enumerate(pools):
             hands_on = spec.hand_off is not None and k + 1 < len(pools)
             replicas = [make_replica(spec, first + i, ReplicaHooks(self._hand_on(k, i) if hands_on else None, done))
                         for i in range(spec.engines)]  # fmt: skip
-            self.replica_of += [replica + i // spec.layout.streams for i in range(spec.engines)]
+            lay = spec.layout
+            self.replica_of += [replica + i // lay.engines for i in range(spec.engines)]
+            self.engine_ids += [{**({"rank": i % lay.engines // lay.pp} if lay.dp > 1 else {}),
+                                 **({"stream": i % lay.pp} if lay.pp > 1 else {})} for i in range(spec.engines)]
             first, replica = first + spec.engines, replica + spec.replicas
             self.pools.append(Pool(spec.name, replicas, make_router(spec.router, seed), spec.hand_off))
         for pool, nxt in zip(self.pools, self.pools[1:], strict=False):
@@ -274,6 +280,7 @@ class Cluster:
             [rep.report() for rep in self.replicas],
             [spec.memory for spec in self.specs for _ in range(spec.engines)],
             list(self.replica_of),
+            list(self.engine_ids),
             self.pool_members,
             " / ".join(sorted({describe(rep.perf) for rep in self.replicas})),
             figures,

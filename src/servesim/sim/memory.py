@@ -64,6 +64,15 @@ def weight_bytes(model: ModelSpec, engine: EngineConfig) -> float:
     return total
 
 
+def expert_bytes(model: ModelSpec, engine: EngineConfig) -> float:
+    """Bytes of the routed experts' weights (weight-only quantised where asked)."""
+    if not model.is_moe:
+        return 0.0
+    quant = weight_quant(engine.quantization, engine.quantization_bits)
+    per = quant.bytes_per_weight if quant is not None else DTYPE_BYTES[engine.dtype]
+    return model.moe_layers * model.num_experts * model.expert_params() * per
+
+
 def activation_reserve_gib(model: ModelSpec, engine: EngineConfig) -> float:
     """Peak activation memory of a max_num_batched_tokens forward pass, plus runtime memory."""
     if engine.activation_reserve_gib is not None:
@@ -82,7 +91,9 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, layout: La
     budget = gpu.memory_gib * engine.gpu_memory_utilization
     layout = layout or Layout.of(engine)
     stage_share = layout.stage_layers(model) * layout.pp / model.layers  # 1 unless stages are uneven
-    weights = weight_bytes(model, engine) / layout.gpus * stage_share / GIB
+    experts = expert_bytes(model, engine)  # spread over an MoE layer's dp x tp GPUs; the rest over tp
+    rest = weight_bytes(model, engine) - experts
+    weights = (rest / (layout.tp * layout.pp) + experts / (layout.moe_gpus * layout.pp)) * stage_share / GIB
     reserve = activation_reserve_gib(model, engine)
     kv = budget - weights - reserve
     geometry = kv_geometry(model, engine, layout)

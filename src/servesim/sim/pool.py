@@ -59,8 +59,8 @@ class PoolSpec:
 
     @property
     def engines(self) -> int:
-        """Replica objects it runs: one per micro-batch stream of each replica."""
-        return self.replicas * self.layout.streams
+        """Replica objects it runs: one per micro-batch stream of each data-parallel rank of each replica."""
+        return self.replicas * self.layout.engines
 
     @cached_property
     def perf(self):
