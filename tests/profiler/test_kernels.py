@@ -71,8 +71,33 @@ def test_decoder_forward_shapes(monkeypatch):
     assert dec.forward(dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # one chunk + four decodes
     assert dec.forward(dec.inputs(0, 0, 4, 7)).shape == (4, 100)
     assert dec.forward(dec.inputs(9, 0, 0, 0)).shape == (1, 100)
-    with pytest.raises(ValueError, match="dense models only"):
-        D.Decoder(get_model("mixtral-8x7b"), "cpu")
+    with pytest.raises(ValueError, match="does not run MLA attention"):
+        D.Decoder(get_model("deepseek-v3"), "cpu")
+    moe = dataclasses.replace(get_model("qwen3-30b-a3b"), hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16,
+                              vocab=100, num_experts=8, top_k=2, moe_intermediate=32)  # fmt: skip
+    assert D.Decoder(moe, "cpu").forward(dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # routed experts, qk-norm
+
+
+def test_grouped_moe_matches_one_expert_at_a_time():
+    """The MoE layer as engines run it (grouped GEMMs over routed copies in expert order) computes the layer."""
+    if not hasattr(torch, "_grouped_mm"):
+        pytest.skip("this PyTorch has no grouped GEMM")
+    import servesim.profiler.kernels as K
+
+    gen = torch.Generator().manual_seed(1)
+    for align in (1, 16):
+        K.MOE_ALIGN = align
+        x = torch.randn(29, 64, generator=gen, dtype=torch.bfloat16)
+        w13 = torch.randn(8, 64, 64, generator=gen, dtype=torch.bfloat16) * 0.1
+        w2 = torch.randn(8, 64, 32, generator=gen, dtype=torch.bfloat16) * 0.1
+        logits = torch.randn(29, 8, generator=gen)
+        logits[:, :3] -= 50.0  # three experts get nothing
+        weights, ids = K.moe_route(logits, 2)
+        assert torch.allclose(weights.sum(-1), torch.ones(29))
+        ref = K.moe_reference(x, w13, w2, weights, ids)
+        out = K.moe_experts(x, w13, w2, weights, ids).float()
+        assert float((out - ref).norm() / ref.norm()) < 2e-2
+    K.MOE_ALIGN = 1
 
 
 def test_validation_grid_covers_three_kinds():
