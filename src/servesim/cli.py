@@ -492,7 +492,7 @@ def profile(
 @app.command()
 @friendly
 def validate(
-    model: Annotated[str, Opt(help="dense catalog model to run")] = "llama-3.1-8b",
+    model: Annotated[str, Opt(help="catalog model to run (dense or MoE; MLA not yet)")] = "llama-3.1-8b",
     gpu: Annotated[str, Opt(help="the GPU this runs on (catalog name)")] = "h200",
     out: Annotated[Path | None, Opt(help="CSV of measured and predicted times")] = None,
     measured: Annotated[Path | None, Opt(help="compare an earlier measurement CSV instead of running")] = None,

@@ -133,15 +133,20 @@ def catalog_moe() -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
             for ep in (e for e in (1, 2, 4, 8) if tp % e == 0 and m.num_experts % e == 0):
                 shapes.add((m.hidden, m.moe_intermediate // (tp // ep), m.num_experts // ep))
         shapes |= {(m.hidden, m.moe_intermediate, m.num_experts // ep) for ep in WIDE_EP if m.num_experts % ep == 0}
-    return sorted(shapes), sorted(routers)
+    # the splits the most common deployments use first (whole models at TP1, TensorRT-LLM's DEP4/DEP8 and vLLM's
+    # TP8 for the large ones), so a profile cut short still has them
+    first = [(2048, 768, 128), (4096, 14336, 8), (7168, 2048, 32), (7168, 256, 256), (4096, 1536, 32),
+             (4096, 1536, 16), (5120, 8192, 16), (4096, 1536, 128), (7168, 2048, 16)]  # fmt: skip
+    return sorted(shapes, key=lambda x: (first.index(x) if x in first else len(first), x)), sorted(routers)
 
 
-def measure_moe(dev, fp8: bool = False, quick: bool = False) -> tuple[list, list]:
+def measure_moe(dev, fp8: bool = False, quick: bool = False, sink=None) -> tuple[list, list]:
     """Section `moe`: the MoE layer as engines run it (`K.moe_experts`: gather, one grouped GEMM per projection,
     SiLU x up, weighting and combine) over `copies` routed token copies spread uniformly over a GPU's local
     experts, per layer shape; and (bf16 only) the routing (`K.moe_route`: softmax, top-k, renormalise) over
     tokens. Rows (op, hidden, width, experts, tokens, seconds): op `experts` with tokens = routed copies,
-    op `route` with width = top_k. The router's GEMM is in the GEMM table."""
+    op `route` with width = top_k. The router's GEMM is in the GEMM table. `sink(rows)` receives each shape's
+    rows as they are measured."""
     shapes, routers = catalog_moe()
     if quick:
         shapes, routers = shapes[:2], routers[:1]
@@ -162,6 +167,8 @@ def measure_moe(dev, fp8: bool = False, quick: bool = False) -> tuple[list, list
             call = lambda x=x, ids=ids, w=weights, w13=w13, w2=w2: K.moe_experts(x, w13, w2, w, ids)  # noqa: E731
             rows.append(("experts", h, width, experts, a, time_calls([call])))
             del x, ids
+        if sink:
+            sink(rows[-len(MOE_COPIES) :])
         del w13, w2
         torch.cuda.empty_cache()
         _log(f"moe{' fp8' * fp8} {i + 1}/{len(shapes)} (H={h}, I={width}, E={experts})")
@@ -170,13 +177,15 @@ def measure_moe(dev, fp8: bool = False, quick: bool = False) -> tuple[list, list
             for t in MOE_TOKENS:
                 logits = torch.randn(t, experts, device=dev, dtype=DT, generator=gen)
                 route.append(("route", 0, k, experts, t, time_calls([lambda g=logits: K.moe_route(g, k)])))
+        if sink:
+            sink(route)
     return rows, route
 
 
 LONG_PREFILL = [(32768, 0), (65536, 0), (131072, 0), (32768, 32768), (16384, 65536)]  # (new tokens, cached before)
 
 
-def measure_long_prefill(heads, dev, quick: bool = False) -> list:
+def measure_long_prefill(heads, dev, quick: bool = False, sink=None) -> list:
     """Section `long_prefill`: causal prefill attention of prompts past the main grid (to 128k tokens), rows as
     attention_prefill.csv's; a shape whose K/V does not fit the free memory is skipped with a note."""
     rows = []
@@ -187,6 +196,8 @@ def measure_long_prefill(heads, dev, quick: bool = False) -> list:
             q = torch.randn(L, hq, d, device=dev, dtype=DT)
             k, v = _kv(1, hkv, C + L, d, dev, 1)[0]
             rows.append((hq, hkv, d, L, C, time_long(lambda q=q, k=k, v=v: K.attention_prefill(q, k, v))))
+            if sink:
+                sink(rows[-1:])
             del q, k, v
             torch.cuda.empty_cache()
         _log(f"long prefill Hq={hq} Hkv={hkv} D={d}: done")
@@ -658,11 +669,19 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
     if "moe" in todo:
         t = time.time()
         probe.update(K.probe_moe(dev))
-        rows, route = measure_moe(dev, quick=quick)
-        _write_csv(out / "moe.csv", ["op", "hidden", "width", "experts", "tokens", "seconds"], rows + route)
-        if probe.get("moe_fp8"):
-            rows, _ = measure_moe(dev, fp8=True, quick=quick)
-            _write_csv(out / "moe_fp8.csv", ["op", "hidden", "width", "experts", "tokens", "seconds"], rows)
+        _log(f"MoE probe: {probe}")
+        for name, fp8 in (("moe.csv", False), ("moe_fp8.csv", True)):
+            if fp8 and not probe.get("moe_fp8"):
+                continue
+            path = out / name
+            _write_csv(path, ["op", "hidden", "width", "experts", "tokens", "seconds"], [])
+
+            def sink(rows, path=path):  # each shape's rows as it is measured: a timeout keeps what was done
+                with path.open("a") as f:
+                    f.writelines(",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in r) + "\n"
+                                 for r in rows)  # fmt: skip
+
+            measure_moe(dev, fp8=fp8, quick=quick, sink=sink)
         durations["moe"] = time.time() - t
     if "long_prefill" in todo:
         t = time.time()
