@@ -148,11 +148,16 @@ class ProfiledModel(RooflineModel):
 
     def _elementwise(self, T):
         m, ew = self.model, self.profile.elementwise_time
-        per_layer = [
-            ("rms_norm", m.hidden, 2), ("add", m.hidden, 2), ("rope", (self.hq + self.hkv) * m.head_dim, 1),
-            ("silu_mul", self.act_width, 1),
-        ]  # fmt: skip
+        qk = (self.hq + self.hkv) * m.head_dim
+        per_layer = [("rms_norm", m.hidden, 2), ("add", m.hidden, 2), ("rope", qk, 1)]
+        if m.qk_norm:  # per-head RMS norms of queries and keys, priced as one norm over their width
+            per_layer.append(("rms_norm", qk, 1))
         seconds = sum(count * ew(op, T, width) for op, width, count in per_layer) * m.layers
+        dense, shared = m.layers - m.moe_layers, m.moe_layers * bool(m.shared_intermediate)
+        if dense:  # SiLU x up of dense MLPs and shared experts (the routed experts' is in their grouped kernel)
+            seconds = seconds + dense * ew("silu_mul", T, m.intermediate // self.tp)
+        if shared:
+            seconds = seconds + shared * ew("silu_mul", T, m.shared_intermediate // self.tp)
         seconds = seconds + ew("rms_norm", T, m.hidden)  # final norm
         return seconds, super()._elementwise(T)[1]
 

@@ -167,12 +167,22 @@ class RooflineModel(PerfModel):
         return self._stream(nbytes, 1)
 
     def _elementwise(self, T):
-        """(seconds, bytes) of norms, residual adds, rotary, activation and KV writes, all layers."""
+        """(seconds, bytes) of norms, residual adds, rotary, query/key norms, activation and KV writes, all layers."""
         m = self.model
-        # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k, SiLU*mul on the MLP
-        elems = 8 * m.hidden + 2 * (self.hq + self.hkv) * m.head_dim + 3 * self.act_width
-        nbytes = T * elems * self.ab * m.layers
-        return self._stream(nbytes, 4 * m.layers), nbytes
+        # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k (and their RMS norms where the model has them),
+        # SiLU*mul outside the routed experts (whose grouped kernel does its own)
+        qk = (self.hq + self.hkv) * m.head_dim * (4 if m.qk_norm else 2)
+        elems = (8 * m.hidden + qk) * m.layers + 3 * self.mlp_act_width
+        nbytes = T * elems * self.ab
+        return self._stream(nbytes, (4 + m.qk_norm) * m.layers), nbytes
+
+    @property
+    def mlp_act_width(self) -> int:
+        """SiLU x up outputs per token on one GPU, summed over the layers, outside the routed experts: dense MLPs
+        and shared experts."""
+        m = self.model
+        return (m.layers - m.moe_layers) * (m.intermediate // self.tp) + m.moe_layers * (m.shared_intermediate //
+                                                                                          self.tp)  # fmt: skip
 
     def _moe_split(self, T):
         """(routed copies the busiest GPU's experts take, the expert width on each GPU, its local experts) of an
