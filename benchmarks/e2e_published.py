@@ -81,66 +81,47 @@ def main() -> None:
     ap.add_argument("--scheduler", default="no_evict", help="servesim's admission policy (default: TensorRT-LLM's)")
     ap.add_argument("--moe", action="store_true", help="the MoE groups (attention DP with expert parallelism)")
     args = ap.parse_args()
-    if args.moe:
-        return moe(args)
-    print(f"published: {SOURCE}; simulated: servesim offline, scheduler {args.scheduler}, steady-state output "
+    source, label = (MOE_SOURCE, "DEP") if args.moe else (SOURCE, "TP")
+    print(f"published: {source}; simulated: servesim offline, scheduler {args.scheduler}, steady-state output "
           "tokens/s; batch, steady share and preemptions of the fp8-KV run\n")  # fmt: skip
-    print("| model | GPU | TP | ISL/OSL | published | servesim fp8 KV | ratio | servesim bf16 KV | ratio | batch | "
-          "steady share | preemptions |")  # fmt: skip
+    print(f"| model | GPU | {label} | ISL/OSL | published | servesim fp8 KV | ratio | servesim bf16 KV | ratio | "
+          "batch | steady share | preemptions |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     ratios: dict[tuple, list[float]] = {}
     t0 = time.perf_counter()
-    for (model, gpu, tp), figures in PUBLISHED.items():
-        if args.only and model != args.only:
+    for model, gpu, size, isl, osl, count, published in cases(args.moe):
+        if (args.only and model != args.only) or (args.case and args.case != f"{isl}/{osl}"):
             continue
-        for ((isl, osl), count), published in zip(REQUESTS.items(), figures, strict=True):
-            if args.case and args.case != f"{isl}/{osl}":
-                continue
-            n = max(50, round(count * args.scale))
-            fp8, s = simulated(model, gpu, tp, isl, osl, n, "fp8", args.scheduler)
-            bf16, _ = simulated(model, gpu, tp, isl, osl, n, "bf16", args.scheduler)
-            ratios.setdefault((model, gpu, tp), []).append(fp8 / published)
-            share = s["steady_state"]["output_share"] if "steady_state" in s else 0.0
-            print(f"| {model} | {gpu} | {tp} | {isl}/{osl} | {published:,} | {fp8:,.0f} | {fp8 / published:.2f} | "
-                  f"{bf16:,.0f} | {bf16 / published:.2f} | {s['batch_size']['mean']:.0f} | {share:.0%} | "
-                  f"{s['preemptions']} |",
-                  flush=True)  # fmt: skip
+        tp, dep = (1, size) if args.moe else (size, 1)
+        n = max(50, round(count * args.scale))
+        fp8, s = simulated(model, gpu, tp, isl, osl, n, "fp8", args.scheduler, dep)
+        bf16, _ = simulated(model, gpu, tp, isl, osl, n, "bf16", args.scheduler, dep)
+        ratios.setdefault((model, gpu, size), []).append(fp8 / published)
+        share = s["steady_state"]["output_share"] if "steady_state" in s else 0.0
+        print(f"| {model} | {gpu} | {size} | {isl}/{osl} | {published:,} | {fp8:,.0f} | {fp8 / published:.2f} | "
+              f"{bf16:,.0f} | {bf16 / published:.2f} | {s['batch_size']['mean']:.0f} | {share:.0%} | "
+              f"{s['preemptions']} |",
+              flush=True)  # fmt: skip
     print()
     every = [r for rs in ratios.values() for r in rs]
-    for (model, gpu, tp), rs in ratios.items():
-        print(f"{model} {gpu} TP{tp}: servesim/published (fp8 KV) median {statistics.median(rs):.2f}, "
-              f"range {min(rs):.2f}-{max(rs):.2f}")  # fmt: skip
+    for (model, gpu, size), rs in ratios.items():
+        error = statistics.median(abs(r - 1) for r in rs)
+        print(f"{model} {gpu} {label}{size}: servesim/published (fp8 KV) median {statistics.median(rs):.2f}, "
+              f"range {min(rs):.2f}-{max(rs):.2f}; median error {error:.0%}")  # fmt: skip
     print(f"all {len(every)} cases: median {statistics.median(every):.2f}, range {min(every):.2f}-{max(every):.2f}; "
           f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
 
 
-def moe(args) -> None:
-    print(f"published: {MOE_SOURCE}; simulated: servesim offline TP1 DPn EPn, scheduler {args.scheduler}, "
-          "steady-state output tokens/s\n")  # fmt: skip
-    print("| model | GPU | DEP | ISL/OSL | published | servesim fp8 KV | ratio | servesim bf16 KV | ratio | batch | "
-          "preemptions |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    ratios: dict[tuple, list[float]] = {}
-    t0 = time.perf_counter()
-    for (model, gpu, dep), figures in PUBLISHED_MOE.items():
-        if args.only and model != args.only:
-            continue
-        for (isl, osl), per_gpu in figures.items():
-            if args.case and args.case != f"{isl}/{osl}":
-                continue
-            n, published = max(50, round(MOE_REQUESTS[(isl, osl)] * args.scale)), per_gpu * dep
-            fp8, s = simulated(model, gpu, 1, isl, osl, n, "fp8", args.scheduler, dep)
-            bf16, _ = simulated(model, gpu, 1, isl, osl, n, "bf16", args.scheduler, dep)
-            ratios.setdefault((model, gpu, dep), []).append(fp8 / published)
-            print(f"| {model} | {gpu} | {dep} | {isl}/{osl} | {published:,} | {fp8:,.0f} | {fp8 / published:.2f} | "
-                  f"{bf16:,.0f} | {bf16 / published:.2f} | {s['batch_size']['mean']:.0f} | {s['preemptions']} |",
-                  flush=True)  # fmt: skip
-    print()
-    for (model, gpu, dep), rs in ratios.items():
-        errors = [abs(r - 1) for r in rs]
-        print(f"{model} {gpu} DEP{dep}: servesim/published (fp8 KV) median {statistics.median(rs):.2f}, range "
-              f"{min(rs):.2f}-{max(rs):.2f}; median error {statistics.median(errors):.0%}")  # fmt: skip
-    print(f"{time.perf_counter() - t0:.0f} s")
+def cases(moe: bool):
+    """(model, gpu, TP or DEP size, ISL, OSL, requests, published output tokens/s of the deployment)."""
+    if moe:
+        for (model, gpu, dep), figures in PUBLISHED_MOE.items():
+            for (isl, osl), per_gpu in figures.items():
+                yield model, gpu, dep, isl, osl, MOE_REQUESTS[(isl, osl)], per_gpu * dep
+        return
+    for (model, gpu, tp), figures in PUBLISHED.items():
+        for ((isl, osl), count), published in zip(REQUESTS.items(), figures, strict=True):
+            yield model, gpu, tp, isl, osl, count, published
 
 
 if __name__ == "__main__":
