@@ -58,6 +58,7 @@ def catalog_layouts(tps=(1, 2, 4, 8), fp8: bool = False) -> tuple[list[tuple[int
     import numpy as np
 
     from servesim.hardware import get_gpu
+    from servesim.layout import Layout
     from servesim.models import get_model, model_names
     from servesim.perf import Batch, RooflineModel
 
@@ -75,7 +76,7 @@ def catalog_layouts(tps=(1, 2, 4, 8), fp8: bool = False) -> tuple[list[tuple[int
         for tp in tps:
             if m.heads % tp:
                 continue
-            rec = Recorder(m, gpu, tp=tp)
+            rec = Recorder(m, gpu, Layout(tp))
             rec._token_ops(np.array([64.0]))
             rec._seq_ops(np.array([8.0]))
             rec._attention(Batch.prefill(64, 64) + Batch.decode(4, 100))
