@@ -48,3 +48,18 @@ def test_bad_user_file(tmp_path):
     bad.write_text("not toml [")
     with pytest.raises(ServesimError, match="not valid TOML"):
         load_gpu_file(bad)
+
+
+def test_measurements_refuse_a_label_of_another_gpu():
+    """profile and validate check the device against the GPU they are told it is (memory as torch reports it)."""
+    from servesim.hardware import check_device
+
+    h100, h200 = get_gpu("h100"), get_gpu("h200")
+    check_device(h100, "NVIDIA H100 80GB HBM3", 85017493504 / 2**30)  # the shipped profiles' devices
+    check_device(h200, "NVIDIA H200", 150109880320 / 2**30)
+    with pytest.raises(ServesimError, match=r"H100 80GB HBM3 with 79.2 GiB, not h200 .*pass --gpu h100-sxm"):
+        check_device(h200, "NVIDIA H100 80GB HBM3", 85017493504 / 2**30)
+    with pytest.raises(ServesimError, match="add this GPU with --gpu-file"):
+        check_device(h100, "NVIDIA RTX 4090", 23.6)
+    with pytest.raises(ServesimError, match="not a100-80gb-sxm .*pass --gpu h100-sxm"):  # same memory, other GPU
+        check_device(get_gpu("a100"), "NVIDIA H100 80GB HBM3", 85017493504 / 2**30)

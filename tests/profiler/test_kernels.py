@@ -75,7 +75,30 @@ def test_decoder_forward_shapes(monkeypatch):
         D.Decoder(get_model("deepseek-v3"), "cpu")
     moe = dataclasses.replace(get_model("qwen3-30b-a3b"), hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16,
                               vocab=100, num_experts=8, top_k=2, moe_intermediate=32)  # fmt: skip
-    assert D.Decoder(moe, "cpu").forward(dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # routed experts, qk-norm
+    moe_dec = D.Decoder(moe, "cpu")
+    assert moe_dec.forward(moe_dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # routed experts, qk-norm
+
+
+def test_decoder_spreads_a_prompt_over_the_experts(monkeypatch):
+    """A random-weight model's prompt would collapse onto a few experts layer by layer (causal attention gives
+    every position nearly the same update); the decoder's routing bias keeps its last layer as spread as its first."""
+    import servesim.profiler.decoder as D
+
+    monkeypatch.setattr(D, "DT", torch.float32)
+    torch.manual_seed(0)
+    spec = dataclasses.replace(get_model("qwen3-30b-a3b"), hidden=256, layers=12, heads=4, kv_heads=2, head_dim=64,
+                               vocab=1000, num_experts=64, top_k=4, moe_intermediate=32)  # fmt: skip
+    dec, hit = D.Decoder(spec, "cpu"), []
+    route = D.K.moe_route
+
+    def spy(logits, k):
+        weights, ids = route(logits, k)
+        hit.append(ids.unique().numel())
+        return weights, ids
+
+    monkeypatch.setattr(D.K, "moe_route", spy)
+    dec.forward(dec.inputs(64, 0, 0, 0))  # 256 routed copies over 64 experts: uniform routing hits about 63
+    assert min(hit) >= 56, hit
 
 
 def test_grouped_moe_matches_one_expert_at_a_time():

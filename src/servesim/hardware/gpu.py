@@ -81,6 +81,24 @@ def catalog(extra_file: str | Path | None = None) -> dict[str, GPUSpec]:
     return gpus
 
 
+def check_device(claimed: GPUSpec, device_name: str, memory_gib: float, tolerance: float = 0.03) -> None:
+    """Refuse measurements labelled with a GPU other than the one they run on: the device's memory, as the
+    runtime reports it, must be the claimed GPU's `memory_gib` within `tolerance`, and its name must hold the
+    claimed GPU's family (h100 in "NVIDIA H100 80GB HBM3") where it holds any catalog GPU's family. A profile
+    labelled h200 but taken on an H100 would price every H200 run with H100 timings."""
+
+    def fits(g: GPUSpec) -> bool:
+        return abs(memory_gib - g.memory_gib) <= tolerance * g.memory_gib
+
+    named = [g for g in catalog().values() if g.name.split("-")[0] in device_name.lower()]
+    if fits(claimed) and (claimed in named or not named):
+        return
+    near = [g.name for g in (named or catalog().values()) if fits(g)]
+    fix = f"pass --gpu {near[0]}" if near else "add this GPU with --gpu-file and pass its name"
+    raise ServesimError(f"this machine's GPU is a {device_name} with {memory_gib:.1f} GiB, not {claimed.name} "
+                        f"({claimed.memory_gib:g} GiB); {fix}")
+
+
 def get_gpu(name: str, extra_file: str | Path | None = None) -> GPUSpec:
     """Look a GPU up by name or alias (case-insensitive)."""
     key = name.strip().lower()

@@ -23,7 +23,7 @@ import torch
 
 from servesim.errors import ServesimError
 from servesim.profiler import kernels as K
-from servesim.profiler.timing import copies_for, time_calls, time_long
+from servesim.profiler.timing import check_this_gpu, copies_for, time_calls, time_long
 from servesim.profiler.validate import is_oom
 
 FORMAT_VERSION = 1
@@ -616,6 +616,7 @@ def run_profile(
 def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
     if not torch.cuda.is_available():
         raise RuntimeError("servesim profile needs a CUDA GPU")
+    check_this_gpu(gpu)
     dev = "cuda"
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -16,6 +16,14 @@ import torch
 L2_BYTES = 64 * 2**20  # covers Hopper's 50-60 MB L2
 
 
+def check_this_gpu(gpu: str) -> None:
+    """Refuse to measure under the label `gpu` on a device that is another GPU (`hardware.check_device`)."""
+    from servesim.hardware import check_device, get_gpu
+
+    props = torch.cuda.get_device_properties(0)
+    check_device(get_gpu(gpu), props.name, props.total_memory / 2**30)
+
+
 def copies_for(nbytes: float, cap: int = 16) -> int:
     """Operand copies to rotate so that one pass over them overflows the L2 cache twice."""
     return max(1, min(cap, int(2 * L2_BYTES // max(nbytes, 1)) + 1))

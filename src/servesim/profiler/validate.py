@@ -96,8 +96,9 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str 
 
     from servesim.profiler import kernels
     from servesim.profiler.decoder import Decoder
-    from servesim.profiler.timing import capture, replay_seconds
+    from servesim.profiler.timing import capture, check_this_gpu, replay_seconds
 
+    check_this_gpu(gpu)
     kernels.probe("cuda")
     if spec.is_moe:
         log(f"MoE probe: {kernels.probe_moe('cuda')}")
@@ -143,6 +144,9 @@ def measure_tp(spec: ModelSpec, gpu: str, tp: int, out: Path, repeats: int = 10)
     splits it (`Decoder(tp=...)`, NCCL all-reduces inside the CUDA graph); rank 0 writes `out`."""
     import torch.multiprocessing as mp
 
+    from servesim.profiler.timing import check_this_gpu
+
+    check_this_gpu(gpu)
     mp.spawn(_tp_worker, args=(tp, spec.name, gpu, str(out), repeats), nprocs=tp)
 
 
