@@ -501,6 +501,8 @@ def validate(
     dtype: Annotated[str, Opt(help="bf16 | fp8 weights of the layers' linear projections")] = "bf16",
     kv_cache_dtype: Annotated[str, Opt(help="auto | bf16 | fp8 KV cache (auto: bf16)")] = "auto",
     tp: Annotated[int, Opt(help="tensor parallel size: the model split over this many GPUs of this machine")] = 1,
+    grid: Annotated[str, Opt(help="standard (prefill, decode and mixed batches) | long (prompts of 16k-128k "
+                                  "tokens, one GPU)")] = "standard",
 ):
     """Time real forward passes of a model (needs a GPU) and compare them with predictions."""
     from servesim.profiler.validate import error_stats, validate_model
@@ -514,7 +516,7 @@ def validate(
         raise ServesimError("tensor-parallel validation runs bf16 weights and KV cache; drop --dtype/--kv-cache-dtype")
     df, title = validate_model(model, gpu, out, measured, measure_only, profile_dir,
                                log=lambda m: err.print(m, highlight=False), dtype=dtype,
-                               kv_dtype=kv_cache_dtype, tp=tp)  # fmt: skip
+                               kv_dtype=kv_cache_dtype, tp=tp, grid=grid)  # fmt: skip
     if measure_only:
         return
     from servesim.report.table import validation_table

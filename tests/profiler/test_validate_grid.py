@@ -23,6 +23,18 @@ def test_grid_is_sized_by_memory():
     assert {b[0] for b in small} == {"prefill", "decode", "mixed"}
 
 
+def test_long_grid_holds_prompts_to_128k_tokens_where_the_cache_fits():
+    llama = get_model("llama-3.1-8b")
+    assert {L + C for _, L, C, _, _ in validation_grid(llama, grid="long")} == {16384, 32768, 65536, 81920, 131072}
+    fits = validation_grid(llama, 9 * GIB, grid="long")  # 128 KiB a token: 64k tokens 8 GiB, 128k 16 GiB
+    assert ("prefill", 131072, 0, 0, 0) not in fits and ("prefill", 65536, 0, 0, 0) in fits
+    assert len(skipped(llama, 9 * GIB, grid="long")) == 2  # 128k, and 16k after 64k (80k tokens, 10 GiB)
+    with pytest.raises(ServesimError, match="unknown --grid wide"):
+        validate_model("llama-3.1-8b", "h100-sxm", None, None, True, None, grid="wide")
+    with pytest.raises(ServesimError, match="--grid long measures on one GPU"):
+        validate_model("llama-3.1-8b", "h100-sxm", None, None, True, None, tp=2, grid="long")
+
+
 def test_out_of_memory_is_one_line_and_keeps_what_was_measured(tmp_path, monkeypatch):
     rows = [dict(model="llama-3.1-8b", gpu="h100-sxm", kind="prefill", chunk=64, chunk_ctx=0, decodes=0,
                  decode_ctx=0, measured_s=0.008)]  # fmt: skip

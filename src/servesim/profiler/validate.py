@@ -21,14 +21,23 @@ GIB = 2**30
 KV_SHARE = 0.8  # of the memory free once the weights are loaded: the rest is left for activations and graphs
 
 
-def validation_grid(spec: ModelSpec, kv_limit_bytes: float = float("inf"),
-                    kv_dtype: str = "bf16") -> list[tuple[str, int, int, int, int]]:  # fmt: skip
-    """(kind, chunk, chunk_ctx, decodes, decode_ctx): pure prefill, pure decode, mixed; batches whose KV cache
-    exceeds `kv_limit_bytes` are left out (see `skipped`)."""
-    return [b for b in _full_grid() if kv_bytes(spec, b, kv_dtype) <= kv_limit_bytes]
+GRIDS = ("standard", "long")
+# prompts past the profile's main attention grid (16k): one chunk of 16k-128k tokens, or a chunk after a long context
+LONG_GRID = [("prefill", L, C, 0, 0) for L, C in ((16384, 0), (32768, 0), (65536, 0), (131072, 0), (32768, 32768),
+                                                  (16384, 65536))]  # fmt: skip
+LONG_REPEATS = 3  # a 128k-token forward pass takes seconds; three replays keep the grid near two minutes
 
 
-def _full_grid() -> list[tuple[str, int, int, int, int]]:
+def validation_grid(spec: ModelSpec, kv_limit_bytes: float = float("inf"), kv_dtype: str = "bf16",
+                    grid: str = "standard") -> list[tuple[str, int, int, int, int]]:  # fmt: skip
+    """(kind, chunk, chunk_ctx, decodes, decode_ctx): pure prefill, pure decode, mixed (`grid` "standard"), or
+    long prompts ("long"); batches whose KV cache exceeds `kv_limit_bytes` are left out (see `skipped`)."""
+    return [b for b in _full_grid(grid) if kv_bytes(spec, b, kv_dtype) <= kv_limit_bytes]
+
+
+def _full_grid(grid: str = "standard") -> list[tuple[str, int, int, int, int]]:
+    if grid == "long":
+        return list(LONG_GRID)
     grid = [("prefill", L, 0, 0, 0) for L in (64, 128, 256, 512, 1024, 2048, 4096, 8192)]
     grid += [("prefill", L, C, 0, 0) for L in (512, 2048) for C in (2048, 8192, 16384)]
     grid += [("decode", 0, 0, B, C) for B in (1, 8, 32, 64, 128, 256) for C in (512, 2048, 8192)]
@@ -44,10 +53,10 @@ def kv_bytes(spec: ModelSpec, batch: tuple, kv_dtype: str = "bf16") -> float:
     return spec.kv_bytes_per_token(kv_dtype) * ((L + C if L else 0) + B * (Cd + 1))
 
 
-def skipped(spec: ModelSpec, kv_limit_bytes: float, kv_dtype: str = "bf16") -> list[str]:
+def skipped(spec: ModelSpec, kv_limit_bytes: float, kv_dtype: str = "bf16", grid: str = "standard") -> list[str]:
     """One note per batch left out of the grid for lack of memory."""
     notes = []
-    for batch in _full_grid():
+    for batch in _full_grid(grid):
         need = kv_bytes(spec, batch, kv_dtype)
         if need > kv_limit_bytes:
             kind, L, C, B, Cd = batch
@@ -83,7 +92,7 @@ def forward_seconds(perf: PerfModel, batch: Batch) -> float:
 
 
 def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str = "bf16",
-            kv_dtype: str = "bf16") -> pd.DataFrame:  # fmt: skip
+            kv_dtype: str = "bf16", grid: str = "standard") -> pd.DataFrame:  # fmt: skip
     """Run the validation grid on the GPU; one row per batch with the measured seconds."""
     from servesim.errors import ServesimError
 
@@ -112,9 +121,11 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str 
         raise MeasurementStopped(f"out of GPU memory loading {spec.name}'s weights ({need / GIB:.1f} GiB; "
                                  f"{free / GIB:.1f} GiB free)", rows) from None  # fmt: skip
     limit = KV_SHARE * torch.cuda.mem_get_info()[0]  # the grid fits what this GPU has free, not a constant
-    for note in skipped(spec, limit, kv_dtype):
+    for note in skipped(spec, limit, kv_dtype, grid):
         log(note)
-    for batch in validation_grid(spec, limit, kv_dtype):
+    if grid == "long":
+        repeats = min(repeats, LONG_REPEATS)
+    for batch in validation_grid(spec, limit, kv_dtype, grid):
         kind, L, C, B, Cd = batch
         try:
             inp = dec.inputs(L, C, B, Cd)
@@ -217,7 +228,8 @@ def save(df: pd.DataFrame, out: Path) -> Path:
 
 def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None, measure_only: bool,
                    profile_dir: Path | None, log=print, dtype: str = "bf16",
-                   kv_dtype: str = "auto", tp: int = 1) -> tuple[pd.DataFrame, str]:  # fmt: skip
+                   kv_dtype: str = "auto", tp: int = 1,
+                   grid: str = "standard") -> tuple[pd.DataFrame, str]:  # fmt: skip
     """`servesim validate`: measure on this GPU, or on `tp` of them (or read `measured`), then compare with
     both predictors.
 
@@ -232,7 +244,12 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     spec, g = get_model(model), get_gpu(gpu)
     kv_dtype = resolved_kv_dtype(dtype, kv_dtype)  # auto as vLLM reads it
     g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
+    if grid not in GRIDS:
+        raise ServesimError(f"unknown --grid {grid}; choose one of {', '.join(GRIDS)}")
+    if grid != "standard" and (tp > 1 or measured is not None):
+        raise ServesimError("--grid long measures on one GPU; drop --tp (a --measured file holds its own grid)")
     suffix = "" if (dtype, kv_dtype) == ("bf16", "bf16") else f"_{dtype}_kv{kv_dtype}"
+    suffix += "_long" if grid == "long" else ""
     layout = f"tp{tp}_" if tp > 1 else ""
     default_out = Path(f"validation_{layout}{g.name}_{spec.name}{suffix}.csv")
     if measured is not None:
@@ -251,7 +268,7 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
         df = pd.read_csv(out or default_out)
     else:
         try:
-            df = measure(spec, g.name, log=log, dtype=dtype, kv_dtype=kv_dtype)
+            df = measure(spec, g.name, log=log, dtype=dtype, kv_dtype=kv_dtype, grid=grid)
         except MeasurementStopped as stop:
             kept = ""
             if stop.rows:
