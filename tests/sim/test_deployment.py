@@ -150,3 +150,17 @@ def test_what_is_priced_past_the_measurements_is_said_in_the_runs_notes():
     assert any("prefill attention of chunks longer than" in n for n in long["notes"])
     plain = simulate(Scenario(gpu="h200", workload=wl)).summary()
     assert not any("priced by" in n or "extrapolated" in n for n in plain.get("notes", []))
+
+
+def test_moe_runs_say_how_routing_is_priced():
+    wl = WorkloadConfig(num_requests=10, rate=5.0)
+
+    def notes(**engine):
+        sc = Scenario(model="qwen3-30b-a3b", gpu="h100", engine=EngineConfig(max_model_len=8192, **engine),
+                      workload=wl)  # fmt: skip
+        return [n for n in simulate(sc).summary()["notes"] if n.startswith("MoE routing")]
+
+    assert notes() == ["MoE routing: tokens spread uniformly over the experts, every GPU holding a slice of each"]
+    assert "--expert-skew 1.3 acts only under EP" in notes(expert_skew=1.3)[0]
+    assert "busiest of the EP2 groups taking 1.3x the mean load" in notes(tp=2, ep=2, expert_skew=1.3)[0]
+    assert not any(n.startswith("MoE routing") for n in simulate(Scenario(gpu="h100", workload=wl)).notes)

@@ -293,4 +293,15 @@ class Cluster:
         notes = []
         for spec in self.specs:
             notes += [n for n in getattr(spec.perf, "outside", ()) if n not in notes]
+            if spec.model.is_moe and (routing := _routing_note(spec.layout.ep, spec.engine.expert_skew)) not in notes:
+                notes.append(routing)
         return notes
+
+
+def _routing_note(ep: int, skew: float) -> str:
+    """How a pool's MoE routing is priced: uniform over the experts, or under EP with its busiest group's load."""
+    if ep > 1:
+        return (f"MoE routing: tokens spread uniformly over the experts, the busiest of the EP{ep} groups taking "
+                f"{skew:g}x the mean load (--expert-skew)")
+    unused = f"; --expert-skew {skew:g} acts only under EP (--ep)" if skew > 1 else ""
+    return f"MoE routing: tokens spread uniformly over the experts, every GPU holding a slice of each{unused}"
