@@ -3,7 +3,7 @@
 The main attention grid stops at 16k-token chunks; `servesim profile --sections long_prefill` measures causal
 prefill of 32k-128k tokens (and 32k after 32k, 16k after 64k cached) for every head layout of the catalog. This
 loads the GPU's shipped profile without that table, prices each measured long chunk as the profiled model would
-(`ProfiledModel._prefill_one`: scaled from the longest measured chunk by its FLOPs, quadratic in the chunk and
+(`perf.profiled.prefill_attention`: scaled from the longest measured chunk by its FLOPs, quadratic in the chunk and
 linear in the context), and also the way servesim priced chunks past the grid before issue 26 (linear in the
 chunk), and prints predicted / measured per chunk shape over the head layouts.
 
@@ -16,11 +16,10 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import types
 from pathlib import Path
 
 from servesim.perf.profile_data import find_profile, load_profile
-from servesim.perf.profiled import ProfiledModel
+from servesim.perf.profiled import prefill_attention
 
 
 def main() -> None:
@@ -36,7 +35,6 @@ def main() -> None:
         short = Path(tmp) / gpu
         shutil.copytree(src, short, ignore=shutil.ignore_patterns("attention_prefill_long.csv"))
         prof = load_profile(short)
-    quiet = types.SimpleNamespace(_note=lambda text: None)
     rows = [line.split(",") for line in long_csv.read_text().splitlines()[1:]]
     by_shape: dict[tuple[int, int], list[tuple[float, float]]] = {}
     for hq, hkv, d, n, c, sec in rows:
@@ -44,7 +42,7 @@ def main() -> None:
         if grid is None:
             continue
         n, c, top = int(n), int(c), int(grid.keys[-1])
-        flops = ProfiledModel._prefill_one(quiet, grid, n, c)
+        flops = prefill_attention(grid, n, c)
         linear = float(grid(top, min(c, grid.rows[top].xs[-1]))) * n / top if n > top else flops
         by_shape.setdefault((n, c), []).append((flops / float(sec), linear / float(sec)))
     layouts = sum(len(r) for r in by_shape.values())

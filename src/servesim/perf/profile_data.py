@@ -255,16 +255,11 @@ def load_profile(path: str | Path) -> Profile:
         if (p / name).is_file():
             raw[name] = _read_table(p / name, cols)
     gemm, gemm_fp8 = _gemms(raw["gemm.csv"]), _gemms(raw.get("gemm_fp8.csv"))
-    pre = raw["attention_prefill.csv"]
-    if "attention_prefill_long.csv" in raw:  # prompts past the main grid, measured on their own
-        long = raw["attention_prefill_long.csv"]
-        pre = Records({c: np.concatenate([pre[c], long[c]]) for c in TABLES["attention_prefill.csv"]})
-    prefill = _attention(pre, "q_len")
+    # prompts past the main grid are measured on their own
+    prefill = _attention(_stacked(raw, "attention_prefill.csv", "attention_prefill_long.csv"), "q_len")
     decode = _attention(raw["attention_decode.csv"], "batch")
     decode_fp8 = _attention(raw.get("attention_decode_fp8.csv"), "batch")
-    ew = raw["elementwise.csv"]
-    if "elementwise_fp8.csv" in raw:
-        ew = Records({c: np.concatenate([ew[c], raw["elementwise_fp8.csv"][c]]) for c in TABLES["elementwise.csv"]})
+    ew = _stacked(raw, "elementwise.csv", "elementwise_fp8.csv")
     medians: dict = defaultdict(list)  # repeated measurements of one shape: their median
     for key, idx in _groups(ew, ["op", "width", "tokens"]):
         medians[key[0]].append((float(key[1]), float(key[2]), statistics.median(ew.seconds[idx].tolist())))
@@ -304,6 +299,13 @@ def _gemms(g: Records | None) -> dict[tuple[int, int], Curve]:
         keep = np.append(t[:-1] <= SPIKE * t[1:], True)
         gemm[(int(n), int(k))] = Curve(m[keep], np.maximum.accumulate(t[keep]))
     return gemm
+
+
+def _stacked(raw: dict[str, Records], main: str, extra: str) -> Records:
+    """Table `main` with the rows of `extra` (same columns) below it, where the profile has that table."""
+    if extra not in raw:
+        return raw[main]
+    return Records({c: np.concatenate([raw[main][c], raw[extra][c]]) for c in TABLES[main]})
 
 
 def _moe(t: Records | None) -> dict[tuple[str, int, int, int], Curve]:

@@ -153,11 +153,8 @@ class ProfiledModel(RooflineModel):
         if m.qk_norm:  # per-head RMS norms of queries and keys, priced as one norm over their width
             per_layer.append(("rms_norm", qk, 1))
         seconds = sum(count * ew(op, T, width) for op, width, count in per_layer) * m.layers
-        dense, shared = m.layers - m.moe_layers, m.moe_layers * bool(m.shared_intermediate)
-        if dense:  # SiLU x up of dense MLPs and shared experts (the routed experts' is in their grouped kernel)
-            seconds = seconds + dense * ew("silu_mul", T, m.intermediate // self.tp)
-        if shared:
-            seconds = seconds + shared * ew("silu_mul", T, m.shared_intermediate // self.tp)
+        for layers, width in self.silu_widths:
+            seconds = seconds + layers * ew("silu_mul", T, width)
         seconds = seconds + ew("rms_norm", T, m.hidden)  # final norm
         return seconds, super()._elementwise(T)[1]
 
@@ -184,15 +181,12 @@ class ProfiledModel(RooflineModel):
                                                                      self.hkv * self.model.head_dim)  # fmt: skip
 
     def _prefill_one(self, grid, n: int, c: int) -> float:
-        """One chunk's attention in one layer: measured, or past the longest measured chunk, scaled from it by the
-        FLOPs (quadratic in the chunk, linear in the context before it)."""
+        """One chunk's attention in one layer (`prefill_attention`), noting an extrapolation."""
         top = grid.keys[-1]
-        if n <= top:
-            return float(grid(n, c))
-        self._note(f"prefill attention of chunks longer than {int(top):,} tokens extrapolated from the measured "
-                   f"{int(top):,}-token chunk by its FLOPs (quadratic in the chunk, linear in the cached context)")
-        c0 = min(c, grid.rows[top].xs[-1])
-        return float(grid(top, c0)) * _pairs(n, c) / _pairs(top, c0)
+        if n > top:
+            self._note(f"prefill attention of chunks longer than {int(top):,} tokens extrapolated from the measured "
+                       f"{int(top):,}-token chunk by its FLOPs (quadratic in the chunk, linear in the cached context)")
+        return prefill_attention(grid, n, c)
 
     def _decode_attention(self, n: int, ctx_sum, q: int = 1):
         grid = self.decode_grid
@@ -225,6 +219,16 @@ class ProfiledModel(RooflineModel):
             t += sum(float(self._kv_write("dequant_kv", n + c)) for n, c in zip(b.prefill_lens, b.prefill_ctx,
                                                                                 strict=True))  # fmt: skip
         return t + self._per_tokens("write_kv", b.num_prefill_tokens)
+
+
+def prefill_attention(grid, n: int, c: int) -> float:
+    """Seconds of one chunk's causal attention in one layer from a profile's prefill grid: measured, or past the
+    longest measured chunk, scaled from it by the FLOPs (quadratic in the chunk, linear in the context before it)."""
+    top = grid.keys[-1]
+    if n <= top:
+        return float(grid(n, c))
+    c0 = min(c, grid.rows[top].xs[-1])
+    return float(grid(top, c0)) * _pairs(n, c) / _pairs(top, c0)
 
 
 def _pairs(n: float, c: float) -> float:

@@ -157,12 +157,6 @@ class RooflineModel(PerfModel):
             ops.append(("pp_comm", (self.pp - 1) * send, zero, (self.pp - 1) * act, "comm"))
         return ops
 
-    @property
-    def act_width(self) -> int:
-        """Width of the MLP activation per token on one GPU (all routed experts for MoE)."""
-        m = self.model
-        return (m.moe_intermediate * m.top_k if m.is_moe else m.intermediate) // self.tp
-
     def _embedding(self, T, nbytes):
         return self._stream(nbytes, 1)
 
@@ -172,17 +166,18 @@ class RooflineModel(PerfModel):
         # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k (and their RMS norms where the model has them),
         # SiLU*mul outside the routed experts (whose grouped kernel does its own)
         qk = (self.hq + self.hkv) * m.head_dim * (4 if m.qk_norm else 2)
-        elems = (8 * m.hidden + qk) * m.layers + 3 * self.mlp_act_width
+        elems = (8 * m.hidden + qk) * m.layers + 3 * sum(layers * width for layers, width in self.silu_widths)
         nbytes = T * elems * self.ab
         return self._stream(nbytes, (4 + m.qk_norm) * m.layers), nbytes
 
     @property
-    def mlp_act_width(self) -> int:
-        """SiLU x up outputs per token on one GPU, summed over the layers, outside the routed experts: dense MLPs
-        and shared experts."""
+    def silu_widths(self) -> list[tuple[int, int]]:
+        """(layers, outputs per token on one GPU) of the SiLU x up kernels outside the routed experts (whose grouped
+        kernel does its own): dense MLPs, and shared experts."""
         m = self.model
-        return (m.layers - m.moe_layers) * (m.intermediate // self.tp) + m.moe_layers * (m.shared_intermediate //
-                                                                                          self.tp)  # fmt: skip
+        widths = [(m.layers - m.moe_layers, m.intermediate // self.tp),
+                  (m.moe_layers * bool(m.shared_intermediate), m.shared_intermediate // self.tp)]  # fmt: skip
+        return [(layers, width) for layers, width in widths if layers]
 
     def _moe_split(self, T):
         """(routed copies the busiest GPU's experts take, the expert width on each GPU, its local experts) of an

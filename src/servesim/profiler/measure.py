@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from servesim.errors import ServesimError
+from servesim.perf.profile_data import MOE_COLUMNS, TABLES
 from servesim.profiler import kernels as K
 from servesim.profiler.timing import check_this_gpu, copies_for, time_calls, time_long
 from servesim.profiler.validate import is_oom
@@ -44,11 +45,26 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _line(row) -> str:
+    return ",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in row) + "\n"
+
+
 def _write_csv(path: Path, header: list[str], rows: list) -> None:
     with path.open("w") as f:
         f.write(",".join(header) + "\n")
-        for r in rows:
-            f.write(",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in r) + "\n")
+        f.writelines(_line(r) for r in rows)
+
+
+def _appender(path: Path, header: list[str]):
+    """Start `path` with its header; return a sink that appends rows as they are measured (a run cut short keeps
+    what it finished)."""
+    _write_csv(path, header, [])
+
+    def sink(rows) -> None:
+        with path.open("a") as f:
+            f.writelines(_line(r) for r in rows)
+
+    return sink
 
 
 # ----- what to measure: taken from the performance model, so the profile covers what it asks for -----
@@ -333,7 +349,7 @@ def catalog_widths(tps=(1, 2, 4, 8)) -> dict[str, set[int]]:
                 continue
             r = RooflineModel(m, get_gpu("h100"), Layout(tp))
             widths["hidden"].add(m.hidden)
-            widths["act"].add(r.act_width)
+            widths["act"] |= {width for _, width in r.silu_widths}
             widths["rope"].add((r.hq + r.hkv) * m.head_dim)
             widths["kv"].add(r.hkv * m.head_dim)
             widths["attn"].add(r.hq * m.head_dim)
@@ -635,14 +651,7 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
     (out / "meta.json").write_text(json.dumps(_meta(gpu, probe, quick, durations, started, False), indent=2))
     if "gemm" in todo:
         t = time.time()
-        path = out / "gemm.csv"
-        _write_csv(path, ["n", "k", "m", "seconds"], [])
-
-        def sink(rows, path=path):
-            with path.open("a") as f:
-                f.writelines(f"{n},{k},{m},{sec:.6g}\n" for n, k, m, sec in rows)
-
-        measure_gemms(shapes, m_grid, dev, sink)
+        measure_gemms(shapes, m_grid, dev, _appender(out / "gemm.csv", TABLES["gemm.csv"]))
         durations["gemm"] = time.time() - t
     if "attention" in todo:
         t = time.time()
@@ -679,20 +688,12 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
         for name, fp8 in (("moe.csv", False), ("moe_fp8.csv", True)):
             if fp8 and not probe.get("moe_fp8"):
                 continue
-            path = out / name
-            _write_csv(path, ["op", "hidden", "width", "experts", "tokens", "seconds"], [])
-
-            def sink(rows, path=path):  # each shape's rows as it is measured: a timeout keeps what was done
-                with path.open("a") as f:
-                    f.writelines(",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in r) + "\n"
-                                 for r in rows)  # fmt: skip
-
-            measure_moe(dev, fp8=fp8, quick=quick, sink=sink)
+            measure_moe(dev, fp8=fp8, quick=quick, sink=_appender(out / name, MOE_COLUMNS))
         durations["moe"] = time.time() - t
     if "long_prefill" in todo:
         t = time.time()
-        rows = measure_long_prefill(heads, dev, quick)
-        _write_csv(out / "attention_prefill_long.csv", ["hq", "hkv", "d", "q_len", "ctx", "seconds"], rows)
+        sink = _appender(out / "attention_prefill_long.csv", TABLES["attention_prefill.csv"])
+        measure_long_prefill(heads, dev, quick, sink=sink)
         durations["long_prefill"] = time.time() - t
     if "collectives" in todo:
         t = time.time()
