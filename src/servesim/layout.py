@@ -88,6 +88,10 @@ class Layout:
                     f"--ep {self.ep}, or --dp {self.ep // self.tp if self.ep % self.tp == 0 else self.ep} with "
                     "data-parallel attention"
                 )
+        if m.is_moe and self.moe_gpus // self.ep > m.moe_intermediate:
+            raise ServesimError(f"an MoE layer over TP {self.tp} x DP {self.dp} / EP {self.ep} would split each of "
+                                f"{m.name}'s experts over more GPUs than its {m.moe_intermediate} columns; lower --dp "
+                                "or --tp, or raise --ep")  # fmt: skip
         notes = []
         if self.tp > self.gpus_per_node:
             nodes = -(-self.tp // self.gpus_per_node)

@@ -102,3 +102,27 @@ def test_collectives_cross_nodes_over_the_network():
     assert comm(spanning) > 3 * comm(in_node)
     big_node = RooflineModel(m, g, layout=Layout(tp=16, gpus_per_node=16))
     assert comm(big_node) < comm(spanning)
+
+
+def test_data_parallel_attention_with_expert_parallelism():
+    """DP attention: each rank attends on its own tp GPUs with its own cache, MoE layers span every rank's GPUs."""
+    qwen, big = get_model("qwen3-30b-a3b"), get_model("qwen3-235b-a22b")
+    wide = Layout(tp=1, ep=8, dp=8)
+    assert wide.check(get_model("deepseek-v3")) == [] and wide.label() == "TP1 DP8 EP8"
+    assert (wide.gpus, wide.moe_gpus, wide.engines) == (8, 8, 8)
+    with pytest.raises(ServesimError, match="is for MoE models"):
+        Layout(dp=2).check(get_model("llama-3.1-8b"))
+    with pytest.raises(ServesimError, match="must divide the GPUs an MoE layer spans"):
+        Layout(tp=1, dp=2, ep=4).check(qwen)
+    with pytest.raises(ServesimError, match="more GPUs than its 768 columns"):
+        Layout(dp=10**12).check(qwen)  # refused before any engine is built
+    # experts split over all four GPUs either way; attention and the rest replicated per rank under DP, split by TP
+    g = get_gpu("h200")
+    dep = plan_memory(big, g, EngineConfig(tp=1, dp=4, ep=4, max_model_len=8192))
+    tep = plan_memory(big, g, EngineConfig(tp=4, ep=4, max_model_len=8192))
+    assert tep.weights_gib < dep.weights_gib < 1.2 * tep.weights_gib
+    s = simulate(Scenario(model="qwen3-30b-a3b", engine=EngineConfig(tp=1, dp=2, ep=2, max_model_len=8192),
+                          workload=WorkloadConfig(num_requests=40))).summary()  # fmt: skip
+    assert s["completed"] == 40 and len(s["replicas"]) == 1
+    ranks = s["replicas"][0]["engines"]
+    assert [e["rank"] for e in ranks] == [0, 1] and all(e["iterations"] > 0 for e in ranks)
