@@ -472,11 +472,16 @@ def profile(
     out: Annotated[Path, Opt(help="folder to write the profile into")],
     quick: Annotated[bool, Opt(help="a small grid, for trying the profiler out")] = False,
     sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives,fp8,"
-                                      "moe,long_prefill")] = (
+                                      "fp8_attention,moe,mla,long_prefill")] = (
         "gemm,attention,elementwise,calibration,power,collectives"
     ),
 ):
     """Measure this machine's GPU kernels into a profile (needs servesim\\[profile] and a CUDA GPU)."""
+    from servesim.perf.profile_data import SECTIONS
+
+    unknown = [s for s in sections.split(",") if s not in SECTIONS]
+    if unknown:
+        raise ServesimError(f"--sections: unknown section {', '.join(unknown)}; choose from {','.join(SECTIONS)}")
     try:
         import torch
     except ImportError:
@@ -492,7 +497,7 @@ def profile(
 @app.command()
 @friendly
 def validate(
-    model: Annotated[str, Opt(help="catalog model to run (dense or MoE; MLA not yet)")] = "llama-3.1-8b",
+    model: Annotated[str, Opt(help="catalog model to run (dense, MoE or MLA)")] = "llama-3.1-8b",
     gpu: Annotated[str, Opt(help="the GPU this runs on (catalog name)")] = "h200",
     out: Annotated[Path | None, Opt(help="CSV of measured and predicted times")] = None,
     measured: Annotated[Path | None, Opt(help="compare an earlier measurement CSV instead of running")] = None,

@@ -71,12 +71,46 @@ def test_decoder_forward_shapes(monkeypatch):
     assert dec.forward(dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # one chunk + four decodes
     assert dec.forward(dec.inputs(0, 0, 4, 7)).shape == (4, 100)
     assert dec.forward(dec.inputs(9, 0, 0, 0)).shape == (1, 100)
-    with pytest.raises(ValueError, match="does not run MLA attention"):
-        D.Decoder(get_model("deepseek-v3"), "cpu")
+    for q_lora in (0, 24):  # DeepSeek-V2-Lite's direct query projection, and V3's low-rank one
+        mla = dataclasses.replace(get_model("deepseek-v2-lite"), hidden=64, layers=2, heads=4, vocab=100,
+                                  num_experts=8, top_k=2, moe_intermediate=32, shared_intermediate=32, q_lora_rank=q_lora,
+                                  kv_lora_rank=32, qk_nope_dim=16, qk_rope_dim=8, v_head_dim=16)  # fmt: skip
+        mla_dec = D.Decoder(mla, "cpu")
+        assert mla_dec.forward(mla_dec.inputs(5, 3, 4, 7)).shape == (5, 100)
+        assert mla_dec.inputs(5, 3, 0, 0)["prefill_cache"][0].shape == (1, 8, 40)  # one latent + rotary key a token
     moe = dataclasses.replace(get_model("qwen3-30b-a3b"), hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16,
                               vocab=100, num_experts=8, top_k=2, moe_intermediate=32)  # fmt: skip
     moe_dec = D.Decoder(moe, "cpu")
     assert moe_dec.forward(moe_dec.inputs(5, 3, 4, 7)).shape == (5, 100)  # routed experts, qk-norm
+
+
+def test_absorbed_mla_decode_equals_decompressed_attention():
+    """A decode scored in the latent space (W_UK absorbed into the query, W_UV applied after) gives what the prompt
+    path gives the same token: its keys and values decompressed with kv_b_proj, ordinary attention over them."""
+    torch.manual_seed(0)
+    H, dl, rope, nope, v, C = 4, 32, 8, 16, 12, 9
+    kvb = torch.randn(H * (nope + v), dl) * 0.2
+    per_head = kvb.view(H, nope + v, dl)
+    w_uk, w_uv = per_head[:, :nope].contiguous(), per_head[:, nope:].transpose(1, 2).contiguous()
+    q_nope, q_rot, latent, rot = torch.randn(1, H, nope), torch.randn(1, H, rope), torch.randn(1, dl), torch.randn(1, rope)
+    cache = torch.randn(1, C, dl + rope)
+    prefill = K.mla_prefill(q_nope, q_rot, latent, rot, cache.clone(), C - 1, kvb)  # the last token, over all C
+    decode = K.mla_decode(q_nope, q_rot, latent, rot, cache.clone(), C - 1, w_uk, w_uv)
+    assert decode.shape == prefill.shape == (1, H * v)
+    assert torch.allclose(decode, prefill, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_mla_decode_kernel_on_the_gpu_matches_the_reference():
+    from servesim.profiler import mla_decode
+
+    mla_decode.tune("cuda")
+    for B, H, C in ((1, 16, 9000), (3, 128, 700), (2, 4, 300)):  # split and direct, heads past and under a block
+        q = torch.randn(B, H, 576, device="cuda", dtype=torch.bfloat16)
+        cache = torch.randn(B, C, 576, device="cuda", dtype=torch.bfloat16)
+        ref = K.mla_attention_reference(q, cache, 512, 192**-0.5)
+        out = mla_decode.mla_attention(q, cache, 512, 192**-0.5).float()
+        assert (out - ref).norm() / ref.norm() < 1e-2
 
 
 def test_decoder_spreads_a_prompt_over_the_experts(monkeypatch):

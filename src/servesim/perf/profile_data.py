@@ -35,7 +35,11 @@ TABLES = {
     "attention_decode.csv": ["hq", "hkv", "d", "batch", "ctx", "seconds"],
     "elementwise.csv": ["op", "tokens", "width", "bytes", "seconds"],
 }
+# what `servesim profile --sections` can measure
+SECTIONS = ("gemm", "attention", "elementwise", "calibration", "power", "collectives", "fp8", "fp8_attention", "moe",
+            "mla", "long_prefill")  # fmt: skip
 MOE_COLUMNS = ["op", "hidden", "width", "experts", "tokens", "seconds"]
+MLA_KEY = ["hq", "latent", "rope", "nope", "v"]  # an MLA layer's attention on one GPU: its query heads and widths
 OPTIONAL = {
     "power.csv": ["state", "watts_mean"], "calibration.csv": ["name", "value"],
     "gemm_fp8.csv": TABLES["gemm.csv"], "attention_decode_fp8.csv": TABLES["attention_decode.csv"],
@@ -43,6 +47,8 @@ OPTIONAL = {
     "sm_share.csv": ["sms", "op", "seconds"],
     "moe.csv": MOE_COLUMNS, "moe_fp8.csv": MOE_COLUMNS,
     "attention_prefill_long.csv": TABLES["attention_prefill.csv"],
+    "attention_decode_mla.csv": MLA_KEY + ["batch", "ctx", "seconds"],
+    "attention_prefill_mla.csv": MLA_KEY + ["q_len", "ctx", "seconds"],
 }  # fmt: skip
 # bytes each elementwise kernel moves per token and unit of width (bf16), as the profiler counts them
 EW_BYTES_PER_ELEM = {"rms_norm": 4, "add": 6, "embedding": 4, "silu_mul": 6, "rope": 4, "write_kv": 4,
@@ -152,6 +158,10 @@ class Profile:
     # ("route", 0, top_k, experts) -> seconds over tokens (bf16 in `moe`, fp8 experts in `moe_fp8`)
     moe: dict[tuple[str, int, int, int], Curve]
     moe_fp8: dict[tuple[str, int, int, int], Curve]
+    # MLA attention from its projections' outputs to its heads' outputs (cache write, absorption or decompression,
+    # the attention kernel), keyed by MLA_KEY: decodes over (batch, context), prompt chunks over (length, context)
+    mla_decode: dict[tuple[int, ...], Grid2D]
+    mla_prefill: dict[tuple[int, ...], Grid2D]
     elementwise: dict[str, Grid2D]  # op -> seconds over (width, tokens)
     power: dict[str, float]
     calibration: dict[str, float]
@@ -280,8 +290,11 @@ def load_profile(path: str | Path) -> Profile:
         for (op, world), idx in _groups(c, ["op", "world"]):
             idx = idx[np.argsort(c.bytes[idx], kind="stable")]
             collectives[(str(op), int(world))] = Curve(c.bytes[idx], np.maximum.accumulate(c.seconds[idx]))
+    mla_decode = _attention(raw.get("attention_decode_mla.csv"), "batch", MLA_KEY)
+    mla_prefill = _attention(raw.get("attention_prefill_mla.csv"), "q_len", MLA_KEY)
     return Profile(p, meta, gemm, prefill, decode, gemm_fp8, decode_fp8, collectives, _moe(raw.get("moe.csv")),
-                   _moe(raw.get("moe_fp8.csv")), elementwise, power, calibration, raw, digest.hexdigest())  # fmt: skip
+                   _moe(raw.get("moe_fp8.csv")), mla_decode, mla_prefill, elementwise, power, calibration, raw,
+                   digest.hexdigest())  # fmt: skip
 
 
 SPIKE = 1.25  # a GEMM point this much slower than the next larger M is a one-M kernel choice (_gemms)
@@ -317,11 +330,11 @@ def _moe(t: Records | None) -> dict[tuple[str, int, int, int], Curve]:
     return out
 
 
-def _attention(t: Records | None, rows: str) -> dict[tuple[int, int, int], Grid2D]:
-    """A grid over (`rows`, context) per head layout (hq, hkv, d)."""
+def _attention(t: Records | None, rows: str, key: tuple | list = ("hq", "hkv", "d")) -> dict[tuple[int, ...], Grid2D]:
+    """A grid over (`rows`, context) per head layout (`key`: hq, hkv, d; or MLA_KEY)."""
     if t is None:
         return {}
-    layouts = _groups(t, ["hq", "hkv", "d"])
+    layouts = _groups(t, list(key))
     return {tuple(int(x) for x in key): _grid(t.select(idx), rows, "ctx") for key, idx in layouts}
 
 

@@ -81,7 +81,11 @@ class ProfiledModel(RooflineModel):
                  **options):  # fmt: skip
         super().__init__(model, gpu, layout, dtype, kv_dtype, params or fitted_params(profile, gpu), **options)
         self.profile = profile
-        self.heads = None if model.is_mla else (self.hq, self.hkv, model.head_dim)  # the attention grids' key
+        self.outside: list[str] = []  # what it prices past its measurements, for the run's notes (once each)
+        # the attention grids' key: query heads, KV heads and head size; for MLA its heads and widths (MLA_KEY)
+        self.heads = (self.hq, self.hkv, model.head_dim)
+        if model.is_mla:
+            self.heads = (self.hq, model.kv_lora_rank, model.qk_rope_dim, model.qk_nope_dim, model.v_head_dim)
         acts = dtype in ("bf16", "fp8")  # the profile's kernels run bf16 activations (fp16: the fitted roofline)
         self.fp8_gemm = dtype == "fp8"
         kv_fp8 = self.kvb == 1
@@ -89,8 +93,16 @@ class ProfiledModel(RooflineModel):
         has_fp8_kv = bool(profile.decode_fp8) and "write_kv_fp8" in profile.elementwise
         attn = acts and (has_fp8_kv if kv_fp8 else self.kvb == 2)
         self.gemms = acts
-        self.decode_grid = (profile.decode_fp8 if kv_fp8 else profile.decode).get(self.heads) if attn else None
-        self.prefill_grid = profile.prefill.get(self.heads) if attn else None
+        if model.is_mla:  # measured over a bf16 latent cache (an fp8 one: the fitted roofline)
+            attn = acts and self.kvb == 2
+            decode, prefill = profile.mla_decode, profile.mla_prefill
+        else:
+            decode, prefill = (profile.decode_fp8 if kv_fp8 else profile.decode), profile.prefill
+        self.decode_grid = decode.get(self.heads) if attn else None
+        self.prefill_grid = prefill.get(self.heads) if attn else None
+        if model.is_mla and acts and self.decode_grid is None:
+            self._note(f"MLA attention priced by the roofline fitted to the {gpu.name} profile: it has no "
+                       f"measurement of {self.hq} heads over a {'fp8' if kv_fp8 else 'bf16'} latent cache")  # fmt: skip
         self.fitted = [what for what, missing in (
             ("fp16 kernels", dtype == "fp16"), ("fp8 GEMMs", self.fp8_gemm and not profile.gemm_fp8),
             ("fp8-KV attention", kv_fp8 and acts and not has_fp8_kv),
@@ -99,7 +111,6 @@ class ProfiledModel(RooflineModel):
         self._by_tokens: dict[tuple[str, int], float] = {}  # elementwise kernels of mixed iterations, by token count
         # the MoE layers' grouped kernels and routing, where measured (fp8 experts: their own table)
         self.moe_tables = (profile.moe_fp8 if self.fp8_gemm else profile.moe) if acts and self.quant is None else {}
-        self.outside: list[str] = []  # what it prices past its measurements, for the run's notes (once each)
 
     def _note(self, text: str) -> None:
         if text not in self.outside:
@@ -122,10 +133,15 @@ class ProfiledModel(RooflineModel):
             return super()._allreduce(nbytes)
         return curve(nbytes)
 
-    def _moe_parts(self, T):
-        if self.ep > 1:
-            self._note(f"EP{self.ep} all-to-all dispatch and combine priced by the link model (not measured)")
-        return super()._moe_parts(T)
+    def _alltoall(self, nbytes):
+        """Measured (CUDA-graph timed) over ep GPUs inside a node where the profile has it; the link model
+        otherwise."""
+        curve = self.profile.collectives.get(("all_to_all", self.ep)) if self.link_bw == self.nvlink_bw else None
+        if curve is None:
+            self._note(f"EP{self.ep} all-to-all dispatch and combine priced by the link model: the {self.gpu.name} "
+                       f"profile has no measurement of them")  # fmt: skip
+            return super()._alltoall(nbytes)
+        return curve(nbytes)
 
     def _route(self, T):
         t, f, b = super()._route(T)
@@ -148,10 +164,12 @@ class ProfiledModel(RooflineModel):
 
     def _elementwise(self, T):
         m, ew = self.model, self.profile.elementwise_time
-        qk = (self.hq + self.hkv) * m.head_dim
+        qk = self.rope_width
         per_layer = [("rms_norm", m.hidden, 2), ("add", m.hidden, 2), ("rope", qk, 1)]
         if m.qk_norm:  # per-head RMS norms of queries and keys, priced as one norm over their width
             per_layer.append(("rms_norm", qk, 1))
+        if m.is_mla:  # the latent's norm, and the low-rank query's where it has one
+            per_layer += [("rms_norm", m.kv_lora_rank, 1)] + [("rms_norm", m.q_lora_rank, 1)] * bool(m.q_lora_rank)
         seconds = sum(count * ew(op, T, width) for op, width, count in per_layer) * m.layers
         for layers, width in self.silu_widths:
             seconds = seconds + layers * ew("silu_mul", T, width)
@@ -169,7 +187,7 @@ class ProfiledModel(RooflineModel):
         t = self._by_tokens.get((op, tokens))
         if t is None:
             if op == "concat":
-                t = self.model.layers * float(self.profile.elementwise_time(op, tokens, self.hq * self.model.head_dim))
+                t = self.model.layers * float(self.profile.elementwise_time(op, tokens, self.attn_width))
             else:
                 t = float(self._kv_write(op, tokens))
             self._by_tokens[(op, tokens)] = t
@@ -197,9 +215,10 @@ class ProfiledModel(RooflineModel):
             fc = self._decode_attn_coeffs()[0]
             attn = np.maximum(attn, self.model.layers * (q * fc * ctx_sum / self.attn_peak + self.p.kernel_overhead_s))
         fixed = self._decode_extra.get(n * q)
-        if fixed is None:  # depends on the token count only
+        if fixed is None:  # depends on the token count only (MLA's table holds its cache write and absorption)
             t = n * q
-            fixed = self._decode_extra[t] = self._decode_fixed(t) + float(self._kv_write("write_kv_decode", t))
+            fixed = 0.0 if self.model.is_mla else self._decode_fixed(t) + float(self._kv_write("write_kv_decode", t))
+            self._decode_extra[t] = fixed
         return attn + fixed
 
     def _decode_breaks(self, n: int, q: int = 1) -> list[float]:
@@ -215,6 +234,8 @@ class ProfiledModel(RooflineModel):
             return super()._prefill_seconds(b)
         t = self.model.layers * sum(self._prefill_one(grid, n, c) for n, c in zip(b.prefill_lens, b.prefill_ctx,
                                                                                    strict=True))  # fmt: skip
+        if self.model.is_mla:  # its table holds the cache write and the latent's decompression
+            return t
         if self.kv_suffix:  # an fp8 cache is widened to bf16 before the bf16 prefill kernel reads it
             t += sum(float(self._kv_write("dequant_kv", n + c)) for n, c in zip(b.prefill_lens, b.prefill_ctx,
                                                                                 strict=True))  # fmt: skip

@@ -117,6 +117,10 @@ class RooflineModel(PerfModel):
         p = self.p
         return steps / self.tp * nbytes / self.link_bw + steps * p.link_latency_s + p.collective_base_s
 
+    def _alltoall(self, nbytes):
+        """One all-to-all over the ep GPUs of `nbytes` per GPU (each sends (ep-1)/ep of it to the others)."""
+        return nbytes * (self.ep - 1) / self.ep / self.link_bw + self.p.collective_base_s
+
     # ----- operators whose cost depends only on the token count T or sequence count S -----
     def _token_ops(self, T: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]]:
         """(name, seconds, flops, bytes, bound) per operator class, each an array over T."""
@@ -165,10 +169,22 @@ class RooflineModel(PerfModel):
         m = self.model
         # fused add+RMSNorm twice (read 2h, write 2h), rotary on q/k (and their RMS norms where the model has them),
         # SiLU*mul outside the routed experts (whose grouped kernel does its own)
-        qk = (self.hq + self.hkv) * m.head_dim * (4 if m.qk_norm else 2)
+        qk = self.rope_width * (4 if m.qk_norm else 2)
         elems = (8 * m.hidden + qk) * m.layers + 3 * sum(layers * width for layers, width in self.silu_widths)
         nbytes = T * elems * self.ab
         return self._stream(nbytes, (4 + m.qk_norm) * m.layers), nbytes
+
+    @property
+    def rope_width(self) -> int:
+        """Elements per token the rotary kernel turns on one GPU: its query and key heads, or MLA's rotary parts
+        of the query heads and the one rotary key beside the latent."""
+        m = self.model
+        return (self.hq + 1) * m.qk_rope_dim if m.is_mla else (self.hq + self.hkv) * m.head_dim
+
+    @property
+    def attn_width(self) -> int:
+        """Attention output elements per token on one GPU (the output projection's input)."""
+        return self.hq * (self.model.v_head_dim if self.model.is_mla else self.model.head_dim)
 
     @property
     def silu_widths(self) -> list[tuple[int, int]]:
@@ -203,9 +219,8 @@ class RooflineModel(PerfModel):
             tuple(x * L for x in self._experts(copies, width, local)),
         ]
         if self.ep > 1:  # all-to-all dispatch and combine of each GPU's share of its rank's tokens to the experts
-            nbytes = T / self.tp * m.top_k * m.hidden * self.ab * (self.ep - 1) / self.ep
-            t = 2 * L * (nbytes / self.link_bw + self.p.collective_base_s)
-            parts.append((t, 0 * T, 2 * L * nbytes))
+            nbytes = T / self.tp * m.top_k * m.hidden * self.ab
+            parts.append((2 * L * self._alltoall(nbytes), 0 * T, 2 * L * nbytes * (self.ep - 1) / self.ep))
         if m.shared_intermediate:
             si = m.shared_intermediate // self.tp
             parts += [self._gemm(T, 2 * si, m.hidden, L), self._gemm(T, m.hidden, si, L)]

@@ -333,3 +333,62 @@ def probe_moe(device: str) -> dict:
     except Exception as e:  # noqa: BLE001 - no fp8 grouped GEMM here: the fp8 tables are left out
         report["moe_fp8"], report["moe_fp8_error"] = False, f"{type(e).__name__}: {e}"[:200]
     return report
+
+
+# ----- multi-head latent attention (DeepSeek-V2/V3) as vLLM runs it: decodes absorbed, prompts decompressed -----
+def write_latent(cache: torch.Tensor, latent: torch.Tensor, rot: torch.Tensor, start: int) -> None:
+    """Store new tokens' latent [n, DL] and rotary key [n, DR] in an MLA cache [B, S, DL + DR]: at positions
+    start.. of one sequence (B = 1), or at `start` of each of B sequences (one token each)."""
+    dl = latent.shape[-1]
+    if cache.shape[0] == 1:
+        cache[0, start : start + latent.shape[0], :dl].copy_(latent)
+        cache[0, start : start + latent.shape[0], dl:].copy_(rot)
+    else:
+        cache[:, start, :dl].copy_(latent)
+        cache[:, start, dl:].copy_(rot)
+
+
+def mla_decode(q_nope, q_rot, latent, rot, cache, pos: int, w_uk, w_uv) -> torch.Tensor:
+    """MLA attention of B decodes, one token each, from their projections to the output heads: store each new
+    token's latent and rotary key at `pos`, absorb the no-rope queries into the latent space (a batched GEMM per
+    head with W_UK), attend over the latent cache (`mla_decode.mla_attention`), and lift the result back to the
+    value heads (W_UV). q_nope [B, H, nope], q_rot [B, H, rope]; latent [B, DL], rot [B, rope]; cache
+    [B, C, DL + rope]; w_uk [H, nope, DL], w_uv [H, DL, v]; returns [B, H * v]."""
+    B, H, nope = q_nope.shape
+    dl = latent.shape[-1]
+    write_latent(cache, latent, rot, pos)
+    q_lat = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, DL]
+    q = torch.cat((q_lat, q_rot), dim=-1)
+    if q.is_cuda:
+        from servesim.profiler.mla_decode import mla_attention
+    else:  # (the decoder's CPU tests)
+        mla_attention = mla_attention_reference
+    out = mla_attention(q, cache, dl, (nope + q_rot.shape[-1]) ** -0.5).to(q.dtype)  # [B, H, DL]
+    return torch.bmm(out.transpose(0, 1), w_uv).transpose(0, 1).reshape(B, H * w_uv.shape[-1])
+
+
+def mla_attention_reference(q: torch.Tensor, cache: torch.Tensor, latent: int, scale: float) -> torch.Tensor:
+    """Absorbed MLA attention in float32 (what `mla_decode.mla_attention` computes): q [B, H, DL + rope] against
+    every cache row [B, C, DL + rope], the latents [..., :DL] as values; returns [B, H, DL]."""
+    scores = torch.einsum("bhd,bcd->bhc", q.float(), cache.float()) * scale
+    return torch.einsum("bhc,bcd->bhd", torch.softmax(scores, -1), cache[..., :latent].float())
+
+
+def mla_prefill(q_nope, q_rot, latent, rot, cache, start: int, w_kvb) -> torch.Tensor:
+    """MLA attention of one prompt chunk of L tokens after `start` cached ones: store their latents and rotary
+    keys, decompress the whole cache into per-head keys and values (one GEMM with W_UK and W_UV stacked as
+    kv_b_proj), join each head's key with the shared rotary key, pad the values to the key width (FlashAttention
+    takes one head size) and run causal attention. q_nope [L, H, nope], q_rot [L, H, rope]; latent [L, DL],
+    rot [L, rope]; cache [1, S, DL + rope] with S >= start + L; w_kvb [H * (nope + v), DL]; returns [L, H * v]."""
+    L, H, nope = q_nope.shape
+    dl, rope = latent.shape[-1], rot.shape[-1]
+    write_latent(cache, latent, rot, start)
+    S = start + L
+    seq = cache[0, :S]
+    kv = linear(seq[:, :dl], w_kvb).view(S, H, -1)
+    v_dim = kv.shape[-1] - nope
+    k = torch.cat((kv[..., :nope], seq[:, None, dl:].expand(S, H, rope)), dim=-1)
+    v = F.pad(kv[..., nope:], (0, nope + rope - v_dim))
+    q = torch.cat((q_nope, q_rot), dim=-1)
+    out = attention_prefill(q, k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0))
+    return out.view(L, H, nope + rope)[..., :v_dim].reshape(L, H * v_dim)

@@ -6,8 +6,9 @@ at TP 1/2/4/8; prefill and decode attention over lengths for their head layouts;
 elementwise kernels; collectives when several GPUs are present; power under load;
 (section `fp8`) fp8 GEMMs, decode attention over an fp8 KV cache and the fp8 cache's
 elementwise kernels; (section `moe`) MoE layers as grouped kernels, bf16 and fp8, over
-every expert split of the catalog's MoE models, and their routing; and (section
-`long_prefill`) causal prefill attention of prompts up to 128k tokens.
+every expert split of the catalog's MoE models, and their routing; (section `mla`) the
+multi-head latent attention of DeepSeek-V2/V3 layouts, decodes absorbed and prompts
+decompressed; and (section `long_prefill`) causal prefill attention of prompts up to 128k tokens.
 """
 
 from __future__ import annotations
@@ -223,6 +224,62 @@ def measure_long_prefill(heads, dev, quick: bool = False, sink=None) -> list:
             torch.cuda.empty_cache()
         _log(f"long prefill Hq={hq} Hkv={hkv} D={d}: done")
     return rows
+
+
+def catalog_mla(tps=(1, 2, 4, 8)) -> list[tuple[int, int, int, int, int]]:
+    """MLA_KEY (query heads on one GPU, latent, rope, nope and value widths) of the catalog's MLA models split
+    over 1-8 GPUs by tensor parallelism (TP1: also data-parallel attention), the most served first."""
+    from servesim.models import get_model, model_names
+
+    keys = []
+    for name in model_names():
+        m = get_model(name)
+        if m.is_mla:
+            keys += [(m.heads // tp, m.kv_lora_rank, m.qk_rope_dim, m.qk_nope_dim, m.v_head_dim) for tp in tps
+                     if m.heads % tp == 0]  # fmt: skip
+    return sorted(set(keys), key=lambda k: (k[0] not in (16, 128), -k[0]))
+
+
+def measure_mla(dev, quick: bool = False, decode_sink=None, prefill_sink=None) -> None:
+    """Section `mla`: MLA attention as vLLM runs it, from the projections' outputs to the heads' outputs, per
+    catalog layout (`catalog_mla`): decodes (`K.mla_decode`: cache write, absorption GEMMs, servesim's Triton
+    latent attention) over batch x context, prompt chunks (`K.mla_prefill`: cache write, decompression GEMM,
+    FlashAttention over the heads) over length x context. Rows MLA_KEY + (batch or q_len, ctx, seconds), each
+    layout's rows sent to its sink as measured."""
+    keys = catalog_mla()
+    for key in keys[:2] if quick else keys:
+        hq, dl, rope, nope, v = key
+        w_uk = torch.randn(hq, nope, dl, device=dev, dtype=DT) * 0.02
+        w_uv = torch.randn(hq, dl, v, device=dev, dtype=DT) * 0.02
+        w_kvb = torch.randn(hq * (nope + v), dl, device=dev, dtype=DT) * 0.02
+        rows = []
+        for B, C, copies in _decode_shapes(1, dl + rope, 1, "mla decode"):  # one bf16 row a token: 2 x 1 byte
+            args = [torch.randn(*shape, device=dev, dtype=DT) for shape in ((B, hq, nope), (B, hq, rope), (B, dl),
+                                                                            (B, rope))]  # fmt: skip
+            caches = [torch.randn(B, C, dl + rope, device=dev, dtype=DT) for _ in range(copies)]
+            rows.append(key + (B, C, time_calls([lambda c=c: K.mla_decode(*args, c, C - 1, w_uk, w_uv)
+                                                 for c in caches])))  # fmt: skip
+            del caches
+        if decode_sink:
+            decode_sink(rows)
+        rows = []
+        for L in PREFILL_L:
+            for C in PREFILL_C:
+                nbytes = (C + L) * (dl + rope) * 2
+                work = (C + L) * hq * (3 * (nope + rope) + nope + v) * 2  # decompressed K, V, padded V, output
+                copies = copies_for(nbytes, cap=8)
+                if L + C > 32768 or not _fits(copies * nbytes + 2 * work, f"mla prefill {L}:{C} Hq={hq}"):
+                    continue
+                args = [torch.randn(*shape, device=dev, dtype=DT) for shape in ((L, hq, nope), (L, hq, rope), (L, dl),
+                                                                                (L, rope))]  # fmt: skip
+                caches = [torch.randn(1, C + L, dl + rope, device=dev, dtype=DT) for _ in range(copies)]
+                rows.append(key + (L, C, time_calls([lambda c=c: K.mla_prefill(*args, c, C, w_kvb) for c in caches])))
+                del caches
+        if prefill_sink:
+            prefill_sink(rows)
+        del w_uk, w_uv, w_kvb
+        torch.cuda.empty_cache()
+        _log(f"mla Hq={hq} latent={dl}+{rope}: done")
 
 
 def _kv(b, hkv, c, d, dev, copies):
@@ -532,8 +589,10 @@ def measure_power(dev, seconds: float = 4.0) -> list:
 
 
 def _allreduce_worker(rank, world, out_path):
-    """All-reduce of bf16 tensors of 1 KiB .. 1 GiB on `world` GPUs, as tensor parallelism runs it: repeated
-    calls captured in a CUDA graph on every rank, replays timed with CUDA events (median of 5)."""
+    """All-reduce of bf16 tensors of 1 KiB .. 1 GiB on `world` GPUs, as tensor parallelism runs it, and all-to-all
+    of 1 KiB .. 256 MiB per GPU (each sending an equal share to every GPU, as expert parallelism's dispatch and
+    combine do): repeated calls captured in a CUDA graph on every rank, replays timed with CUDA events (median
+    of 5). Rows (op, world, bytes per GPU, seconds)."""
     import os
 
     import torch.distributed as dist
@@ -558,13 +617,28 @@ def _allreduce_worker(rank, world, out_path):
         dist.barrier()
         rows.append(("all_reduce", world, 2**exp, replay_seconds(graph) / reps))
         del graph
+    for exp in range(10, 29):
+        x = torch.ones(2**exp // 2, device=f"cuda:{rank}", dtype=DT)
+        y = torch.empty_like(x)
+        reps = 20 if exp <= 24 else 4
+
+        def body(x=x, y=y, reps=reps):
+            for _ in range(reps):
+                dist.all_to_all_single(y, x)
+
+        dist.barrier()
+        graph = capture(body)
+        dist.barrier()
+        rows.append(("all_to_all", world, 2**exp, replay_seconds(graph) / reps))
+        del graph
     if rank == 0:
         _write_csv(Path(out_path), ["op", "world", "bytes", "seconds"], rows)
     dist.destroy_process_group()
 
 
 def measure_collectives(out: Path) -> bool:
-    """collectives.csv: all-reduce over 2 GPUs and over all of them (4 and 8 too where there are that many)."""
+    """collectives.csv: all-reduce and all-to-all over 2 GPUs and over all of them (4 and 8 too where there are
+    that many)."""
     n = torch.cuda.device_count()
     if n < 2:
         return False
@@ -690,6 +764,16 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
                 continue
             measure_moe(dev, fp8=fp8, quick=quick, sink=_appender(out / name, MOE_COLUMNS))
         durations["moe"] = time.time() - t
+    if "mla" in todo:
+        t = time.time()
+        from servesim.perf.profile_data import OPTIONAL
+        from servesim.profiler import mla_decode
+
+        probe.update(mla_decode.tune(dev))
+        _log(f"MLA decode kernel: {probe}")
+        measure_mla(dev, quick, *(_appender(out / name, OPTIONAL[name]) for name in ("attention_decode_mla.csv",
+                                                                                     "attention_prefill_mla.csv")))  # fmt: skip
+        durations["mla"] = time.time() - t
     if "long_prefill" in todo:
         t = time.time()
         sink = _appender(out / "attention_prefill_long.csv", TABLES["attention_prefill.csv"])

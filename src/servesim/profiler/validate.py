@@ -92,8 +92,9 @@ def forward_seconds(perf: PerfModel, batch: Batch) -> float:
 
 
 def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str = "bf16",
-            kv_dtype: str = "bf16", grid: str = "standard") -> pd.DataFrame:  # fmt: skip
-    """Run the validation grid on the GPU; one row per batch with the measured seconds."""
+            kv_dtype: str = "bf16", grid: str = "standard", keep: Path | None = None) -> pd.DataFrame:  # fmt: skip
+    """Run the validation grid on the GPU; one row per batch with the measured seconds, each also written to
+    `keep` as it is measured (a run cut short keeps what it finished)."""
     from servesim.errors import ServesimError
 
     try:
@@ -111,6 +112,10 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str 
     kernels.probe("cuda")
     if spec.is_moe:
         log(f"MoE probe: {kernels.probe_moe('cuda')}")
+    if spec.is_mla:
+        from servesim.profiler import mla_decode
+
+        log(f"MLA decode kernel: {mla_decode.tune('cuda')}")
     rows: list[dict] = []
     try:
         dec = Decoder(spec, dtype=dtype, kv_dtype=kv_dtype)
@@ -144,6 +149,8 @@ def measure(spec: ModelSpec, gpu: str, repeats: int = 10, log=print, dtype: str 
                                      rows) from None  # fmt: skip
         rows.append(dict(model=spec.name, gpu=gpu, dtype=dtype, kv_dtype=kv_dtype, kind=kind, chunk=L, chunk_ctx=C,
                          decodes=B, decode_ctx=Cd, measured_s=seconds))  # fmt: skip
+        if keep is not None:
+            save(pd.DataFrame(rows), keep)
         log(f"{time.strftime('%H:%M:%S')} {kind:8s} chunk {L}:{C} decodes {B}x{Cd}: {seconds * 1e3:.3f} ms")
         del graph, inp
         torch.cuda.empty_cache()
@@ -244,6 +251,8 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     spec, g = get_model(model), get_gpu(gpu)
     kv_dtype = resolved_kv_dtype(dtype, kv_dtype)  # auto as vLLM reads it
     g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
+    if spec.is_mla and kv_dtype != "bf16" and measured is None:
+        raise ServesimError(f"validation runs MLA ({spec.name}) over a bf16 latent cache only; pass --kv-cache-dtype bf16")
     if grid not in GRIDS:
         raise ServesimError(f"unknown --grid {grid}; choose one of {', '.join(GRIDS)}")
     if grid != "standard" and (tp > 1 or measured is not None):
@@ -268,7 +277,8 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
         df = pd.read_csv(out or default_out)
     else:
         try:
-            df = measure(spec, g.name, log=log, dtype=dtype, kv_dtype=kv_dtype, grid=grid)
+            df = measure(spec, g.name, log=log, dtype=dtype, kv_dtype=kv_dtype, grid=grid,
+                         keep=out or (default_out if measure_only else None))  # fmt: skip
         except MeasurementStopped as stop:
             kept = ""
             if stop.rows:
