@@ -1,4 +1,6 @@
 import json
+
+import pytest
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +73,24 @@ def test_step_table_and_tp():
     res = invoke("step", "--model", "llama-3.1-70b", "--tp", "4", "--prefill", "1024:2048", "--decode", "8x100")
     assert res.exit_code == 0, res.output
     assert "tp_comm" in res.output and "compute" in res.output and "total" in res.output
+
+
+def test_step_wide_expert_parallelism_with_data_parallel_attention():
+    """DeepSeek-V3 as it is served on eight GPUs: attention data-parallel, experts spread over all eight; the batch
+    is one rank's, the energy every GPU's, and the run says what it priced past its measurements."""
+    res = invoke("step", "--model", "deepseek-v3", "--gpu", "h100", "--dp", "8", "--ep", "8", "--dtype", "fp8",
+                 "--kv-cache-dtype", "bf16", "--decode", "40x1500", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["layout"] == "TP1 DP8 EP8" and doc["gpus"] == 8
+    assert doc["joules"] == pytest.approx(doc["watts_per_gpu"] * doc["seconds"] * 8)
+    notes = " ".join(doc["notes"])
+    assert "EP8 all-to-all" in notes and "FlashMLA" in notes  # link-model collectives; our own MLA kernel's speed
+    one = json.loads(invoke("step", "--model", "deepseek-v3", "--gpu", "h100", "--tp", "8", "--ep", "8", "--dtype",
+                            "fp8", "--kv-cache-dtype", "bf16", "--decode", "40x1500", "--json").stdout)  # fmt: skip
+    assert one["layout"] == "TP8 EP8" and one["breakdown"]["attention"] < doc["breakdown"]["attention"]  # 16 heads
+    bad = invoke("step", "--model", "llama-3.1-8b", "--dp", "2", "--decode", "1x10")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
 
 
 def test_catalog_listings():

@@ -382,6 +382,8 @@ def step(
     gpu: Annotated[str, Opt(help="GPU name")] = "h100-sxm",
     gpu_file: Annotated[Path | None, Opt(help="TOML file of extra GPUs")] = None,
     tp: Annotated[int, Opt(help="tensor parallel size")] = 1,
+    ep: Annotated[int, Opt(help="expert parallel size (MoE layers)")] = 1,
+    dp: Annotated[int, Opt(help="data-parallel attention ranks (the batch is one rank's)")] = 1,
     dtype: Annotated[str, Opt(help="bf16 | fp16 | fp8")] = "bf16",
     kv_cache_dtype: Annotated[str, Opt(help="auto | bf16 | fp16 | fp8 KV cache (auto: as vLLM)")] = "auto",
     perf_model: Annotated[str, Opt(help="auto | profiled | roofline")] = "auto",
@@ -393,17 +395,18 @@ def step(
     from servesim.perf.step import parse_batch, price_step
 
     doc = price_step(model, gpu, parse_batch(prefill or [], decode or []), tp, dtype, perf_model, gpu_file,
-                     kv_cache_dtype)  # fmt: skip
+                     kv_cache_dtype, ep, dp)  # fmt: skip
     if as_json:
         print(json.dumps(doc, indent=2))
         return
     from servesim.report.table import breakdown_table
 
     b = doc["batch"]
-    title = (f"{doc['model']} on {tp}x {doc['gpu']}: {b['num_tokens']} tokens, {b['num_seqs']} sequences "
-             f"({doc['perf_model']})")  # fmt: skip
+    rank = " per attention rank" if dp > 1 else ""
+    title = (f"{doc['model']} on {doc['gpus']}x {doc['gpu']} ({doc['layout']}): {b['num_tokens']} tokens, "
+             f"{b['num_seqs']} sequences{rank} ({doc['perf_model']})")  # fmt: skip
     console.print(breakdown_table(doc["ops"], doc["seconds"], title))
-    console.print(f"energy: {doc['joules']:.3f} J ({doc['watts_per_gpu']:.0f} W per GPU x {tp} GPU, "
+    console.print(f"energy: {doc['joules']:.3f} J ({doc['watts_per_gpu']:.0f} W per GPU x {doc['gpus']} GPU, "
                   f"{doc['power_source']} power)")  # fmt: skip
     for text in doc["notes"]:
         err.print(f"note: {text}", highlight=False)

@@ -333,3 +333,18 @@ def test_recorded_moe_validation(dtype):
     df = compare(kept, {"profiled": perf})
     st = error_stats(df, "profiled")
     assert st["points"] >= 40 and st["median_ape"] <= 5.0 and st["p90_ape"] <= 10.0 and st["max_ape"] <= 15.0
+
+
+def test_mla_is_priced_from_its_measured_tables():
+    """The H100 profile measures MLA (decodes absorbed, prompts decompressed): DeepSeek-V2-Lite is priced from it,
+    its cache write and absorption inside the table (no separate KV write), and the H200, unmeasured, says so."""
+    spec = get_model("deepseek-v2-lite")
+    h100 = make_perf_model(spec, get_gpu("h100"))
+    assert h100.decode_grid is not None and h100.prefill_grid is not None
+    assert not any("MLA" in n for n in h100.outside)
+    grid = h100.profile.mla_decode[(16, 512, 64, 128, 128)]
+    assert h100._decode_attention(32, 32 * 2048.0) == pytest.approx(spec.layers * grid(32, 2048.0))
+    h200 = make_perf_model(spec, get_gpu("h200"))
+    assert h200.decode_grid is None and any("MLA attention priced by the roofline" in n for n in h200.outside)
+    # the measured grid covers every catalog MLA split; the TP8 split of DeepSeek-V3 shares V2-Lite's 16 heads
+    assert set(h100.profile.mla_decode) == set(h100.profile.mla_prefill) and len(h100.profile.mla_decode) == 7

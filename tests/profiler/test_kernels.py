@@ -72,8 +72,8 @@ def test_decoder_forward_shapes(monkeypatch):
     assert dec.forward(dec.inputs(0, 0, 4, 7)).shape == (4, 100)
     assert dec.forward(dec.inputs(9, 0, 0, 0)).shape == (1, 100)
     for q_lora in (0, 24):  # DeepSeek-V2-Lite's direct query projection, and V3's low-rank one
-        mla = dataclasses.replace(get_model("deepseek-v2-lite"), hidden=64, layers=2, heads=4, vocab=100,
-                                  num_experts=8, top_k=2, moe_intermediate=32, shared_intermediate=32, q_lora_rank=q_lora,
+        mla = dataclasses.replace(get_model("deepseek-v2-lite"), hidden=64, layers=2, heads=4, vocab=100, top_k=2,
+                                  num_experts=8, moe_intermediate=32, shared_intermediate=32, q_lora_rank=q_lora,
                                   kv_lora_rank=32, qk_nope_dim=16, qk_rope_dim=8, v_head_dim=16)  # fmt: skip
         mla_dec = D.Decoder(mla, "cpu")
         assert mla_dec.forward(mla_dec.inputs(5, 3, 4, 7)).shape == (5, 100)
@@ -92,7 +92,8 @@ def test_absorbed_mla_decode_equals_decompressed_attention():
     kvb = torch.randn(H * (nope + v), dl) * 0.2
     per_head = kvb.view(H, nope + v, dl)
     w_uk, w_uv = per_head[:, :nope].contiguous(), per_head[:, nope:].transpose(1, 2).contiguous()
-    q_nope, q_rot, latent, rot = torch.randn(1, H, nope), torch.randn(1, H, rope), torch.randn(1, dl), torch.randn(1, rope)
+    q_nope, q_rot = torch.randn(1, H, nope), torch.randn(1, H, rope)
+    latent, rot = torch.randn(1, dl), torch.randn(1, rope)
     cache = torch.randn(1, C, dl + rope)
     prefill = K.mla_prefill(q_nope, q_rot, latent, rot, cache.clone(), C - 1, kvb)  # the last token, over all C
     decode = K.mla_decode(q_nope, q_rot, latent, rot, cache.clone(), C - 1, w_uk, w_uv)

@@ -100,6 +100,10 @@ class ProfiledModel(RooflineModel):
             decode, prefill = (profile.decode_fp8 if kv_fp8 else profile.decode), profile.prefill
         self.decode_grid = decode.get(self.heads) if attn else None
         self.prefill_grid = prefill.get(self.heads) if attn else None
+        if model.is_mla and self.decode_grid is not None and self.hq > 16:  # where decode turns compute-bound
+            self._note(f"MLA decode of {self.hq} heads priced at servesim's own Triton kernel as measured (about 170 "
+                       "TFLOPS at 128 heads on the H100); FlashMLA reports up to 660 TFLOPS on H800s, so engines "
+                       "running it decode faster than priced here")  # fmt: skip
         if model.is_mla and acts and self.decode_grid is None:
             self._note(f"MLA attention priced by the roofline fitted to the {gpu.name} profile: it has no "
                        f"measurement of {self.hq} heads over a {'fp8' if kv_fp8 else 'bf16'} latent cache")  # fmt: skip

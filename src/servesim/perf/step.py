@@ -40,8 +40,9 @@ def parse_batch(prefill: list[str], decode: list[str]) -> Batch:
 
 
 def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf16", perf_model: str = "auto",
-               gpu_file=None, kv_cache_dtype: str = "auto") -> dict:  # fmt: skip
-    """Seconds, joules and the per-operator breakdown of one iteration of `batch`."""
+               gpu_file=None, kv_cache_dtype: str = "auto", ep: int = 1, dp: int = 1) -> dict:  # fmt: skip
+    """Seconds, joules and the per-operator breakdown of one iteration of `batch` on one attention rank (with
+    `dp` data-parallel attention ranks, each runs a batch like it at once; joules count every GPU)."""
     from servesim.config import EngineConfig
     from servesim.hardware import get_gpu
     from servesim.kv_geometry import kv_dtype
@@ -50,10 +51,10 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
     from servesim.perf.energy import PowerModel
     from servesim.perf.profiled import describe, make_perf_model
 
-    engine = EngineConfig(tp=tp, dtype=dtype, kv_cache_dtype=kv_cache_dtype)  # (validates the values)
+    engine = EngineConfig(tp=tp, ep=ep, dp=dp, dtype=dtype, kv_cache_dtype=kv_cache_dtype)  # (validates the values)
     m, g = get_model(model), get_gpu(gpu, gpu_file)
-    layout = Layout(engine.tp)
-    layout.check(m)
+    layout = Layout.of(engine)
+    notes = layout.check(m)
     kv = kv_dtype(engine.dtype, engine.kv_cache_dtype)
     perf = make_perf_model(m, g, layout, engine.dtype, kv, perf_model)
     ops = perf.breakdown(batch)
@@ -64,6 +65,10 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
         "model": m.name,
         "gpu": g.name,
         "tp": tp,
+        "ep": ep,
+        "dp": dp,
+        "layout": layout.label(),
+        "gpus": layout.gpus,
         "dtype": dtype,
         "kv_cache_dtype": kv,
         "perf_model": describe(perf),
@@ -76,11 +81,12 @@ def price_step(model: str, gpu: str, batch: Batch, tp: int = 1, dtype: str = "bf
             "prefill_ctx": list(batch.prefill_ctx),
         },
         "seconds": total,
-        "joules": watts * total * tp,
+        "joules": watts * total * layout.gpus,
         "watts_per_gpu": watts,
         "power_source": power.source,
         "breakdown": {op.name: op.seconds for op in ops},
-        "notes": list(getattr(perf, "outside", ())),  # what it priced past its measurements
+        # the layout's assumptions, and what it priced past its measurements
+        "notes": list(notes) + list(getattr(perf, "outside", ())),
         "ops": [{"name": o.name, "seconds": o.seconds, "flops": o.flops, "bytes": o.bytes, "bound": o.bound}
                 for o in ops],  # fmt: skip
     }

@@ -336,6 +336,9 @@ def probe_moe(device: str) -> dict:
 
 
 # ----- multi-head latent attention (DeepSeek-V2/V3) as vLLM runs it: decodes absorbed, prompts decompressed -----
+MLA_ATTENTION = None  # set by mla_decode.tune(): the Triton latent-attention kernel (None: the float32 reference)
+
+
 def write_latent(cache: torch.Tensor, latent: torch.Tensor, rot: torch.Tensor, start: int) -> None:
     """Store new tokens' latent [n, DL] and rotary key [n, DR] in an MLA cache [B, S, DL + DR]: at positions
     start.. of one sequence (B = 1), or at `start` of each of B sequences (one token each)."""
@@ -359,11 +362,10 @@ def mla_decode(q_nope, q_rot, latent, rot, cache, pos: int, w_uk, w_uv) -> torch
     write_latent(cache, latent, rot, pos)
     q_lat = torch.bmm(q_nope.transpose(0, 1), w_uk).transpose(0, 1)  # [B, H, DL]
     q = torch.cat((q_lat, q_rot), dim=-1)
-    if q.is_cuda:
-        from servesim.profiler.mla_decode import mla_attention
-    else:  # (the decoder's CPU tests)
-        mla_attention = mla_attention_reference
-    out = mla_attention(q, cache, dl, (nope + q_rot.shape[-1]) ** -0.5).to(q.dtype)  # [B, H, DL]
+    if q.is_cuda and MLA_ATTENTION is None:  # timing the float32 reference would misprice every decode
+        raise RuntimeError("MLA decode on the GPU needs its kernel: call profiler.mla_decode.tune() first")
+    out = (MLA_ATTENTION or mla_attention_reference)(q, cache, dl, (nope + q_rot.shape[-1]) ** -0.5)  # [B, H, DL]
+    out = out.to(q.dtype)
     return torch.bmm(out.transpose(0, 1), w_uv).transpose(0, 1).reshape(B, H * w_uv.shape[-1])
 
 

@@ -257,7 +257,7 @@ def measure_mla(dev, quick: bool = False, decode_sink=None, prefill_sink=None) -
             args = [torch.randn(*shape, device=dev, dtype=DT) for shape in ((B, hq, nope), (B, hq, rope), (B, dl),
                                                                             (B, rope))]  # fmt: skip
             caches = [torch.randn(B, C, dl + rope, device=dev, dtype=DT) for _ in range(copies)]
-            rows.append(key + (B, C, time_calls([lambda c=c: K.mla_decode(*args, c, C - 1, w_uk, w_uv)
+            rows.append(key + (B, C, time_calls([lambda c=c, uk=w_uk, uv=w_uv: K.mla_decode(*args, c, C - 1, uk, uv)
                                                  for c in caches])))  # fmt: skip
             del caches
         if decode_sink:
@@ -273,7 +273,8 @@ def measure_mla(dev, quick: bool = False, decode_sink=None, prefill_sink=None) -
                 args = [torch.randn(*shape, device=dev, dtype=DT) for shape in ((L, hq, nope), (L, hq, rope), (L, dl),
                                                                                 (L, rope))]  # fmt: skip
                 caches = [torch.randn(1, C + L, dl + rope, device=dev, dtype=DT) for _ in range(copies)]
-                rows.append(key + (L, C, time_calls([lambda c=c: K.mla_prefill(*args, c, C, w_kvb) for c in caches])))
+                calls = [lambda c=c, w=w_kvb: K.mla_prefill(*args, c, C, w) for c in caches]
+                rows.append(key + (L, C, time_calls(calls)))
                 del caches
         if prefill_sink:
             prefill_sink(rows)
@@ -771,8 +772,8 @@ def _run_profile(out: Path, gpu: str, quick: bool, sections: str) -> Path:
 
         probe.update(mla_decode.tune(dev))
         _log(f"MLA decode kernel: {probe}")
-        measure_mla(dev, quick, *(_appender(out / name, OPTIONAL[name]) for name in ("attention_decode_mla.csv",
-                                                                                     "attention_prefill_mla.csv")))  # fmt: skip
+        tables = ("attention_decode_mla.csv", "attention_prefill_mla.csv")
+        measure_mla(dev, quick, *(_appender(out / name, OPTIONAL[name]) for name in tables))
         durations["mla"] = time.time() - t
     if "long_prefill" in todo:
         t = time.time()

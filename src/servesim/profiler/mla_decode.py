@@ -20,10 +20,14 @@ import torch
 import triton
 import triton.language as tl
 
+from servesim.profiler import kernels
 from servesim.profiler.fp8_decode import _cdiv, _combine_kernel, _sms, num_splits
 from servesim.profiler.kernels import mla_attention_reference
 
-HEADS = 16  # query heads per program (the smallest tile tl.dot takes)
+# query heads per program (the smallest tile tl.dot takes). 32 and 64 were tried on the H100 (2026-12-06): 64 heads a
+# program gained 5% on 128-head tuning shapes but was 0.54-1.57x of this across the 128-head grid and 1.37x slower at
+# 32 heads, so one block size serves every head count
+HEADS = 16
 CONFIGS = [(32, 4, 2), (64, 4, 2), (32, 8, 3), (64, 8, 2)]  # (block of cache rows, warps, stages) tried by tune()
 CONFIG = CONFIGS[0]
 
@@ -96,7 +100,7 @@ def mla_attention(q: torch.Tensor, cache: torch.Tensor, latent: int, scale: floa
 
 def tune(device: str, heads: int = 16, latent: int = 512, rope: int = 64) -> dict:
     """Check every config against the reference and keep the fastest over a few decode shapes (a long single
-    sequence, a mid batch, a large batch); returns what meta.json records."""
+    sequence, a mid batch, a large batch); returns what meta.json records, and sets kernels.MLA_ATTENTION."""
     global CONFIG
     from servesim.profiler.timing import time_calls
 
@@ -124,6 +128,7 @@ def tune(device: str, heads: int = 16, latent: int = 512, rope: int = 64) -> dic
     if not timed:
         raise RuntimeError(f"no MLA decode config runs here: {report}")
     CONFIG = min(timed)[1]
+    kernels.MLA_ATTENTION = mla_attention  # what kernels.mla_decode runs from now on
     B, C = shapes[2]
     t = time_calls([lambda: mla_attention(*cases[2], latent, scale)])
     report["mla_config"] = list(CONFIG)

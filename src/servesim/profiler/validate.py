@@ -252,7 +252,8 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     kv_dtype = resolved_kv_dtype(dtype, kv_dtype)  # auto as vLLM reads it
     g.peak_flops(dtype)  # a GPU without fp8 tensor cores refuses fp8 here
     if spec.is_mla and kv_dtype != "bf16" and measured is None:
-        raise ServesimError(f"validation runs MLA ({spec.name}) over a bf16 latent cache only; pass --kv-cache-dtype bf16")
+        raise ServesimError(f"validation runs MLA ({spec.name}) over a bf16 latent cache only; pass "
+                            "--kv-cache-dtype bf16")
     if grid not in GRIDS:
         raise ServesimError(f"unknown --grid {grid}; choose one of {', '.join(GRIDS)}")
     if grid != "standard" and (tp > 1 or measured is not None):
