@@ -39,13 +39,11 @@ from servesim.bound import bound_report
 from servesim.config import LengthDist, Scenario, WorkloadConfig
 from servesim.sim.deployment import plan
 
-MODELS = ["qwen3-30b-a3b", "llama-3.1-8b"]
+MODELS = ["qwen3-30b-a3b", "deepseek-v2-lite", "llama-3.1-8b"]
 GPU, PROMPT, OUTPUT = "h100-sxm", 1024, 256
 VALIDATION = Path(__file__).resolve().parent.parent / "docs" / "validation"
-# forward passes measured on the H100; Qwen3-30B-A3B's before the validation decoder's routing bias, whose decode
-# and 8,192-token prefill rows (all this uses) the router's collapse on short prompts does not touch
-MEASURED = {"qwen3-30b-a3b": VALIDATION / "moe-router-collapse" / "measured_h100-sxm_qwen3-30b-a3b.csv",
-            "llama-3.1-8b": VALIDATION / "measured_h100-sxm_llama-3.1-8b.csv"}  # fmt: skip
+# forward passes of the validation decoder measured on the H100 (docs/validation.md)
+MEASURED = {m: VALIDATION / f"measured_h100-sxm_{m}.csv" for m in MODELS}
 
 
 def _decode_at(rows: pd.DataFrame, batch: int, ctx: float) -> float:
