@@ -1,9 +1,8 @@
 import json
-
-import pytest
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from servesim.cli import app

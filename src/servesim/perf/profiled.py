@@ -128,23 +128,19 @@ class ProfiledModel(RooflineModel):
         return (t if measured is None else measured * count), f, b
 
     def _allreduce(self, nbytes):
-        """Measured (CUDA-graph timed) for this TP size inside a node where the profile has it; the link model
-        otherwise. Past the largest measured size it extrapolates at the measured bandwidth."""
-        curve = self.profile.collectives.get(("all_reduce", self.tp)) if self.link_bw == self.nvlink_bw else None
-        if curve is None:
-            self._note(f"TP{self.tp} all-reduces priced by the link model: the {self.gpu.name} profile has no "
-                       f"measurement of them")  # fmt: skip
-            return super()._allreduce(nbytes)
-        return curve(nbytes)
+        return self._collective("all_reduce", self.tp, f"TP{self.tp} all-reduces", super()._allreduce, nbytes)
 
     def _alltoall(self, nbytes):
-        """Measured (CUDA-graph timed) over ep GPUs inside a node where the profile has it; the link model
-        otherwise."""
-        curve = self.profile.collectives.get(("all_to_all", self.ep)) if self.link_bw == self.nvlink_bw else None
+        return self._collective("all_to_all", self.ep, f"EP{self.ep} all-to-all dispatch and combine",
+                                super()._alltoall, nbytes)  # fmt: skip
+
+    def _collective(self, op: str, world: int, what: str, link_model, nbytes):
+        """Measured (CUDA-graph timed) over `world` GPUs inside a node where the profile has it, extrapolated at the
+        measured bandwidth past its largest size; the link model otherwise, noted."""
+        curve = self.profile.collectives.get((op, world)) if self.link_bw == self.nvlink_bw else None
         if curve is None:
-            self._note(f"EP{self.ep} all-to-all dispatch and combine priced by the link model: the {self.gpu.name} "
-                       f"profile has no measurement of them")  # fmt: skip
-            return super()._alltoall(nbytes)
+            self._note(f"{what} priced by the link model: the {self.gpu.name} profile has no measurement of them")
+            return link_model(nbytes)
         return curve(nbytes)
 
     def _route(self, T):

@@ -106,8 +106,7 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale:
     split_len = _cdiv(_cdiv(C, S), BLOCK_N) * BLOCK_N
     S = _cdiv(C, split_len)
     out = torch.empty(B, Hq * D, device=q.device, dtype=torch.bfloat16)
-    parts = torch.empty(B, Hq, S, D, device=q.device, dtype=torch.float32) if S > 1 else out
-    lse = torch.empty(B, Hq, S, device=q.device, dtype=torch.float32) if S > 1 else out
+    parts, lse = split_buffers(out, B, Hq, S, D)
     _split_kernel[(B, Hkv, S)](
         q, k, v, parts, lse, out, D**-0.5 * k_scale, v_scale, C, split_len,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2),
@@ -116,8 +115,23 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale:
         G=G, GP=max(16, triton.next_power_of_2(G)), D=D, BN=BLOCK_N, DIRECT=S == 1,
         CDT=_compute_dtype(k.dtype), num_warps=NUM_WARPS, num_stages=NUM_STAGES,
     )  # fmt: skip
-    if S > 1:
-        _combine_kernel[(B, Hq)](parts, lse, out, S, parts.stride(0), parts.stride(1), parts.stride(2),
-                                 lse.stride(0), lse.stride(1), out.stride(0), D=D,
-                                 SP=max(2, triton.next_power_of_2(S)))  # fmt: skip
+    combine(parts, lse, out, S)
     return out
+
+
+def split_buffers(out: torch.Tensor, B: int, H: int, S: int, D: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each split's partial output [B, H, S, D] and log-sum-exp [B, H, S] (float32); with one split, `out` stands
+    in for both (the kernel writes its result directly)."""
+    if S == 1:
+        return out, out
+    return (torch.empty(B, H, S, D, device=out.device, dtype=torch.float32),
+            torch.empty(B, H, S, device=out.device, dtype=torch.float32))  # fmt: skip
+
+
+def combine(parts: torch.Tensor, lse: torch.Tensor, out: torch.Tensor, S: int) -> None:
+    """Join S > 1 splits' partial outputs into `out` [B, H * D] (contiguous), weighted by their log-sum-exps."""
+    if S > 1:
+        B, H, _, D = parts.shape
+        _combine_kernel[(B, H)](parts, lse, out, S, parts.stride(0), parts.stride(1), parts.stride(2),
+                                lse.stride(0), lse.stride(1), out.stride(0), D=D,
+                                SP=max(2, triton.next_power_of_2(S)))  # fmt: skip

@@ -6,7 +6,7 @@ with a batched GEMM), so all heads score against one shared cache row per token,
 latent (512 wide) joined by its rotary key (64), and the values are the latent itself.
 A program takes a block of 16 heads of one sequence and one span of its cache, reading
 each cache row once for all of them; long caches are split over programs whose partial
-results `fp8_decode`'s combine kernel joins. PyTorch's attention backends cannot run it
+results `fp8_decode.combine` joins. PyTorch's attention backends cannot run it
 (576-wide keys, 512-wide values).
 
 This is servesim's kernel, not FlashMLA (which DeepSeek reports at up to 3,000 GB/s
@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from servesim.profiler import kernels
-from servesim.profiler.fp8_decode import _cdiv, _combine_kernel, _sms, num_splits
+from servesim.profiler.fp8_decode import _cdiv, _sms, combine, num_splits, split_buffers
 from servesim.profiler.kernels import mla_attention_reference
 
 # query heads per program (the smallest tile tl.dot takes). 32 and 64 were tried on the H100 (2026-12-06): 64 heads a
@@ -82,8 +82,7 @@ def mla_attention(q: torch.Tensor, cache: torch.Tensor, latent: int, scale: floa
     split_len = _cdiv(_cdiv(C, S), block) * block
     S = _cdiv(C, split_len)
     out = torch.empty(B, H, latent, device=q.device, dtype=torch.bfloat16)
-    parts = torch.empty(B, H, S, latent, device=q.device, dtype=torch.float32) if S > 1 else out
-    lse = torch.empty(B, H, S, device=q.device, dtype=torch.float32) if S > 1 else out
+    parts, lse = split_buffers(out, B, H, S, latent)
     _mla_split[(B, blocks, S)](
         q, cache, parts, lse, out, scale, H, C, split_len,
         q.stride(0), q.stride(1), cache.stride(0), cache.stride(1),
@@ -91,10 +90,7 @@ def mla_attention(q: torch.Tensor, cache: torch.Tensor, latent: int, scale: floa
         lse.stride(0), lse.stride(1) if S > 1 else 0, out.stride(0), out.stride(1),
         HB=HEADS, DL=latent, DR=width - latent, BN=block, DIRECT=S == 1, num_warps=warps, num_stages=stages,
     )  # fmt: skip
-    if S > 1:
-        _combine_kernel[(B, H)](parts, lse, out, S, parts.stride(0), parts.stride(1), parts.stride(2),
-                                lse.stride(0), lse.stride(1), out.stride(0), D=latent,
-                                SP=max(2, triton.next_power_of_2(S)))  # fmt: skip
+    combine(parts, lse, out, S)
     return out
 
 
