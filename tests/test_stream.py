@@ -9,7 +9,7 @@ import pytest
 
 import servesim.run as run
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
-from servesim.config import SLO, MigrationConfig, PoolConfig, PowerConfig
+from servesim.config import SLO, MigrationConfig, PoolConfig, PowerConfig, ServicePool
 from servesim.stream import Collector
 from tests.sim.test_migration import BURSTY, TIGHT
 
@@ -54,6 +54,8 @@ SCENARIOS = {
                           migration=MigrationConfig(enabled=True)),  # fmt: skip
     "power budget": Scenario(workload=WL.model_copy(update={"rate": 40.0}), replicas=2,
                              power=PowerConfig(budget_w=900.0)),  # fmt: skip
+    "mixed fleet": Scenario(workload=WL.model_copy(update={"rate": 30.0}),
+                            pools=[ServicePool(gpu="h100-sxm"), ServicePool(gpu="a100", replicas=2)]),  # fmt: skip
 }
 
 

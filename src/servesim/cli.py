@@ -13,7 +13,15 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from servesim.config import SLO, Scenario, apply_flags, load_scenario, parse_numbers, validation_message
+from servesim.config import (
+    SLO,
+    Scenario,
+    apply_flags,
+    load_scenario,
+    parse_numbers,
+    validation_message,
+    with_pools,
+)
 from servesim.errors import ServesimError
 from servesim.files import check_output_dir, check_output_file
 
@@ -155,6 +163,8 @@ def run(
     time_scale: Annotated[float | None, Opt(help="speed-up of trace timestamps")] = None,
     seed: Annotated[int | None, Opt()] = None,
     goodput: Annotated[list[str] | None, Opt(help="SLOs, e.g. 'ttft:500 tpot:50' (ms)")] = None,
+    pool: Annotated[list[str] | None, Opt(help="a pool of a mixed fleet, GPU:REPLICAS[:tpN], e.g. h100-sxm:2 "
+                                            "(repeat for each pool; instead of --gpu and --replicas)")] = None,
     prefill_replicas: Annotated[int | None, Opt(help="disaggregate: prefill pool size")] = None,
     decode_replicas: Annotated[int | None, Opt(help="disaggregate: decode pool size")] = None,
     prefill_gpu: Annotated[str | None, Opt(help="prefill pool GPU (default --gpu)")] = None,
@@ -179,8 +189,10 @@ def run(
     """Simulate a deployment serving a request stream (defaults: Llama-3.1-8B on one H100)."""
     flags = dict(locals())
     for name in ("config", "scheduler_option", "goodput", "output", "fmt", "as_json", "report", "trace_out", "workers",
-                 "ray_address", "stream", "offline"):  # fmt: skip
+                 "ray_address", "stream", "offline", "pool"):  # fmt: skip
         flags.pop(name)
+    if pool and (gpu or replicas):
+        raise ServesimError("--pool gives each pool its GPU and replicas; drop --gpu and --replicas")
     if offline:
         if rate is not None and rate != float("inf"):
             raise ServesimError(f"--offline sends every request at once; drop --rate {rate:g}")
@@ -198,6 +210,8 @@ def run(
     if output:
         check_output_dir(output, "--output")
     scenario = apply_flags(load_scenario(config) if config else Scenario(), flags, scheduler_option)
+    if pool:
+        scenario = with_pools(scenario, pool)
     if goodput:
         scenario = scenario.model_copy(update={"slo": SLO.parse(goodput)})
 

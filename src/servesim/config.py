@@ -324,6 +324,34 @@ class PoolConfig(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
 
+class ServicePool(_Strict):
+    """One pool of a co-located service: replicas of one GPU type and engine, behind the scenario's router with
+    every other pool's (a heterogeneous fleet)."""
+
+    name: str | None = Field(None, description="default: its GPU, numbered where two pools share one")
+    gpu: str
+    replicas: int = Field(1, ge=1)
+    engine: EngineConfig | None = Field(None, description="default: the scenario's engine")
+    power_cap_w: float | None = Field(None, gt=0, description="per-GPU power cap; default: power.cap_w")
+    price_per_gpu_hour: float | None = Field(None, ge=0, description="USD; default: power.price_per_gpu_hour, else "
+                                             "the GPU catalog's")  # fmt: skip
+
+    @staticmethod
+    def parse(text: str) -> tuple[str, int, int | None]:
+        """`GPU:REPLICAS[:tpN]` (the --pool flag), e.g. h100-sxm:2 or a100:3:tp2: (gpu, replicas, tp or None)."""
+        parts = text.split(":")
+        try:
+            if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].startswith("tp")):
+                raise ValueError
+            replicas, tp = int(parts[1]), (int(parts[2][2:]) if len(parts) == 3 else None)
+            if not parts[0] or replicas < 1 or (tp is not None and tp < 1):
+                raise ValueError
+        except ValueError:
+            raise ServesimError(f"--pool '{text}' must be GPU:REPLICAS or GPU:REPLICAS:tpN with whole numbers of at "
+                                "least 1, e.g. h100-sxm:2 or a100:3:tp2") from None  # fmt: skip
+        return parts[0], replicas, tp
+
+
 class KVTransferConfig(_Strict):
     """The network that carries KV caches from prefill to decode replicas."""
 
@@ -406,6 +434,8 @@ class Scenario(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     slo: SLO = Field(default_factory=SLO)
+    pools: list[ServicePool] | None = Field(None, description="a co-located service of several pools (GPU types, "
+                                            "engines) behind `router`; instead of gpu and replicas")  # fmt: skip
     prefill: PoolConfig | None = Field(None, description="with decode: disaggregated prefill pool")
     decode: PoolConfig | None = Field(None, description="with prefill: disaggregated decode pool")
     kv_transfer: KVTransferConfig = Field(default_factory=KVTransferConfig)
@@ -421,11 +451,43 @@ class Scenario(_Strict):
                 "disaggregation needs both a prefill and a decode pool ([prefill] and [decode] tables, "
                 "or --prefill-replicas and --decode-replicas)"
             )
+        if self.pools is not None:
+            if not self.pools:
+                raise ValueError("pools is empty; give at least one [[pools]] table (gpu, replicas) or drop it")
+            if self.prefill is not None:
+                raise ValueError("pools make a co-located service; disaggregated [prefill]/[decode] pools are the "
+                                 "other shape: use one of the two")  # fmt: skip
+            if self.replicas != 1:
+                raise ValueError("with pools, each pool sets its replicas ([[pools]] replicas, --pool GPU:N); drop "
+                                 "replicas")  # fmt: skip
+            names = [p.name for p in self.pools if p.name]
+            if len(names) != len(set(names)):
+                raise ValueError(f"pool names must differ: {', '.join(sorted(names))}")
         return self
+
+    def pool_names(self) -> list[str]:
+        """Each service pool's name: as given, else its GPU (numbered where GPUs repeat)."""
+        gpus = [p.gpu for p in self.pools or []]
+        return [p.name or (p.gpu if gpus.count(p.gpu) == 1 else f"{p.gpu}-{gpus[:i].count(p.gpu)}")
+                for i, p in enumerate(self.pools or [])]  # fmt: skip
 
     @property
     def disaggregated(self) -> bool:
         return self.prefill is not None
+
+
+def with_pools(scenario: Scenario, pools: list[str]) -> Scenario:
+    """The scenario served by the pools of the --pool flags (each with the scenario's engine, its own TP where
+    given), checked."""
+    data = scenario.model_dump(exclude_none=True)
+    data["pools"] = []
+    for gpu, replicas, tp in map(ServicePool.parse, pools):
+        engine = None if tp is None else {**data["engine"], "tp": tp}
+        data["pools"].append({"gpu": gpu, "replicas": replicas, **({"engine": engine} if engine else {})})
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ServesimError(validation_message(e)) from None
 
 
 def validation_message(err: ValidationError, origin: str = "") -> str:
@@ -439,6 +501,9 @@ def validation_message(err: ValidationError, origin: str = "") -> str:
 
 def scenario_from_data(data: dict, origin: str = "", base_dir: Path | None = None) -> Scenario:
     """Validate a scenario mapping; relative paths in it are taken from `base_dir`."""
+    if data.get("pools") is not None and "gpu" in data:
+        where = f"{origin}: " if origin else ""
+        raise ServesimError(f"{where}with [[pools]], each pool names its gpu; drop the top-level gpu")
     try:
         scenario = Scenario(**data)
     except ValidationError as e:

@@ -83,6 +83,8 @@ class Result:
         if sc.disaggregated:
             pools = (("prefill", sc.prefill), ("decode", sc.decode))
             where = "; ".join(f"{n}: {shape(p.gpu or sc.gpu, p.engine, p.replicas)}" for n, p in pools)
+        elif sc.pools:
+            where = " + ".join(shape(p.gpu, p.engine or sc.engine, p.replicas) for p in sc.pools)
         else:
             where = shape(sc.gpu, sc.engine, sc.replicas)
         return f"{sc.model} on {where} ({self.perf_model})"
@@ -177,7 +179,11 @@ class Result:
                 s["memory"] = {name: _memory(self.memories[i]) for name, i in first.items()}
                 s["pools"] = pool_stats(s["replicas"], self.pools, tally.pool_served)
                 for name, ids in self.pools.items():
-                    s["pools"][name]["avg_power_w"] = sum(s["energy"]["replica_avg_power_w"][i] for i in ids)
+                    engines = [e for i in ids for e in d.engines_of(i)]
+                    watts = s["energy"]["replica_avg_power_w"]
+                    s["pools"][name].update(d.pool_info.get(name, {}), gpus=sum(reps[e].gpus for e in engines),
+                                            cost_usd=sum(reps[e].usd_per_s for e in engines) * s["duration_s"],
+                                            avg_power_w=sum(watts[i] for i in ids))  # fmt: skip
                 s["kv_transfer_ms"] = tally.kv_transfer.stats()  # (NaN where none)
             self._summary = s
         return self._summary

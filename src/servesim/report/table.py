@@ -65,6 +65,12 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
         f = s["fairness"]
         t.add_row("Jain's index while all tenants waited (s)",
                   f"{_fmt(f['jain_backlogged'], 3)} ({_fmt(f['backlogged_s'], 1)})")  # fmt: skip
+    if "pools" in s:
+        t.add_section()
+        for name, x in s["pools"].items():
+            what = f"{x['gpus']} x {x['gpu']} {x['layout']}" if "gpu" in x else f"{len(x['replicas'])} replicas"
+            t.add_row(f"Pool {name} ({what}): requests, busy, USD",
+                      f"{x['requests']}, {x['busy_fraction']:.0%}, {_fmt(x['cost_usd'], 4)}")  # fmt: skip
     t.add_section()
     b, kv = s["batch_size"], s["kv_cache"]
     t.add_row("Mean batch size (requests)", _fmt(b["mean"]))

@@ -2,7 +2,8 @@
 
 The cluster builds its pools' replicas with the factory (`pool.make_replica`), admits the
 workload's requests (refusing those longer than `max_model_len`, as vLLM does, and a
-program with such a call whole), and routes each arrival to a replica of the first pool.
+program with such a call whole), and routes each arrival to a replica of the first stage:
+every pool of a co-located service (GPU types mixed behind one router), or the prefill pool.
 In a disaggregated deployment the first pool's replicas prefill and hand each request on;
 its KV cache lands on the next pool after the transfer time (`kv_transfer.py`) and is
 admitted straight into decoding. Controllers (live migration, power control, semi-PD's
@@ -38,14 +39,22 @@ from servesim.sim.sequence import Sequence as Seq
 
 
 @dataclass
+class Stage:
+    """Replicas behind one router: every pool of a co-located service (of one GPU type or several), or the
+    prefill or the decode pool of a disaggregated one."""
+
+    replicas: list[Replica]
+    router: Router
+
+
+@dataclass
 class Pool:
-    """A pool at run time: its replicas, its router, and how it hands requests on (if it does)."""
+    """A pool at run time: its replicas, and how it hands requests on to the next stage (if it does)."""
 
     name: str
     replicas: list[Replica]
-    router: Router
     hand_off: HandOff | None = None
-    next: Pool | None = field(default=None, repr=False)
+    next: Stage | None = field(default=None, repr=False)
 
     def advance(self, t: float) -> None:
         for rep in self.replicas:
@@ -82,6 +91,7 @@ class ClusterReport:
     perf_model: str  # how iterations were priced
     controllers: dict  # what each controller with figures to report did, by its name
     notes: list[str]  # what controllers did, in words
+    pool_info: dict[str, dict] = field(default_factory=dict)  # pool name -> its GPU and layout (several pools)
 
     @property
     def replica_count(self) -> int:
@@ -115,9 +125,10 @@ class ClusterReport:
 class Cluster:
     def __init__(self, pools: list[PoolSpec], controllers: list[Controller] | None = None, max_len: float = math.inf,
                  grouped: bool = False, seed: int = 0, done: list | None = None):  # fmt: skip
-        """The pools' replicas, numbered across pools in order; `max_len` is the longest request admitted,
-        `grouped` says requests come in programs (refused whole), `done` collects finished and refused requests
-        (a streamed run)."""
+        """The pools' replicas, numbered across pools in order, each stage's pools behind one router (arrivals go
+        to stage 0, a pool that hands requests on sends them to the next stage); `max_len` is the longest request
+        admitted, `grouped` says requests come in programs (refused whole), `done` collects finished and refused
+        requests (a streamed run)."""
         self.specs = pools
         self.controllers = controllers or []
         self.max_len, self.grouped, self.done = max_len, grouped, done
@@ -134,9 +145,14 @@ class Cluster:
             self.engine_ids += [{**({"rank": i % lay.engines // lay.pp} if lay.dp > 1 else {}),
                                  **({"stream": i % lay.pp} if lay.pp > 1 else {})} for i in range(spec.engines)]
             first, replica = first + spec.engines, replica + spec.replicas
-            self.pools.append(Pool(spec.name, replicas, make_router(spec.router, seed), spec.hand_off))
-        for pool, nxt in zip(self.pools, self.pools[1:], strict=False):
-            pool.next = nxt
+            self.pools.append(Pool(spec.name, replicas, spec.hand_off))
+        self.stages: list[Stage] = []  # a pool after one that hands requests on starts the next stage
+        for k, (spec, pool) in enumerate(zip(pools, self.pools, strict=True)):
+            if k == 0 or pools[k - 1].hand_off is not None:
+                self.stages.append(Stage([], make_router(spec.router, seed)))
+            self.stages[-1].replicas += pool.replicas
+            if k and pools[k - 1].hand_off is not None:
+                self.pools[k - 1].next = self.stages[-1]
         self.replicas = [rep for pool in self.pools for rep in pool.replicas]
         self.events = EventQueue()
         self._pending = 0  # arrivals and landings not yet handled
@@ -228,11 +244,11 @@ class Cluster:
     # ----- handlers -----
     def _arrive(self, t: float, req: Request) -> None:
         self._pending -= 1
-        pool = self.pools[0]
-        pool.replicas[pool.router.route(req, AdvancedTo(pool.replicas, t))].receive(req, req.arrival)
+        front = self.stages[0]
+        front.replicas[front.router.route(req, AdvancedTo(front.replicas, t))].receive(req, req.arrival)
 
     def _hand_on(self, k: int, i: int) -> Callable[[Seq, float, float], None]:
-        """What replica i of pool k does with a request whose prompt it computed: send it to pool k + 1 (to its
+        """What replica i of pool k does with a request whose prompt it computed: send it to the next stage (to its
         replica i where the pools are paired) once its KV cache has moved."""
 
         def hand_on(seq: Seq, t: float, last_iteration_s: float) -> None:
@@ -242,17 +258,17 @@ class Cluster:
 
         return hand_on
 
-    def send(self, seq: Seq, t: float, pool: Pool, replica: Replica | None = None) -> None:
-        """Deliver a request, its KV cache with it, at time t: to `replica`, or where the pool's router sends it.
+    def send(self, seq: Seq, t: float, stage: Stage, replica: Replica | None = None) -> None:
+        """Deliver a request, its KV cache with it, at time t: to `replica`, or where the stage's router sends it.
         `seq` is its sequence on the replica it left, carrying its progress."""
         self._pending += 1
-        self.events.schedule(t, LANDING, self._land, (seq, pool, replica))
+        self.events.schedule(t, LANDING, self._land, (seq, stage, replica))
 
     def _land(self, t: float, arg) -> None:
-        seq, pool, replica = arg
+        seq, stage, replica = arg
         self._pending -= 1
         if replica is None:
-            replica = pool.replicas[pool.router.route(seq.req, AdvancedTo(pool.replicas, t))]
+            replica = stage.replicas[stage.router.route(seq.req, AdvancedTo(stage.replicas, t))]
         replica.receive(seq.req, t, seq)
 
     def _control(self, t: float, ctl: Controller) -> None:
@@ -285,7 +301,9 @@ class Cluster:
             " / ".join(sorted({describe(rep.perf) for rep in self.replicas})),
             figures,
             [note for ctl in self.controllers for note in ctl.notes()] + self._pricing_notes(),
-        )
+            {spec.name: {"gpu": spec.gpu.name, "layout": spec.layout.label()} for spec in self.specs}
+            if len(self.specs) > 1 else {},
+        )  # fmt: skip
 
     def _pricing_notes(self) -> list[str]:
         """What the pools' performance models priced past their measurements (long prompts, unmeasured MoE

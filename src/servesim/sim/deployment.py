@@ -54,8 +54,18 @@ class DeploymentPlan:
 
 
 def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: EngineConfig, replicas: int,
-          router: str, notes: list[str]) -> PoolSpec:  # fmt: skip
+          router: str, notes: list[str], cap_w: float | None = None,
+          price: float | None = None) -> PoolSpec:  # fmt: skip
     gpu = get_gpu(gpu_name, sc.gpu_file)
+    where = (f"pool {name}" + (f" ({gpu.name})" if name != gpu.name else "") + ": ") if sc.pools else ""
+    try:
+        return _checked_pool(sc, model, name, gpu, engine, replicas, router, notes, cap_w, price)
+    except ServesimError as e:
+        raise ServesimError(where + str(e)) from None
+
+
+def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engine: EngineConfig, replicas: int,
+                  router: str, notes: list[str], cap_w: float | None, price: float | None) -> PoolSpec:  # fmt: skip
     layout = Layout.of(engine, sc.node.gpus_per_node)
     notes += [n for n in layout.check(model) if n not in notes]
     SCHEDULERS.get(engine.scheduler).configure(engine)
@@ -78,9 +88,9 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
     if engine.enable_prefix_caching and unit % engine.block_size:
         raise ServesimError(f"hash_block_tokens ({unit}) must be a multiple of block_size ({engine.block_size})")
     engine = engine.model_copy(update={"max_model_len": max_len})
-    price = sc.power.price_per_gpu_hour if sc.power.price_per_gpu_hour is not None else gpu.price_per_hour
+    price = next(p for p in (price, sc.power.price_per_gpu_hour, gpu.price_per_hour) if p is not None)
     return PoolSpec(name, model, gpu, engine, layout, replicas, router, memory, sc.perf_model, sc.node.network_gbs,
-                    price, sc.power.cap_w, unit)  # fmt: skip
+                    price, cap_w if cap_w is not None else sc.power.cap_w, unit)  # fmt: skip
 
 
 def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:
@@ -132,6 +142,8 @@ def plan(sc: Scenario) -> DeploymentPlan:
         kv = pools[1].memory.kv  # each GPU of the decode pool takes what it will hold over its own link
         hand_off = HandOff(sc.kv_transfer, pools[0].memory.kv.link_bytes_per_token(kv), model.layers)
         pools[0] = dataclasses.replace(pools[0], hand_off=hand_off)
+    elif sc.pools:
+        pools = _service_pools(sc, model, notes)
     else:
         pools = [_pool(sc, model, "", sc.gpu, sc.engine, sc.replicas, sc.router or "round_robin", notes)]
     _check_partitions(sc)
@@ -140,11 +152,31 @@ def plan(sc: Scenario) -> DeploymentPlan:
     return out
 
 
+SERVICE_ROUTER = "capacity_weighted"  # pools of different GPUs: least load for the replica's speed
+
+
+def _service_pools(sc: Scenario, model: ModelSpec, notes: list[str]) -> list[PoolSpec]:
+    """The pools of a co-located service (a heterogeneous fleet), every replica behind the scenario's router."""
+    if sc.migration.enabled:
+        raise ServesimError("live migration moves requests within one pool of identical replicas; drop --migration "
+                            "or serve from one pool")  # fmt: skip
+    router = sc.router or SERVICE_ROUTER
+    pools = [_pool(sc, model, name, p.gpu, p.engine or sc.engine, p.replicas, router, notes, cap_w=p.power_cap_w,
+                   price=p.price_per_gpu_hour) for name, p in zip(sc.pool_names(), sc.pools, strict=True)]  # fmt: skip
+    shapes = {(p.gpu.name, p.layout, p.engine.dtype, p.engine.quantization) for p in pools}
+    if len(shapes) > 1 and not getattr(ROUTERS.get(router), "weighs_speed", False):
+        notes.append(f"router {router} treats the pools' replicas as equals though their speeds differ; "
+                     f"{SERVICE_ROUTER} weighs each by its speed")  # fmt: skip
+    return pools
+
+
 def _semi_pd_pools(sc: Scenario, base: PoolSpec) -> list[PoolSpec]:
     """The prefill and decode workers of semi-PD, each replica's pair on the same GPUs (sim/semi_pd.py)."""
     why = None
     if sc.disaggregated:
         why = "it is an alternative to disaggregated pools; drop [prefill]/[decode]"
+    elif sc.pools:
+        why = "it splits the replicas of one pool; drop [[pools]] or --semi-pd"
     elif sc.workload.programs is not None or sc.workload.sessions:
         why = "programs keep their calls on one engine, and semi-PD splits each replica in two"
     elif sc.migration.enabled:
@@ -176,6 +208,8 @@ def _check_partitions(sc: Scenario) -> None:
     why = None
     if sc.disaggregated:
         why = "disaggregated pools hand requests to each other"
+    elif sc.pools:
+        why = "the service's pools share one router"
     elif sc.replicas % sc.partitions:
         why = f"{sc.replicas} replicas do not split into {sc.partitions} equal groups"
     elif sc.migration.enabled:

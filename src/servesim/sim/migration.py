@@ -45,7 +45,7 @@ class Migrator(Controller):
         move = self.pick(pool.replicas, [cluster.replica_of[rep.index] for rep in pool.replicas])
         if move:
             seq, dest, at = move
-            cluster.send(seq, at, pool, dest)
+            cluster.send(seq, at, cluster.stages[-1], dest)
 
     def pick(self, replicas: list[Replica], replica_of: list[int] | None = None) -> Move | None:
         """One move, if the imbalance calls for it: (its sequence on the source, destination, landing time).

@@ -80,6 +80,18 @@ class Replica:
     def outstanding(self) -> int:
         return self.state.outstanding
 
+    @property
+    def tokens_per_s(self) -> float:
+        """Its speed, for routers that weigh replicas of different GPUs or layouts: tokens per second of a
+        reference iteration, a 512-token prompt chunk beside 32 decodes at 1,024 tokens of context (shared by
+        the replicas of a pool, which share their performance model)."""
+        speed = getattr(self.perf, "_reference_tokens_per_s", None)
+        if speed is None:
+            batch = Batch.prefill(512) + Batch.decode(32, 1024)
+            speed = batch.num_tokens / self.perf.iteration_time(batch)
+            self.perf._reference_tokens_per_s = speed
+        return speed
+
     def set_power_cap(self, watts: float | None) -> None:
         """Cap each GPU's power from the next iteration on (None: uncapped); a controller's lever."""
         self.cap_w = watts

@@ -1,0 +1,78 @@
+"""A co-located service of several pools (a heterogeneous fleet) behind one router."""
+
+import pytest
+
+from servesim import Scenario, ServesimError, WorkloadConfig, simulate
+from servesim.config import MigrationConfig, SemiPDConfig, ServicePool, load_scenario, with_pools
+from servesim.sim.deployment import plan
+
+WL = WorkloadConfig(num_requests=400, rate=24.0, seed=1)
+
+
+def test_a_mixed_fleet_reports_each_pool_and_they_add_up():
+    pools = [ServicePool(gpu="h100-sxm"), ServicePool(gpu="a100", replicas=2, engine={"tp": 2}),
+             ServicePool(gpu="l40s", replicas=2, price_per_gpu_hour=0.5)]  # fmt: skip
+    sc = Scenario(workload=WL, pools=pools)
+    s = simulate(sc).summary()
+    pools = s["pools"]
+    assert list(pools) == ["h100-sxm", "a100", "l40s"]
+    assert [p["replicas"] for p in pools.values()] == [[0], [1, 2], [3, 4]]
+    assert [(p["gpu"], p["layout"], p["gpus"]) for p in pools.values()] == [
+        ("h100-sxm", "TP1", 1), ("a100-80gb-sxm", "TP2", 4), ("l40s", "TP1", 2)]  # fmt: skip
+    assert sum(p["requests"] for p in pools.values()) == s["completed"] == WL.num_requests
+    assert sum(p["gpus"] for p in pools.values()) == s["cost"]["gpus"] == 7
+    assert sum(p["cost_usd"] for p in pools.values()) == pytest.approx(s["cost"]["total_usd"])
+    assert pools["l40s"]["cost_usd"] == pytest.approx(2 * 0.5 * s["duration_s"] / 3600)  # the pool's own price
+
+
+def test_capacity_weighted_routing_gives_the_fast_replica_more_work():
+    """An H200 and an L40S behind one router: weighing by speed sends the H200 most requests and beats splitting
+    them evenly, which leaves the L40S the bottleneck."""
+    pools = [ServicePool(gpu="h200"), ServicePool(gpu="l40s")]
+    wl = WL.model_copy(update={"rate": 12.0})
+    weighted = simulate(Scenario(workload=wl, pools=pools)).summary()
+    even = simulate(Scenario(workload=wl, pools=pools, router="round_robin")).summary()
+    fast, slow = weighted["pools"]["h200"]["requests"], weighted["pools"]["l40s"]["requests"]
+    assert fast > 2 * slow
+    assert abs(even["pools"]["h200"]["requests"] - even["pools"]["l40s"]["requests"]) <= 1
+    assert weighted["e2el_ms"]["mean"] < 0.7 * even["e2el_ms"]["mean"]
+    assert any("round_robin treats the pools' replicas as equals" in n for n in plan(
+        Scenario(workload=wl, pools=pools, router="round_robin")).notes)  # fmt: skip
+
+
+def test_pools_from_toml(tmp_path):
+    f = tmp_path / "fleet.toml"
+    f.write_text('model = "llama-3.1-8b"\n[[pools]]\ngpu = "h100-sxm"\nreplicas = 2\n'
+                 '[[pools]]\nname = "old"\ngpu = "a100"\nengine = { tp = 2 }\npower_cap_w = 300\n')  # fmt: skip
+    pl = plan(load_scenario(f))
+    assert [(p.name, p.gpu.name, p.replicas, p.layout.tp, p.cap_w) for p in pl.pools] == [
+        ("h100-sxm", "h100-sxm", 2, 1, None), ("old", "a100-80gb-sxm", 1, 2, 300)]  # fmt: skip
+    f.write_text('gpu = "h200"\n[[pools]]\ngpu = "h100-sxm"\n')
+    with pytest.raises(ServesimError, match="each pool names its gpu"):
+        load_scenario(f)
+
+
+@pytest.mark.parametrize("scenario, message", [
+    (dict(model="llama-3.1-70b", pools=[ServicePool(gpu="l40s")]), "pool l40s: llama-3.1-70b does not fit"),
+    (dict(pools=[ServicePool(gpu="h100")], replicas=2), "each pool sets its replicas"),
+    (dict(pools=[]), "pools is empty"),
+    (dict(pools=[ServicePool(gpu="h100", name="a"), ServicePool(gpu="a100", name="a")]), "pool names must differ"),
+    (dict(pools=[ServicePool(gpu="h100")], partitions=2), "share one router"),
+    (dict(pools=[ServicePool(gpu="h100")], migration=MigrationConfig(enabled=True)), "drop --migration"),
+    (dict(pools=[ServicePool(gpu="h100")], semi_pd=SemiPDConfig(enabled=True)), "semi-PD cannot run here"),
+    (dict(pools=[ServicePool(gpu="h100")], prefill={}, decode={}), "use one of the two"),
+])  # fmt: skip
+def test_bad_fleets_are_refused_in_one_line(scenario, message):
+    with pytest.raises((ServesimError, ValueError), match=message):
+        plan(Scenario(**scenario))
+
+
+def test_pool_flag():
+    """--pool GPU:REPLICAS[:tpN]: each pool takes the run's engine settings, its own TP where given."""
+    base = Scenario(engine={"max_num_seqs": 64, "tp": 1})
+    sc = with_pools(base, ["h100-sxm:2", "a100:3:tp2"])
+    assert [(p.gpu, p.replicas) for p in sc.pools] == [("h100-sxm", 2), ("a100", 3)]
+    assert sc.pools[0].engine is None and (sc.pools[1].engine.tp, sc.pools[1].engine.max_num_seqs) == (2, 64)
+    for bad in ("a100", "a100:0", "a100:2:pp2", "a100:x", ":2", "a100:1:tp0"):
+        with pytest.raises(ServesimError, match="GPU:REPLICAS"):
+            with_pools(base, [bad])
