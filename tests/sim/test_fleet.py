@@ -76,3 +76,18 @@ def test_pool_flag():
     for bad in ("a100", "a100:0", "a100:2:pp2", "a100:x", ":2", "a100:1:tp0"):
         with pytest.raises(ServesimError, match="GPU:REPLICAS"):
             with_pools(base, [bad])
+
+
+def test_the_report_and_trace_name_each_replica_by_its_pool(tmp_path):
+    import json
+
+    from servesim.report.html import run_report
+    from servesim.report.trace import chrome_trace
+
+    res = simulate(Scenario(workload=WL.model_copy(update={"num_requests": 60}),
+                            pools=[ServicePool(gpu="h100-sxm"), ServicePool(gpu="a100", name="old", replicas=2)]))  # fmt: skip
+    tracks = [e["args"]["name"] for e in json.loads(chrome_trace(res, tmp_path / "t.json").read_text())["traceEvents"]
+              if e["ph"] == "M"]  # fmt: skip
+    assert tracks == ["h100-sxm replica 0", "old replica 1", "old replica 2"]
+    page = run_report(res, tmp_path / "r.html").read_text()
+    assert "<h2>Pools</h2>" in page and "2 x a100-80gb-sxm TP1" in page and "h100-sxm TP1, scheduler vllm + 2 x a100 TP1" in page

@@ -79,6 +79,12 @@ def run_report(result, path: str | Path) -> Path:
             + _table(rows, ("latency (ms)", "mean", "median", "P90", "P99")),
         )
     )
+    if "pools" in s:  # several pools: each one's GPUs, share of the work, use, power and cost
+        pools = [(name, f"{p['gpus']} x {p['gpu']} {p['layout']}" if "gpu" in p else "", p["requests"],
+                  f"{p['busy_fraction']:.0%}", _fmt(p["mean_batch_size"]), f"{p['kv_mean_usage']:.1%}",
+                  _fmt(p["avg_power_w"], 0), _fmt(p["cost_usd"], 4)) for name, p in s["pools"].items()]  # fmt: skip
+        sections.append(("Pools", _table(pools, ("pool", "GPUs", "requests", "busy", "mean batch", "KV use",
+                                                 "power (W)", "cost (USD)"))))  # fmt: skip
 
     fig = make_subplots(rows=1, cols=4, subplot_titles=("TTFT", "TPOT", "ITL", "E2EL"))
     itls = result._itls.gaps
@@ -119,8 +125,10 @@ def run_report(result, path: str | Path) -> Path:
     sections.append(("Batch, KV cache and queue over time", _fig_html(fig)))
 
     served = df[df.completed].groupby("replica").size()
-    reps = list(range(result.deployment.replica_count))
-    fig = go.Figure(go.Bar(x=[f"replica {i}" for i in reps], y=[int(served.get(i, 0)) for i in reps]))
+    d = result.deployment
+    reps = list(range(d.replica_count))
+    labels = [d.engine_label(d.engines_of(i)[0]).split(" rank")[0].split(" stream")[0] for i in reps]
+    fig = go.Figure(go.Bar(x=labels, y=[int(served.get(i, 0)) for i in reps]))
     fig.update_layout(title="requests completed per replica")
     sections.append(("Per-replica load", _fig_html(fig)))
 
@@ -131,8 +139,7 @@ def run_report(result, path: str | Path) -> Path:
         fig.add_trace(go.Scatter(x=power.time_s, y=power[col], name=col.removesuffix("_w"), mode="lines"))
     fig.update_layout(title="power (W, 1 s windows)", xaxis_title="time (s)", yaxis_title="W")
     sections.append(("Power over time", _fig_html(fig)))
-    title = f"servesim: {result.scenario.model} on {result.scenario.gpu}"
-    return _write(path, _page(title, sections))
+    return _write(path, _page(f"servesim: {result.title()}", sections))
 
 
 def search_report(out: dict, objective: str, targets: list, path: str | Path) -> Path:

@@ -102,9 +102,12 @@ class ClusterReport:
         return range(bisect_left(self.replica_of, replica), bisect_right(self.replica_of, replica))
 
     def engine_label(self, engine: int) -> str:
-        """"replica 3", or "replica 3 rank 2 stream 1" for one of a replica's engines."""
+        """"replica 3", or "replica 3 rank 2 stream 1" for one of a replica's engines, after its pool's name where
+        there are several ("a100 replica 3")."""
+        replica = self.replica_of[engine]
+        pool = [name for name, ids in self.pools.items() if replica in ids]
         names = (f"{key} {value}" for key, value in self.engine_ids[engine].items())
-        return " ".join([f"replica {self.replica_of[engine]}", *names])
+        return " ".join([*pool, f"replica {replica}", *names])
 
     @property
     def prefix_hit_rate(self) -> float | None:
