@@ -91,3 +91,15 @@ def test_the_report_and_trace_name_each_replica_by_its_pool(tmp_path):
     assert tracks == ["h100-sxm replica 0", "old replica 1", "old replica 2"]
     page = run_report(res, tmp_path / "r.html").read_text()
     assert "<h2>Pools</h2>" in page and "2 x a100-80gb-sxm TP1" in page and "h100-sxm TP1, scheduler vllm + 2 x a100 TP1" in page
+
+
+def test_size_aware_routing_prefers_the_cheapest_replica_that_keeps_up():
+    """Each request goes where its size costs least, until that replica's queue holds a second of its work."""
+    light = WL.model_copy(update={"num_requests": 40, "rate": 0.5})
+    for l40s_price, cheap in ((0.1, "l40s"), (30.0, "h100-sxm")):
+        pools = [ServicePool(gpu="h100-sxm"), ServicePool(gpu="l40s", price_per_gpu_hour=l40s_price)]
+        s = simulate(Scenario(workload=light, pools=pools, router="size_aware")).summary()
+        assert s["pools"][cheap]["requests"] == 40  # at a trickle the cheaper one takes everything
+    heavy = WL.model_copy(update={"num_requests": 300, "rate": 40.0})
+    s = simulate(Scenario(workload=heavy, pools=pools, router="size_aware")).summary()
+    assert 0 < s["pools"]["l40s"]["requests"] < s["pools"]["h100-sxm"]["requests"]  # spills once the H100 backs up
