@@ -322,6 +322,8 @@ class PoolConfig(_Strict):
     replicas: int = Field(1, ge=1)
     router: str = "least_tokens"
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    power_priority: int = Field(0, description="under a power budget, pools of lower priority are capped first "
+                                "(e.g. decode 0, prefill 1: decode capped first)")  # fmt: skip
 
 
 class ServicePool(_Strict):
@@ -335,6 +337,9 @@ class ServicePool(_Strict):
     power_cap_w: float | None = Field(None, gt=0, description="per-GPU power cap; default: power.cap_w")
     price_per_gpu_hour: float | None = Field(None, ge=0, description="USD; default: power.price_per_gpu_hour, else "
                                              "the GPU catalog's")  # fmt: skip
+    power_priority: int = Field(0, description="under a power budget, pools of lower priority are capped first")
+    power_budget_w: float | None = Field(None, gt=0, description="this pool's own power budget (its GPUs and their "
+                                         "hosts' share), kept by its own controller")  # fmt: skip
 
     @staticmethod
     def parse(text: str) -> tuple[str, int, int | None]:

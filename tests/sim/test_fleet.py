@@ -3,7 +3,7 @@
 import pytest
 
 from servesim import Scenario, ServesimError, WorkloadConfig, simulate
-from servesim.config import MigrationConfig, SemiPDConfig, ServicePool, load_scenario, with_pools
+from servesim.config import MigrationConfig, PowerConfig, SemiPDConfig, ServicePool, load_scenario, with_pools
 from servesim.sim.deployment import plan
 
 WL = WorkloadConfig(num_requests=400, rate=24.0, seed=1)
@@ -103,3 +103,28 @@ def test_size_aware_routing_prefers_the_cheapest_replica_that_keeps_up():
     heavy = WL.model_copy(update={"num_requests": 300, "rate": 40.0})
     s = simulate(Scenario(workload=heavy, pools=pools, router="size_aware")).summary()
     assert 0 < s["pools"]["l40s"]["requests"] < s["pools"]["h100-sxm"]["requests"]  # spills once the H100 backs up
+
+
+def test_the_power_controller_caps_the_lowest_priority_pool_first():
+    wl = WorkloadConfig(num_requests=1500, rate=60.0, seed=1)
+    power = PowerConfig(budget_w=2500, throttle_cap_w=350)
+    watts = {}
+    for first in ("interactive", "batch"):
+        pools = [ServicePool(gpu="h100-sxm", replicas=2, name=n, power_priority=int(n != first))
+                 for n in ("interactive", "batch")]  # fmt: skip
+        s = simulate(Scenario(workload=wl, pools=pools, power=power)).summary()
+        assert s["power_control"]["cap_actions"] >= 1
+        watts[first] = {n: p["avg_power_w"] for n, p in s["pools"].items()}
+    assert watts["interactive"]["interactive"] < watts["interactive"]["batch"]
+    assert watts["batch"]["batch"] < watts["batch"]["interactive"]
+
+
+def test_a_pool_keeps_its_own_power_budget():
+    wl = WorkloadConfig(num_requests=1500, rate=60.0, seed=1)
+    pools = [ServicePool(gpu="h100-sxm", replicas=2, name="a", power_budget_w=1000),
+             ServicePool(gpu="h100-sxm", replicas=2, name="b")]  # fmt: skip
+    s = simulate(Scenario(workload=wl, pools=pools)).summary()
+    assert "power_control" not in s and s["power_control_a"]["budget_w"] == 1000
+    assert s["power_control_a"]["cap_actions"] >= 1 and s["pools"]["a"]["avg_power_w"] < s["pools"]["b"]["avg_power_w"]
+    with pytest.raises(ServesimError, match="pool a's power budget 500 W is not above its idle draw"):
+        plan(Scenario(pools=[ServicePool(gpu="h100-sxm", replicas=2, name="a", power_budget_w=500)]))

@@ -54,14 +54,15 @@ class DeploymentPlan:
 
 
 def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: EngineConfig, replicas: int,
-          router: str, notes: list[str], cap_w: float | None = None,
-          price: float | None = None) -> PoolSpec:  # fmt: skip
+          router: str, notes: list[str], cap_w: float | None = None, price: float | None = None,
+          priority: int = 0, budget_w: float | None = None) -> PoolSpec:  # fmt: skip
     gpu = get_gpu(gpu_name, sc.gpu_file)
     where = (f"pool {name}" + (f" ({gpu.name})" if name != gpu.name else "") + ": ") if sc.pools else ""
     try:
-        return _checked_pool(sc, model, name, gpu, engine, replicas, router, notes, cap_w, price)
+        spec = _checked_pool(sc, model, name, gpu, engine, replicas, router, notes, cap_w, price)
     except ServesimError as e:
         raise ServesimError(where + str(e)) from None
+    return dataclasses.replace(spec, power_priority=priority, power_budget_w=budget_w)
 
 
 def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engine: EngineConfig, replicas: int,
@@ -118,6 +119,19 @@ def _check_power(sc: Scenario, plan: DeploymentPlan) -> None:
             f"power budget {budget:g} W is not above the deployment's idle draw of {idle:.0f} W ({plan.gpus} GPUs "
             "and their hosts' share); raise --power-budget or use fewer GPUs"
         )
+    for p in plan.pools:
+        if p.power_budget_w is None:
+            continue
+        power = _power_model(sc, p.gpu)
+        floor = p.gpus * power.idle_w + host_power(p.gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
+        if p.power_budget_w <= floor:
+            raise ServesimError(f"pool {p.name}'s power budget {p.power_budget_w:g} W is not above its idle draw "
+                                f"of {floor:.0f} W ({p.gpus} GPUs and their hosts' share); raise its "
+                                "power_budget_w")  # fmt: skip
+        if sc.power.throttle_cap_w < power.min_cap_w:
+            raise ServesimError(f"the power controller's cap of {sc.power.throttle_cap_w:g} W is below the "
+                                f"{power.min_cap_w:.0f} W that {p.gpu.name} draws at its lowest clock (pool {p.name}); "
+                                "raise power.throttle_cap_w")  # fmt: skip
 
 
 def plan(sc: Scenario) -> DeploymentPlan:
@@ -137,8 +151,10 @@ def plan(sc: Scenario) -> DeploymentPlan:
                 "(--prefill-replicas/--decode-replicas, [prefill]/[decode] replicas and router)"
             )
         p, d = sc.prefill, sc.decode
-        pools = [_pool(sc, model, "prefill", p.gpu or sc.gpu, p.engine, p.replicas, p.router, notes),
-                 _pool(sc, model, "decode", d.gpu or sc.gpu, d.engine, d.replicas, d.router, notes)]  # fmt: skip
+        pools = [_pool(sc, model, "prefill", p.gpu or sc.gpu, p.engine, p.replicas, p.router, notes,
+                       priority=p.power_priority),
+                 _pool(sc, model, "decode", d.gpu or sc.gpu, d.engine, d.replicas, d.router, notes,
+                       priority=d.power_priority)]  # fmt: skip
         kv = pools[1].memory.kv  # each GPU of the decode pool takes what it will hold over its own link
         hand_off = HandOff(sc.kv_transfer, pools[0].memory.kv.link_bytes_per_token(kv), model.layers)
         pools[0] = dataclasses.replace(pools[0], hand_off=hand_off)
@@ -162,7 +178,8 @@ def _service_pools(sc: Scenario, model: ModelSpec, notes: list[str]) -> list[Poo
                             "or serve from one pool")  # fmt: skip
     router = sc.router or SERVICE_ROUTER
     pools = [_pool(sc, model, name, p.gpu, p.engine or sc.engine, p.replicas, router, notes, cap_w=p.power_cap_w,
-                   price=p.price_per_gpu_hour) for name, p in zip(sc.pool_names(), sc.pools, strict=True)]  # fmt: skip
+                   price=p.price_per_gpu_hour, priority=p.power_priority, budget_w=p.power_budget_w)
+             for name, p in zip(sc.pool_names(), sc.pools, strict=True)]  # fmt: skip
     shapes = {(p.gpu.name, p.layout, p.engine.dtype, p.engine.quantization) for p in pools}
     if len(shapes) > 1 and not getattr(ROUTERS.get(router), "weighs_speed", False):
         notes.append(f"router {router} treats the pools' replicas as equals though their speeds differ; "
@@ -243,6 +260,14 @@ def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
         kv = pl.pools[-1].memory.kv  # (the pool that decodes: its replicas trade requests)
         controllers.append(Migrator(sc.migration, sc.kv_transfer, kv.link_bytes_per_token(kv)))
     if sc.power.budget_w is not None:
-        controllers.append(PowerController(sc.power, pl.host_w, sc.power.cap_w))
+        controllers.append(PowerController(sc.power, pl.host_w))
+    first = 0
+    for spec in pl.pools:  # a pool with its own budget: its own controller over its replicas and hosts
+        if spec.power_budget_w is not None:
+            host_w = host_power(spec.gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
+            members = set(range(first, first + spec.replicas))
+            controllers.append(PowerController(sc.power, host_w, spec.power_budget_w, members,
+                                               f"power_control_{spec.name}"))  # fmt: skip
+        first += spec.replicas
     return Cluster(pl.pools, controllers, max_len=pl.max_len, grouped=sc.workload.grouped, seed=sc.workload.seed,
                    done=done)  # fmt: skip

@@ -51,6 +51,8 @@ class PoolSpec:
     hand_off: HandOff | None = None  # how its requests go on to the next pool (it prefills only)
     role: str | None = None  # semi-PD: "prefill" or "decode" worker, the two sharing each replica's GPUs
     sm_share: float | None = None  # semi-PD: the worker's starting share of the SMs
+    power_priority: int = 0  # under a power budget, lower priorities are capped first
+    power_budget_w: float | None = None  # the pool's own budget (its own controller)
 
     @property
     def gpus(self) -> int:
@@ -112,4 +114,4 @@ def make_replica(pool: PoolSpec, index: int, hooks: ReplicaHooks = NO_HOOKS) -> 
         gpus = pool.layout.tp * pool.sm_share
     return Replica(pool.engine, perf, pool.memory.num_blocks, unit_tokens=pool.unit_tokens, index=index,
                    power=pool.power, gpus=gpus, price_per_hour=pool.price_per_gpu_hour, cap_w=pool.cap_w,
-                   swap=pool.swap, hooks=hooks)  # fmt: skip
+                   swap=pool.swap, hooks=hooks, power_priority=pool.power_priority)  # fmt: skip

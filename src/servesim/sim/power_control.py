@@ -1,12 +1,16 @@
 """POLCA-style power control of an oversubscribed cluster (Patel et al., ASPLOS 2024).
 
 The cluster's power budget is smaller than the sum of its GPUs' TDPs. Every `interval_s`
-the controller reads cluster power (GPUs and hosts) over the last interval. After power
-has stayed above `high` x budget for `reaction_s`, it caps the GPUs of as many more
-replicas as the overshoot needs (estimated from their mean draw) at `throttle_cap_w`,
-lowest priority first (the highest-numbered replica); below `low` x budget it lifts the
-most recent cap. It records how often and how long caps applied. A replica is capped
-whole: with pipeline parallelism its micro-batch streams share its GPUs, and all take the cap.
+the controller reads the power (GPUs and hosts) of the replicas it keeps over the last
+interval. After power has stayed above `high` x budget for `reaction_s`, it caps the GPUs
+of as many more replicas as the overshoot needs (estimated from their mean draw) at
+`throttle_cap_w`, lowest priority first: the pool of lowest `power_priority` (a decode pool
+before its prefill pool, a batch tier before an interactive one), then the highest-numbered
+replica; below `low` x budget it lifts the most recent cap, back to the replica's own
+static cap. It records how often and how long caps applied. A replica is capped whole:
+with pipeline parallelism its micro-batch streams share its GPUs, and all take the cap.
+One controller keeps the cluster's budget (`--power-budget`); a pool with its own budget
+has its own controller over its replicas.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ if TYPE_CHECKING:
 
 
 class PowerController(Controller):
-    def __init__(self, cfg: PowerConfig, host_w: float, static_cap_w: float | None = None):
-        self.cfg, self.host_w, self.static_cap = cfg, host_w, static_cap_w
+    def __init__(self, cfg: PowerConfig, host_w: float, budget_w: float | None = None, replicas: set[int] | None = None,
+                 name: str = "power_control"):  # fmt: skip
+        """Keep `budget_w` (default cfg.budget_w) over the replicas numbered in `replicas` (default all) and the
+        `host_w` their hosts draw; `name` keys its figures in the summary."""
+        self.cfg, self.host_w, self.name = cfg, host_w, name
+        self.budget_w = cfg.budget_w if budget_w is None else budget_w
+        self.members = replicas
         self.capped: list[list[Replica]] = []  # replicas capped (each its engines: with PP, its streams)
         self.last_t = self.last_j = 0.0
         self.high_since: float | None = None
@@ -45,29 +54,32 @@ class PowerController(Controller):
         return sum(r.meter.energy_j for r in replicas) + idle + self.host_w * t
 
     def step(self, t: float, cluster: Cluster) -> None:
-        replicas = cluster.replicas
         if t <= self.last_t:
             return
-        groups: list[list[Replica]] = [[] for _ in range(cluster.replica_of[-1] + 1)]
-        for rep, r in zip(replicas, cluster.replica_of, strict=True):
-            groups[r].append(rep)
+        by_replica: dict[int, list[Replica]] = {}
+        for rep, r in zip(cluster.replicas, cluster.replica_of, strict=True):
+            if self.members is None or r in self.members:
+                by_replica.setdefault(r, []).append(rep)
+        replicas = [rep for group in by_replica.values() for rep in group]
+        # the order caps are applied in: lowest power priority first, then the highest-numbered replica
+        groups = [by_replica[r] for r in sorted(by_replica, key=lambda r: (by_replica[r][0].power_priority, -r))]
         energy = self._energy(replicas, t)
         watts = (energy - self.last_j) / (t - self.last_t)
         self.capped_replica_s += len(self.capped) * (t - self.last_t)
         self.any_capped_s += (t - self.last_t) if self.capped else 0.0
         self.last_t, self.last_j, self.peak_w = t, energy, max(self.peak_w, watts)
-        budget = self.cfg.budget_w
+        budget = self.budget_w
         if watts > self.cfg.high * budget:
             self.high_since = t if self.high_since is None else self.high_since
             uncapped = [g for g in groups if g not in self.capped]
             if t - self.high_since >= self.cfg.reaction_s and uncapped:
-                cap = min(self.cfg.throttle_cap_w, self.static_cap or float("inf"))
+                cap = self.cfg.throttle_cap_w
                 gpu_w = (watts - self.host_w) / sum(r.gpus for r in replicas)
-                saving = max(gpu_w - cap, 0.05 * gpu_w) * sum(r.gpus for r in uncapped[-1])  # per replica capped
+                saving = max(gpu_w - cap, 0.05 * gpu_w) * sum(r.gpus for r in uncapped[0])  # per replica capped
                 count = min(len(uncapped), max(1, math.ceil((watts - self.cfg.high * budget) / saving)))
-                for target in uncapped[-count:]:
+                for target in uncapped[:count]:
                     for rep in target:
-                        rep.set_power_cap(cap)
+                        rep.set_power_cap(min(cap, rep.static_cap_w or math.inf))
                     self.capped.append(target)
                 self.actions += 1
                 self.high_since = t  # wait a reaction time before capping more
@@ -75,11 +87,11 @@ class PowerController(Controller):
             self.high_since = None
             if watts < self.cfg.low * budget and self.capped:
                 for rep in self.capped.pop():
-                    rep.set_power_cap(self.static_cap)
+                    rep.set_power_cap(rep.static_cap_w)
 
     def report(self, end: float) -> dict:
-        return {"power_control": {
-            "budget_w": self.cfg.budget_w,
+        return {self.name: {
+            "budget_w": self.budget_w,
             "cap_actions": self.actions,
             "capped_replica_s": self.capped_replica_s,
             "time_capped_fraction": self.any_capped_s / end if end else 0.0,

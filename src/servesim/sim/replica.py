@@ -50,13 +50,15 @@ class Replica:
     def __init__(self, engine, perf: PerfModel, num_blocks: int, *, unit_tokens: int = 512, index: int = 0,
                  power: PowerModel = NO_POWER, gpus: float = 1, price_per_hour: float = 0.0,
                  cap_w: float | None = None, swap: SwapCost | None = None,
-                 hooks: ReplicaHooks = NO_HOOKS):  # fmt: skip
+                 hooks: ReplicaHooks = NO_HOOKS, power_priority: int = 0):  # fmt: skip
         self.engine = engine
         self.perf = perf
         self.power, self.gpus = power, gpus  # each GPU of the replica draws `power`
         self.price_per_hour = price_per_hour  # per GPU
         self.usd_per_s = price_per_hour * gpus / 3600
         self.cap_w = cap_w  # per-GPU power cap in force
+        self.static_cap_w = cap_w  # the cap it was built with, which a lifted controller cap returns to
+        self.power_priority = power_priority  # a power controller caps lower priorities first
         self.meter = Meter(self.usd_per_s)
         self._full_clock: dict[int, tuple] = {}  # request count -> power.linear of its decode iterations
         policy = SCHEDULERS.get(engine.scheduler)
