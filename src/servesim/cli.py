@@ -262,8 +262,22 @@ def search(
     best_out: Annotated[Path | None, Opt(help="write the best deployment as a scenario file")] = None,
     top: Annotated[int, Opt(help="rows of the ranking to print")] = 15,
     as_json: Annotated[bool, Opt("--json", help="print all results as JSON")] = False,
+    mix: Annotated[bool, Opt("--mix", help="the cheapest fleet mixing --gpus (at each --tp) that serves --rate "
+                                           "under --slo, verified by simulation")] = False,
+    rate: Annotated[float | None, Opt(help="--mix: the request rate the fleet must serve (req/s)")] = None,
 ):
     """Search deployments for the one that serves the workload best within the SLOs."""
+    if mix or rate is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in (("pp", pp), ("ep", ep), ("replicas", replicas),
+                 ("schedulers", schedulers), ("max_num_seqs", max_num_seqs), ("pd", pd), ("report", report),
+                 ("max_num_batched_tokens", max_num_batched_tokens), ("workers", workers),
+                 ("ray_address", ray_address)) if v is not None]  # fmt: skip
+        if not mix or rate is None or not gpus or given:
+            why = ("--rate needs --mix" if not mix else "--mix needs --rate and --gpus" if rate is None or not gpus
+                   else f"--mix does not take {', '.join(given)}")  # fmt: skip
+            raise ServesimError(f"{why}: servesim search --mix --gpus h100-sxm,a100,l40s [--tp 1,2] --rate 30 "
+                                "--slo 'p90_ttft:2000 p90_tpot:80'")  # fmt: skip
+        return _search_mix(config, model, gpus, tp, slo or [], rate, num_requests, rate_tol, best_out, as_json)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from servesim.search import parse_targets, run_search
@@ -325,6 +339,52 @@ def search(
         from servesim.report.toml_out import write_best
 
         err.print(f"wrote {write_best(scenario, ranked[0], objective, targets, best_out)}", highlight=False)
+
+
+def _search_mix(config, model, gpus: str, tp: str | None, slo: list[str], rate: float, num_requests: int,
+                rate_tol: float, best_out: Path | None, as_json: bool) -> None:  # fmt: skip
+    """`servesim search --mix`: print (and with --best-out, write) the cheapest verified fleet."""
+    from servesim.search import parse_targets
+    from servesim.search.mix import parse_options, search_mix
+
+    if best_out:
+        check_output_file(best_out, "--best-out")
+    scenario = load_scenario(config) if config else Scenario()
+    if model:
+        scenario = scenario.model_copy(update={"model": model})
+    tps = [int(x) for x in parse_numbers(tp, "--tp")] if tp else [1]
+    options = parse_options([g.strip() for g in gpus.split(",") if g.strip()], tps)
+    out = search_mix(scenario, options, rate, parse_targets(slo), num_requests, rate_tol,
+                     log=lambda m: err.print(m, highlight=False))  # fmt: skip
+    if as_json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"{scenario.model} at {rate:g} req/s under {', '.join(out['slo'])}: request-size buckets")
+        for col in ("bucket", "share", "req/s", *out["capacity"]):
+            t.add_column(col, justify="left" if col == "bucket" else "right")
+        for k, b in enumerate(out["buckets"]):
+            t.add_row(b["name"], f"{b['share']:.1%}", f"{b['rate']:.2f}",
+                      *(f"{c[k]:.2f}" for c in out["capacity"].values()))  # fmt: skip
+        console.print(t)
+        m, single = out["mix"], out["best_single"]
+        console.print(f"cheapest fleet: {m['fleet']}, ${m['usd_per_hour']:.2f}/h (verified: "
+                      + ", ".join(f"{k} {v:.4g}" for k, v in m["summary"].items()) + ")")  # fmt: skip
+        if single:
+            console.print(f"best single type: {single['fleet']}, ${single['usd_per_hour']:.2f}/h; the mix saves "
+                          f"{out['saving']:.1%}")  # fmt: skip
+    if best_out:
+        from servesim.config import ServicePool
+        from servesim.report.toml_out import write_scenario
+
+        pools = [ServicePool(gpu=label.split(":")[0], replicas=n, name=label,
+                             engine=scenario.engine.model_copy(update={"tp": int(label.split(":tp")[1])})
+                             if ":tp" in label else None) for label, n in out["mix"]["counts"].items()]  # fmt: skip
+        wl = scenario.workload.model_copy(update={"rate": rate})
+        fleet = scenario.model_copy(update={"pools": pools, "router": scenario.router or "size_aware", "workload": wl})
+        header = f"servesim search --mix: the cheapest fleet for {rate:g} req/s under {', '.join(out['slo'])}"
+        err.print(f"wrote {write_scenario(fleet, best_out, header)}", highlight=False)
 
 
 @app.command()

@@ -16,16 +16,26 @@ def _value(v) -> str:
     return json.dumps(str(v))
 
 
+def _tables(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
 def to_toml(data: dict, prefix: str = "") -> str:
-    scalars = [f"{k} = {_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
+    """Scalars first, then tables, then arrays of tables ([[pools]]: each element's own sub-tables after it)."""
+    scalars = [f"{k} = {_value(v)}" for k, v in data.items()
+               if v is not None and not isinstance(v, dict) and not _tables(v)]  # fmt: skip
     tables = [f"\n[{prefix}{k}]\n" + to_toml(v, f"{prefix}{k}.") for k, v in data.items() if isinstance(v, dict) and v]
-    return "\n".join(scalars) + ("\n" if scalars else "") + "".join(tables)
+    arrays = [f"\n[[{prefix}{k}]]\n" + to_toml(x, f"{prefix}{k}.") for k, v in data.items() if _tables(v) for x in v]
+    return "\n".join(scalars) + ("\n" if scalars else "") + "".join(tables) + "".join(arrays)
 
 
 def write_scenario(scenario, path: str | Path, header: str = "") -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    body = to_toml(scenario.model_dump(mode="json", exclude_none=True))
+    data = scenario.model_dump(mode="json", exclude_none=True)
+    if data.get("pools"):  # each pool names its GPU
+        data.pop("gpu", None)
+    body = to_toml(data)
     p.write_text("".join(f"# {line}\n" for line in header.splitlines()) + body)
     return p
 

@@ -90,6 +90,13 @@ def _draw_tenants(wl: WorkloadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return times[order], ins[order].astype(np.int32), outs[order].astype(np.int32), who[order]
 
 
+def lengths(wl: WorkloadConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output lengths of n requests of the workload (its trace's rows or its distributions)."""
+    _, ins, outs, _ = _draw(wl.model_copy(update={"num_requests": n, "arrival": "poisson", "rate_shape": None,
+                                                  "programs": None, "tenants": None}))  # fmt: skip
+    return ins, outs
+
+
 def _draw(wl: WorkloadConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list | None]:
     """Arrival times, input and output lengths and prefix hashes, in arrival order."""
     rng = np.random.default_rng(wl.seed)
