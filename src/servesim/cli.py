@@ -247,10 +247,10 @@ def search(
     max_num_seqs: Annotated[str | None, Opt(help="comma list")] = None,
     max_num_batched_tokens: Annotated[str | None, Opt(help="comma list")] = None,
     pd: Annotated[str | None, Opt(help="disaggregated layouts, e.g. 1P1D,2P1D")] = None,
+    power_caps: Annotated[str | None, Opt(help="per-GPU power caps to try beside uncapped, W, e.g. 450,550")] = None,
     slo: Annotated[list[str] | None, Opt(help="e.g. 'p90_ttft:2000 p90_tpot:50' (ms)")] = None,
-    objective: Annotated[str, Opt(help="goodput_per_dollar | goodput_per_gpu | goodput_per_watt")] = (
-        "goodput_per_dollar"
-    ),
+    objective: Annotated[str, Opt(help="goodput_per_dollar | goodput_per_gpu | goodput_per_watt | "
+                                       "tokens_per_joule")] = "goodput_per_dollar",
     num_requests: Annotated[int, Opt(help="requests per simulation of the capacity search")] = 400,
     rate_tol: Annotated[float, Opt(help="relative precision of each capacity")] = 0.05,
     workers: Annotated[int | None, Opt(help="local processes (default: all cores)")] = None,
@@ -270,7 +270,7 @@ def search(
     if mix or rate is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in (("pp", pp), ("ep", ep), ("replicas", replicas),
                  ("schedulers", schedulers), ("max_num_seqs", max_num_seqs), ("pd", pd), ("report", report),
-                 ("max_num_batched_tokens", max_num_batched_tokens), ("workers", workers),
+                 ("max_num_batched_tokens", max_num_batched_tokens), ("workers", workers), ("power_caps", power_caps),
                  ("ray_address", ray_address)) if v is not None]  # fmt: skip
         if not mix or rate is None or not gpus or given:
             why = ("--rate needs --mix" if not mix else "--mix needs --rate and --gpus" if rate is None or not gpus
@@ -294,7 +294,8 @@ def search(
     if model:
         scenario = scenario.model_copy(update={"model": model})
     space = space_from(sections["search"], gpus=gpus, tp=tp, pp=pp, ep=ep, replicas=replicas, schedulers=schedulers,
-                       max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, pd=pd)  # fmt: skip
+                       max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, pd=pd,
+                       power_caps=power_caps)  # fmt: skip
     targets = parse_targets(slo or [])
     check_search(scenario, space, str(store))  # bad names, layouts and stores fail before the progress bar
     best_label = ["-"]

@@ -50,3 +50,18 @@ def test_a_mix_is_found_verified_and_compared():
 def test_mix_flags_are_checked(args, message):
     res = invoke("search", *args)
     assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
+
+
+def test_power_caps_are_a_search_dimension():
+    from servesim.search.space import SearchSpace, expand, space_from
+
+    space = space_from({}, power_caps="450,550")
+    cands = expand(space)
+    assert [c.power_cap for c in cands] == [None, 450.0, 550.0]
+    assert cands[1].label().endswith("cap=450W") and cands[1].scenario(Scenario()).power.cap_w == 450.0
+    assert cands[1].base.power_cap == 450.0  # the one-replica seed keeps the cap
+    assert expand(SearchSpace())[0].power_cap is None
+    with pytest.raises(ServesimError, match="--power-caps takes a comma list of numbers"):
+        space_from({}, power_caps="450,x")
+    with pytest.raises(ServesimError, match="power_caps"):
+        space_from({}, power_caps="-5")

@@ -27,6 +27,7 @@ OBJECTIVES = {
     "goodput_per_dollar": "requests served within the SLOs per dollar",
     "goodput_per_gpu": "requests per second within the SLOs per GPU",
     "goodput_per_watt": "requests per second within the SLOs per kW",
+    "tokens_per_joule": "tokens (input and output) per joule at the SLO capacity, GPUs and hosts",
 }
 
 
@@ -81,6 +82,7 @@ def evaluate(
         "goodput_per_dollar": cap["capacity"] * 3600 / usd_h if usd_h else 0.0,
         "goodput_per_gpu": cap["capacity"] / c.gpus,
         "goodput_per_watt": cap["capacity"] / watts * 1000 if watts else 0.0,
+        "tokens_per_joule": s["energy"]["tokens_per_j"] or 0.0,
         "usd_per_m_requests": usd_h / (cap["capacity"] * 3600) * 1e6,
     }
 

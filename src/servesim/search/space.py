@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from servesim.config import EngineConfig, PoolConfig, Scenario, validation_message
+from servesim.config import EngineConfig, PoolConfig, Scenario, parse_numbers, validation_message
 from servesim.errors import ServesimError
 from servesim.layout import Layout
 from servesim.sim.deployment import infeasible as deployment_infeasible
@@ -32,6 +32,8 @@ class SearchSpace(BaseModel):
     max_num_seqs: list[Positive] = Field(default_factory=lambda: [256], min_length=1)
     max_num_batched_tokens: list[Positive] = Field(default_factory=lambda: [8192], min_length=1)
     pd: list[str] = Field(default_factory=list, description="e.g. ['1P1D', '2P1D']")
+    power_caps: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=list, description="per-GPU power caps to try, W, beside uncapped (energy-optimal settings)")
 
 
 def _split(text: str) -> list[str]:
@@ -66,6 +68,9 @@ def space_from(section: dict, **flags: str | None) -> SearchSpace:
         if kind == list[str]:
             data[name] = _split(text)
             continue
+        if name == "power_caps":
+            data[name] = parse_numbers(text, "--power-caps")
+            continue
         data[name] = int_list(text, "--" + name.replace("_", "-"))
     try:
         return SearchSpace.model_validate(data)
@@ -85,6 +90,7 @@ class Candidate:
     prefill: int = 0
     decode: int = 0
     ep: int = 1
+    power_cap: float | None = None  # per-GPU, W (None: the base scenario's)
 
     @property
     def disaggregated(self) -> bool:
@@ -102,15 +108,15 @@ class Candidate:
     @property
     def base(self) -> Candidate:
         """The same deployment with one replica: its capacity seeds the search of this one."""
-        return Candidate(
-            self.gpu, self.tp, self.pp, 1, self.scheduler, self.max_num_seqs, self.max_num_batched_tokens, ep=self.ep
-        )
+        return Candidate(self.gpu, self.tp, self.pp, 1, self.scheduler, self.max_num_seqs, self.max_num_batched_tokens,
+                         ep=self.ep, power_cap=self.power_cap)  # fmt: skip
 
     def label(self) -> str:
         count = f"{self.prefill}P{self.decode}D" if self.disaggregated else f"x{self.replicas}"
+        cap = f" cap={self.power_cap:g}W" if self.power_cap is not None else ""
         return (
             f"{self.gpu} {self.layout.label()} {count} {self.scheduler} seqs={self.max_num_seqs} "
-            f"tokens={self.max_num_batched_tokens}"
+            f"tokens={self.max_num_batched_tokens}{cap}"
         )
 
     def key(self, context: dict) -> str:
@@ -131,6 +137,8 @@ class Candidate:
         )
         engine = EngineConfig.model_validate(engine.model_dump())
         update: dict = {"gpu": self.gpu, "engine": engine, "replicas": self.replicas}
+        if self.power_cap is not None:
+            update["power"] = base.power.model_copy(update={"cap_w": self.power_cap})
         if self.disaggregated:  # each pool has its own replicas and router
             update["router"] = None
             update["prefill"] = PoolConfig(gpu=self.gpu, replicas=self.prefill, engine=engine)
@@ -153,12 +161,12 @@ def _pd(text: str) -> tuple[int, int]:
 def expand(space: SearchSpace) -> list[Candidate]:
     cands = []
     choices = (space.gpus, space.tp, space.pp, space.ep, space.schedulers, space.max_num_seqs,
-               space.max_num_batched_tokens)  # fmt: skip
-    for gpu, tp, pp, ep, sched, seqs, tokens in itertools.product(*choices):
+               space.max_num_batched_tokens, [None, *space.power_caps])  # fmt: skip
+    for gpu, tp, pp, ep, sched, seqs, tokens, cap in itertools.product(*choices):
         if tokens < seqs:
             continue  # vLLM requires max_num_batched_tokens >= max_num_seqs
-        cands += [Candidate(gpu, tp, pp, r, sched, seqs, tokens, ep=ep) for r in space.replicas]
-        cands += [Candidate(gpu, tp, pp, 1, sched, seqs, tokens, *_pd(x), ep=ep) for x in space.pd]
+        cands += [Candidate(gpu, tp, pp, r, sched, seqs, tokens, ep=ep, power_cap=cap) for r in space.replicas]
+        cands += [Candidate(gpu, tp, pp, 1, sched, seqs, tokens, *_pd(x), ep=ep, power_cap=cap) for x in space.pd]
     return cands
 
 
