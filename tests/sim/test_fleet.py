@@ -128,3 +128,17 @@ def test_a_pool_keeps_its_own_power_budget():
     assert s["power_control_a"]["cap_actions"] >= 1 and s["pools"]["a"]["avg_power_w"] < s["pools"]["b"]["avg_power_w"]
     with pytest.raises(ServesimError, match="pool a's power budget 500 W is not above its idle draw"):
         plan(Scenario(pools=[ServicePool(gpu="h100-sxm", replicas=2, name="a", power_budget_w=500)]))
+
+
+def test_slo_aware_routing_keeps_ttft_and_prefers_cheap_work():
+    from servesim.config import SLO, LengthDist
+
+    wl = WorkloadConfig(num_requests=400, rate=14.0, input=LengthDist(mean=1200, max=8000),
+                        output=LengthDist(mean=150, max=1000), seed=3)  # fmt: skip
+    pools = [ServicePool(gpu="h100-sxm"), ServicePool(gpu="l40s", replicas=3)]
+    res = simulate(Scenario(workload=wl, slo=SLO(ttft_ms=500), pools=pools, router="slo_aware"))
+    s = res.summary()
+    assert (res.requests.ttft_s <= 0.5).mean() >= 0.99
+    assert s["pools"]["l40s"]["requests"] > 0.9 * wl.num_requests  # cheaper per token, and fast enough to prefill
+    with pytest.raises(ServesimError, match="router slo_aware keeps each request's predicted TTFT under the SLO"):
+        plan(Scenario(pools=pools, router="slo_aware"))

@@ -152,7 +152,7 @@ class Cluster:
         self.stages: list[Stage] = []  # a pool after one that hands requests on starts the next stage
         for k, (spec, pool) in enumerate(zip(pools, self.pools, strict=True)):
             if k == 0 or pools[k - 1].hand_off is not None:
-                self.stages.append(Stage([], make_router(spec.router, seed)))
+                self.stages.append(Stage([], make_router(spec.router, seed, spec.ttft_slo_s)))
             self.stages[-1].replicas += pool.replicas
             if k and pools[k - 1].hand_off is not None:
                 self.pools[k - 1].next = self.stages[-1]

@@ -70,7 +70,11 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
     layout = Layout.of(engine, sc.node.gpus_per_node)
     notes += [n for n in layout.check(model) if n not in notes]
     SCHEDULERS.get(engine.scheduler).configure(engine)
-    router = ROUTERS.get(router).name  # known, and spelled as registered
+    policy = ROUTERS.get(router)
+    router = policy.name  # known, and spelled as registered
+    if policy.needs_ttft_slo and sc.slo.ttft_ms is None:
+        raise ServesimError(f"router {router} keeps each request's predicted TTFT under the SLO; give one "
+                            "(--goodput ttft:MS, [slo] ttft_ms)")  # fmt: skip
     if engine.max_model_len and engine.max_model_len > model.max_position:
         raise ServesimError(
             f"max_model_len {engine.max_model_len} is longer than {model.name}'s context of {model.max_position} "
@@ -91,7 +95,8 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
     engine = engine.model_copy(update={"max_model_len": max_len})
     price = next(p for p in (price, sc.power.price_per_gpu_hour, gpu.price_per_hour) if p is not None)
     return PoolSpec(name, model, gpu, engine, layout, replicas, router, memory, sc.perf_model, sc.node.network_gbs,
-                    price, cap_w if cap_w is not None else sc.power.cap_w, unit)  # fmt: skip
+                    price, cap_w if cap_w is not None else sc.power.cap_w, unit,
+                    ttft_slo_s=sc.slo.ttft_ms / 1e3 if sc.slo.ttft_ms else None)  # fmt: skip
 
 
 def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:

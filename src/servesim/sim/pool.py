@@ -53,6 +53,7 @@ class PoolSpec:
     sm_share: float | None = None  # semi-PD: the worker's starting share of the SMs
     power_priority: int = 0  # under a power budget, lower priorities are capped first
     power_budget_w: float | None = None  # the pool's own budget (its own controller)
+    ttft_slo_s: float | None = None  # the scenario's TTFT target, for routers that keep to it
 
     @property
     def gpus(self) -> int:

@@ -83,6 +83,14 @@ class Replica:
         return self.state.outstanding
 
     @property
+    def prefill_tokens_per_s(self) -> float:
+        """Prompt tokens per second of a full 2,048-token prefill chunk (shared by a pool's replicas)."""
+        speed = getattr(self.perf, "_prefill_tokens_per_s", None)
+        if speed is None:
+            speed = self.perf._prefill_tokens_per_s = 2048 / self.perf.iteration_time(Batch.prefill(2048))
+        return speed
+
+    @property
     def tokens_per_s(self) -> float:
         """Its speed, for routers that weigh replicas of different GPUs or layouts: tokens per second of a
         reference iteration, a 512-token prompt chunk beside 32 decodes at 1,024 tokens of context (shared by

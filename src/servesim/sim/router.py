@@ -22,12 +22,17 @@ register = ROUTERS.register
 router_names = ROUTERS.names
 
 
-def make_router(name: str, seed: int = 0) -> Router:
-    return ROUTERS.make(name, seed)
+def make_router(name: str, seed: int = 0, ttft_slo_s: float | None = None) -> Router:
+    """The router `name`, told the TTFT target of the scenario's SLO (for routers that keep to it)."""
+    router = ROUTERS.make(name, seed)
+    router.ttft_slo_s = ttft_slo_s
+    return router
 
 
 class Router:
     name = ""
+    needs_ttft_slo = False  # refused without a TTFT SLO in the scenario
+    ttft_slo_s: float | None = None
 
     def __init__(self, seed: int = 0):
         self.seed = seed

@@ -117,6 +117,10 @@ class ReplicaState:
         wanted = sum(self.blocks_for(q.target) for q in self.waiting)
         return (self.kv.used + wanted) / self.kv.total
 
+    def prompt_tokens_waiting(self) -> int:
+        """Prompt tokens not yet computed of the requests that wait to start or to finish their prefill."""
+        return sum(q.target - q.computed for q in self.waiting) + sum(q.prompt_len for q in self.incoming)
+
     def queued_tokens(self) -> int:
         """Work here in tokens: KV held by running sequences plus prompts not yet started."""
         waiting = sum(q.target - q.computed for q in self.waiting) + sum(q.prompt_len for q in self.incoming)
