@@ -174,6 +174,12 @@ def run(
     kv_transfer: Annotated[str | None, Opt(help="layerwise | whole")] = None,
     kv_bandwidth_gbs: Annotated[float | None, Opt(help="KV transfer GB/s per GPU")] = None,
     migration: Annotated[bool | None, Opt("--migration/--no-migration", help="live migration (Llumnix)")] = None,
+    autoscale: Annotated[str | None, Opt(help="start and stop replicas during the run: reactive | predictive | "
+                                              "scale_to_zero (--replicas: at the start)")] = None,
+    min_replicas: Annotated[int | None, Opt(help="autoscaling: fewest replicas")] = None,
+    max_replicas: Annotated[int | None, Opt(help="autoscaling: most replicas")] = None,
+    cold_start_load_gbs: Annotated[float | None, Opt(help="autoscaling: weights loaded per GPU, GB/s")] = None,
+    warmup_s: Annotated[float | None, Opt(help="autoscaling: engine warm-up after the weights, s (default 34)")] = None,
     power_cap: Annotated[float | None, Opt(help="per-GPU power cap, W")] = None,
     power_budget: Annotated[float | None, Opt(help="cluster power budget, W (POLCA controller)")] = None,
     price_per_gpu_hour: Annotated[float | None, Opt(help="USD per GPU-hour (default: catalog)")] = None,

@@ -357,6 +357,31 @@ class ServicePool(_Strict):
         return parts[0], replicas, tp
 
 
+class AutoscaleConfig(_Strict):
+    """Replicas started and stopped during the run (a co-located deployment; `replicas` is the starting count):
+    a scaling policy, its bounds and check interval, and what a start costs."""
+
+    policy: str | None = Field(None, description="reactive | predictive | scale_to_zero (`servesim policies`); "
+                               "none: a fixed fleet")  # fmt: skip
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int | None = Field(None, ge=1, description="required with a policy")
+    interval_s: float = Field(5.0, gt=0, description="how often the policy looks")
+    load_gbs: float = Field(2.0, gt=0, description="weights loaded per GPU at a start, GB/s (about 2 from local "
+                            "NVMe, 0.5-1 from a remote object store, 10-20 from a host-memory cache)")  # fmt: skip
+    warmup_s: float = Field(34.0, ge=0, description="engine start after the weights (profiling, KV allocation, "
+                            "CUDA-graph capture): 34 s as vLLM logged it in vllm-project/vllm#20264")  # fmt: skip
+    options: dict[str, Any] = Field(default_factory=dict, description="the policy's settings")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.policy is not None:
+            if self.max_replicas is None:
+                raise ValueError("an autoscaling policy needs max_replicas (--max-replicas)")
+            if self.min_replicas > self.max_replicas:
+                raise ValueError(f"min_replicas {self.min_replicas} exceeds max_replicas {self.max_replicas}")
+        return self
+
+
 class KVTransferConfig(_Strict):
     """The network that carries KV caches from prefill to decode replicas."""
 
@@ -428,7 +453,8 @@ class Scenario(_Strict):
     model: str = "llama-3.1-8b"
     gpu: str = "h100-sxm"
     gpu_file: Path | None = None
-    replicas: int = Field(1, ge=1, description="identical engine replicas behind the router")
+    replicas: int = Field(1, ge=0, description="identical engine replicas behind the router (with autoscaling: at "
+                          "the start, 0 allowed)")  # fmt: skip
     router: str | None = Field(None, description="routing policy of co-located replicas (`servesim policies`); "
                                "default round_robin")
     partitions: int = Field(1, ge=1, description="independent groups of replicas, simulated in parallel: "
@@ -448,6 +474,7 @@ class Scenario(_Strict):
     semi_pd: SemiPDConfig = Field(default_factory=SemiPDConfig)
     node: NodeConfig = Field(default_factory=NodeConfig)
     power: PowerConfig = Field(default_factory=PowerConfig)
+    autoscale: AutoscaleConfig = Field(default_factory=AutoscaleConfig)
 
     @model_validator(mode="after")
     def _pools(self):
@@ -456,6 +483,8 @@ class Scenario(_Strict):
                 "disaggregation needs both a prefill and a decode pool ([prefill] and [decode] tables, "
                 "or --prefill-replicas and --decode-replicas)"
             )
+        if self.replicas == 0 and self.autoscale.policy is None:
+            raise ValueError("replicas must be at least 1 (0 only with an autoscaling policy that starts them)")
         if self.pools is not None:
             if not self.pools:
                 raise ValueError("pools is empty; give at least one [[pools]] table (gpu, replicas) or drop it")
@@ -554,6 +583,11 @@ FLAG_ALIASES = {
     "acceptance_rate": "engine.speculative.acceptance_rate",
     "draft_model": "engine.speculative.draft_model",
     "semi_pd": "semi_pd.enabled",
+    "autoscale": "autoscale.policy",
+    "min_replicas": "autoscale.min_replicas",
+    "max_replicas": "autoscale.max_replicas",
+    "cold_start_load_gbs": "autoscale.load_gbs",
+    "warmup_s": "autoscale.warmup_s",
 }
 
 

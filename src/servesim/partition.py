@@ -31,7 +31,11 @@ def simulate_partitioned(sc: Scenario, workers: int | None = None, ray_address: 
     streamed, each group writes its records to its own file in `records_dir` if given."""
     plan(sc)  # every rule, once, before any worker starts
     groups = sc.partitions
-    part = sc.model_copy(update={"replicas": sc.replicas // groups, "partitions": 1})
+    scale = sc.autoscale
+    if scale.policy is not None:  # each group autoscales its share of the fleet
+        scale = scale.model_copy(update={"min_replicas": scale.min_replicas // groups,
+                                         "max_replicas": scale.max_replicas // groups})  # fmt: skip
+    part = sc.model_copy(update={"replicas": sc.replicas // groups, "partitions": 1, "autoscale": scale})
     files = [records_dir / f"requests-{g}.parquet" if records_dir else None for g in range(groups)]
     jobs = [(part, (g, groups), stream, files[g]) for g in range(groups)]
     if ray_address:

@@ -94,7 +94,7 @@ class Result:
         import pandas as pd
 
         return pd.DataFrame(power_series(self._step_totals(bin_s), self.host_w, self.summary()["duration_s"],
-                                         self.deployment.replica_of))  # fmt: skip
+                                         self.deployment.replica_of, self.deployment.replicas))  # fmt: skip
 
     def _step_totals(self, bin_s: float = 1.0) -> list[StepTotals]:
         """Each replica's step log folded with `bin_s` power windows (a streamed run has them at its own)."""
@@ -163,6 +163,9 @@ class Result:
             if self.notes:
                 s["notes"] = self.notes
             s.update(self.deployment.controllers)
+            if "autoscale" in s:  # the waits for a replica to start, as a share of all time to first token
+                ttft_s = (s["ttft_ms"]["mean"] or 0.0) / 1e3 * s["completed"]
+                s["autoscale"]["held_share_of_ttft"] = s["autoscale"]["held_s_total"] / ttft_s if ttft_s else 0.0
             s.update(energy_cost_summary(tally, totals, reps, s["duration_s"], self.host_w, d.replica_of))
             if self.scenario.workload.n > 1 and "programs" in s:  # a prompt's samples are kept as one program
                 s["prompts"] = s.pop("programs")

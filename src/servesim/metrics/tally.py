@@ -171,11 +171,12 @@ class StepTotals:
             self.net_j = np.concatenate([self.net_j, np.zeros(max(b1 - len(self.net_j), len(self.net_j)))])
         self.net_j[b0:b1] += np.diff(np.interp(edges, x, y))
 
-    def watts(self, duration: float) -> np.ndarray:
-        """Mean power in each window from 0 to the run's duration (idle between and after steps)."""
+    def watts(self, duration: float, windows=None) -> np.ndarray:
+        """Mean power in each window from 0 to the run's duration (idle between and after steps); `windows`:
+        the (start, end or None) spans the replica was billed in (an autoscaled one idles only inside them)."""
         until = max(duration, self.last_end)
         edges = np.arange(0.0, max(duration, self.bin_s) + self.bin_s, self.bin_s)
-        covered = np.clip(np.minimum(edges[1:], until) - edges[:-1], 0.0, None)
+        covered = billed_per_bin(edges, until, windows)
         net = np.zeros(len(covered))
         m = min(len(net), len(self.net_j))
         net[:m] = self.net_j[:m]
@@ -195,6 +196,23 @@ class StepTotals:
                 "max_usage": self.max_kv / kv_blocks if kv_blocks else 0.0,
             },
         }
+
+
+def billed_per_bin(edges: np.ndarray, until: float, windows=None) -> np.ndarray:
+    """Seconds of each bin (between `edges`) up to `until` that fall inside `windows` ((start, end or None);
+    None: all of them)."""
+    spans = [(0.0, until)] if windows is None else [(a, until if b is None else min(b, until)) for a, b in windows]
+    out = np.zeros(len(edges) - 1)
+    for a, b in spans:
+        out += np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0.0, None)
+    return out
+
+
+def billed_seconds(duration: float, windows=None) -> float:
+    """Seconds of the run a replica was billed for: all of it, or its windows."""
+    if windows is None:
+        return duration
+    return sum(max((duration if b is None else min(b, duration)) - a, 0.0) for a, b in windows)
 
 
 def fold_steps(steps: dict[str, np.ndarray], idle_w: float, bin_s: float = 1.0) -> StepTotals:

@@ -186,12 +186,13 @@ def validation_table(df, title: str) -> Table:
 
 
 def policies_table() -> Table:
+    from servesim.sim.autoscale import POLICIES
     from servesim.sim.router import ROUTERS
     from servesim.sim.scheduler import SCHEDULERS
 
     t = _table("policies", ["kind", "name", "options (scheduler_options / -O KEY=VALUE)", "what it does"],
                ("kind", "name", "options (scheduler_options / -O KEY=VALUE)", "what it does"))  # fmt: skip
-    for kind, reg in (("scheduler", SCHEDULERS), ("router", ROUTERS)):
+    for kind, reg in (("scheduler", SCHEDULERS), ("router", ROUTERS), ("autoscaler", POLICIES)):
         for name in reg.names():
             cls = reg.get(name)
             doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]

@@ -41,10 +41,13 @@ from servesim.sim.sequence import Sequence as Seq
 @dataclass
 class Stage:
     """Replicas behind one router: every pool of a co-located service (of one GPU type or several), or the
-    prefill or the decode pool of a disaggregated one."""
+    prefill or the decode pool of a disaggregated one. The router sees the `active` ones (all, unless an
+    autoscaler starts and stops them); arrivals with none active wait in `held`."""
 
     replicas: list[Replica]
     router: Router
+    active: list[Replica] = field(default_factory=list)
+    held: list[Request] = field(default_factory=list)
 
 
 @dataclass
@@ -116,18 +119,22 @@ class ClusterReport:
 
     @classmethod
     def join(cls, reports: list[ClusterReport]) -> ClusterReport:
-        """The reports of independent groups as one, replicas numbered group after group (partitions: one pool,
-        no controllers)."""
+        """The reports of independent groups as one, replicas numbered group after group (partitions: one pool;
+        a controller's figures, each group's own autoscaler's, added up over the groups)."""
         first, per = reports[0], reports[0].replica_count
         replica_of = [g * per + r for g, rep in enumerate(reports) for r in rep.replica_of]
+        figures = {name: {k: (sum(rep.controllers[name][k] for rep in reports)
+                              if isinstance(v, int | float) and not isinstance(v, bool) and k != "cold_start_s" else v)
+                          for k, v in fig.items()} for name, fig in first.controllers.items()}  # fmt: skip
         return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories],
-                   replica_of, [e for rep in reports for e in rep.engine_ids], {}, first.perf_model, {},
+                   replica_of, [e for rep in reports for e in rep.engine_ids], {}, first.perf_model, figures,
                    first.notes)  # fmt: skip
 
 
 class Cluster:
     def __init__(self, pools: list[PoolSpec], controllers: list[Controller] | None = None, max_len: float = math.inf,
-                 grouped: bool = False, seed: int = 0, done: list | None = None):  # fmt: skip
+                 grouped: bool = False, seed: int = 0, done: list | None = None,
+                 serving: int | None = None):  # fmt: skip
         """The pools' replicas, numbered across pools in order, each stage's pools behind one router (arrivals go
         to stage 0, a pool that hands requests on sends them to the next stage); `max_len` is the longest request
         admitted, `grouped` says requests come in programs (refused whole), `done` collects finished and refused
@@ -156,6 +163,13 @@ class Cluster:
             self.stages[-1].replicas += pool.replicas
             if k and pools[k - 1].hand_off is not None:
                 self.pools[k - 1].next = self.stages[-1]
+        for stage in self.stages:
+            stage.active = list(stage.replicas)
+        if serving is not None:  # an autoscaled fleet: the first `serving` replicas billed and serving at the start
+            front = self.stages[0]
+            front.active = front.replicas[:serving]
+            for rep in front.replicas:
+                rep.windows = [(0.0, None)] if rep in front.active else []
         self.replicas = [rep for pool in self.pools for rep in pool.replicas]
         self.events = EventQueue()
         self._pending = 0  # arrivals and landings not yet handled
@@ -248,7 +262,32 @@ class Cluster:
     def _arrive(self, t: float, req: Request) -> None:
         self._pending -= 1
         front = self.stages[0]
-        front.replicas[front.router.route(req, AdvancedTo(front.replicas, t))].receive(req, req.arrival)
+        if not front.active:  # nothing serving (an autoscaled fleet at zero): wait for a replica to start
+            front.held.append(req)
+            for ctl in self.controllers:
+                ctl.on_held(t, self)
+            return
+        front.active[front.router.route(req, AdvancedTo(front.active, t))].receive(req, req.arrival)
+
+    # ----- replicas started and stopped (sim/autoscale.py) -----
+    def when_ready(self, rep: Replica, t: float, ready: Callable) -> None:
+        """Call ready(t, rep, cluster) at t (a started replica's cold start is over)."""
+        self.events.schedule(t, CONTROL, lambda at, arg: ready(at, arg, self), rep)
+
+    def activate(self, rep: Replica, t: float) -> list[Request]:
+        """Let the front stage's router send requests to `rep` from t on; the arrivals that waited for a replica
+        go through the router now. Returns them."""
+        front = self.stages[0]
+        rep.advance(t)
+        front.active.append(rep)
+        held, front.held = front.held, []
+        for req in held:
+            front.active[front.router.route(req, AdvancedTo(front.active, t))].receive(req, t)
+        return held
+
+    def drain(self, rep: Replica) -> None:
+        """Send `rep` no new requests; it finishes those it holds."""
+        self.stages[0].active.remove(rep)
 
     def _hand_on(self, k: int, i: int) -> Callable[[Seq, float, float], None]:
         """What replica i of pool k does with a request whose prompt it computed: send it to the next stage (to its
@@ -278,7 +317,7 @@ class Cluster:
         for pool in self.pools:
             pool.advance(t)
         ctl.step(t, self)
-        if self._pending or self._more or any(rep.outstanding for rep in self.replicas):
+        if self._pending or self._more or self.stages[0].held or any(rep.outstanding for rep in self.replicas):
             self.events.schedule(t + ctl.interval_s, CONTROL, self._control, ctl)
 
     # ----- after the run -----

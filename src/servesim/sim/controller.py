@@ -25,6 +25,9 @@ class Controller:
         """Figures for the summary, by name (none by default)."""
         return {}
 
+    def on_held(self, t: float, cluster) -> None:
+        """An arrival found no replica serving (an autoscaled fleet at zero); most controllers ignore it."""
+
     def notes(self) -> list[str]:
         """What it did, in words, for the run's notes (none by default)."""
         return []

@@ -166,7 +166,10 @@ def plan(sc: Scenario) -> DeploymentPlan:
     elif sc.pools:
         pools = _service_pools(sc, model, notes)
     else:
-        pools = [_pool(sc, model, "", sc.gpu, sc.engine, sc.replicas, sc.router or "round_robin", notes)]
+        scale = sc.autoscale
+        count = sc.replicas if scale.policy is None else scale.max_replicas  # every replica it may start, built
+        pools = [_pool(sc, model, "", sc.gpu, sc.engine, count, sc.router or "round_robin", notes)]
+    _check_autoscale(sc)
     _check_partitions(sc)
     out = DeploymentPlan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)
     _check_power(sc, out)
@@ -223,6 +226,46 @@ def _semi_pd_pools(sc: Scenario, base: PoolSpec) -> list[PoolSpec]:
                                          sm_share=1 - x)]  # fmt: skip
 
 
+def _check_autoscale(sc: Scenario) -> None:
+    """Autoscaling starts and stops the replicas of one co-located pool."""
+    a = sc.autoscale
+    if a.policy is None:
+        return
+    from servesim.sim.autoscale import POLICIES
+
+    POLICIES.get(a.policy)  # known
+    why = None
+    if sc.disaggregated or sc.pools or sc.semi_pd.enabled:
+        why = "it starts and stops the replicas of one co-located pool; drop [prefill]/[decode], [[pools]] or semi-PD"
+    elif sc.migration.enabled:
+        why = "live migration would move requests onto stopped replicas; drop --migration"
+    elif not a.min_replicas <= sc.replicas <= a.max_replicas:
+        why = (f"the starting replicas ({sc.replicas}) must lie within min_replicas {a.min_replicas} and "
+               f"max_replicas {a.max_replicas}")  # fmt: skip
+    if why:
+        raise ServesimError(f"autoscaling cannot run here: {why}")
+
+
+def autoscaler(pl: DeploymentPlan):
+    """The scenario's autoscaler over its plan's pool (None without a policy), its policy checked; a cold start
+    longer than the run's arrivals is refused."""
+    from servesim.sim.autoscale import POLICIES, Autoscaler, cold_start_seconds
+
+    sc, pool = pl.scenario, pl.pools[0]
+    a = sc.autoscale
+    if a.policy is None:
+        return None
+    per_gpu = pool.memory.weights_gib * 2**30
+    cold = cold_start_seconds(a, per_gpu)
+    wl = sc.workload
+    span = (wl.num_requests or 0) / wl.rate if wl.rate and wl.arrival != "trace" and not wl.rate_shape else None
+    if span is not None and cold >= span > 0:
+        raise ServesimError(f"a cold start of {cold:.0f} s is longer than the run's {span:.0f} s of arrivals, so no "
+                            "started replica would serve; send more requests or shorten the cold start "
+                            "(autoscale.load_gbs, warmup_s)")  # fmt: skip
+    return Autoscaler(a, POLICIES.get(a.policy)(a, sc, cold), cold, pool.layout.gpus)
+
+
 def _check_partitions(sc: Scenario) -> None:
     """Groups simulated apart must not need each other: same size, no cluster-wide controller or hand-off."""
     if sc.partitions == 1:
@@ -240,6 +283,9 @@ def _check_partitions(sc: Scenario) -> None:
         why = "a cluster power budget is shared by every replica"
     elif sc.semi_pd.enabled:
         why = "semi-PD's controller sees every replica"
+    elif sc.autoscale.policy is not None and any(
+            n % sc.partitions for n in (sc.autoscale.min_replicas, sc.autoscale.max_replicas)):  # fmt: skip
+        why = "each partition autoscales its share of the fleet, and min_replicas and max_replicas must split evenly"
     if why:
         raise ServesimError(f"cannot split the fleet into {sc.partitions} partitions: {why}; use --partitions 1")
 
@@ -266,6 +312,9 @@ def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
         controllers.append(Migrator(sc.migration, sc.kv_transfer, kv.link_bytes_per_token(kv)))
     if sc.power.budget_w is not None:
         controllers.append(PowerController(sc.power, pl.host_w))
+    scaler = autoscaler(pl)
+    if scaler is not None:
+        controllers.append(scaler)
     first = 0
     for spec in pl.pools:  # a pool with its own budget: its own controller over its replicas and hosts
         if spec.power_budget_w is not None:
@@ -275,4 +324,4 @@ def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
                                                f"power_control_{spec.name}"))  # fmt: skip
         first += spec.replicas
     return Cluster(pl.pools, controllers, max_len=pl.max_len, grouped=sc.workload.grouped, seed=sc.workload.seed,
-                   done=done)  # fmt: skip
+                   done=done, serving=sc.replicas if scaler is not None else None)  # fmt: skip

@@ -44,6 +44,7 @@ class ReplicaReport:
     swap_s: float  # copy time to and from the CPU tier
     prefix_hit_blocks: int
     prefix_query_blocks: int
+    provisioned: tuple | None = None  # (start, end or None) windows it was billed in; None: the whole run
 
 
 class Replica:
@@ -59,6 +60,7 @@ class Replica:
         self.cap_w = cap_w  # per-GPU power cap in force
         self.static_cap_w = cap_w  # the cap it was built with, which a lifted controller cap returns to
         self.power_priority = power_priority  # a power controller caps lower priorities first
+        self.windows: list[tuple] | None = None  # billed (start, end) windows; None: the whole run (no autoscaler)
         self.meter = Meter(self.usd_per_s)
         self._full_clock: dict[int, tuple] = {}  # request count -> power.linear of its decode iterations
         policy = SCHEDULERS.get(engine.scheduler)
@@ -113,10 +115,21 @@ class Replica:
         self.perf.share = share
         self.usd_per_s = self.meter.usd_per_s = self.price_per_hour * self.gpus / 3600
 
+    def provision(self, t: float) -> None:
+        """Billed from t on (an autoscaler started it); the first call ends 'billed for the whole run'."""
+        self.windows = [] if self.windows is None else self.windows
+        self.windows.append((t, None))
+
+    def retire(self, t: float) -> None:
+        """Billed until t (an autoscaler stopped it, empty)."""
+        start, _ = self.windows.pop()
+        self.windows.append((start, t))
+
     def report(self) -> ReplicaReport:
         s = self.state
         return ReplicaReport(self.gpus, self.power.idle_w, self.usd_per_s, self.meter.busy_s, s.swap_total_s,
-                             s.kv.hit_blocks, s.kv.query_blocks)  # fmt: skip
+                             s.kv.hit_blocks, s.kv.query_blocks,
+                             None if self.windows is None else tuple(self.windows))  # fmt: skip
 
     def log(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Its step log as columns, and every iteration's end time (what a run kept in memory returns)."""
