@@ -117,3 +117,15 @@ def test_nanoflow_and_moe_lens_experiments(monkeypatch, capsys):
         hardware, measured, predicted, simulated = (float(x) for x in rows[model][2:6])
         # real forward passes stay under the bound; servesim's prices of the same formula stay near them
         assert measured < hardware and simulated < hardware and 0.8 < predicted / measured < 1.2
+
+
+def test_heterogeneous_mix_and_autoscaling_experiments(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "heterogeneous_mix.py", "--rates", "40", "--requests", "150",
+                "--verify-requests", "600", "--traces", "conv")  # fmt: skip
+    if "conv" in rows and len(rows["conv"]) >= 6:  # (the trace is in the shared folder when it is there)
+        mix, single = float(rows["conv"][3]), float(rows["conv"][5])
+        assert mix <= single  # a single type is a mix too: the cheapest verified fleet never costs more
+    rows = _run(monkeypatch, capsys, "autoscaling.py", "--hours", "0.25", "--mean-rate", "24")
+    static = [float(v[3]) for k, v in rows.items() if k.startswith("static for the peak")]
+    scaled = [float(v[3]) for k, v in rows.items() if k.startswith("predictive")]
+    assert static and scaled and max(scaled) < static[0]  # starting at the night's size costs less

@@ -6,7 +6,7 @@ import pytest
 from servesim import Scenario, ServesimError, WorkloadConfig
 from servesim.config import LengthDist
 from servesim.search.capacity import parse_targets
-from servesim.search.mix import Option, fleet_price, size_buckets, search_mix, solve
+from servesim.search.mix import Option, fleet_price, search_mix, size_buckets, solve
 from tests.test_cli import invoke
 
 

@@ -30,8 +30,9 @@ def test_a_predictive_fleet_costs_less_than_one_sized_for_the_peak():
 
 
 def test_scale_to_zero_pays_cold_starts_in_ttft_and_bills_only_while_up():
-    wl = WorkloadConfig(num_requests=200, seed=2, tenants=[TenantConfig(name="a", rate=4, num_requests=100),
-                                                           TenantConfig(name="b", rate=4, num_requests=100, start_s=300)])  # fmt: skip
+    tenants = [TenantConfig(name="a", rate=4, num_requests=100),
+               TenantConfig(name="b", rate=4, num_requests=100, start_s=300)]  # fmt: skip
+    wl = WorkloadConfig(num_requests=200, seed=2, tenants=tenants)
     auto = AutoscaleConfig(policy="scale_to_zero", min_replicas=0, max_replicas=3, interval_s=2, warmup_s=10,
                            options={"idle_s": 20})  # fmt: skip
     res = simulate(Scenario(workload=wl, replicas=0, autoscale=auto))

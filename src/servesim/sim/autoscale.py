@@ -1,7 +1,7 @@
 """Replicas started and stopped during a run: a scaling policy decides how many, a start costs a cold start.
 
-Every `interval_s` the autoscaler shows its policy the fleet (`FleetView`: replicas serving,
-starting and draining, their busy share over the last interval, requests waiting) and moves
+Every `interval_s` the autoscaler shows its policy the fleet (`FleetView`: replicas serving
+and starting, their load (KV cache and batch slots in use), requests waiting) and moves
 the fleet toward the count it asks for, within [min_replicas, max_replicas]. A replica it
 starts is billed from that moment (GPU-time, idle power), loads its weights over
 `load_gbs` per GPU and warms up for `warmup_s`, and only then takes requests. One it stops
@@ -36,7 +36,7 @@ class FleetView:
     t: float
     serving: int  # replicas taking requests
     starting: int  # replicas in their cold start
-    busy: float  # mean busy share of the serving replicas over the last interval
+    load: float  # mean over the serving replicas of max(KV cache held or wanted, running / max_num_seqs)
     waiting: int  # requests queued on serving replicas or held at the router
     outstanding: int  # requests anywhere in the fleet, running included
 
@@ -70,7 +70,6 @@ class Autoscaler(Controller):
         self.cold_starts = 0
         self.held_s = 0.0  # arrivals' waits for a replica to serve them (scale from zero)
         self.held = 0
-        self.last_t, self.last_busy = 0.0, {}
         self.low = self.high = None  # fewest and most replicas billed at a check
 
     @property
@@ -86,11 +85,9 @@ class Autoscaler(Controller):
             rep.retire(t)
             self.draining.remove(rep)
         serving = stage.active
-        span = max(t - self.last_t, 1e-9)
-        busy = [min(1.0, (r.meter.busy_s - self.last_busy.get(r, 0.0)) / span) for r in serving]
-        self.last_busy = {r: r.meter.busy_s for r in stage.replicas}
-        self.last_t = t
-        view = FleetView(t, len(serving), len(self.starting), sum(busy) / len(busy) if busy else 0.0,
+        # (a replica's busy share says little: one running request keeps it busy all the time)
+        load = [max(r.state.kv_load(), len(r.state.running) / r.state.max_num_seqs) for r in serving]
+        view = FleetView(t, len(serving), len(self.starting), sum(load) / len(load) if load else 0.0,
                          sum(len(r.state.waiting) + len(r.state.incoming) for r in serving) + len(stage.held),
                          sum(r.outstanding for r in stage.replicas) + len(stage.held))  # fmt: skip
         want = max(self.cfg.min_replicas, min(self.cfg.max_replicas, self.policy.desired(view)))
