@@ -338,6 +338,8 @@ class ServicePool(_Strict):
     price_per_gpu_hour: float | None = Field(None, ge=0, description="USD; default: power.price_per_gpu_hour, else "
                                              "the GPU catalog's")  # fmt: skip
     power_priority: int = Field(0, description="under a power budget, pools of lower priority are capped first")
+    role: Literal["prefill", "decode"] | None = Field(
+        None, description="disaggregated: prefill pools hand each request on to the decode pools (all or no roles)")
     power_budget_w: float | None = Field(None, gt=0, description="this pool's own power budget (its GPUs and their "
                                          "hosts' share), kept by its own controller")  # fmt: skip
 
@@ -494,6 +496,10 @@ class Scenario(_Strict):
             if self.replicas != 1:
                 raise ValueError("with pools, each pool sets its replicas ([[pools]] replicas, --pool GPU:N); drop "
                                  "replicas")  # fmt: skip
+            roles = [p.role for p in self.pools]
+            if any(roles) and (None in roles or {"prefill", "decode"} - set(roles)):
+                raise ValueError("with pool roles, every pool is a prefill or a decode pool and there is at least one "
+                                 "of each")  # fmt: skip
             names = [p.name for p in self.pools if p.name]
             if len(names) != len(set(names)):
                 raise ValueError(f"pool names must differ: {', '.join(sorted(names))}")

@@ -49,13 +49,13 @@ def make_replica(engine: EngineConfig | None = None, model="llama-3.1-8b", gpu="
 
 
 def pool_spec(name="", replicas=1, engine: EngineConfig | None = None, num_blocks=20000, router="round_robin",
-              model="llama-3.1-8b", gpu="h100", unit_tokens=512, hand_off=None) -> PoolSpec:  # fmt: skip
+              model="llama-3.1-8b", gpu="h100", unit_tokens=512, hand_off=None, stage=0) -> PoolSpec:  # fmt: skip
     """A pool of `replicas` replicas as `make_replica` makes them, `num_blocks` of KV cache each."""
     engine = engine or EngineConfig()
     m, g = get_model(model), get_gpu(gpu)
     memory = dataclasses.replace(plan_memory(m, g, engine), num_blocks=num_blocks)
     return PoolSpec(name, m, g, engine, Layout.of(engine), replicas, router, memory, "roofline",
-                    unit_tokens=unit_tokens, hand_off=hand_off)  # fmt: skip
+                    unit_tokens=unit_tokens, hand_off=hand_off, stage=stage)  # fmt: skip
 
 
 def serve(reqs: list[tuple], engine=None, num_blocks=20000, **kw) -> tuple[Replica, list[Request]]:

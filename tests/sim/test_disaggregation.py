@@ -20,7 +20,7 @@ def run_pd(reqs, cfg=KVTransferConfig(), n_prefill=1, n_decode=1):
     requests = [Request(i, *t) for i, t in enumerate(reqs)]
     hand_off = HandOff(cfg, KV_BYTES, MODEL.layers)
     cluster = Cluster([pool_spec("prefill", n_prefill, router="least_tokens", hand_off=hand_off),
-                       pool_spec("decode", n_decode, router="least_tokens")])  # fmt: skip
+                       pool_spec("decode", n_decode, router="least_tokens", stage=1)])  # fmt: skip
     cluster.run(requests)
     prefill, decode = (pool.replicas for pool in cluster.pools)
     return prefill, decode, requests

@@ -143,3 +143,17 @@ def test_slo_aware_routing_keeps_ttft_and_prefers_cheap_work():
     assert s["pools"]["l40s"]["requests"] > 0.9 * wl.num_requests  # cheaper per token, and fast enough to prefill
     with pytest.raises(ServesimError, match="router slo_aware keeps each request's predicted TTFT under the SLO"):
         plan(Scenario(pools=pools, router="slo_aware"))
+
+
+def test_pools_with_roles_are_a_disaggregated_fleet():
+    """Prefill pools of one GPU type hand requests to decode pools of others: the two-stage case of pools."""
+    pools = [ServicePool(gpu="h100-sxm", name="pre", role="prefill"), ServicePool(gpu="h200", name="dec", role="decode"),
+             ServicePool(gpu="a100", name="old", role="decode", replicas=2)]  # fmt: skip
+    res = simulate(Scenario(workload=WL.model_copy(update={"num_requests": 200}), pools=pools))
+    s = res.summary()
+    assert s["completed"] == 200 and s["pools"]["pre"]["requests"] == 200
+    assert s["pools"]["dec"]["requests"] + s["pools"]["old"]["requests"] == 200  # every request decoded once
+    assert s["kv_transfer_ms"]["mean"] > 0
+    assert (res.requests.kv_transfer_s > 0).all()  # each one crossed from the prefill pool
+    with pytest.raises(ValueError, match="every pool is a prefill or a decode pool"):
+        Scenario(pools=[ServicePool(gpu="h100-sxm", role="prefill"), ServicePool(gpu="a100")])

@@ -147,7 +147,7 @@ class Cluster:
         self.engine_ids: list[dict] = []  # each engine's attention rank and stream in its replica, where several
         first, replica = 0, 0
         for k, spec in enumerate(pools):
-            hands_on = spec.hand_off is not None and k + 1 < len(pools)
+            hands_on = spec.hand_off is not None and any(p.stage > spec.stage for p in pools)
             replicas = [make_replica(spec, first + i, ReplicaHooks(self._hand_on(k, i) if hands_on else None, done))
                         for i in range(spec.engines)]  # fmt: skip
             lay = spec.layout
@@ -156,13 +156,14 @@ class Cluster:
                                  **({"stream": i % lay.pp} if lay.pp > 1 else {})} for i in range(spec.engines)]
             first, replica = first + spec.engines, replica + spec.replicas
             self.pools.append(Pool(spec.name, replicas, spec.hand_off))
-        self.stages: list[Stage] = []  # a pool after one that hands requests on starts the next stage
-        for k, (spec, pool) in enumerate(zip(pools, self.pools, strict=True)):
-            if k == 0 or pools[k - 1].hand_off is not None:
+        self.stages: list[Stage] = []  # each stage's pools behind one router (the first pool's of it)
+        for spec, pool in zip(pools, self.pools, strict=True):
+            if spec.stage == len(self.stages):
                 self.stages.append(Stage([], make_router(spec.router, seed, spec.ttft_slo_s)))
-            self.stages[-1].replicas += pool.replicas
-            if k and pools[k - 1].hand_off is not None:
-                self.pools[k - 1].next = self.stages[-1]
+            self.stages[spec.stage].replicas += pool.replicas
+        for spec, pool in zip(pools, self.pools, strict=True):
+            if pool.hand_off is not None and spec.stage + 1 < len(self.stages):
+                pool.next = self.stages[spec.stage + 1]
         for stage in self.stages:
             stage.active = list(stage.replicas)
         if serving is not None:  # an autoscaled fleet: the first `serving` replicas billed and serving at the start

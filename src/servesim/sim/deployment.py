@@ -160,9 +160,7 @@ def plan(sc: Scenario) -> DeploymentPlan:
                        priority=p.power_priority),
                  _pool(sc, model, "decode", d.gpu or sc.gpu, d.engine, d.replicas, d.router, notes,
                        priority=d.power_priority)]  # fmt: skip
-        kv = pools[1].memory.kv  # each GPU of the decode pool takes what it will hold over its own link
-        hand_off = HandOff(sc.kv_transfer, pools[0].memory.kv.link_bytes_per_token(kv), model.layers)
-        pools[0] = dataclasses.replace(pools[0], hand_off=hand_off)
+        pools = _handing_on(sc, model, pools[:1], pools[1:])
     elif sc.pools:
         pools = _service_pools(sc, model, notes)
     else:
@@ -179,6 +177,15 @@ def plan(sc: Scenario) -> DeploymentPlan:
 SERVICE_ROUTER = "capacity_weighted"  # pools of different GPUs: least load for the replica's speed
 
 
+def _handing_on(sc: Scenario, model: ModelSpec, prefill: list[PoolSpec], decode: list[PoolSpec]) -> list[PoolSpec]:
+    """Prefill pools that hand each request on to the decode pools (stage 1), its KV cache over the network: each
+    GPU of the (first) decode pool takes what it will hold over its own link."""
+    kv = decode[0].memory.kv
+    prefill = [dataclasses.replace(p, hand_off=HandOff(sc.kv_transfer, p.memory.kv.link_bytes_per_token(kv),
+                                                       model.layers)) for p in prefill]  # fmt: skip
+    return prefill + [dataclasses.replace(d, stage=1) for d in decode]
+
+
 def _service_pools(sc: Scenario, model: ModelSpec, notes: list[str]) -> list[PoolSpec]:
     """The pools of a co-located service (a heterogeneous fleet), every replica behind the scenario's router."""
     if sc.migration.enabled:
@@ -188,6 +195,17 @@ def _service_pools(sc: Scenario, model: ModelSpec, notes: list[str]) -> list[Poo
     pools = [_pool(sc, model, name, p.gpu, p.engine or sc.engine, p.replicas, router, notes, cap_w=p.power_cap_w,
                    price=p.price_per_gpu_hour, priority=p.power_priority, budget_w=p.power_budget_w)
              for name, p in zip(sc.pool_names(), sc.pools, strict=True)]  # fmt: skip
+    roles = [p.role for p in sc.pools]
+    if any(roles):  # disaggregated: the prefill pools, then the decode pools, each group behind one router
+        if sc.workload.programs is not None or sc.workload.sessions:
+            raise ServesimError("programs keep their calls on one replica, which pools with prefill and decode roles "
+                                "cannot; drop the roles")  # fmt: skip
+        prefill = [p for p, r in zip(pools, roles, strict=True) if r == "prefill"]
+        decode = [dataclasses.replace(p, stage=1) for p, r in zip(pools, roles, strict=True) if r == "decode"]
+        pools = _handing_on(sc, model, prefill, decode)
+        if len({d.memory.kv.link_bytes_per_token(d.memory.kv) for d in decode}) > 1:
+            notes.append("KV transfers are priced to the first decode pool's layout (the decode pools' layouts "
+                         "differ)")  # fmt: skip
     shapes = {(p.gpu.name, p.layout, p.engine.dtype, p.engine.quantization) for p in pools}
     if len(shapes) > 1 and not getattr(ROUTERS.get(router), "weighs_speed", False):
         notes.append(f"router {router} treats the pools' replicas as equals though their speeds differ; "
@@ -223,7 +241,7 @@ def _semi_pd_pools(sc: Scenario, base: PoolSpec) -> list[PoolSpec]:
     prefill = dataclasses.replace(base, name="prefill", role="prefill", memory=part(pre), sm_share=x,
                                   hand_off=HandOff(paired=True))  # fmt: skip
     return [prefill, dataclasses.replace(base, name="decode", router="round_robin", role="decode", memory=part(dec),
-                                         sm_share=1 - x)]  # fmt: skip
+                                         sm_share=1 - x, stage=1)]  # fmt: skip
 
 
 def _check_autoscale(sc: Scenario) -> None:

@@ -54,6 +54,7 @@ class PoolSpec:
     power_priority: int = 0  # under a power budget, lower priorities are capped first
     power_budget_w: float | None = None  # the pool's own budget (its own controller)
     ttft_slo_s: float | None = None  # the scenario's TTFT target, for routers that keep to it
+    stage: int = 0  # pools of one stage share a router: arrivals go to stage 0, a hand-off to the next stage
 
     @property
     def gpus(self) -> int:
