@@ -163,9 +163,8 @@ class Result:
             if self.notes:
                 s["notes"] = self.notes
             s.update(self.deployment.controllers)
-            if "autoscale" in s:  # the waits for a replica to start, as a share of all time to first token
-                ttft_s = (s["ttft_ms"]["mean"] or 0.0) / 1e3 * s["completed"]
-                s["autoscale"]["held_share_of_ttft"] = s["autoscale"]["held_s_total"] / ttft_s if ttft_s else 0.0
+            if "autoscale" in s:
+                self._autoscale_figures(s)
             s.update(energy_cost_summary(tally, totals, reps, s["duration_s"], self.host_w, d.replica_of))
             if self.scenario.workload.n > 1 and "programs" in s:  # a prompt's samples are kept as one program
                 s["prompts"] = s.pop("programs")
@@ -190,6 +189,31 @@ class Result:
                 s["kv_transfer_ms"] = tally.kv_transfer.stats()  # (NaN where none)
             self._summary = s
         return self._summary
+
+    def _autoscale_figures(self, s: dict) -> None:
+        """The cold starts' share of all time to first token, and the SLO attainment of the requests that arrived
+        while a replica was starting (None for a streamed run that kept no records, or without an SLO)."""
+        a = s["autoscale"]
+        ttft_s = (s["ttft_ms"]["mean"] or 0.0) / 1e3 * s["completed"]
+        a["held_share_of_ttft"] = a["held_s_total"] / ttft_s if ttft_s else 0.0
+        ramps = np.array(a.pop("ramps"), dtype=float).reshape(-1, 2)
+        a["ramp_s"] = float(np.sum(ramps[:, 1] - ramps[:, 0])) if len(ramps) else 0.0
+        a["slo_attainment_in_ramps"] = a["ramp_requests"] = None
+        slo = self.scenario.slo
+        if (slo.ttft_ms is None and slo.tpot_ms is None) or (self.streamed and not self.streamed.paths):
+            return
+        from servesim.metrics.tally import good_mask
+        from servesim.records import Records
+
+        df = self.requests
+        t = df.arrival_s.to_numpy()
+        inside = np.zeros(len(t), dtype=bool)
+        for start, ready in ramps:
+            inside |= (t >= start) & (t < ready)
+        a["ramp_requests"] = int(inside.sum())
+        if inside.any():
+            good = good_mask(Records({c: df[c].to_numpy() for c in df.columns}), slo)
+            a["slo_attainment_in_ramps"] = float(good[inside].mean())
 
     def save(self, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
         """Write summary.json, requests.parquet|csv, scenario.json and power.csv into out_dir (a streamed

@@ -21,8 +21,10 @@ def test_billing_windows():
 def test_a_predictive_fleet_costs_less_than_one_sized_for_the_peak():
     static = simulate(Scenario(workload=SHAPED, replicas=5, router="least_tokens")).summary()
     auto = AutoscaleConfig(policy="predictive", max_replicas=6, warmup_s=10, options={"replica_rps": 7})
-    scaled = simulate(Scenario(workload=SHAPED, replicas=2, router="least_tokens", autoscale=auto)).summary()
+    scaled = simulate(Scenario(workload=SHAPED, replicas=2, router="least_tokens", autoscale=auto,
+                               slo={"ttft_ms": 2000, "tpot_ms": 100})).summary()  # fmt: skip
     a = scaled["autoscale"]
+    assert a["ramp_requests"] > 0 and 0 <= a["slo_attainment_in_ramps"] <= 1 and a["ramp_s"] > 0
     assert a["cold_starts"] >= 2 and a["min_replicas_billed"] < a["max_replicas_billed"]
     assert scaled["cost"]["gpu_hours"] < 0.85 * static["cost"]["gpu_hours"]
     assert scaled["cost"]["total_usd"] == pytest.approx(scaled["cost"]["gpu_hours"] * 2.99, rel=1e-6)  # billed time

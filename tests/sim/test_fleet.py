@@ -147,7 +147,8 @@ def test_slo_aware_routing_keeps_ttft_and_prefers_cheap_work():
 
 def test_pools_with_roles_are_a_disaggregated_fleet():
     """Prefill pools of one GPU type hand requests to decode pools of others: the two-stage case of pools."""
-    pools = [ServicePool(gpu="h100-sxm", name="pre", role="prefill"), ServicePool(gpu="h200", name="dec", role="decode"),
+    pools = [ServicePool(gpu="h100-sxm", name="pre", role="prefill"),
+             ServicePool(gpu="h200", name="dec", role="decode"),
              ServicePool(gpu="a100", name="old", role="decode", replicas=2)]  # fmt: skip
     res = simulate(Scenario(workload=WL.model_copy(update={"num_requests": 200}), pools=pools))
     s = res.summary()

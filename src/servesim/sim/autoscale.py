@@ -71,6 +71,7 @@ class Autoscaler(Controller):
         self.held_s = 0.0  # arrivals' waits for a replica to serve them (scale from zero)
         self.held = 0
         self.low = self.high = None  # fewest and most replicas billed at a check
+        self.ramps: list[tuple[float, float]] = []  # each start's cold start: (asked, ready)
 
     @property
     def interval_s(self) -> float:
@@ -109,6 +110,7 @@ class Autoscaler(Controller):
         for rep in idle[:count]:
             rep.provision(t)
             self.starting[rep] = t + self.cold_start_s
+            self.ramps.append((t, t + self.cold_start_s))
             self.cold_starts += 1
             cluster.when_ready(rep, t + self.cold_start_s, self._ready)
 
@@ -132,6 +134,7 @@ class Autoscaler(Controller):
             "max_replicas_billed": self.high,
             "held_requests": self.held,
             "held_s_total": self.held_s,
+            "ramps": [list(r) for r in self.ramps],
         }}  # fmt: skip
 
     def notes(self) -> list[str]:

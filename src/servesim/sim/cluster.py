@@ -123,9 +123,13 @@ class ClusterReport:
         a controller's figures, each group's own autoscaler's, added up over the groups)."""
         first, per = reports[0], reports[0].replica_count
         replica_of = [g * per + r for g, rep in enumerate(reports) for r in rep.replica_of]
-        figures = {name: {k: (sum(rep.controllers[name][k] for rep in reports)
-                              if isinstance(v, int | float) and not isinstance(v, bool) and k != "cold_start_s" else v)
-                          for k, v in fig.items()} for name, fig in first.controllers.items()}  # fmt: skip
+        def joined(name: str, k: str, v):
+            values = [rep.controllers[name][k] for rep in reports]
+            if isinstance(v, list):
+                return [x for part in values for x in part]
+            return sum(values) if isinstance(v, int | float) and not isinstance(v, bool) and k != "cold_start_s" else v
+
+        figures = {name: {k: joined(name, k, v) for k, v in fig.items()} for name, fig in first.controllers.items()}
         return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories],
                    replica_of, [e for rep in reports for e in rep.engine_ids], {}, first.perf_model, figures,
                    first.notes)  # fmt: skip
