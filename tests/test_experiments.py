@@ -127,5 +127,5 @@ def test_heterogeneous_mix_and_autoscaling_experiments(monkeypatch, capsys):
         assert mix <= single  # a single type is a mix too: the cheapest verified fleet never costs more
     rows = _run(monkeypatch, capsys, "autoscaling.py", "--hours", "0.25", "--mean-rate", "24")
     static = [float(v[3]) for k, v in rows.items() if k.startswith("static for the peak")]
-    scaled = [float(v[3]) for k, v in rows.items() if k.startswith("predictive")]
+    scaled = [float(v[3]) for k, v in rows.items() if k.startswith("predictive")]  # (cost column)
     assert static and scaled and max(scaled) < static[0]  # starting at the night's size costs less
