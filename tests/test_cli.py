@@ -205,3 +205,23 @@ def test_offline_reports_steady_state_throughput():
     assert steady["output_throughput"] > doc["output_throughput"] and 0.2 <= steady["output_share"] <= 1
     assert "steady_state" not in json.loads(invoke("run", "--num-requests", "100", "--json").stdout)
     one_line_error(invoke("run", "--offline", "--rate", "3"), "--offline sends every request at once")
+
+
+def test_outputs_never_overwrite_each_other_or_a_store(tmp_path):
+    import sqlite3
+
+    f, d, store = tmp_path / "f.html", tmp_path / "out", tmp_path / "s.sqlite"
+    sqlite3.connect(store).execute("CREATE TABLE t (x)").connection.commit()
+    cases = [
+        (["run", "--report", str(f), "--trace-out", str(f)], "name the same file"),
+        (["run", "-o", str(d), "--report", str(d / "summary.json")], "is a file --output writes"),
+        (["search", "--store", str(store), "--best-out", str(store), "--slo", "p90_ttft:100"], "is a results store"),
+        (["search", "--store", str(tmp_path / "new.sqlite"), "--report", str(tmp_path / "new.sqlite"), "--slo",
+          "p90_ttft:100"], "name the same file"),
+        (["run", "--report", str(store), "--num-requests", "5"], "is a results store"),
+        (["pipeline", "--report", str(f), "--trace-out", str(f)], "name the same file"),
+    ]
+    for args, message in cases:
+        res = invoke(*args)
+        assert res.exit_code != 0 and message in res.output, (args, res.output)
+    assert store.read_bytes().startswith(b"SQLite format 3")  # untouched

@@ -23,7 +23,7 @@ from servesim.config import (
     with_pools,
 )
 from servesim.errors import ServesimError
-from servesim.files import check_output_dir, check_output_file
+from servesim.files import check_output_dir, check_output_file, distinct_outputs
 
 app = typer.Typer(
     help="Simulate and plan LLM inference serving.",
@@ -215,6 +215,8 @@ def run(
             check_output_file(path, flag)
     if output:
         check_output_dir(output, "--output")
+    distinct_outputs([(report, "--report"), (trace_out, "--trace-out")], (output, "--output"),
+                     ("summary.json", "scenario.json", "power.csv"))  # fmt: skip
     scenario = apply_flags(load_scenario(config) if config else Scenario(), flags, scheduler_option)
     if pool:
         scenario = with_pools(scenario, pool)
@@ -295,6 +297,7 @@ def search(
     for path, flag in ((report, "--report"), (best_out, "--best-out")):
         if path:
             check_output_file(path, flag)
+    distinct_outputs([(store, "--store"), (report, "--report"), (best_out, "--best-out")])
     sections = {"search": {}}
     scenario = load_scenario(config, sections) if config else Scenario()
     if model:
@@ -427,6 +430,7 @@ def pipeline(
     for path, flag in ((report, "--report"), (trace_out, "--trace-out")):
         if path:
             check_output_file(path, flag)
+    distinct_outputs([(report, "--report"), (trace_out, "--trace-out")])
     flags = dict(model=model, gpu=gpu, pp=pp, tp=tp, micro_batches=micro_batches, micro_batch_size=micro_batch_size,
                  seq_len=seq_len, schedule=schedule, chunks=chunks, perf_model=perf_model,
                  memory_limit_gib=memory_limit_gib)  # fmt: skip

@@ -56,6 +56,8 @@ def _writable_dir(d: Path, flag: str) -> None:
 
 def check_output_dir(path: str | Path, flag: str) -> Path:
     """A folder to write results into (made if missing): refuse a file or an unwritable place up front."""
+    if not str(path).strip():
+        raise ServesimError(f"{flag} is empty; give a folder for the results")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ServesimError(f"{flag} {p} is a file; give a folder for the results")
@@ -63,12 +65,39 @@ def check_output_dir(path: str | Path, flag: str) -> Path:
     return p
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def check_output_file(path: str | Path, flag: str) -> Path:
-    """A file to write (its folder made if missing): refuse a folder or an unwritable place up front."""
+    """A file to write (its folder made if missing): refuse a folder, an unwritable place, or a results store (a
+    SQLite file: `servesim search --store`) up front."""
+    if not str(path).strip():
+        raise ServesimError(f"{flag} is empty; give a file name")
     p = Path(path)
     if p.is_dir():
         raise ServesimError(f"{flag} {p} is a folder; give a file name")
+    if p.is_file() and p.open("rb").read(16) == SQLITE_MAGIC:
+        raise ServesimError(f"{flag} {p} is a results store; write elsewhere (a store is never written over)")
     if p.exists() and not os.access(p, os.W_OK):
         raise ServesimError(f"{flag} {p} is not writable")
     _writable_dir(p.parent, flag)
     return p
+
+
+def distinct_outputs(outputs: list[tuple[str | Path | None, str]], folder: tuple[str | Path | None, str] | None = None,
+                     inside: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Refuse two outputs of one command on one path, and a file output onto one of the names (`inside`) the
+    command writes into its output `folder`."""
+    seen: dict[Path, str] = {}
+    for path, flag in outputs:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise ServesimError(f"{flag} and {seen[key]} name the same file {path}; give each output its own path")
+        seen[key] = flag
+    if folder and folder[0] is not None:
+        d = Path(folder[0]).resolve()
+        for key, flag in seen.items():
+            if key.parent == d and (key.name in inside or key.name.startswith("requests")):
+                raise ServesimError(f"{flag} {key} is a file {folder[1]} writes; put it outside {folder[0]}")

@@ -50,3 +50,14 @@ def test_out_of_memory_is_one_line_and_keeps_what_was_measured(tmp_path, monkeyp
     msg = str(err.value)
     assert "\n" not in msg and "decodes 64x8192" in msg and f"the 1 batches measured before it are in {out}" in msg
     assert pd.read_csv(out).measured_s.tolist() == [0.008]
+
+
+def test_a_measurement_is_never_written_over(tmp_path, monkeypatch):
+    from servesim.errors import ServesimError
+    from servesim.profiler.validate import validate_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "validation_h100-sxm_llama-3.1-8b.csv").write_text("earlier\n")
+    with pytest.raises(ServesimError, match="exists \\(an earlier measurement\\); pass --out"):
+        validate_model("llama-3.1-8b", "h100", None, None, True, None)
+    assert (tmp_path / "validation_h100-sxm_llama-3.1-8b.csv").read_text() == "earlier\n"

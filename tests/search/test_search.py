@@ -176,3 +176,27 @@ def test_ray_cluster_gives_identical_results(tmp_path):
 
         ray.shutdown()
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env)
+
+
+def test_a_one_worker_search_stores_each_candidate_as_it_finishes(tmp_path, monkeypatch):
+    """Interrupted after two of four candidates, a one-worker search has stored those two (it used to run every
+    candidate before storing any)."""
+    import servesim.search.runner as runner
+    from servesim.search.store import ResultStore
+
+    real, calls = runner.evaluate, []
+
+    def interrupted(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(runner, "evaluate", interrupted)
+    wl = WorkloadConfig(num_requests=60, input=dict(mean=200, max=400), output=dict(mean=50, max=100))
+    base = Scenario(workload=wl)
+    space = SearchSpace(gpus=["h100-sxm", "h200", "a100", "l40s"])
+    store = tmp_path / "s.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        run_search(base, space, parse_targets(["p90_ttft:5000"]), str(store), num_requests=60, workers=1)
+    assert len(ResultStore(str(store))) == 2

@@ -262,6 +262,8 @@ def validate_model(model: str, gpu: str, out: Path | None, measured: Path | None
     suffix += "_long" if grid == "long" else ""
     layout = f"tp{tp}_" if tp > 1 else ""
     default_out = Path(f"validation_{layout}{g.name}_{spec.name}{suffix}.csv")
+    if out is None and measured is None and default_out.exists():  # a measurement is never written over
+        raise ServesimError(f"{default_out} exists (an earlier measurement); pass --out to write elsewhere, or move it")
     if measured is not None:
         read_text(measured, "measurement file")
         df = pd.read_csv(measured)

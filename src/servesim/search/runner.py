@@ -90,15 +90,20 @@ def evaluate(
 class _Local:
     def __init__(self, workers: int):
         self.pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        self.pending: dict[Future, tuple] = {}  # one worker: candidates run one at a time, when waited for
 
     def submit(self, *args) -> Future:
         if self.pool:
             return self.pool.submit(evaluate, *args)
         f: Future = Future()
-        f.set_result(evaluate(*args))
+        self.pending[f] = args
         return f
 
     def wait_one(self, running: dict) -> list:
+        if not self.pool:  # run the oldest queued candidate now, so each result is stored before the next starts
+            f = next(f for f in running if f in self.pending)
+            f.set_result(evaluate(*self.pending.pop(f)))
+            return [(f, f.result())]
         done, _ = wait(list(running), return_when=FIRST_COMPLETED)
         return [(f, f.result()) for f in done]
 
