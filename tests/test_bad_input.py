@@ -35,12 +35,31 @@ def files(tmp_path, monkeypatch):
     Path("list_cfg.json").write_text(json.dumps([llama]))
     Path("inf.jsonl").write_text('{"timestamp": 0, "input_length": 1e999, "output_length": 5}\n')
     Path("zero.jsonl").write_text('{"timestamp": 0, "input_length": 10, "output_length": 0}\n')
+    head = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+    Path("huge.csv").write_text(head + "2023-11-16 18:17:03.9,100,20\n2023-11-16 18:17:04.9,4294967297,20\n")
+    Path("epoch.csv").write_text(head + "1970-01-01 00:00:01,100,20\n2023-11-16 18:17:04.9,100,20\n")
+    Path("nat.csv").write_text(head + "NaT,100,20\n2023-11-16 18:17:04.9,100,20\n")
+    Path("bool.jsonl").write_text('{"timestamp": 0, "input_length": true, "output_length": 5}\n')
+    Path("stray.jsonl").write_text('{"timestamp": 0, "input_length": 5, "output_length": 5}\n'
+                                   '{"timestamp": 1000, "input_length": 5, "output_length": 5}\n'
+                                   '{"timestamp": 1e18, "input_length": 5, "output_length": 5}\n')  # fmt: skip
+    Path("gz.jsonl").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary")
+    Path("nan.jsonl").write_text('{"session_id": 1, "turn": 0, "input_length": 5, "output_length": 5, '
+                                 '"timestamp": 0, "delay_s": NaN}\n')  # fmt: skip
     Path("afile").write_text("x")
     Path("notsqlite.sqlite").write_text("not a database " * 100)
     return tmp_path
 
 
 CASES = [
+    # trace rows that would wrap, allocate a year of windows, or read a boolean as a length
+    (["run", "--trace", "huge.csv", *N], "huge.csv line 3: ContextTokens 4294967297 is more than 10,000,000"),
+    (["run", "--trace", "epoch.csv", *N], "epoch.csv line 2: the timestamps span"),
+    (["run", "--trace", "nat.csv", *N], "nat.csv line 2: timestamp missing or not a time"),
+    (["run", "--trace", "bool.jsonl", *N], "bool.jsonl line 1: input_length 'True' is not a whole number"),
+    (["run", "--trace", "stray.jsonl", *N], "stray.jsonl line 3: the timestamps span"),
+    (["run", "--trace", "gz.jsonl", *N], "is not UTF-8 text"),
+    (["run", "--trace", "nan.jsonl", "--trace-format", "sessions", *N], "delay_s must be a number of seconds"),
     # unreadable or non-UTF-8 files, and files of the wrong shape
     (["run", "--trace", "bin.csv"], "not UTF-8 text"),
     (["run", "-c", "bin.toml"], "not UTF-8 text"),

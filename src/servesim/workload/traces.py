@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from servesim.errors import ServesimError
 from servesim.files import read_text
 
 AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+MAX_TOKENS = 10_000_000  # a prompt or output longer than any model's context (the catalog's longest: 1M) is an error
+MAX_SPAN_S = 366 * 86400.0  # a trace spanning more than a year has a stray timestamp
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Trace:
             self.hash_ids = [tuple(h) for h in self.hash_ids]
 
 
-def _positive_int(text, path: Path, line: int, field: str, least: int = 1) -> int:
+def _positive_int(text, path: Path, line: int, field: str, least: int = 1, most: float = MAX_TOKENS) -> int:
     if isinstance(text, bool) or (isinstance(text, float) and not text.is_integer()):
         raise ServesimError(f"{path} line {line}: {field} '{text}' is not a whole number")
     try:
@@ -51,14 +54,30 @@ def _positive_int(text, path: Path, line: int, field: str, least: int = 1) -> in
         raise ServesimError(f"{path} line {line}: {field} '{text}' is not a whole number") from None
     if value < least:
         raise ServesimError(f"{path} line {line}: {field} must be at least {least}, not {value}")
+    if value > most:
+        raise ServesimError(f"{path} line {line}: {field} {value} is more than {most:,.0f}; is the row corrupt?")
     return value
+
+
+def _arrivals(path: Path, seconds: np.ndarray, lines: list[int] | None = None) -> np.ndarray:
+    """Arrival times from the first: refused if a timestamp is missing or the trace spans more than a year."""
+    bad = np.flatnonzero(~np.isfinite(seconds))
+    if bad.size:
+        where = f" line {lines[bad[0]]}" if lines else ""
+        raise ServesimError(f"{path}{where}: timestamp missing or not a time")
+    t = seconds - seconds.min()
+    if t.max() > MAX_SPAN_S:
+        k = int(np.argmax(np.abs(seconds - np.median(seconds))))  # the row farthest from the others
+        where = f" line {lines[k]}" if lines else ""
+        raise ServesimError(f"{path}{where}: the timestamps span {t.max() / 86400:,.0f} days; a stray timestamp?")
+    return t
 
 
 def read_azure(path: Path) -> Trace:
     lines = read_text(path, "trace file").splitlines()
     if not lines or [h.strip() for h in lines[0].split(",")] != AZURE_HEADER:
         raise ServesimError(f"{path} line 1: expected header {','.join(AZURE_HEADER)}")
-    stamps, ins, outs = [], [], []
+    stamps, ins, outs, numbers = [], [], [], []
     for no, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -71,10 +90,14 @@ def read_azure(path: Path) -> Trace:
             raise ServesimError(f"{path} line {no}: bad timestamp '{parts[0]}'") from None
         ins.append(_positive_int(parts[1], path, no, "ContextTokens"))
         outs.append(_positive_int(parts[2], path, no, "GeneratedTokens"))
+        numbers.append(no)
     if not ins:
         raise ServesimError(f"{path} holds no requests")
     t = np.array(stamps, dtype="datetime64[ns]")
-    secs = (t - t.min()).astype(np.int64) / 1e9
+    nat = np.flatnonzero(np.isnat(t))
+    if nat.size:
+        raise ServesimError(f"{path} line {numbers[nat[0]]}: timestamp missing or not a time")
+    secs = _arrivals(path, (t - t.min()).astype(np.int64) / 1e9, numbers)
     return Trace(secs, np.array(ins), np.array(outs))
 
 
@@ -91,8 +114,13 @@ def _mooncake_fast(lines: list[str]) -> Trace | None:
         return None
     if not rows or any(a.dtype.kind != "i" for a in (stamps, ins, outs)):
         return None
+    if any(type(r["input_length"]) is bool or type(r["output_length"]) is bool or type(r["timestamp"]) is bool
+           for r in rows):  # (numpy reads true as 1)  # fmt: skip
+        return None
     if (stamps < 0).any() or (ins < 1).any() or (outs < 1).any() or not all(type(h) is list for h in hashes):
         return None
+    if (ins > MAX_TOKENS).any() or (outs > MAX_TOKENS).any() or np.ptp(stamps) / 1000.0 > MAX_SPAN_S:
+        return None  # (the careful reader names the line)
     if any(len(set(h)) != len(h) for h in hashes):
         return None
     flat = [x for h in hashes for x in h]
@@ -125,9 +153,10 @@ def read_mooncake(path: Path) -> Trace:
     fast = _mooncake_fast(lines)
     if fast is not None:
         return fast
-    stamps, ins, outs, hashes = [], [], [], []
+    stamps, ins, outs, hashes, numbers = [], [], [], [], []
     for no, row in _json_rows(path, lines, ("timestamp", "input_length", "output_length")):
-        stamps.append(_positive_int(row["timestamp"], path, no, "timestamp", least=0))
+        numbers.append(no)
+        stamps.append(_positive_int(row["timestamp"], path, no, "timestamp", least=0, most=math.inf))
         ins.append(_positive_int(row["input_length"], path, no, "input_length"))
         outs.append(_positive_int(row["output_length"], path, no, "output_length"))
         h = row.get("hash_ids", [])
@@ -138,8 +167,8 @@ def read_mooncake(path: Path) -> Trace:
         hashes.append(h)
     if not ins:
         raise ServesimError(f"{path} holds no requests")
-    t = np.array(stamps, dtype=float) / 1000.0
-    return Trace(t - t.min(), np.array(ins), np.array(outs), hashes)
+    t = _arrivals(path, np.array(stamps, dtype=float) / 1000.0, numbers)
+    return Trace(t, np.array(ins), np.array(outs), hashes)
 
 
 def trace_format(path: str | Path, fmt: str = "auto") -> str:
@@ -154,8 +183,7 @@ def trace_format(path: str | Path, fmt: str = "auto") -> str:
     if not fmt:
         raise ServesimError(f"cannot tell the format of {p}; pass --trace-format azure|mooncake|sessions")
     if fmt == "mooncake":
-        with p.open() as f:
-            first = next((line for line in f if line.strip()), "")
+        first = next((line for line in read_text(p, "trace file").splitlines() if line.strip()), "")
         if '"session_id"' in first:
             return "sessions"
     return fmt
@@ -213,11 +241,11 @@ def read_sessions(path: str | Path) -> list[list[dict]]:
                 "output_length": _positive_int(row["output_length"], p, no, "output_length"),
                 "timestamp": None, "delay_s": 0.0}  # fmt: skip
         if "timestamp" in row:
-            turn["timestamp"] = _positive_int(row["timestamp"], p, no, "timestamp", least=0) / 1000.0
+            turn["timestamp"] = _positive_int(row["timestamp"], p, no, "timestamp", least=0, most=math.inf) / 1000.0
         if "delay_s" in row:
             d = row["delay_s"]
-            if not isinstance(d, int | float) or d < 0:
-                raise ServesimError(f"{p} line {no}: delay_s must be a number of seconds >= 0, not {d!r}")
+            if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d <= MAX_SPAN_S:
+                raise ServesimError(f"{p} line {no}: delay_s must be a number of seconds from 0 to a year, not {d!r}")
             turn["delay_s"] = float(d)
         sessions.setdefault(row["session_id"], []).append((turn["turn"], no, turn))
     out = []
