@@ -35,6 +35,9 @@ def files(tmp_path, monkeypatch):
     Path("list_cfg.json").write_text(json.dumps([llama]))
     Path("inf.jsonl").write_text('{"timestamp": 0, "input_length": 1e999, "output_length": 5}\n')
     Path("zero.jsonl").write_text('{"timestamp": 0, "input_length": 10, "output_length": 0}\n')
+    gpu = "[mygpu]\nbf16_tflops = 100\nmem_bw_gbs = 2000\nlink_gbs = 900\ntdp_w = 700\n"
+    Path("gpu_inf.toml").write_text(gpu + "memory_gib = inf\n")
+    Path("gpu_key.toml").write_text(gpu + "memory_gib = 80\nidle_watts = 5\n")
     head = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
     Path("huge.csv").write_text(head + "2023-11-16 18:17:03.9,100,20\n2023-11-16 18:17:04.9,4294967297,20\n")
     Path("epoch.csv").write_text(head + "1970-01-01 00:00:01,100,20\n2023-11-16 18:17:04.9,100,20\n")
@@ -52,6 +55,16 @@ def files(tmp_path, monkeypatch):
 
 
 CASES = [
+    # GPU files and policy options: strict fields, finite numbers; counts past what any run needs
+    (["run", "--gpu-file", "gpu_inf.toml", "--gpu", "mygpu", *N], "field memory_gib: Input should be a finite number"),
+    (["run", "--gpu-file", "gpu_key.toml", "--gpu", "mygpu", *N], "field idle_watts: Extra inputs are not permitted"),
+    (["run", "--scheduler", "vtc", "-O", "weights=[0,0]", *N], "weights.0: Input should be greater than 0"),
+    (["run", "--scheduler", "vtc", "-O", "w_in=inf", *N], "w_in: Input should be a finite number"),
+    (["run", "--scheduler", "vtc", "-O", "weights=[1,2,3]", *N], "3 weights for 0 tenants"),
+    (["run", "--num-requests", "99999999999999999999"], "less than or equal to 1000000000"),
+    (["run", "--replicas", "1000000000000"], "replicas: Input should be less than or equal to 100000"),
+    (["step", "--prefill", "1000000000000"], "LEN + CTX at most 10,000,000"),
+    (["step", "--decode", "1000000000000x10"], "COUNT at most 1,000,000"),
     # trace rows that would wrap, allocate a year of windows, or read a boolean as a length
     (["run", "--trace", "huge.csv", *N], "huge.csv line 3: ContextTokens 4294967297 is more than 10,000,000"),
     (["run", "--trace", "epoch.csv", *N], "epoch.csv line 2: the timestamps span"),

@@ -159,7 +159,7 @@ class ProgramConfig(_Strict):
                                            "waiting for all of the one before")  # fmt: skip
     calls: LengthDist = Field(default_factory=lambda: LengthDist(dist="fixed", mean=4, max=1024),
                               description="calls per program (dag: stages); a number: exactly that many")  # fmt: skip
-    fanout: int = Field(1, ge=1, description="dag: parallel calls in each stage after the first")
+    fanout: int = Field(1, ge=1, le=1024, description="dag: parallel calls in each stage after the first")
     new_input: LengthDist = Field(default_factory=lambda: LengthDist(dist="lognormal", mean=100, sigma=1.0),
                                   description="tokens each later call adds to the context")  # fmt: skip
     gap: Duration = Field(default_factory=Duration, description="think time (sessions) or tool-call time (agents) "
@@ -192,7 +192,7 @@ class TenantConfig(_Strict):
 class WorkloadConfig(_Strict):
     """The request stream: arrival process, lengths, or a trace to replay."""
 
-    num_requests: int | None = Field(1000, ge=1, description="default with a trace: all rows")
+    num_requests: int | None = Field(1000, ge=1, le=10**9, description="default with a trace: all rows")
     rate: float = Field(10.0, gt=0, allow_inf_nan=True, description="requests per second; inf sends all at once")
     arrival: Literal["poisson", "gamma", "constant", "burst", "trace"] = "poisson"
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 is Poisson, <1 burstier")
@@ -214,8 +214,8 @@ class WorkloadConfig(_Strict):
         "block_size for programs"
     )  # fmt: skip
     programs: ProgramConfig | None = Field(None, description="sessions or agent programs instead of single requests")
-    n: int = Field(1, ge=1, description="parallel samples per prompt (vLLM's SamplingParams.n): each has its own "
-                   "output length; they share the prompt's KV blocks through the prefix cache")  # fmt: skip
+    n: int = Field(1, ge=1, le=1024, description="parallel samples per prompt (vLLM's SamplingParams.n): each has "
+                   "its own output length; they share the prompt's KV blocks through the prefix cache")  # fmt: skip
     tenants: list[TenantConfig] | None = Field(
         None, description="streams of several tenants, each with its rate, lengths and priority, merged"
     )
@@ -455,11 +455,11 @@ class Scenario(_Strict):
     model: str = "llama-3.1-8b"
     gpu: str = "h100-sxm"
     gpu_file: Path | None = None
-    replicas: int = Field(1, ge=0, description="identical engine replicas behind the router (with autoscaling: at "
-                          "the start, 0 allowed)")  # fmt: skip
+    replicas: int = Field(1, ge=0, le=100_000, description="identical engine replicas behind the router (with "
+                          "autoscaling: at the start, 0 allowed)")  # fmt: skip
     router: str | None = Field(None, description="routing policy of co-located replicas (`servesim policies`); "
                                "default round_robin")
-    partitions: int = Field(1, ge=1, description="independent groups of replicas, simulated in parallel: "
+    partitions: int = Field(1, ge=1, le=100_000, description="independent groups of replicas, simulated in parallel: "
                             "arrivals are dealt to them in turn and each routes on its own (partition.py)")
     perf_model: Literal["auto", "profiled", "roofline"] = Field(
         "auto", description="auto: the GPU's measured profile if there is one, else the roofline"

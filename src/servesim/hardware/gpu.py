@@ -16,8 +16,8 @@ _CATALOG = Path(__file__).with_name("catalog.toml")
 USER_FILE_ENV = "SERVESIM_GPU_FILE"
 
 
-class GPUSpec(BaseModel, frozen=True):
-    """One accelerator, as its datasheet describes it."""
+class GPUSpec(BaseModel, frozen=True, extra="forbid", allow_inf_nan=False):
+    """One accelerator, as its datasheet describes it (unknown fields and non-finite numbers refused)."""
 
     name: str
     display: str = ""

@@ -5,6 +5,9 @@ from __future__ import annotations
 from servesim.errors import ServesimError
 from servesim.perf.batch import Batch
 
+MAX_TOKENS = 10_000_000  # past any model's context (the catalog's longest: 1M)
+MAX_COUNT = 1_000_000  # decodes in one iteration
+
 
 def parse_prefill(text: str) -> Batch:
     """`LEN[:CTX]`: a chunk of LEN new tokens after CTX cached ones."""
@@ -13,8 +16,8 @@ def parse_prefill(text: str) -> Batch:
         n, c = int(length), int(ctx or 0)
     except ValueError:
         raise ServesimError(f"--prefill '{text}' must be LEN or LEN:CTX (integers)") from None
-    if n < 1 or c < 0:
-        raise ServesimError(f"--prefill '{text}': LEN must be >= 1 and CTX >= 0")
+    if n < 1 or c < 0 or n + c > MAX_TOKENS:
+        raise ServesimError(f"--prefill '{text}': LEN must be >= 1, CTX >= 0, and LEN + CTX at most {MAX_TOKENS:,}")
     return Batch.prefill(n, c)
 
 
@@ -25,8 +28,9 @@ def parse_decode(text: str) -> Batch:
         n, c = int(count), int(ctx)
     except ValueError:
         raise ServesimError(f"--decode '{text}' must be COUNTxCTX, e.g. 64x2048") from None
-    if not sep or n < 1 or c < 1:
-        raise ServesimError(f"--decode '{text}': COUNT and CTX must be >= 1")
+    if not sep or n < 1 or c < 1 or n > MAX_COUNT or c > MAX_TOKENS:
+        raise ServesimError(f"--decode '{text}': COUNT and CTX must be >= 1, COUNT at most {MAX_COUNT:,} and CTX "
+                            f"at most {MAX_TOKENS:,}")  # fmt: skip
     return Batch.decode(n, c)
 
 

@@ -69,7 +69,8 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
                   router: str, notes: list[str], cap_w: float | None, price: float | None) -> PoolSpec:  # fmt: skip
     layout = Layout.of(engine, sc.node.gpus_per_node)
     notes += [n for n in layout.check(model) if n not in notes]
-    SCHEDULERS.get(engine.scheduler).configure(engine)
+    policy_cls = SCHEDULERS.get(engine.scheduler)
+    policy_cls.check_workload(policy_cls.configure(engine), sc.workload)
     policy = ROUTERS.get(router)
     router = policy.name  # known, and spelled as registered
     if policy.needs_ttft_slo and sc.slo.ttft_ms is None:

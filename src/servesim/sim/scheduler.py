@@ -70,6 +70,10 @@ class Scheduler:
     def check(cls, engine: EngineConfig, opts: BaseModel) -> None:
         """Refuse option values that cannot work with these engine settings."""
 
+    @classmethod
+    def check_workload(cls, opts: BaseModel | None, workload) -> None:
+        """Refuse option values that cannot work with this workload (e.g. one weight per tenant)."""
+
     def make_queue(self) -> WaitingQueue:
         """The waiting queue's order: first come, first served unless a policy says otherwise."""
         return FCFSQueue()

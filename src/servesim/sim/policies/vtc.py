@@ -16,21 +16,24 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from servesim.errors import ServesimError
 from servesim.sim.policies.vllm import VLLMScheduler
 from servesim.sim.scheduler import register
 from servesim.sim.sequence import Sequence
 
 
 class VTCOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     w_in: float = Field(1.0, ge=0, description="service per input token (the paper's 1)")
     w_out: float = Field(2.0, ge=0, description="service per output token (the paper's 2)")
-    weights: list[float] | None = Field(None, description="fair-share weight of each tenant, in the workload's "
-                                        "order (default: equal)")  # fmt: skip
+    weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, min_length=1, description="fair-share weight of each tenant (> 0), in the workload's order (default: "
+        "equal)")  # fmt: skip
 
 
 class TenantQueues:
@@ -76,6 +79,13 @@ class TenantQueues:
 class VTCScheduler(VLLMScheduler):
     name = "vtc"
     Options = VTCOptions
+
+    @classmethod
+    def check_workload(cls, opts, workload) -> None:
+        tenants = workload.tenants or []
+        if opts is not None and opts.weights and len(opts.weights) != len(tenants):
+            raise ServesimError(f"scheduler_options of vtc: {len(opts.weights)} weights for {len(tenants)} tenants; "
+                                "give one weight per [[workload.tenants]] entry")  # fmt: skip
 
     def __init__(self, state, engine, options=None):
         self.counted: dict[int, float] = {}  # tenant -> service of scheduled input and finished output
