@@ -35,6 +35,7 @@ def files(tmp_path, monkeypatch):
     Path("list_cfg.json").write_text(json.dumps([llama]))
     Path("inf.jsonl").write_text('{"timestamp": 0, "input_length": 1e999, "output_length": 5}\n')
     Path("zero.jsonl").write_text('{"timestamp": 0, "input_length": 10, "output_length": 0}\n')
+    Path("search5.toml").write_text('model = "llama-3.1-8b"\nsearch = 5\n')
     gpu = "[mygpu]\nbf16_tflops = 100\nmem_bw_gbs = 2000\nlink_gbs = 900\ntdp_w = 700\n"
     Path("gpu_inf.toml").write_text(gpu + "memory_gib = inf\n")
     Path("gpu_key.toml").write_text(gpu + "memory_gib = 80\nidle_watts = 5\n")
@@ -55,6 +56,18 @@ def files(tmp_path, monkeypatch):
 
 
 CASES = [
+    # empty values are mistakes, invalid names are refused up front, flags that cannot act say so
+    (["run", "--router", "", *N], "--router is empty"),
+    (["run", "--goodput", "", *N], "--goodput names no target"),
+    (["run", "--prefill-gpu", "", "--prefill-replicas", "1", "--decode-replicas", "1", *N], "--prefill-gpu is empty"),
+    (["search", "--pd", "", "--slo", "p90_ttft:100"], "--pd '' names nothing"),
+    (["search", "--schedulers", "bogus", "--slo", "p90_ttft:100", "--store", "s.sqlite"], "unknown scheduler 'bogus'"),
+    (["search", "--top", "0", "--slo", "p90_ttft:100"], "--top must be at least 1"),
+    (["search", "--rate-tol", "1e-300", "--slo", "p90_ttft:100"], "--rate-tol must be from 0.0001"),
+    (["search", "-c", "search5.toml", "--slo", "p90_ttft:100"], "[search] must be a table of settings"),
+    (["pipeline", "--search", "--schedules", "bogus"], "unknown pipeline schedule 'bogus'"),
+    (["pipeline", "--pps", "2"], "--pps act only with --search"),
+    (["pipeline", "--search", "--report", "p.html"], "--search ranks layouts and writes no timeline"),
     # GPU files and policy options: strict fields, finite numbers; counts past what any run needs
     (["run", "--gpu-file", "gpu_inf.toml", "--gpu", "mygpu", *N], "field memory_gib: Input should be a finite number"),
     (["run", "--gpu-file", "gpu_key.toml", "--gpu", "mygpu", *N], "field idle_watts: Extra inputs are not permitted"),

@@ -275,6 +275,8 @@ def search(
     rate: Annotated[float | None, Opt(help="--mix: the request rate the fleet must serve (req/s)")] = None,
 ):
     """Search deployments for the one that serves the workload best within the SLOs."""
+    if top < 1:
+        raise ServesimError(f"--top must be at least 1 (rows of the ranking to print), not {top}")
     if mix or rate is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in (("pp", pp), ("ep", ep), ("replicas", replicas),
                  ("schedulers", schedulers), ("max_num_seqs", max_num_seqs), ("pd", pd), ("report", report),
@@ -434,11 +436,23 @@ def pipeline(
     flags = dict(model=model, gpu=gpu, pp=pp, tp=tp, micro_batches=micro_batches, micro_batch_size=micro_batch_size,
                  seq_len=seq_len, schedule=schedule, chunks=chunks, perf_model=perf_model,
                  memory_limit_gib=memory_limit_gib)  # fmt: skip
+    if top < 1:
+        raise ServesimError(f"--top must be at least 1 (rows of the ranking to print), not {top}")
+    if not search:  # what only the search reads
+        given = [flag for flag, value, default in (("--pps", pps, "2,4,8"), ("--tps", tps, "1,2,4,8"),
+                 ("--sizes", sizes, "1,2"), ("--schedules", schedules, None)) if value != default]  # fmt: skip
+        if given:
+            raise ServesimError(f"{', '.join(given)} act only with --search; add --search or drop them")
+    elif report or trace_out:
+        raise ServesimError("--search ranks layouts and writes no timeline; drop --report/--trace-out, or run one "
+                            "layout without --search")  # fmt: skip
     cfg = load_pipeline_config(config, flags)
     if search:
         from servesim.pipeline.schedule import SCHEDULES
 
-        names = name_list(schedules, "--schedules") if schedules else SCHEDULES.names()
+        names = name_list(schedules, "--schedules") if schedules is not None else SCHEDULES.names()
+        for name in names:
+            SCHEDULES.get(name)  # unknown schedules are one clear line, not a search that runs without them
         rows = search_pipeline(cfg, int_list(pps, "--pps"), int_list(tps, "--tps"), int_list(sizes, "--sizes"), names)
         if as_json:
             print(json.dumps(rows, indent=2, default=str))

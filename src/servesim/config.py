@@ -312,6 +312,8 @@ class SLO(_Strict):
                 if ms <= 0:
                     raise ServesimError(f"goodput item '{part}': the target must be positive")
                 values[f"{key}_ms"] = ms
+        if not values:
+            raise ServesimError("--goodput names no target; give e.g. 'ttft:500 tpot:50' (ms), or drop it")
         return cls(**values)
 
 
@@ -562,6 +564,8 @@ def load_scenario(path: str | Path, extra: dict | None = None) -> Scenario:
     data = read_structured(p, "scenario file")
     for key in list(extra or {}):
         extra[key] = data.pop(key, {}) or {}
+        if not isinstance(extra[key], dict):
+            raise ServesimError(f"{p}: [{key}] must be a table of settings, not a {type(extra[key]).__name__}")
     return scenario_from_data(data, str(p), p.parent)
 
 
@@ -638,6 +642,9 @@ def parse_option(item: str) -> tuple[str, object]:
 def apply_flags(scenario: Scenario, flags: dict, options: list[str] | None = None) -> Scenario:
     """The scenario with every flag that was given (not None) set, and the policy's options added."""
     data = scenario.model_dump(exclude_none=True)
+    for name, value in flags.items():  # an empty value is a mistake, not "unset"
+        if isinstance(value, str) and not value.strip():
+            raise ServesimError(f"--{name.replace('_', '-')} is empty; give a value or drop the flag")
     given = [(flag_path(name), value) for name, value in flags.items() if value is not None]
     given.sort(key=lambda item: item[0].startswith(("prefill.", "decode.")))  # pools copy the engine as set
     for path, value in given:

@@ -149,17 +149,21 @@ def objective_check(objective: str, num_requests: int, rate_tol: float, workers:
         raise ServesimError(f"--objective must be one of {', '.join(OBJECTIVES)}, not '{objective}'")
     if num_requests < 1:
         raise ServesimError(f"--num-requests must be at least 1, not {num_requests}")
-    if not 0 < rate_tol < 1:
-        raise ServesimError(f"--rate-tol must be between 0 and 1 (a relative precision), not {rate_tol}")
+    if not 1e-4 <= rate_tol < 1:
+        raise ServesimError(f"--rate-tol must be from 0.0001 to below 1 (a relative precision), not {rate_tol}")
     if workers is not None and workers < 1:
         raise ServesimError(f"--workers must be at least 1, not {workers}")
 
 
 def check_search(base: Scenario, space: SearchSpace, store_path: str) -> None:
     """What makes the whole search impossible fails here, before any candidate runs."""
+    from servesim.sim.scheduler import SCHEDULERS
+
     get_model(base.model)  # unknown names are one clear error, not a search where nothing fits
     for gpu in space.gpus:
         get_gpu(gpu, base.gpu_file)
+    for name in space.schedulers:
+        SCHEDULERS.get(name)
     expand(space)  # malformed xPyD layouts
     ResultStore(store_path).close()
 

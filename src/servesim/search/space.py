@@ -66,7 +66,7 @@ def space_from(section: dict, **flags: str | None) -> SearchSpace:
             continue
         kind = SearchSpace.model_fields[name].annotation
         if kind == list[str]:
-            data[name] = _split(text)
+            data[name] = name_list(text, "--" + name.replace("_", "-"))
             continue
         if name == "power_caps":
             data[name] = parse_numbers(text, "--power-caps")
