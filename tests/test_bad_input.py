@@ -55,6 +55,21 @@ def files(tmp_path, monkeypatch):
     return tmp_path
 
 
+INERT = [  # flags that cannot act in the run they were given to: refused, naming what they need
+    (["--time-scale", "2"], "--trace"), (["--trace-sample", "random"], "--trace"), (["--burstiness", "0.5"], "gamma"),
+    (["--rate-period-s", "100"], "--rate-shape"), (["--workers", "2"], "--partitions"),
+    (["--ray-address", "auto"], "--partitions"), (["--quantization-bits", "8"], "--quantization"),
+    (["--kv-transfer", "whole"], "disaggregated"), (["--kv-bandwidth-gbs", "10"], "disaggregated"),
+    (["--fanout", "3"], "--programs dag"), (["--migration"], "more than one replica"), (["--format", "csv"], "--output"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("flag, needs", INERT, ids=lambda x: x[0] if isinstance(x, list) else None)
+def test_a_flag_that_cannot_act_is_refused(flag, needs):
+    res = invoke("run", *flag, *N)
+    assert res.exit_code != 0 and needs in res.output and "Traceback" not in res.output, res.output
+
+
 CASES = [
     # empty values are mistakes, invalid names are refused up front, flags that cannot act say so
     (["run", "--router", "", *N], "--router is empty"),

@@ -17,6 +17,7 @@ from servesim.config import (
     SLO,
     Scenario,
     apply_flags,
+    inert_flags,
     load_scenario,
     parse_numbers,
     validation_message,
@@ -220,6 +221,9 @@ def run(
     scenario = apply_flags(load_scenario(config) if config else Scenario(), flags, scheduler_option)
     if pool:
         scenario = with_pools(scenario, pool)
+    inert_flags({**flags, "workers": workers, "ray_address": ray_address}, scenario)
+    if fmt != "parquet" and not output:
+        raise ServesimError("--format names the records' file type and acts only with --output; add -o DIR or drop it")
     if goodput:
         scenario = scenario.model_copy(update={"slo": SLO.parse(goodput)})
 

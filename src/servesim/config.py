@@ -619,6 +619,30 @@ def flag_path(name: str) -> str:
     raise KeyError(name)
 
 
+def inert_flags(flags: dict, sc: Scenario) -> None:
+    """Refuse a `servesim run` flag that cannot act in this run, naming what it needs (`flags`: those given, by
+    name; `sc`: the scenario they built)."""
+    wl, given = sc.workload, {k for k, v in flags.items() if v is not None}
+    needs = [  # (flags, acts when, what it needs)
+        (("time_scale", "trace_sample", "trace_format"), wl.trace is not None, "--trace"),
+        (("burstiness",), wl.arrival == "gamma" or bool(wl.tenants), "--arrival gamma"),
+        (("rate_period_s",), bool(wl.rate_shape), "--rate-shape"),
+        (("workers", "ray_address"), sc.partitions > 1, "--partitions 2 or more"),
+        (("quantization_bits",), sc.engine.quantization in ("awq", "gptq", "awq_marlin", "gptq_marlin"),
+         "--quantization awq|gptq"),
+        (("kv_transfer", "kv_bandwidth_gbs"), sc.disaggregated or any(p.role for p in sc.pools or []),
+         "disaggregated pools (--prefill-replicas and --decode-replicas)"),
+        (("fanout",), wl.programs is not None and wl.programs.shape == "dag", "--programs dag"),
+        (("migration",), not flags.get("migration") or sc.replicas > 1 or (sc.decode and sc.decode.replicas > 1),
+         "more than one replica to move requests between"),
+    ]  # fmt: skip
+    for names, acts, what in needs:
+        idle = [n for n in names if n in given]
+        if idle and not acts:
+            flag = ", ".join(f"--{n.replace('_', '-')}" for n in idle)
+            raise ServesimError(f"{flag} cannot act in this run: it needs {what}; add that or drop the flag")
+
+
 def parse_numbers(text: str, flag: str) -> list[float]:
     """A flag's comma list of numbers."""
     try:
