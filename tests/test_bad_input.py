@@ -60,7 +60,8 @@ INERT = [  # flags that cannot act in the run they were given to: refused, namin
     (["--rate-period-s", "100"], "--rate-shape"), (["--workers", "2"], "--partitions"),
     (["--ray-address", "auto"], "--partitions"), (["--quantization-bits", "8"], "--quantization"),
     (["--kv-transfer", "whole"], "disaggregated"), (["--kv-bandwidth-gbs", "10"], "disaggregated"),
-    (["--fanout", "3"], "--programs dag"), (["--migration"], "more than one replica"), (["--format", "csv"], "--output"),
+    (["--fanout", "3"], "--programs dag"), (["--migration"], "more than one replica"),
+    (["--format", "csv"], "--output"),
 ]  # fmt: skip
 
 
