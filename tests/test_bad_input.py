@@ -60,7 +60,9 @@ INERT = [  # flags that cannot act in the run they were given to: refused, namin
     (["--rate-period-s", "100"], "--rate-shape"), (["--workers", "2"], "--partitions"),
     (["--ray-address", "auto"], "--partitions"), (["--quantization-bits", "8"], "--quantization"),
     (["--kv-transfer", "whole"], "disaggregated"), (["--kv-bandwidth-gbs", "10"], "disaggregated"),
-    (["--fanout", "3"], "--programs dag"), (["--migration"], "more than one replica"),
+    (["--fanout", "3"], "--programs"), (["--migration"], "more than one replica"),
+    (["--expert-skew", "1.5"], "mixture-of-experts"), (["--calls", "3"], "switch on a feature by itself"),
+    (["--gap-dist", "uniform"], "name it with --programs"), (["--acceptance-rate", "0.6"], "--speculative-method"),
     (["--format", "csv"], "--output"),
 ]  # fmt: skip
 
@@ -83,6 +85,7 @@ CASES = [
     (["search", "-c", "search5.toml", "--slo", "p90_ttft:100"], "[search] must be a table of settings"),
     (["pipeline", "--search", "--schedules", "bogus"], "unknown pipeline schedule 'bogus'"),
     (["pipeline", "--pps", "2"], "--pps act only with --search"),
+    (["bound", "--num-requests", "50", "--no-simulate"], "--no-simulate turns off"),
     (["pipeline", "--search", "--report", "p.html"], "--search ranks layouts and writes no timeline"),
     # GPU files and policy options: strict fields, finite numbers; counts past what any run needs
     (["run", "--gpu-file", "gpu_inf.toml", "--gpu", "mygpu", *N], "field memory_gib: Input should be a finite number"),

@@ -225,3 +225,17 @@ def test_outputs_never_overwrite_each_other_or_a_store(tmp_path):
         res = invoke(*args)
         assert res.exit_code != 0 and message in res.output, (args, res.output)
     assert store.read_bytes().startswith(b"SQLite format 3")  # untouched
+
+
+def test_catalog_names_are_never_cut_in_a_narrow_terminal():
+    from rich.console import Console
+
+    from servesim.hardware import catalog
+    from servesim.models import model_names
+    from servesim.report.table import gpus_table, models_table
+
+    for table, names in ((models_table(), model_names()), (gpus_table(), list(catalog()))):
+        console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+        console.print(table)
+        text = console.export_text()
+        assert all(name in text for name in names), [n for n in names if n not in text]

@@ -218,10 +218,11 @@ def run(
         check_output_dir(output, "--output")
     distinct_outputs([(report, "--report"), (trace_out, "--trace-out")], (output, "--output"),
                      ("summary.json", "scenario.json", "power.csv"))  # fmt: skip
-    scenario = apply_flags(load_scenario(config) if config else Scenario(), flags, scheduler_option)
+    base = load_scenario(config) if config else Scenario()
+    scenario = apply_flags(base, flags, scheduler_option)
     if pool:
         scenario = with_pools(scenario, pool)
-    inert_flags({**flags, "workers": workers, "ray_address": ray_address}, scenario)
+    inert_flags({**flags, "workers": workers, "ray_address": ray_address}, scenario, base)
     if fmt != "parquet" and not output:
         raise ServesimError("--format names the records' file type and acts only with --output; add -o DIR or drop it")
     if goodput:
@@ -536,6 +537,8 @@ def bound(
 
     flags = dict(model=model, gpu=gpu, tp=tp, ep=ep, max_num_seqs=max_num_seqs, input_mean=input_mean,
                  output_mean=output_mean, num_requests=num_requests)
+    if num_requests is not None and not simulate:
+        raise ServesimError("--num-requests sizes the offline simulation, which --no-simulate turns off; drop one")
     doc = bound_report(apply_flags(load_scenario(config) if config else Scenario(), flags), simulate)
     if as_json:
         print(json.dumps(doc, indent=2))

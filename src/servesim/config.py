@@ -619,10 +619,22 @@ def flag_path(name: str) -> str:
     raise KeyError(name)
 
 
-def inert_flags(flags: dict, sc: Scenario) -> None:
-    """Refuse a `servesim run` flag that cannot act in this run, naming what it needs (`flags`: those given, by
-    name; `sc`: the scenario they built)."""
+def inert_flags(flags: dict, sc: Scenario, base: Scenario | None = None) -> None:
+    """Refuse a `servesim run` flag that cannot act in this run, naming what it needs, and one that would switch
+    a feature on by itself (`flags`: those given, by name; `sc`: the scenario they built from `base`)."""
     wl, given = sc.workload, {k for k, v in flags.items() if v is not None}
+    base = base or Scenario()
+    switches = [  # (flags that tune a feature, the flag that names it, whether the base scenario has it)
+        (("calls", "gap_s", "gap_dist", "new_input", "fanout"), "programs", base.workload.programs is not None,
+         "--programs chain|dag"),
+        (("acceptance_rate", "num_speculative_tokens", "draft_model"), "speculative_method",
+         base.engine.speculative is not None, "--speculative-method eagle|draft_model|ngram"),
+    ]  # fmt: skip
+    for names, namer, had, how in switches:
+        tuning = [n for n in names if n in given]
+        if tuning and namer not in given and not had:
+            flag = ", ".join(f"--{n.replace('_', '-')}" for n in tuning)
+            raise ServesimError(f"{flag} would switch on a feature by itself; name it with {how}")
     needs = [  # (flags, acts when, what it needs)
         (("time_scale", "trace_sample", "trace_format"), wl.trace is not None, "--trace"),
         (("burstiness",), wl.arrival == "gamma" or bool(wl.tenants), "--arrival gamma"),
@@ -635,12 +647,22 @@ def inert_flags(flags: dict, sc: Scenario) -> None:
         (("fanout",), wl.programs is not None and wl.programs.shape == "dag", "--programs dag"),
         (("migration",), not flags.get("migration") or sc.replicas > 1 or (sc.decode and sc.decode.replicas > 1),
          "more than one replica to move requests between"),
+        (("expert_skew",), "expert_skew" not in given or _is_moe(sc.model), "a mixture-of-experts model"),
     ]  # fmt: skip
     for names, acts, what in needs:
         idle = [n for n in names if n in given]
         if idle and not acts:
             flag = ", ".join(f"--{n.replace('_', '-')}" for n in idle)
             raise ServesimError(f"{flag} cannot act in this run: it needs {what}; add that or drop the flag")
+
+
+def _is_moe(model: str) -> bool:
+    from servesim.models import get_model
+
+    try:
+        return get_model(model).is_moe
+    except ServesimError:
+        return True  # (an unknown model is refused where it is planned, with its own message)
 
 
 def parse_numbers(text: str, flag: str) -> list[float]:

@@ -129,9 +129,11 @@ def breakdown_table(ops: list[dict], total: float, title: str) -> Table:
 
 
 def _table(title: str, columns: list[str], left: tuple[str, ...] = ("name",)) -> Table:
+    """A table whose `name` column is never wrapped or cut (it holds what a user types); the others give way."""
     t = Table(title=title)
     for col in columns:
-        t.add_column(col, justify="left" if col in left else "right")
+        t.add_column(col, justify="left" if col in left else "right", no_wrap=col == "name",
+                     min_width=None if col != "name" else 4)  # fmt: skip
     return t
 
 
