@@ -57,7 +57,8 @@ class EngineConfig(_Strict):
     dp: int = Field(1, ge=1, description="data-parallel attention ranks of a replica (MoE: vLLM's "
                     "--data-parallel-size with --enable-expert-parallel, SGLang's --enable-dp-attention): each "
                     "runs attention for its own requests on tp GPUs, the MoE layers span all dp x tp GPUs")
-    expert_skew: float = Field(1.0, ge=1, description="busiest GPU's routed-expert load over the mean (EP)")
+    expert_skew: float = Field(1.0, ge=1, le=64, description="busiest GPU's routed-expert load over the mean (EP; "
+                               "at most the EP size, 64 experts' groups)")  # fmt: skip
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int = Field(8192, ge=1)
     block_size: int = Field(16, ge=1)
@@ -69,7 +70,8 @@ class EngineConfig(_Strict):
     preemption_mode: Literal["recompute", "swap"] = Field(
         "recompute", description="a preempted request recomputes its KV, or swaps it to the CPU tier and back"
     )
-    swap_space: float = Field(4.0, ge=0, description="CPU memory for swapped KV per GPU, GiB (vLLM's --swap-space)")
+    swap_space: float = Field(4.0, ge=0, le=65536, description="CPU memory for swapped KV per GPU, GiB (vLLM's "
+                              "--swap-space)")  # fmt: skip
     swap_group_blocks: int = Field(
         1, ge=1, description="blocks one host copy moves: 1 as vLLM copies, more for FastSwitch's contiguous groups"
     )
@@ -112,7 +114,7 @@ class LengthDist(_Strict):
 
     dist: Literal["fixed", "uniform", "lognormal"] = "lognormal"
     mean: float = Field(256, gt=0)
-    sigma: float = Field(1.0, ge=0, description="lognormal shape (std of the log)")
+    sigma: float = Field(1.0, ge=0, le=10, description="lognormal shape (std of the log)")
     min: int = Field(1, ge=1)
     max: int = Field(4096, ge=1)
 
@@ -193,7 +195,8 @@ class WorkloadConfig(_Strict):
     """The request stream: arrival process, lengths, or a trace to replay."""
 
     num_requests: int | None = Field(1000, ge=1, le=10**9, description="default with a trace: all rows")
-    rate: float = Field(10.0, gt=0, allow_inf_nan=True, description="requests per second; inf sends all at once")
+    rate: float = Field(10.0, ge=1e-6, allow_inf_nan=True, description="requests per second (at least 1e-6: one in "
+                        "12 days); inf sends all at once")  # fmt: skip
     arrival: Literal["poisson", "gamma", "constant", "burst", "trace"] = "poisson"
     burstiness: float = Field(1.0, gt=0, description="gamma shape; 1 is Poisson, <1 burstier")
     rate_shape: list[float] | None = Field(
@@ -208,7 +211,7 @@ class WorkloadConfig(_Strict):
         "auto", description="sessions: a JSONL of conversation turns (session_id, turn, lengths), replayed as programs"
     )
     trace_sample: Literal["head", "random"] = "head"
-    time_scale: float = Field(1.0, gt=0, description="with arrival=trace: divide gaps by this")
+    time_scale: float = Field(1.0, ge=1e-6, le=1e6, description="with arrival=trace: divide gaps by this")
     hash_block_tokens: int | None = Field(
         None, ge=1, description="tokens per prefix-cache hash unit; default: 512 (Mooncake's) for traces, "
         "block_size for programs"
@@ -389,7 +392,7 @@ class AutoscaleConfig(_Strict):
 class KVTransferConfig(_Strict):
     """The network that carries KV caches from prefill to decode replicas."""
 
-    bandwidth_gbs: float = Field(50.0, gt=0, description="per GPU, GB/s (400 Gb/s NIC = 50)")
+    bandwidth_gbs: float = Field(50.0, ge=1e-3, description="per GPU, GB/s (400 Gb/s NIC = 50)")
     latency_us: float = Field(10.0, ge=0)
     mode: Literal["layerwise", "whole"] = Field(
         "layerwise", description="layerwise overlaps the transfer with the prefill; whole sends after it"
