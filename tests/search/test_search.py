@@ -200,3 +200,18 @@ def test_a_one_worker_search_stores_each_candidate_as_it_finishes(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         run_search(base, space, parse_targets(["p90_ttft:5000"]), str(store), num_requests=60, workers=1)
     assert len(ResultStore(str(store))) == 2
+
+
+def test_a_store_of_another_shape_is_refused_and_unreadable_rows_are_evaluated_again(tmp_path):
+    from servesim.search.store import ResultStore
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE evaluations (a, b, c)")
+    with pytest.raises(ServesimError, match="evaluations table has columns a, b, c"):
+        ResultStore(foreign)
+    store = ResultStore(tmp_path / "s.sqlite")
+    store.db.execute("INSERT INTO evaluations VALUES ('corrupt', '{not json')")
+    store.db.execute("INSERT INTO evaluations VALUES ('list', '[1, 2]')")
+    store.put("ok", {"feasible": True, "capacity": 3.0})
+    assert store.get("corrupt") is None and store.get("list") is None and store.get("ok")["capacity"] == 3.0
