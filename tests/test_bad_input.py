@@ -50,6 +50,9 @@ def files(tmp_path, monkeypatch):
     Path("gz.jsonl").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary")
     Path("nan.jsonl").write_text('{"session_id": 1, "turn": 0, "input_length": 5, "output_length": 5, '
                                  '"timestamp": 0, "delay_s": NaN}\n')  # fmt: skip
+    turn = '{"session_id": 1, "turn": %d, "input_length": 5, "output_length": 5, "timestamp": 0}\n'
+    Path("dup.jsonl").write_text(turn % 0 + turn % 0)
+    Path("sessions.jsonl").write_text(turn % 0 + turn % 1)
     Path("afile").write_text("x")
     Path("notsqlite.sqlite").write_text("not a database " * 100)
     return tmp_path
@@ -111,6 +114,8 @@ CASES = [
     (["run", "--trace", "stray.jsonl", *N], "stray.jsonl line 3: the timestamps span"),
     (["run", "--trace", "gz.jsonl", *N], "is not UTF-8 text"),
     (["run", "--trace", "nan.jsonl", "--trace-format", "sessions", *N], "delay_s must be a number of seconds"),
+    (["run", "--trace", "dup.jsonl", "--trace-format", "sessions"], "dup.jsonl line 2: session 1 has turn 0 twice"),
+    (["run", "--trace", "sessions.jsonl", "--trace-format", "sessions", "--n", "2"], "samples apply to single"),
     # unreadable or non-UTF-8 files, and files of the wrong shape
     (["run", "--trace", "bin.csv"], "not UTF-8 text"),
     (["run", "-c", "bin.toml"], "not UTF-8 text"),

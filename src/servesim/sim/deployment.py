@@ -168,6 +168,10 @@ def plan(sc: Scenario) -> DeploymentPlan:
         scale = sc.autoscale
         count = sc.replicas if scale.policy is None else scale.max_replicas  # every replica it may start, built
         pools = [_pool(sc, model, "", sc.gpu, sc.engine, count, sc.router or "round_robin", notes)]
+    wl = sc.workload
+    if wl.n > 1 and (wl.programs is not None or wl.sessions):
+        raise ServesimError(f"n = {wl.n} samples apply to single requests; programs and sessions replay their own "
+                            "calls: drop --n or the programs")  # fmt: skip
     _check_autoscale(sc)
     _check_partitions(sc)
     out = DeploymentPlan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)

@@ -251,6 +251,9 @@ def read_sessions(path: str | Path) -> list[list[dict]]:
     out = []
     for sid, turns in sessions.items():
         turns.sort(key=lambda x: x[0])
+        for (a, _, _), (b, no, _) in zip(turns, turns[1:], strict=False):
+            if a == b:
+                raise ServesimError(f"{p} line {no}: session {sid!r} has turn {b} twice")
         if turns[0][2]["timestamp"] is None:
             raise ServesimError(f"{p} line {turns[0][1]}: session {sid!r}'s first turn needs a timestamp (ms)")
         out.append([t for _, _, t in turns])
