@@ -239,3 +239,13 @@ def test_catalog_names_are_never_cut_in_a_narrow_terminal():
         console.print(table)
         text = console.export_text()
         assert all(name in text for name in names), [n for n in names if n not in text]
+
+
+def test_a_run_never_mixes_its_results_with_an_earlier_runs(tmp_path):
+    out = tmp_path / "out"
+    assert invoke("run", "--num-requests", "5", "-o", str(out)).exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["files"] == ["summary.json", "scenario.json", "power.csv",
+                                                                         "requests.parquet"]  # fmt: skip
+    again = invoke("run", "--num-requests", "5", "--format", "csv", "-o", str(out))
+    assert again.exit_code != 0 and "holds an earlier run's results" in again.output
+    assert not (out / "requests.csv").exists()  # nothing of the second run beside the first's

@@ -215,7 +215,7 @@ def run(
         if path:
             check_output_file(path, flag)
     if output:
-        check_output_dir(output, "--output")
+        check_output_dir(output, "--output", fresh=True)
     distinct_outputs([(report, "--report"), (trace_out, "--trace-out")], (output, "--output"),
                      ("summary.json", "scenario.json", "power.csv"))  # fmt: skip
     base = load_scenario(config) if config else Scenario()

@@ -54,13 +54,24 @@ def _writable_dir(d: Path, flag: str) -> None:
         raise ServesimError(f"{flag} {d}: folder {probe} is not writable")
 
 
-def check_output_dir(path: str | Path, flag: str) -> Path:
-    """A folder to write results into (made if missing): refuse a file or an unwritable place up front."""
+RUN_OUTPUTS = ("summary.json", "scenario.json", "power.csv", "manifest.json", "requests.parquet", "requests.csv")
+
+
+def check_output_dir(path: str | Path, flag: str, fresh: bool = False) -> Path:
+    """A folder to write results into (made if missing): refuse a file or an unwritable place up front; with
+    `fresh`, also a folder that holds an earlier run's results (they would be mixed with, or written over by,
+    the new run's)."""
     if not str(path).strip():
         raise ServesimError(f"{flag} is empty; give a folder for the results")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ServesimError(f"{flag} {p} is a file; give a folder for the results")
+    if fresh and p.is_dir():
+        ours = lambda f: f.name in RUN_OUTPUTS or (f.name.startswith("requests-") and f.suffix == ".parquet")  # noqa: E731
+        earlier = sorted(f.name for f in p.iterdir() if ours(f))
+        if earlier:
+            raise ServesimError(f"{flag} {p} holds an earlier run's results ({', '.join(earlier[:3])}"
+                                f"{', ...' if len(earlier) > 3 else ''}); give a new folder or empty it")  # fmt: skip
     _writable_dir(p, flag)
     return p
 

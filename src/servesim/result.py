@@ -225,10 +225,14 @@ class Result:
         paths[1].write_text(self.scenario.model_dump_json(indent=2) + "\n")
         self.power_series().to_csv(paths[2], index=False, float_format="%.6g")
         if self.streamed:
-            return paths + self.streamed.paths
-        records = out / f"requests.{fmt}"
-        if fmt == "csv":
-            self.requests.to_csv(records, index=False)
+            paths += self.streamed.paths
         else:
-            self.requests.to_parquet(records, index=False)
-        return paths + [records]
+            records = out / f"requests.{fmt}"
+            if fmt == "csv":
+                self.requests.to_csv(records, index=False)
+            else:
+                self.requests.to_parquet(records, index=False)
+            paths.append(records)
+        manifest = out / "manifest.json"  # what this run wrote, so nothing else in the folder passes for it
+        manifest.write_text(json.dumps({"files": [p.name for p in paths]}, indent=2) + "\n")
+        return paths + [manifest]
