@@ -249,3 +249,13 @@ def test_a_run_never_mixes_its_results_with_an_earlier_runs(tmp_path):
     again = invoke("run", "--num-requests", "5", "--format", "csv", "-o", str(out))
     assert again.exit_code != 0 and "holds an earlier run's results" in again.output
     assert not (out / "requests.csv").exists()  # nothing of the second run beside the first's
+
+
+def test_a_run_too_large_for_memory_is_warned_about(monkeypatch):
+    import servesim.run as run
+
+    monkeypatch.setattr(run, "available_bytes", lambda: 2**20)  # 1 MiB free
+    res = invoke("run", "--num-requests", "300")
+    assert "run of 300 requests needs about 0.0 GiB (7 KiB each)" in res.output and "pass --stream" in res.output
+    monkeypatch.setattr(run, "available_bytes", lambda: 2**40)
+    assert "pass --stream" not in invoke("run", "--num-requests", "300").output

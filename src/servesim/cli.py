@@ -229,7 +229,10 @@ def run(
         scenario = scenario.model_copy(update={"slo": SLO.parse(goodput)})
 
     from servesim.api import simulate
+    from servesim.run import memory_warning
 
+    if warning := memory_warning(scenario, stream):
+        note(warning)
     result = simulate(scenario, workers, ray_address, stream, output if stream else None)
     for text in result.notes:
         note(text)

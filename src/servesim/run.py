@@ -20,6 +20,33 @@ STREAM_NOTE = ("streamed: requests were summarised as they finished; TTFT, TPOT,
                "from 0.1%-wide histogram bins (within 0.05%)")
 
 
+BYTES_PER_REQUEST = 7 * 1024  # an in-memory run's peak per request (measured: docs/benchmarks.md, "Memory")
+
+
+def available_bytes() -> float:
+    """Memory the machine has free now (Linux/POSIX; inf where it cannot tell)."""
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def memory_warning(sc: Scenario, stream: bool) -> str | None:
+    """One line when an in-memory run would need more than 80% of the free memory, suggesting --stream."""
+    wl = sc.workload
+    if stream or wl.num_requests is None:
+        return None
+    need = BYTES_PER_REQUEST * wl.num_requests * wl.n
+    free = available_bytes()
+    if need <= 0.8 * free:
+        return None
+    return (f"an in-memory run of {wl.num_requests * wl.n:,} requests needs about {need / 2**30:.1f} GiB "
+            f"({BYTES_PER_REQUEST // 1024} KiB each), and {free / 2**30:.1f} GiB is free: pass --stream (with -o DIR "
+            "to keep the records) to summarise as the run goes in bounded memory")  # fmt: skip
+
+
 @contextmanager
 def no_cycle_collection():
     """Pause Python's cyclic garbage collector: a run builds many long-lived objects and no cycles worth
