@@ -398,9 +398,7 @@ def _search_mix(config, model, gpus: str, tp: str | None, slo: list[str], rate: 
         from servesim.config import ServicePool
         from servesim.report.toml_out import write_scenario
 
-        pools = [ServicePool(gpu=label.split(":")[0], replicas=n, name=label,
-                             engine=scenario.engine.model_copy(update={"tp": int(label.split(":tp")[1])})
-                             if ":tp" in label else None) for label, n in out["mix"]["counts"].items()]  # fmt: skip
+        pools = [ServicePool.model_validate(p) for p in out["mix"]["pools"]]
         wl = scenario.workload.model_copy(update={"rate": rate})
         fleet = scenario.model_copy(update={"pools": pools, "router": scenario.router or "size_aware", "workload": wl})
         header = f"servesim search --mix: the cheapest fleet for {rate:g} req/s under {', '.join(out['slo'])}"

@@ -28,6 +28,7 @@ from servesim.metrics import (
     token_times,
 )
 from servesim.metrics.energy import energy_cost_summary, power_series
+from servesim.metrics.tally import billed_seconds
 from servesim.metrics.tenants import tenant_summary
 from servesim.sim.cluster import ClusterReport
 from servesim.sim.memory import MemoryPlan
@@ -183,9 +184,9 @@ class Result:
                 for name, ids in self.pools.items():
                     engines = [e for i in ids for e in d.engines_of(i)]
                     watts = s["energy"]["replica_avg_power_w"]
+                    usd = sum(reps[e].usd_per_s * billed_seconds(s["duration_s"], reps[e].provisioned) for e in engines)
                     s["pools"][name].update(d.pool_info.get(name, {}), gpus=sum(reps[e].gpus for e in engines),
-                                            cost_usd=sum(reps[e].usd_per_s for e in engines) * s["duration_s"],
-                                            avg_power_w=sum(watts[i] for i in ids))  # fmt: skip
+                                            cost_usd=usd, avg_power_w=sum(watts[i] for i in ids))  # fmt: skip
                 s["kv_transfer_ms"] = tally.kv_transfer.stats()  # (NaN where none)
             self._summary = s
         return self._summary
@@ -193,7 +194,7 @@ class Result:
     def _autoscale_figures(self, s: dict) -> None:
         """The cold starts' share of all time to first token, and the SLO attainment of the requests that arrived
         while a replica was starting (None for a streamed run that kept no records, or without an SLO)."""
-        a = s["autoscale"]
+        a = s["autoscale"] = dict(s["autoscale"])  # (the deployment's report stays as the run left it)
         ttft_s = (s["ttft_ms"]["mean"] or 0.0) / 1e3 * s["completed"]
         a["held_share_of_ttft"] = a["held_s_total"] / ttft_s if ttft_s else 0.0
         ramps = np.array(a.pop("ramps"), dtype=float).reshape(-1, 2)

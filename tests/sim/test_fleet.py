@@ -158,3 +158,8 @@ def test_pools_with_roles_are_a_disaggregated_fleet():
     assert (res.requests.kv_transfer_s > 0).all()  # each one crossed from the prefill pool
     with pytest.raises(ValueError, match="every pool is a prefill or a decode pool"):
         Scenario(pools=[ServicePool(gpu="h100-sxm", role="prefill"), ServicePool(gpu="a100")])
+
+
+def test_a_pool_cap_below_the_gpus_lowest_clock_is_refused():
+    with pytest.raises(ServesimError, match="raise pool old's power_cap_w"):
+        plan(Scenario(pools=[ServicePool(gpu="h100-sxm"), ServicePool(gpu="a100", name="old", power_cap_w=50)]))

@@ -21,7 +21,7 @@ def power_series(totals: list[StepTotals], host_w: float, duration: float, repli
     `info` (per engine: gpus and the `provisioned` windows it was billed in) limits an autoscaled replica's
     idle power, and its hosts' share, to its windows."""
     bin_s = totals[0].bin_s if totals else 1.0
-    windows = [getattr(r, "provisioned", None) for r in info] if info else [None] * len(totals)
+    windows = [r.provisioned for r in info] if info else [None] * len(totals)
     watts = [t.watts(duration, w) for t, w in zip(totals, windows, strict=True)]
     n = len(watts[0]) if watts else len(np.arange(0.0, max(duration, bin_s) + bin_s, bin_s)) - 1
     out = {"time_s": np.arange(n) * bin_s}
@@ -47,7 +47,7 @@ def energy_cost_summary(tally: Tally, totals: list[StepTotals], info: list, dura
     done = tally.completed
     in_tok, out_tok = tally.input_tokens, tally.output_tokens
     busy_j = float(sum(t.energy_j for t in totals))
-    billed = [billed_seconds(duration, getattr(r, "provisioned", None)) for r in info]  # (autoscaled: its windows)
+    billed = [billed_seconds(duration, r.provisioned) for r in info]  # (autoscaled: its windows)
     idle_j = float(sum(r.idle_w * r.gpus * max(b - r.busy_s, 0.0) for r, b in zip(info, billed, strict=True)))
     gpus = sum(r.gpus for r in info)
     gpu_s = sum(r.gpus * b for r, b in zip(info, billed, strict=True))

@@ -8,6 +8,8 @@ from pathlib import Path
 from servesim.errors import ServesimError
 from servesim.files import read_structured
 
+MAX_TOKENS = 10_000_000  # a prompt or output longer than any model's context (the catalog's longest: 1M) is an error
+
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 
 # model_type values whose layers we know how to describe

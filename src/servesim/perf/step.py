@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from servesim.errors import ServesimError
+from servesim.models.spec import MAX_TOKENS
 from servesim.perf.batch import Batch
 
-MAX_TOKENS = 10_000_000  # past any model's context (the catalog's longest: 1M)
 MAX_COUNT = 1_000_000  # decodes in one iteration
 
 

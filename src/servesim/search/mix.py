@@ -90,24 +90,32 @@ def parse_options(gpus: list[str], tps: list[int]) -> list[Option]:
     return [Option(g, tp) for g in gpus for tp in tps]
 
 
+def one_replica(base: Scenario, opt: Option, workload: WorkloadConfig | None = None) -> Scenario:
+    """The base scenario served by one replica of `opt` (and `workload`, where given)."""
+    update = {"gpu": opt.gpu, "engine": base.engine.model_copy(update={"tp": opt.tp}), "replicas": 1, "pools": None}
+    return base.model_copy(update=update | ({"workload": workload} if workload else {}))
+
+
+def fleet_pools(base: Scenario, counts: dict[Option, int]) -> list[ServicePool]:
+    """A fleet of these counts as the pools of a scenario, each on the base engine at its option's TP."""
+    return [ServicePool(gpu=o.gpu, replicas=n, name=o.label, engine=base.engine.model_copy(update={"tp": o.tp}))
+            for o, n in counts.items()]  # fmt: skip
+
+
 def bucket_capacity(base: Scenario, opt: Option, bucket: Bucket, targets: list[SLOTarget], requests: int,
                     rel_tol: float, folder: Path) -> float:  # fmt: skip
-    """Requests/s of `bucket` one replica of `opt` serves under the SLOs (0 if it cannot run them)."""
+    """Requests/s of `bucket` one replica of `opt` (one the base workload fits) serves under the SLOs."""
     trace = folder / f"{bucket.name.replace(' ', '_').replace(',', '')}.csv"
     if not trace.exists():  # the bucket's own lengths, as an Azure-format trace the workload samples from
         pairs = zip(bucket.inputs, bucket.outputs, strict=True)
         rows = [f"2023-11-16 18:00:{k % 60:02d}.000,{i},{o}" for k, (i, o) in enumerate(pairs)]
         trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
-    engine = base.engine.model_copy(update={"tp": opt.tp})
 
     def at(rate: float) -> Scenario:
         wl = WorkloadConfig(num_requests=requests, rate=rate, trace=trace, trace_format="azure",
                             trace_sample="random", seed=base.workload.seed)  # fmt: skip
-        return base.model_copy(update={"gpu": opt.gpu, "engine": engine, "replicas": 1, "pools": None,
-                                       "workload": wl})  # fmt: skip
+        return one_replica(base, opt, wl)
 
-    if infeasible(at(1.0)):
-        return 0.0
     return float(find_capacity(at, targets, rel_tol)["capacity"])
 
 
@@ -162,10 +170,8 @@ def verify(base: Scenario, rates: list[float], caps: dict[Option, list[float]], 
         counts = solve(rates, {o: [c * derate for c in cs] for o, cs in caps.items()}, price)
         if counts is None:
             return None
-        pools = [ServicePool(gpu=o.gpu, replicas=n, name=o.label, engine=base.engine.model_copy(update={"tp": o.tp}))
-                 for o, n in counts.items()]  # fmt: skip
         wl = base.workload.model_copy(update={"rate": rate, "num_requests": requests, "arrival": "poisson"})
-        sc = base.model_copy(update={"pools": pools, "replicas": 1, "workload": wl,
+        sc = base.model_copy(update={"pools": fleet_pools(base, counts), "replicas": 1, "workload": wl,
                                      "router": base.router or "size_aware"})  # fmt: skip
         result = simulate(Scenario.model_validate(sc.model_dump(exclude_none=True)))
         if acceptable(result, targets):
@@ -186,6 +192,7 @@ def search_mix(base: Scenario, options: list[Option], rate: float, targets: list
     """The cheapest fleet mixing `options` that serves `rate` requests/s of the base scenario's workload under
     `targets`, verified by simulation, against the cheapest verified single-option fleet."""
     from servesim.hardware import get_gpu
+    from servesim.sim.deployment import gpu_price
     from servesim.workload.generate import lengths
 
     if not math.isfinite(rate) or rate <= 0:
@@ -193,13 +200,11 @@ def search_mix(base: Scenario, options: list[Option], rate: float, targets: list
     ins, outs = lengths(base.workload, max(2000, verify_requests))
     buckets = size_buckets(ins, outs)
     rates = [rate * b.share for b in buckets]
-    price = {o: (base.power.price_per_gpu_hour if base.power.price_per_gpu_hour is not None
-                 else get_gpu(o.gpu, base.gpu_file).price_per_hour) * o.tp for o in options}  # fmt: skip
+    price = {o: gpu_price(base, get_gpu(o.gpu, base.gpu_file)) * o.tp for o in options}
     caps: dict[Option, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for o in options:
-            why = infeasible(base.model_copy(update={"gpu": o.gpu, "engine": base.engine.model_copy(
-                update={"tp": o.tp}), "replicas": 1, "pools": None}))  # fmt: skip
+            why = infeasible(one_replica(base, o))
             if why:
                 log(f"{o.label}: left out ({why})")
                 continue
@@ -229,7 +234,8 @@ def search_mix(base: Scenario, options: list[Option], rate: float, targets: list
         "buckets": [{"name": b.name, "share": b.share, "rate": r} for b, r in zip(buckets, rates, strict=True)],
         "capacity": {o.label: c for o, c in caps.items()},
         "price_per_replica_hour": {o.label: price[o] for o in caps},
-        "mix": {"fleet": fleet_label(mix), "counts": {o.label: n for o, n in mix.items()}, "usd_per_hour": usd,
+        "mix": {"fleet": fleet_label(mix), "counts": {o.label: n for o, n in mix.items()},
+                "pools": [p.model_dump(exclude_none=True) for p in fleet_pools(base, mix)], "usd_per_hour": usd,
                 "capacity_derated_to": mix_derate, "summary": _slo_view(mix_summary, targets)},
         "best_single": best_single,
     }

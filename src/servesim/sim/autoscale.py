@@ -17,13 +17,16 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from servesim.config import AutoscaleConfig, Scenario
+from pydantic import BaseModel, ValidationError
+
+from servesim.config import AutoscaleConfig, Scenario, validation_message
+from servesim.errors import ServesimError
 from servesim.registry import Registry
 from servesim.sim.controller import Controller
 
 if TYPE_CHECKING:
-    from servesim.sim.cluster import Cluster
     from servesim.sim.replica import Replica
+# (the `cluster` its methods take is `sim.cluster.Cluster`, not imported here: that module imports join_figures)
 
 POLICIES = Registry("autoscaler", "servesim.sim.autoscalers", "servesim.autoscalers")
 register = POLICIES.register
@@ -42,30 +45,27 @@ class FleetView:
 
 
 class Policy:
-    """A scaling policy: the replica count it wants now (the autoscaler clamps it and applies it)."""
+    """A scaling policy: the replica count it wants now (the autoscaler clamps it and applies it). Its settings
+    (`autoscale.options`) are checked against its `Options` model."""
 
     name = ""
+    Options: type[BaseModel] = BaseModel
 
     def __init__(self, cfg: AutoscaleConfig, scenario: Scenario, cold_start_s: float):
         self.cfg, self.cold_start_s = cfg, cold_start_s
-        self.options = dict(cfg.options)
-
-    def option(self, key: str, default):
-        return type(default)(self.options.get(key, default)) if default is not None else self.options.get(key)
+        try:
+            self.opts = self.Options(**cfg.options)
+        except ValidationError as e:
+            raise ServesimError(validation_message(e, f"autoscale.options of {self.name}")) from None
 
     def desired(self, view: FleetView) -> int:
         raise NotImplementedError
 
 
-def cold_start_seconds(cfg: AutoscaleConfig, weight_bytes_per_gpu: float) -> float:
-    return weight_bytes_per_gpu / (cfg.load_gbs * 1e9) + cfg.warmup_s
-
-
 class Autoscaler(Controller):
-    def __init__(self, cfg: AutoscaleConfig, policy: Policy, cold_start_s: float, gpus_per_replica: int):
+    def __init__(self, cfg: AutoscaleConfig, policy: Policy, cold_start_s: float):
         self.cfg, self.policy, self.cold_start_s = cfg, policy, cold_start_s
-        self.gpus = gpus_per_replica
-        self.starting: dict[Replica, float] = {}  # replica -> when it is ready
+        self.starting: set[Replica] = set()  # in their cold start
         self.draining: list[Replica] = []
         self.cold_starts = 0
         self.held_s = 0.0  # arrivals' waits for a replica to serve them (scale from zero)
@@ -80,7 +80,7 @@ class Autoscaler(Controller):
     def first_check(self, t0: float) -> float:
         return t0 + self.cfg.interval_s
 
-    def step(self, t: float, cluster: Cluster) -> None:
+    def step(self, t: float, cluster) -> None:
         stage = cluster.stages[0]
         for rep in [r for r in self.draining if not r.outstanding]:
             rep.retire(t)
@@ -102,27 +102,27 @@ class Autoscaler(Controller):
         billed = len(stage.active) + len(self.starting) + len(self.draining)
         self.low, self.high = min(self.low if self.low is not None else billed, billed), max(self.high or 0, billed)
 
-    def start(self, cluster: Cluster, t: float, count: int) -> None:
+    def start(self, cluster, t: float, count: int) -> None:
         """Start up to `count` stopped replicas: billed now, serving after the cold start."""
         stage = cluster.stages[0]
         idle = [r for r in stage.replicas if r not in stage.active and r not in self.starting
                 and r not in self.draining]  # fmt: skip
         for rep in idle[:count]:
             rep.provision(t)
-            self.starting[rep] = t + self.cold_start_s
+            self.starting.add(rep)
             self.ramps.append((t, t + self.cold_start_s))
             self.cold_starts += 1
             cluster.when_ready(rep, t + self.cold_start_s, self._ready)
 
-    def _ready(self, t: float, rep: Replica, cluster: Cluster) -> None:
-        self.starting.pop(rep, None)
+    def _ready(self, t: float, rep: Replica, cluster) -> None:
+        self.starting.discard(rep)
         for req in cluster.activate(rep, t):  # the arrivals that waited for a replica
             self.held_s += t - req.arrival
             self.held += 1
 
-    def on_held(self, t: float, cluster: Cluster) -> None:
+    def on_held(self, t: float, cluster) -> None:
         """An arrival found no replica serving: start one at once unless one is starting."""
-        if not self.starting and self.cfg.max_replicas:
+        if not self.starting:
             self.start(cluster, t, 1)
 
     def report(self, end: float) -> dict:
@@ -141,6 +141,21 @@ class Autoscaler(Controller):
         return [f"autoscaling ({self.policy.name}): a cold start takes {self.cold_start_s:.1f} s (weights at "
                 f"{self.cfg.load_gbs:g} GB/s per GPU, then {self.cfg.warmup_s:g} s of warm-up); "
                 f"cold starts: {self.cold_starts}"]
+
+
+def join_figures(parts: list[dict]) -> dict:
+    """The autoscalers' figures of independent groups (partitions) as one: counts and times added, ramps listed
+    together, the policy and the cold start as each group has them."""
+    first = parts[0]
+    out = {}
+    for k, v in first.items():
+        if isinstance(v, list):
+            out[k] = [x for part in parts for x in part[k]]
+        elif k in ("cold_starts", "held_requests", "held_s_total", "min_replicas_billed", "max_replicas_billed"):
+            out[k] = sum(part[k] for part in parts if part[k] is not None)
+        else:
+            out[k] = v
+    return out
 
 
 def forecast_rate(scenario: Scenario, t: float) -> float:

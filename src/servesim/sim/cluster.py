@@ -121,15 +121,12 @@ class ClusterReport:
     def join(cls, reports: list[ClusterReport]) -> ClusterReport:
         """The reports of independent groups as one, replicas numbered group after group (partitions: one pool;
         a controller's figures, each group's own autoscaler's, added up over the groups)."""
+        from servesim.sim.autoscale import join_figures
+
         first, per = reports[0], reports[0].replica_count
         replica_of = [g * per + r for g, rep in enumerate(reports) for r in rep.replica_of]
-        def joined(name: str, k: str, v):
-            values = [rep.controllers[name][k] for rep in reports]
-            if isinstance(v, list):
-                return [x for part in values for x in part]
-            return sum(values) if isinstance(v, int | float) and not isinstance(v, bool) and k != "cold_start_s" else v
-
-        figures = {name: {k: joined(name, k, v) for k, v in fig.items()} for name, fig in first.controllers.items()}
+        # (an autoscaler is the only controller partitions allow: the others see the whole fleet)
+        figures = {name: join_figures([rep.controllers[name] for rep in reports]) for name in first.controllers}
         return cls([r for rep in reports for r in rep.replicas], [m for rep in reports for m in rep.memories],
                    replica_of, [e for rep in reports for e in rep.engine_ids], {}, first.perf_model, figures,
                    first.notes)  # fmt: skip
@@ -174,7 +171,9 @@ class Cluster:
             front = self.stages[0]
             front.active = front.replicas[:serving]
             for rep in front.replicas:
-                rep.windows = [(0.0, None)] if rep in front.active else []
+                rep.bill_by_windows()
+            for rep in front.active:
+                rep.provision(0.0)
         self.replicas = [rep for pool in self.pools for rep in pool.replicas]
         self.events = EventQueue()
         self._pending = 0  # arrivals and landings not yet handled

@@ -94,10 +94,15 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
     if engine.enable_prefix_caching and unit % engine.block_size:
         raise ServesimError(f"hash_block_tokens ({unit}) must be a multiple of block_size ({engine.block_size})")
     engine = engine.model_copy(update={"max_model_len": max_len})
-    price = next(p for p in (price, sc.power.price_per_gpu_hour, gpu.price_per_hour) if p is not None)
+    price = gpu_price(sc, gpu, price)
     return PoolSpec(name, model, gpu, engine, layout, replicas, router, memory, sc.perf_model, sc.node.network_gbs,
                     price, cap_w if cap_w is not None else sc.power.cap_w, unit,
                     ttft_slo_s=sc.slo.ttft_ms / 1e3 if sc.slo.ttft_ms else None)  # fmt: skip
+
+
+def gpu_price(sc: Scenario, gpu: GPUSpec, own: float | None = None) -> float:
+    """USD per GPU-hour: a pool's own price, else the scenario's, else the GPU catalog's."""
+    return next(p for p in (own, sc.power.price_per_gpu_hour, gpu.price_per_hour) if p is not None)
 
 
 def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:
@@ -106,38 +111,32 @@ def _power_model(sc: Scenario, gpu: GPUSpec) -> PowerModel:
 
 
 def _check_power(sc: Scenario, plan: DeploymentPlan) -> None:
-    cap, budget = sc.power.cap_w, sc.power.budget_w
-    limits = [("power cap", cap, "--power-cap")]
-    if budget is not None:
-        limits.append(("the power controller's cap", sc.power.throttle_cap_w, "power.throttle_cap_w"))
+    """Every cap a pool's GPUs must keep, and every budget (the cluster's, a pool's own), must be keepable."""
+    budget = sc.power.budget_w
     idle = plan.host_w
     for p in plan.pools:
         power = _power_model(sc, p.gpu)
         idle += power.idle_w * p.gpus
+        limits = [("power cap", p.cap_w, "--power-cap" if p.cap_w == sc.power.cap_w else f"pool {p.name}'s "
+                   "power_cap_w")]  # fmt: skip
+        if budget is not None or p.power_budget_w is not None:
+            limits.append(("the power controller's cap", sc.power.throttle_cap_w, "power.throttle_cap_w"))
         for label, watts, where in limits:
             if watts is not None and watts < power.min_cap_w:
                 raise ServesimError(
                     f"{label} of {watts:g} W is below the {power.min_cap_w:.0f} W that {p.gpu.name} draws at its "
                     f"lowest clock, so it could not be kept; raise {where}"
                 )
+        floor = p.gpus * power.idle_w + host_power(p.gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
+        if p.power_budget_w is not None and p.power_budget_w <= floor:
+            raise ServesimError(f"pool {p.name}'s power budget {p.power_budget_w:g} W is not above its idle draw "
+                                f"of {floor:.0f} W ({p.gpus} GPUs and their hosts' share); raise its "
+                                "power_budget_w")  # fmt: skip
     if budget is not None and budget <= idle:
         raise ServesimError(
             f"power budget {budget:g} W is not above the deployment's idle draw of {idle:.0f} W ({plan.gpus} GPUs "
             "and their hosts' share); raise --power-budget or use fewer GPUs"
         )
-    for p in plan.pools:
-        if p.power_budget_w is None:
-            continue
-        power = _power_model(sc, p.gpu)
-        floor = p.gpus * power.idle_w + host_power(p.gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
-        if p.power_budget_w <= floor:
-            raise ServesimError(f"pool {p.name}'s power budget {p.power_budget_w:g} W is not above its idle draw "
-                                f"of {floor:.0f} W ({p.gpus} GPUs and their hosts' share); raise its "
-                                "power_budget_w")  # fmt: skip
-        if sc.power.throttle_cap_w < power.min_cap_w:
-            raise ServesimError(f"the power controller's cap of {sc.power.throttle_cap_w:g} W is below the "
-                                f"{power.min_cap_w:.0f} W that {p.gpu.name} draws at its lowest clock (pool {p.name}); "
-                                "raise power.throttle_cap_w")  # fmt: skip
 
 
 def plan(sc: Scenario) -> DeploymentPlan:
@@ -172,7 +171,7 @@ def plan(sc: Scenario) -> DeploymentPlan:
     if wl.n > 1 and (wl.programs is not None or wl.sessions):
         raise ServesimError(f"n = {wl.n} samples apply to single requests; programs and sessions replay their own "
                             "calls: drop --n or the programs")  # fmt: skip
-    _check_autoscale(sc)
+    _check_autoscale(sc, pools[0])
     _check_partitions(sc)
     out = DeploymentPlan(sc, model, pools, min(p.engine.max_model_len for p in pools), notes)
     _check_power(sc, out)
@@ -206,7 +205,7 @@ def _service_pools(sc: Scenario, model: ModelSpec, notes: list[str]) -> list[Poo
             raise ServesimError("programs keep their calls on one replica, which pools with prefill and decode roles "
                                 "cannot; drop the roles")  # fmt: skip
         prefill = [p for p, r in zip(pools, roles, strict=True) if r == "prefill"]
-        decode = [dataclasses.replace(p, stage=1) for p, r in zip(pools, roles, strict=True) if r == "decode"]
+        decode = [p for p, r in zip(pools, roles, strict=True) if r == "decode"]
         pools = _handing_on(sc, model, prefill, decode)
         if len({d.memory.kv.link_bytes_per_token(d.memory.kv) for d in decode}) > 1:
             notes.append("KV transfers are priced to the first decode pool's layout (the decode pools' layouts "
@@ -249,14 +248,16 @@ def _semi_pd_pools(sc: Scenario, base: PoolSpec) -> list[PoolSpec]:
                                          sm_share=1 - x, stage=1)]  # fmt: skip
 
 
-def _check_autoscale(sc: Scenario) -> None:
-    """Autoscaling starts and stops the replicas of one co-located pool."""
+def _check_autoscale(sc: Scenario, pool: PoolSpec) -> None:
+    """Autoscaling starts and stops the replicas of one co-located pool, and a start must finish within the run."""
     a = sc.autoscale
     if a.policy is None:
         return
     from servesim.sim.autoscale import POLICIES
 
-    POLICIES.get(a.policy)  # known
+    policy = POLICIES.get(a.policy)  # known
+    cold, wl = cold_start(sc, pool), sc.workload
+    span = (wl.num_requests or 0) / wl.rate if wl.rate and wl.arrival != "trace" and not wl.rate_shape else None
     why = None
     if sc.disaggregated or sc.pools or sc.semi_pd.enabled:
         why = "it starts and stops the replicas of one co-located pool; drop [prefill]/[decode], [[pools]] or semi-PD"
@@ -267,26 +268,27 @@ def _check_autoscale(sc: Scenario) -> None:
                f"max_replicas {a.max_replicas}")  # fmt: skip
     if why:
         raise ServesimError(f"autoscaling cannot run here: {why}")
-
-
-def autoscaler(pl: DeploymentPlan):
-    """The scenario's autoscaler over its plan's pool (None without a policy), its policy checked; a cold start
-    longer than the run's arrivals is refused."""
-    from servesim.sim.autoscale import POLICIES, Autoscaler, cold_start_seconds
-
-    sc, pool = pl.scenario, pl.pools[0]
-    a = sc.autoscale
-    if a.policy is None:
-        return None
-    per_gpu = pool.memory.weights_gib * 2**30
-    cold = cold_start_seconds(a, per_gpu)
-    wl = sc.workload
-    span = (wl.num_requests or 0) / wl.rate if wl.rate and wl.arrival != "trace" and not wl.rate_shape else None
     if span is not None and cold >= span > 0:
         raise ServesimError(f"a cold start of {cold:.0f} s is longer than the run's {span:.0f} s of arrivals, so no "
                             "started replica would serve; send more requests or shorten the cold start "
                             "(autoscale.load_gbs, warmup_s)")  # fmt: skip
-    return Autoscaler(a, POLICIES.get(a.policy)(a, sc, cold), cold, pool.layout.gpus)
+    policy(a, sc, cold)  # its options checked
+
+
+def cold_start(sc: Scenario, pool: PoolSpec) -> float:
+    """Seconds from starting a replica of `pool` to its serving: its weights per GPU loaded, then warm-up."""
+    return pool.memory.weights_gib * 2**30 / (sc.autoscale.load_gbs * 1e9) + sc.autoscale.warmup_s
+
+
+def autoscaler(pl: DeploymentPlan):
+    """The scenario's autoscaler over its plan's pool (None without a policy), its policy's options checked."""
+    from servesim.sim.autoscale import POLICIES, Autoscaler
+
+    sc, a = pl.scenario, pl.scenario.autoscale
+    if a.policy is None:
+        return None
+    cold = cold_start(sc, pl.pools[0])
+    return Autoscaler(a, POLICIES.get(a.policy)(a, sc, cold), cold)
 
 
 def _check_partitions(sc: Scenario) -> None:

@@ -61,6 +61,7 @@ class Replica:
         self.static_cap_w = cap_w  # the cap it was built with, which a lifted controller cap returns to
         self.power_priority = power_priority  # a power controller caps lower priorities first
         self.windows: list[tuple] | None = None  # billed (start, end) windows; None: the whole run (no autoscaler)
+        self._speeds: dict[int, float] = {}  # reference iterations' tokens per second, by their token count
         self.meter = Meter(self.usd_per_s)
         self._full_clock: dict[int, tuple] = {}  # request count -> power.linear of its decode iterations
         policy = SCHEDULERS.get(engine.scheduler)
@@ -86,22 +87,20 @@ class Replica:
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        """Prompt tokens per second of a full 2,048-token prefill chunk (shared by a pool's replicas)."""
-        speed = getattr(self.perf, "_prefill_tokens_per_s", None)
-        if speed is None:
-            speed = self.perf._prefill_tokens_per_s = 2048 / self.perf.iteration_time(Batch.prefill(2048))
-        return speed
+        """Prompt tokens per second of a full 2,048-token prefill chunk, from its performance model."""
+        return self._speed(Batch.prefill(2048))
 
     @property
     def tokens_per_s(self) -> float:
         """Its speed, for routers that weigh replicas of different GPUs or layouts: tokens per second of a
-        reference iteration, a 512-token prompt chunk beside 32 decodes at 1,024 tokens of context (shared by
-        the replicas of a pool, which share their performance model)."""
-        speed = getattr(self.perf, "_reference_tokens_per_s", None)
+        reference iteration, a 512-token prompt chunk beside 32 decodes at 1,024 tokens of context."""
+        return self._speed(Batch.prefill(512) + Batch.decode(32, 1024))
+
+    def _speed(self, batch: Batch) -> float:
+        """Tokens per second of one iteration of `batch` (priced once per replica)."""
+        speed = self._speeds.get(batch.num_tokens)
         if speed is None:
-            batch = Batch.prefill(512) + Batch.decode(32, 1024)
-            speed = batch.num_tokens / self.perf.iteration_time(batch)
-            self.perf._reference_tokens_per_s = speed
+            speed = self._speeds[batch.num_tokens] = batch.num_tokens / self.perf.iteration_time(batch)
         return speed
 
     def set_power_cap(self, watts: float | None) -> None:
@@ -115,9 +114,12 @@ class Replica:
         self.perf.share = share
         self.usd_per_s = self.meter.usd_per_s = self.price_per_hour * self.gpus / 3600
 
+    def bill_by_windows(self) -> None:
+        """Billed only from `provision` to `retire` from now on, not for the whole run (an autoscaled fleet)."""
+        self.windows = []
+
     def provision(self, t: float) -> None:
-        """Billed from t on (an autoscaler started it); the first call ends 'billed for the whole run'."""
-        self.windows = [] if self.windows is None else self.windows
+        """Billed from t on (an autoscaler started it)."""
         self.windows.append((t, None))
 
     def retire(self, t: float) -> None:

@@ -19,9 +19,9 @@ import numpy as np
 
 from servesim.errors import ServesimError
 from servesim.files import read_text
+from servesim.models.spec import MAX_TOKENS
 
 AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
-MAX_TOKENS = 10_000_000  # a prompt or output longer than any model's context (the catalog's longest: 1M) is an error
 MAX_SPAN_S = 366 * 86400.0  # a trace spanning more than a year has a stray timestamp
 
 

@@ -6,17 +6,23 @@ starts one at once (`Autoscaler.on_held`), paying the cold start in its TTFT. Us
 min_replicas = 0.
 """
 
+from pydantic import Field
+
 from servesim.sim.autoscale import FleetView, register
-from servesim.sim.autoscalers.reactive import Reactive
+from servesim.sim.autoscalers.reactive import Reactive, ReactiveOptions
+
+
+class ScaleToZeroOptions(ReactiveOptions):
+    idle_s: float = Field(60.0, ge=0, description="seconds without traffic before every replica stops")
 
 
 @register
 class ScaleToZero(Reactive):
     name = "scale_to_zero"
+    Options = ScaleToZeroOptions
 
     def __init__(self, cfg, scenario, cold_start_s):
         super().__init__(cfg, scenario, cold_start_s)
-        self.idle_s = self.option("idle_s", 60.0)
         self.idle_since = None
 
     def desired(self, view: FleetView) -> int:
@@ -24,4 +30,4 @@ class ScaleToZero(Reactive):
             self.idle_since = None
             return super().desired(view)
         self.idle_since = view.t if self.idle_since is None else self.idle_since
-        return 0 if view.t - self.idle_since >= self.idle_s else view.serving + view.starting
+        return 0 if view.t - self.idle_since >= self.opts.idle_s else view.serving + view.starting
