@@ -324,7 +324,7 @@ class PoolConfig(_Strict):
     """One pool of a disaggregated deployment: its GPUs, replica count, router and engine."""
 
     gpu: str | None = Field(None, description="default: the scenario's gpu")
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, le=100_000)
     router: str = "least_tokens"
     engine: EngineConfig = Field(default_factory=EngineConfig)
     power_priority: int = Field(0, description="under a power budget, pools of lower priority are capped first "
@@ -337,7 +337,7 @@ class ServicePool(_Strict):
 
     name: str | None = Field(None, description="default: its GPU, numbered where two pools share one")
     gpu: str
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, le=100_000)
     engine: EngineConfig | None = Field(None, description="default: the scenario's engine")
     power_cap_w: float | None = Field(None, gt=0, description="per-GPU power cap; default: power.cap_w")
     price_per_gpu_hour: float | None = Field(None, ge=0, description="USD; default: power.price_per_gpu_hour, else "
@@ -370,13 +370,14 @@ class AutoscaleConfig(_Strict):
 
     policy: str | None = Field(None, description="reactive | predictive | scale_to_zero (`servesim policies`); "
                                "none: a fixed fleet")  # fmt: skip
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int | None = Field(None, ge=1, description="required with a policy")
-    interval_s: float = Field(5.0, gt=0, description="how often the policy looks")
-    load_gbs: float = Field(2.0, gt=0, description="weights loaded per GPU at a start, GB/s (about 2 from local "
+    min_replicas: int = Field(1, ge=0, le=100_000)
+    max_replicas: int | None = Field(None, ge=1, le=100_000, description="required with a policy")
+    interval_s: float = Field(5.0, ge=0.01, le=3600, description="how often the policy looks")
+    load_gbs: float = Field(2.0, ge=0.01, description="weights loaded per GPU at a start, GB/s (about 2 from local "
                             "NVMe, 0.5-1 from a remote object store, 10-20 from a host-memory cache)")  # fmt: skip
-    warmup_s: float = Field(34.0, ge=0, description="engine start after the weights (profiling, KV allocation, "
-                            "CUDA-graph capture): 34 s as vLLM logged it in vllm-project/vllm#20264")  # fmt: skip
+    warmup_s: float = Field(34.0, ge=0, le=3600, description="engine start after the weights (profiling, KV "
+                            "allocation, CUDA-graph capture): 34 s as vLLM logged it in "
+                            "vllm-project/vllm#20264")  # fmt: skip
     options: dict[str, Any] = Field(default_factory=dict, description="the policy's settings")
 
     @model_validator(mode="after")

@@ -22,7 +22,6 @@ saving is its price against the best single type's.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from servesim.sim.deployment import infeasible
 INPUT_EDGES = (512, 2048, 8192)  # prompt-length bucket edges (tokens)
 OUTPUT_EDGES = (128, 512)  # output-length bucket edges
 MIN_SHARE = 0.01  # buckets with fewer of the requests join their neighbour
+MAX_RATE = 1e5  # requests per second a mixed fleet is sized for at most (a few thousand replicas)
 GROW = 6  # re-solves at most while verifying a fleet
 DERATE = 0.1  # capacities lowered by this much more at each re-solve
 
@@ -195,8 +195,9 @@ def search_mix(base: Scenario, options: list[Option], rate: float, targets: list
     from servesim.sim.deployment import gpu_price
     from servesim.workload.generate import lengths
 
-    if not math.isfinite(rate) or rate <= 0:
-        raise ServesimError(f"--rate for --mix must be a positive number of requests per second, not {rate:g}")
+    if not 0 < rate <= MAX_RATE:
+        raise ServesimError(f"--rate for --mix must be a positive number of requests per second, at most "
+                            f"{MAX_RATE:,.0f}, not {rate:g}")  # fmt: skip
     ins, outs = lengths(base.workload, max(2000, verify_requests))
     buckets = size_buckets(ins, outs)
     rates = [rate * b.share for b in buckets]
