@@ -5,17 +5,24 @@
 (a) Llama-3.1-70B on 8 H100s: TP8 x1 vs TP4 x2 vs TP2 x4 replicas, chat traffic, over rates.
 (b) Co-located vs disaggregated prefill/decode at equal GPU count (4 H100s, Llama-3.1-8B) for
     long prompts with Azure code-trace lengths: goodput under a TTFT and TPOT SLO.
-(c) Four replicas under bursty load with a tight KV cache, with and without live migration.
+(c) Four replicas under bursty load with a tight KV cache, with and without live migration
+    (the setup of experiments/llumnix.py, which reproduces Llumnix with it).
+
+Study (b)'s deployments, with DistServe's goodput and SLO-scale metrics, are experiments/distserve.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from servesim import SLO, EngineConfig, LengthDist, Scenario, WorkloadConfig, simulate
-from servesim.config import MigrationConfig, PoolConfig
+from servesim.config import PoolConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import llumnix  # noqa: E402
 
 CHAT_IN = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)  # Azure conversation trace
 CHAT_OUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
@@ -69,18 +76,13 @@ def study_b(n: int):
 
 
 def study_c(n: int):
+    # the scenario is experiments/llumnix.py's (the Llumnix reproduction, which adds least-KV-load dispatch)
     print("\n(c) llama-3.1-8b, 4x H100 replicas with a tight KV cache (gpu_memory_utilization 0.27), bursty load")
     row("migration", "preemptions", "migrations", "TTFT p99 ms", "TPOT p99 ms", "E2EL p99 ms", "KV use per replica")
-    wl = WorkloadConfig(num_requests=n, rate=14, arrival="gamma", burstiness=0.2, seed=3,
-                        input=LengthDist(dist="lognormal", mean=1500, sigma=1.2, max=16000),
-                        output=LengthDist(dist="lognormal", mean=400, sigma=1.2, max=4000))  # fmt: skip
-    engine = EngineConfig(gpu_memory_utilization=0.27, max_model_len=20000)
-    for enabled in (False, True):
-        sc = Scenario(workload=wl, replicas=4, router="round_robin", engine=engine,
-                      migration=MigrationConfig(enabled=enabled))  # fmt: skip
-        s = simulate(sc).summary()
+    for mode in (None, "live"):
+        s = simulate(llumnix.scenario(n, 14.0, "round_robin", mode)).summary()
         kv = ", ".join(f"{r['kv_cache']['mean_usage']:.2f}" for r in s["replicas"])
-        row("on" if enabled else "off", s["preemptions"], s["migrations"], f"{s['ttft_ms']['p99']:.0f}",
+        row("on" if mode else "off", s["preemptions"], s["migrations"], f"{s['ttft_ms']['p99']:.0f}",
             f"{s['tpot_ms']['p99']:.1f}", f"{s['e2el_ms']['p99']:.0f}", kv)  # fmt: skip
 
 

@@ -6,17 +6,22 @@
     H200, each at its best throughput under a TPOT SLO (P90 TPOT <= 50 ms, P90 TTFT <= 2 s), found
     by bisection over the request rate. Chat traffic with Azure-conversation lengths.
 (2) POLCA-style oversubscription: a row of replicas provisioned at TDP under a fixed power budget,
-    then 25% and 50% more replicas under the same budget with the power controller capping GPUs.
+    then 25% and 50% more replicas under the same budget with the power controller capping GPUs
+    (the setup of experiments/polca.py, which reproduces POLCA with it).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from servesim import SLO, EngineConfig, LengthDist, Scenario, WorkloadConfig, simulate
 from servesim.config import PowerConfig
-from servesim.hardware import get_gpu
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import polca  # noqa: E402
 
 CHAT_IN = LengthDist(dist="lognormal", mean=1155, sigma=0.99, min=2, max=14050)
 CHAT_OUT = LengthDist(dist="lognormal", mean=211, sigma=0.86, min=7, max=1000)
@@ -80,29 +85,21 @@ def study_efficiency(n):
 
 
 def study_polca(n):
-    gpu = get_gpu("h100")
-    base_replicas, rate_per_replica = 8, 14.0
-    host_share = 1200 / 8
-    budget = base_replicas * (gpu.tdp_w + host_share)  # provisioned for every GPU at TDP
-    print(f"\n(2) llama-3.1-8b on H100 replicas, {rate_per_replica} req/s each, cluster budget {budget:.0f} W "
-          f"(= {base_replicas} GPUs at TDP + hosts); controller caps at 450 W per GPU")  # fmt: skip
+    # the scenario, budget and controller settings are experiments/polca.py's (the POLCA reproduction)
+    print(f"\n(2) llama-3.1-8b on H100 replicas, {polca.RATE_PER_REPLICA} req/s each, cluster budget "
+          f"{polca.BUDGET_W:.0f} W (= {polca.BASE_REPLICAS} GPUs at TDP + hosts); controller caps at "
+          f"{polca.THROTTLE_W:.0f} W per GPU")  # fmt: skip
     print(
         "replicas | load req/s | throughput req/s | avg W | peak W (1 s) | over budget | time capped | cap actions | "
         "TTFT p99 ms | TPOT p99 ms | E2EL p99 ms"
     )
     for reps in (8, 10, 11, 12):
-        rate = rate_per_replica * reps
-        power = PowerConfig(budget_w=budget, throttle_cap_w=450, interval_s=0.5, reaction_s=1.0)
-        sc = scenario("llama-3.1-8b", "h100-sxm", 1, rate, 3 * n * reps // base_replicas, reps, power)
-        r = simulate(sc)
-        s = r.summary()
-        series = r.power_series(1.0)
-        over = float((series.cluster_w > budget).mean())
+        s = polca.measure(reps, 3 * n * reps // polca.BASE_REPLICAS)
         pc = s["power_control"]
-        print(f"{reps} | {rate:.0f} | {s['request_throughput']:.1f} | {s['energy']['avg_power_w']:.0f} | "
-              f"{s['energy']['peak_power_w']:.0f} | {over:.1%} | {pc['time_capped_fraction']:.1%} | "
-              f"{pc['cap_actions']} | {s['ttft_ms']['p99']:.0f} | {s['tpot_ms']['p99']:.1f} | "
-              f"{s['e2el_ms']['p99']:.0f}")  # fmt: skip
+        print(f"{reps} | {polca.RATE_PER_REPLICA * reps:.0f} | {s['request_throughput']:.1f} | "
+              f"{s['energy']['avg_power_w']:.0f} | {s['energy']['peak_power_w']:.0f} | {s['over_budget']:.1%} | "
+              f"{pc['time_capped_fraction']:.1%} | {pc['cap_actions']} | {s['ttft_ms']['p99']:.0f} | "
+              f"{s['tpot_ms']['p99']:.1f} | {s['e2el_ms']['p99']:.0f}")  # fmt: skip
 
 
 def main():

@@ -31,6 +31,8 @@ from servesim.api import simulate
 from servesim.config import SLO, AutoscaleConfig, EngineConfig, LengthDist, Scenario, WorkloadConfig
 from servesim.search.capacity import find_capacity, parse_targets
 
+CHECK = ["--hours", "0.25", "--mean-rate", "24"]  # the small run CI checks (experiments/record.py)
+
 DAY = [0.45, 0.35, 0.3, 0.28, 0.3, 0.4, 0.6, 0.85, 1.1, 1.3, 1.4, 1.45, 1.45, 1.45, 1.45, 1.4, 1.35, 1.3, 1.2,
        1.1, 1.0, 0.9, 0.75, 0.6]  # fmt: skip
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -63,6 +65,8 @@ def main() -> None:
     wl = workload(args.mean_rate, n, True)
     print(f"llama-3.1-70b TP4 on H100, {n:,} requests over {args.hours:g} h (mean {args.mean_rate:g}/s, peak "
           f"{peak:.1f}/s); one replica serves {cap:.2f} req/s within {TARGETS}")  # fmt: skip
+    print("lengths: the Azure 2023 conversation trace's, sampled at random" if TRACE.is_file() else
+          f"lengths: lognormal stand-ins (trace not found at {TRACE})")  # fmt: skip
     print("fleet | cold start (s) | GPU-hours | cost (USD) | vs static | SLO attainment | in ramps | P90 TTFT (ms) | "
           "cold starts")  # fmt: skip
     runs = [("static for the peak", None, None)] + [("predictive", "predictive", c) for c in (5, 30, 120)] + [

@@ -29,6 +29,8 @@ import numpy as np
 from servesim.api import simulate
 from servesim.config import EngineConfig, LengthDist, Scenario, TenantConfig, WorkloadConfig
 
+CHECK = ["--requests", "3000", "--seeds", "1"]  # the small run CI checks (experiments/record.py)
+
 MODES = {
     "recompute": ("recompute", 1),
     "swap, block by block (vllm)": ("swap", 1),

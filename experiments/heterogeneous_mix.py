@@ -27,6 +27,9 @@ from servesim.config import Scenario, WorkloadConfig
 from servesim.search.capacity import parse_targets
 from servesim.search.mix import parse_options, search_mix
 
+# the small run CI checks (experiments/record.py)
+CHECK = ["--rates", "40", "--requests", "150", "--verify-requests", "600", "--traces", "conv"]
+
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 GPUS = ["a100", "h100-sxm", "h200", "l40s"]
 SLO = "p90_ttft:2000 p90_tpot:80"

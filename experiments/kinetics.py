@@ -24,6 +24,8 @@ from servesim.config import LengthDist, Scenario, WorkloadConfig
 from servesim.perf.batch import Batch
 from servesim.perf.step import price_step
 
+CHECK = ["--samples", "1,8", "--lengths", "1024,8192"]  # the small run CI checks (experiments/record.py)
+
 MODEL, GPU, PROMPT = "llama-3.1-8b", "h100-sxm", 1024
 
 
@@ -44,6 +46,9 @@ def run(prompts: int, samples: list[int], lengths: list[int], model: str = MODEL
                 "batch": s["batch_size"]["mean"],
                 "kv_max": s["kv_cache"]["max_usage"],
                 "preemptions": s["preemptions"],
+                # every sample's KV at its end, the prompt's blocks shared by its samples, against the cache's size
+                "kv_tokens": prompts * (PROMPT + n * length),
+                "kv_cache_tokens": s["memory"]["kv_cache_tokens"],
             }
     return out
 
@@ -60,11 +65,12 @@ def main() -> None:
     rows = run(args.prompts, samples, lengths, args.model)
     print(f"{args.model} on {GPU}, {args.prompts} prompts of {PROMPT} tokens at once, N samples of L tokens each")
     print("N x L | time s | GPU ms per generated token | vs L = first | attention share of a decode step | "
-          "mean batch | KV peak | preemptions")  # fmt: skip
+          "mean batch | KV peak | preemptions | samples' KV tokens | vs KV cache")  # fmt: skip
     for (n, length), r in rows.items():
         base = rows[n, lengths[0]]["ms_per_token"]
         print(f"{n} x {length} | {r['duration_s']:.1f} | {r['ms_per_token']:.3f} | {r['ms_per_token'] / base:.2f}x | "
-              f"{r['attention_share']:.0%} | {r['batch']:.0f} | {r['kv_max']:.0%} | {r['preemptions']}")  # fmt: skip
+              f"{r['attention_share']:.0%} | {r['batch']:.0f} | {r['kv_max']:.0%} | {r['preemptions']} | "
+              f"{r['kv_tokens']} | {r['kv_tokens'] / r['kv_cache_tokens']:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,15 +22,18 @@ import argparse
 from servesim.api import simulate
 from servesim.config import EngineConfig, LengthDist, Scenario, WorkloadConfig
 
-POLICIES = {"chunked prefill (512)": ("sarathi", {"chunk_size": 512}),
+CHECK = ["--requests", "150"]  # the small run CI checks (experiments/record.py)
+
+PROMPT, OUTPUT, BUDGET = 2048, 256, 512
+POLICIES = {f"chunked prefill ({BUDGET})": ("sarathi", {"chunk_size": BUDGET}),
             "layered prefill, 4 groups": ("layered_prefill", {"groups": 4}),
             "layered prefill, 8 groups": ("layered_prefill", {"groups": 8})}  # fmt: skip
 
 
 def run(policy: str, opts: dict, requests: int, rate: float) -> dict:
-    wl = WorkloadConfig(num_requests=requests, rate=rate, input=LengthDist(dist="fixed", mean=2048),
-                        output=LengthDist(dist="fixed", mean=256, max=256))  # fmt: skip
-    e = EngineConfig(scheduler=policy, scheduler_options=opts, max_num_batched_tokens=512, max_num_seqs=256)
+    wl = WorkloadConfig(num_requests=requests, rate=rate, input=LengthDist(dist="fixed", mean=PROMPT),
+                        output=LengthDist(dist="fixed", mean=OUTPUT, max=OUTPUT))  # fmt: skip
+    e = EngineConfig(scheduler=policy, scheduler_options=opts, max_num_batched_tokens=BUDGET, max_num_seqs=256)
     return simulate(Scenario(model="qwen3-30b-a3b", gpu="h100-sxm", engine=e, workload=wl)).summary()
 
 
@@ -39,6 +42,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=600)
     ap.add_argument("--rate", type=float, default=2.0)
     a = ap.parse_args()
+    print(f"qwen3-30b-a3b on h100-sxm, {a.requests} requests of {PROMPT} prompt / {OUTPUT} output tokens at "
+          f"{a.rate:g} req/s (Poisson), {BUDGET}-token budget per iteration")
     print("policy | mean TTFT ms | mean TPOT ms | J per token | TTFT vs chunked | J/token vs chunked")
     base = None
     for name, (policy, opts) in POLICIES.items():

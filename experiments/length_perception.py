@@ -21,6 +21,8 @@ import argparse
 from servesim.api import simulate
 from servesim.config import Scenario
 
+CHECK = ["--requests", "300"]  # the small run CI checks (experiments/record.py)
+
 
 def run(requests: int, batch: int, seed: int = 0) -> dict[str, dict]:
     base = Scenario(workload={"num_requests": requests, "arrival": "burst", "seed": seed})

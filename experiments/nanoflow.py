@@ -19,11 +19,15 @@ import argparse
 from servesim.api import simulate
 from servesim.config import EngineConfig, LengthDist, Scenario, WorkloadConfig
 
+CHECK = ["--requests", "300"]  # the small run CI checks (experiments/record.py)
+
+PROMPT, OUTPUT, MAX_SEQS, MAX_TOKENS = 1024, 512, 512, 8192
+
 
 def run(nano: int, requests: int) -> dict:
-    wl = WorkloadConfig(num_requests=requests, rate=float("inf"), input=LengthDist(dist="fixed", mean=1024),
-                        output=LengthDist(dist="fixed", mean=512, max=512))  # fmt: skip
-    e = EngineConfig(nano_batches=nano, max_num_seqs=512, max_num_batched_tokens=8192)
+    wl = WorkloadConfig(num_requests=requests, rate=float("inf"), input=LengthDist(dist="fixed", mean=PROMPT),
+                        output=LengthDist(dist="fixed", mean=OUTPUT, max=OUTPUT))  # fmt: skip
+    e = EngineConfig(nano_batches=nano, max_num_seqs=MAX_SEQS, max_num_batched_tokens=MAX_TOKENS)
     return simulate(Scenario(model="llama-3.1-8b", gpu="h100-sxm", engine=e, workload=wl)).summary()
 
 
@@ -32,6 +36,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     n = ap.parse_args().requests
     base = None
+    print(f"llama-3.1-8b on h100-sxm, offline: {n} requests of {PROMPT} prompt / {OUTPUT} output tokens at once, "
+          f"max_num_seqs {MAX_SEQS}, max_num_batched_tokens {MAX_TOKENS}")
     print("engine | output tok/s | total tok/s | vs sequential")
     for nano in (1, 2, 4):
         s = run(nano, n)

@@ -10,9 +10,12 @@ every schedule's step time, throughput, MFU, bubble and peak memory, and the gai
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from servesim.pipeline import PipelineConfig, StageCosts, simulate_pipeline
+
+CHECK = ["--micro-batches", "16"]  # the small run CI checks (experiments/record.py)
 
 SCHEDULES = ["gpipe", "1f1b", "interleaved", "bfpp", "zb-h1", "zb-h2", "zb-v"]
 
@@ -52,7 +55,7 @@ def main() -> None:
     t0 = time.perf_counter()
     realistic(args.micro_batches)
     textbook()
-    print(f"\nall studies: {time.perf_counter() - t0:.1f} s wall")
+    print(f"all studies: {time.perf_counter() - t0:.1f} s wall", file=sys.stderr)
 
 
 if __name__ == "__main__":

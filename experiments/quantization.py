@@ -19,6 +19,8 @@ import argparse
 from servesim.api import simulate
 from servesim.config import EngineConfig, LengthDist, Scenario, WorkloadConfig
 
+CHECK = ["--big", "256"]  # the small run CI checks (experiments/record.py)
+
 SCHEMES = {"bf16": {}, "W4A16 (awq)": {"quantization": "awq"},
            "W8A16 (gptq 8-bit)": {"quantization": "gptq", "quantization_bits": 8},
            "W8A8 (fp8)": {"quantization": "fp8"}}  # fmt: skip

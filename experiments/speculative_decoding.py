@@ -19,6 +19,9 @@ import argparse
 
 from servesim.api import simulate
 from servesim.config import EngineConfig, LengthDist, Scenario, SpeculativeConfig, WorkloadConfig
+from servesim.perf.speculative import expected_tokens
+
+CHECK = ["--batches", "1,256"]  # the small run CI checks (experiments/record.py)
 
 METHODS = {"plain": None, "eagle": SpeculativeConfig(method="eagle"),
            "draft llama-3.2-1b": SpeculativeConfig(method="draft_model", draft_model="llama-3.2-1b")}  # fmt: skip
@@ -35,6 +38,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="1,8,32,128,256")
     batches = [int(b) for b in ap.parse_args().batches.split(",")]
+    spec = METHODS["eagle"]
+    print(f"llama-3.1-8b on h100-sxm, B requests of 512 prompt / 256 output tokens sent at once; k="
+          f"{spec.num_speculative_tokens}, acceptance {spec.acceptance_rate:g} ({expected_tokens(spec):.2f} tokens "
+          "per step), for the eagle head and the llama-3.2-1b draft alike")
     print("batch | plain TPOT ms | eagle TPOT ms | eagle speedup | draft TPOT ms | draft speedup")
     for b in batches:
         t = {name: tpot_ms(b, spec) for name, spec in METHODS.items()}

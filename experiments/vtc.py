@@ -22,6 +22,8 @@ import argparse
 from servesim.api import simulate
 from servesim.config import EngineConfig, Scenario, TenantConfig, WorkloadConfig
 
+CHECK = ["--requests", "900"]  # the small run CI checks (experiments/record.py)
+
 
 def run(requests: int, heavy: float, light: float) -> dict[str, dict]:
     wl = WorkloadConfig(num_requests=requests, tenants=[TenantConfig(name="heavy", rate=heavy),

@@ -66,7 +66,8 @@ INERT = [  # flags that cannot act in the run they were given to: refused, namin
     (["--fanout", "3"], "--programs"), (["--migration"], "more than one replica"),
     (["--expert-skew", "1.5"], "mixture-of-experts"), (["--calls", "3"], "switch on a feature by itself"),
     (["--gap-dist", "uniform"], "name it with --programs"), (["--acceptance-rate", "0.6"], "--speculative-method"),
-    (["--format", "csv"], "--output"),
+    (["--format", "csv"], "--output"), (["--swap-space", "8"], "--preemption-mode swap"),
+    (["--swap-group-blocks", "16"], "--preemption-mode swap"),
 ]  # fmt: skip
 
 
@@ -173,8 +174,24 @@ def test_one_clear_line(files, args, fragment):
 
 
 def test_accepted_with_a_note(files):
+    for args in (["--preemption-mode", "swap", "--swap-space", "8"], ["--scheduler", "continuum", "-O", "offload=true",
+                                                                       "--swap-space", "8"]):  # fmt: skip
+        assert invoke("run", *args, *N).exit_code == 0  # the CPU tier in use: its size acts
     res = invoke("run", "--pp", "3", *N)
     assert res.exit_code == 0, res.output
     assert "note: PP 3 does not divide llama-3.1-8b's 32 layers" in res.stderr
     res = invoke("run", "--router", "least-tokens", "--replicas", "2", "--json", *N)  # hyphens as flags have them
     assert res.exit_code == 0 and json.loads(res.stdout)["completed"] == 20
+
+
+@pytest.mark.parametrize("args", [["run", "-o", ""], ["run", "--report="], ["run", "--trace-out", " "],
+                                  ["search", "--store", "", "--slo", "p90_ttft:100"], ["run", "-c", ""]])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(files, monkeypatch, capsys, args):
+    from servesim.cli import main
+
+    monkeypatch.setattr("sys.argv", ["servesim", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    flag = args[1].rstrip("=")
+    assert exit_.value.code == 2 and f"{flag} is empty; give a path or drop the flag" in capsys.readouterr().err
+    assert not Path("summary.json").exists()  # nothing written where the run was started

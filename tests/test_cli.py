@@ -259,3 +259,22 @@ def test_a_run_too_large_for_memory_is_warned_about(monkeypatch):
     assert "run of 300 requests needs about 0.0 GiB (7 KiB each)" in res.output and "pass --stream" in res.output
     monkeypatch.setattr(run, "available_bytes", lambda: 2**40)
     assert "pass --stream" not in invoke("run", "--num-requests", "300").output
+
+
+def test_run_progress_counts_every_request_and_shows_only_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from servesim import Scenario, WorkloadConfig, simulate
+    from servesim.cli import RunProgress
+
+    taken = []
+    simulate(Scenario(workload=WorkloadConfig(num_requests=20_000, rate=500.0)), progress=taken.append)
+    assert sum(taken) == 20_000 and len(taken) == 3  # told chunk by chunk (8,192 arrivals at a time)
+    for terminal, enabled, shown in ((True, True, True), (False, True, False), (True, False, False)):
+        out = io.StringIO()
+        with RunProgress(20_000, enabled, after_s=0.0, console=Console(file=out, force_terminal=terminal)) as bar:
+            for n in taken:
+                bar(n)
+        assert ("simulating" in out.getvalue()) == shown

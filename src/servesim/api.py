@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from servesim.config import Scenario
@@ -12,13 +13,15 @@ from servesim.run import run_share
 
 
 def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_address: str | None = None,
-             stream: bool = False, records_dir: str | Path | None = None) -> Result:  # fmt: skip
+             stream: bool = False, records_dir: str | Path | None = None,
+             progress: Callable[[int], None] | None = None) -> Result:  # fmt: skip
     """Simulate the scenario's deployment (co-located or disaggregated) serving its workload to completion.
 
     A fleet in `partitions` groups runs its groups on `workers` local processes (default: one per
     core) or on the Ray cluster at `ray_address` (see `partition.py`). A `stream`ed run keeps no
     requests in memory (`stream.py`): its summary is gathered as it goes, its per-request records
-    are written to Parquet in `records_dir` if given."""
+    are written to Parquet in `records_dir` if given. `progress`, if given, is called with the number of
+    requests taken into the run since its last call (an unpartitioned run; a partitioned one does not call it)."""
     sc = scenario or Scenario()
     if workers is not None and workers < 1:
         raise ServesimError(f"workers must be at least 1, not {workers}")
@@ -29,7 +32,7 @@ def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_a
         out.mkdir(parents=True, exist_ok=True)
     if sc.partitions > 1:
         return simulate_partitioned(sc, workers or default_workers(sc), ray_address, stream, out)
-    return run_share(sc, stream=stream, records=out / "requests.parquet" if out else None)
+    return run_share(sc, stream=stream, records=out / "requests.parquet" if out else None, progress=progress)
 
 
 __all__ = ["Result", "simulate"]

@@ -86,6 +86,41 @@ def _write_views(result, report: Path | None, report_fn: str, trace_out: Path | 
 Opt = typer.Option
 
 
+class RunProgress:
+    """A progress bar on stderr for a run that has gone on for more than `after_s` (on a terminal only)."""
+
+    def __init__(self, total: int | None, enabled: bool, after_s: float = 2.0, console: Console | None = None):
+        import time
+
+        self.console = console or err
+        self.total, self.enabled = total, enabled and self.console.is_terminal
+        self.after = time.monotonic() + after_s
+        self.done, self.bar = 0, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, n: int) -> None:
+        import time
+
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is None and time.monotonic() >= self.after:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("requests"),
+                                TimeElapsedColumn(), console=self.console, transient=True)  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task("run", total=self.total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 @app.command()
 @friendly
 def run(
@@ -190,13 +225,14 @@ def run(
     ] = False,
     fmt: Annotated[str, Opt("--format", help="parquet | csv records")] = "parquet",
     as_json: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="no progress bar (shown on a terminal past 2 s)")] = False,
     report: Annotated[Path | None, Opt(help="write a self-contained HTML report")] = None,
     trace_out: Annotated[Path | None, Opt(help="write the iteration timeline (Chrome trace JSON)")] = None,
 ):
     """Simulate a deployment serving a request stream (defaults: Llama-3.1-8B on one H100)."""
     flags = dict(locals())
     for name in ("config", "scheduler_option", "goodput", "output", "fmt", "as_json", "report", "trace_out", "workers",
-                 "ray_address", "stream", "offline", "pool"):  # fmt: skip
+                 "ray_address", "stream", "offline", "pool", "quiet"):  # fmt: skip
         flags.pop(name)
     if pool and (gpu or replicas):
         raise ServesimError("--pool gives each pool its GPU and replicas; drop --gpu and --replicas")
@@ -233,7 +269,9 @@ def run(
 
     if warning := memory_warning(scenario, stream):
         note(warning)
-    result = simulate(scenario, workers, ray_address, stream, output if stream else None)
+    wl = scenario.workload
+    with RunProgress(wl.num_requests * wl.n if wl.num_requests else None, not (quiet or as_json)) as progress:
+        result = simulate(scenario, workers, ray_address, stream, output if stream else None, progress)
     for text in result.notes:
         note(text)
     summary = result.summary()
@@ -643,7 +681,31 @@ def validate(
                       f"{st['max_ape']:.1f}%  ({st['points']} batches)")  # fmt: skip
 
 
+def empty_path(argv: list[str]) -> str | None:
+    """The path flag given an empty value, which the parser would read as the current directory."""
+    import typing
+
+    command = next((c for c in app.registered_commands if (c.name or c.callback.__name__) == argv[0]), None) \
+        if argv else None  # fmt: skip
+    if command is None:
+        return None
+    names = set()
+    for param, hint in typing.get_type_hints(command.callback, include_extras=True).items():
+        base = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+        if Path in (*typing.get_args(base), base):
+            decls = next((m.param_decls for m in getattr(hint, "__metadata__", ()) if m.param_decls), ())
+            names |= set(decls) or {"--" + param.replace("_", "-")}
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in names and (not value.strip() if eq else i + 1 < len(argv) and not argv[i + 1].strip()):
+            return name
+    return None
+
+
 def main() -> None:
+    if name := empty_path(sys.argv[1:]):
+        err.print(f"[bold red]error:[/] {name} is empty; give a path or drop the flag", highlight=False)
+        sys.exit(2)
     app(prog_name="servesim")
 
 

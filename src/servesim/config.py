@@ -453,6 +453,12 @@ class SemiPDConfig(_Strict):
     step: float = Field(0.1, gt=0, lt=1, description="share moved per adjustment")
     prefill_kv: float = Field(0.1, gt=0, lt=1, description="share of the KV blocks the prefill worker may "
                               "hold for prompts in progress (at least one max_model_len prompt)")  # fmt: skip
+    contention: Literal["measured", "none"] = Field(
+        "measured",
+        description="how the workers' iterations are priced while both run. measured: slowed as a "
+        "GEMM and GEMVs in two green contexts on one H100 slowed each other (perf/sm_share.py); none: an "
+        "assumption, each at its SM share's speed alone, both drawing nearly all the memory bandwidth at once",
+    )
 
 
 class Scenario(_Strict):
@@ -652,12 +658,21 @@ def inert_flags(flags: dict, sc: Scenario, base: Scenario | None = None) -> None
         (("migration",), not flags.get("migration") or sc.replicas > 1 or (sc.decode and sc.decode.replicas > 1),
          "more than one replica to move requests between"),
         (("expert_skew",), "expert_skew" not in given or _is_moe(sc.model), "a mixture-of-experts model"),
+        (("swap_space", "swap_group_blocks"), _uses_cpu_tier(sc),
+         "--preemption-mode swap (or a policy that keeps contexts in the CPU tier: continuum with -O offload=true)"),
     ]  # fmt: skip
     for names, acts, what in needs:
         idle = [n for n in names if n in given]
         if idle and not acts:
             flag = ", ".join(f"--{n.replace('_', '-')}" for n in idle)
             raise ServesimError(f"{flag} cannot act in this run: it needs {what}; add that or drop the flag")
+
+
+def _uses_cpu_tier(sc: Scenario) -> bool:
+    """Whether some engine of the scenario copies KV to host memory: swap preemption or offloaded contexts."""
+    engines = [sc.engine] + [p.engine for p in (sc.prefill, sc.decode) if p] + [p.engine for p in sc.pools or []
+                                                                                 if p.engine]  # fmt: skip
+    return any(e.preemption_mode == "swap" or e.scheduler_options.get("offload") for e in engines)
 
 
 def _is_moe(model: str) -> bool:

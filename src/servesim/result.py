@@ -114,7 +114,7 @@ class Result:
             return self.streamed.tally
         d = self.deployment
         tally = Tally(self.scenario.slo, d.replica_count)
-        tally.add(self.records, self._itls.gaps)
+        tally.add(self.records, self._itls.gaps, self._itls.counts)
         tally.add_programs(self.raw_requests)
         tally.add_pools(pool_counts(self.raw_requests, self.pools, d.replica_of))
         return tally

@@ -5,6 +5,7 @@ per group (`partition.py`); `api.simulate` chooses."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,15 +65,16 @@ def no_cycle_collection():
             gc.enable()
 
 
-def run_share(sc: Scenario, share: tuple[int, int] = (0, 1), stream: bool = False,
-              records: Path | None = None) -> Result:  # fmt: skip
+def run_share(sc: Scenario, share: tuple[int, int] = (0, 1), stream: bool = False, records: Path | None = None,
+              progress: Callable[[int], None] | None = None) -> Result:  # fmt: skip
     """The result of serving a share of the workload (`generate`'s share); streamed, writing the records to
-    the Parquet file `records` if given."""
+    the Parquet file `records` if given. `progress` is told how many more requests the run has taken in."""
     with no_cycle_collection():
-        return _simulate(sc, share, stream, records)
+        return _simulate(sc, share, stream, records, progress)
 
 
-def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path | None) -> Result:
+def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path | None,
+              progress: Callable[[int], None] | None) -> Result:  # fmt: skip
     pl = plan(sc)
     done: list | None = [] if stream else None  # a streamed run's finished and refused requests, collected as it goes
     cluster = build(pl, done)
@@ -84,6 +86,8 @@ def _simulate(sc: Scenario, share: tuple[int, int], stream: bool, records: Path 
             if not stream:
                 requests.extend(chunk)
             yield chunk
+            if progress is not None:  # (the chunk has been served up to the next one's first arrival)
+                progress(len(chunk))
 
     cluster.serve(chunks(), collector.collect if collector else None)
     report = cluster.report()

@@ -72,7 +72,7 @@ class Collector:
         meters = [rep.meter for rep in reps]
         itls = itl_table(batch, [m.iter_end for m in meters], bases=[m.base for m in meters])
         records = request_records(batch, itls, self.replica_of)
-        self.out.tally.add(records, itls.gaps)
+        self.out.tally.add(records, itls.gaps, itls.counts)
         self.out.tally.add_programs(batch)
         if self.pools:
             self.out.tally.add_pools(pool_counts(batch, self.pools, self.replica_of))

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servesim import SLO, Scenario, ServesimError, WorkloadConfig, simulate
 from servesim.config import LengthDist
@@ -87,16 +89,40 @@ def test_too_long_requests_are_rejected():
     assert s["failed"] > 0 and s["completed"] + s["failed"] == 50
 
 
-def test_itl_table_in_chunks_equals_all_at_once():
-    from servesim import Scenario, WorkloadConfig, simulate
+@pytest.mark.parametrize("extra", [{}, {"migration": {"enabled": True}}])
+def test_itl_table_counts_every_gap_of_every_token(extra):
+    """Gaps counted per iteration equal each request's token times differenced one by one, across the segments
+    of preempted and migrated requests too."""
+    from servesim import Scenario, simulate
     from servesim.metrics import itl_table
+    from servesim.metrics.summary import token_times
 
-    r = simulate(Scenario(workload=WorkloadConfig(num_requests=120, rate=20.0), replicas=2, router="round_robin"))
-    whole, parts = itl_table(r.raw_requests, r.iter_ends, chunk=10**6), itl_table(r.raw_requests, r.iter_ends, chunk=7)
-    np.testing.assert_array_equal(whole.gaps, parts.gaps)
-    np.testing.assert_array_equal(whole.mean, parts.mean)
-    np.testing.assert_array_equal(whole.max, parts.max)
-    assert len(whole.gaps) == sum(q.output_len - 1 for q in r.raw_requests if q.record.finish is not None)
+    sc = Scenario.model_validate({"workload": {"num_requests": 300, "rate": 40.0, "output": {"mean": 300}},
+                                  "engine": {"gpu_memory_utilization": 0.22, "max_model_len": 4096}, "replicas": 2,
+                                  "router": "round_robin", **extra})  # fmt: skip
+    r = simulate(sc)
+    reqs = r.raw_requests
+    assert sum(q.record.preemptions for q in reqs) > 0 and max(len(q.record.segments) for q in reqs) > 1
+    table = itl_table(reqs, r.iter_ends)
+    per_request = [np.diff(token_times(q, r.iter_ends)) if q.record.finish is not None and q.output_len > 1
+                   else np.empty(0) for q in reqs]  # fmt: skip
+    every = np.sort(np.concatenate(per_request))
+    np.testing.assert_allclose(np.sort(table.expanded()), every, rtol=0, atol=1e-12)
+    with_gaps = np.array([len(g) > 0 for g in per_request])
+    np.testing.assert_allclose(table.mean[with_gaps], [g.mean() for g in per_request if len(g)], rtol=1e-9)
+    np.testing.assert_array_equal(table.max[with_gaps], [g.max() for g in per_request if len(g)])
+    assert np.isnan(table.mean[~with_gaps]).all()
+
+
+@given(st.lists(st.tuples(st.floats(0, 1e3, allow_nan=False), st.integers(0, 5)), min_size=1, max_size=40))
+def test_counted_values_have_numpys_statistics(pairs):
+    """Statistics of values with counts are those of the values repeated, as numpy computes them."""
+    from servesim.metrics.sketch import exact_stats
+
+    v, c = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    got, want = exact_stats(v, counts=c), exact_stats(np.repeat(v, c))
+    for key, value in want.items():
+        assert (got[key] is None and value is None) or got[key] == pytest.approx(value, rel=1e-9, abs=1e-9)
 
 
 def test_offline_runs_report_their_steady_state_throughput():

@@ -312,6 +312,18 @@ def test_long_prefill_past_the_grid_scales_with_its_flops(profile, llama):
     assert not fresh.outside  # within the grid: nothing to say
 
 
+def test_head_layout_measured_only_past_the_grid_is_not_extrapolated_down():
+    """The H100 profile measured Llama-3.2-1B's heads (32, 8, 64) only at 16k-128k-token prompts; extrapolating
+    those down to a 512-token chunk priced it ~1000x too slow (a speculative draft model 10x slower than its
+    target): such a layout is priced by the fitted roofline, well under the 8B model's measured prefill."""
+    h100 = get_gpu("h100-sxm")
+    prof = load_profile(find_profile("h100-sxm"))
+    assert (32, 8, 64) not in prof.prefill
+    small = ProfiledModel(get_model("llama-3.2-1b"), h100, prof)
+    big = ProfiledModel(get_model("llama-3.1-8b"), h100, prof)
+    assert small.iteration_time(Batch.prefill(512)) < big.iteration_time(Batch.prefill(512))
+
+
 COLLAPSE = DOCS / "moe-router-collapse"  # Qwen3-30B-A3B on the H100, measured before the decoder's routing bias
 
 

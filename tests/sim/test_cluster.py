@@ -122,7 +122,8 @@ def test_replicas_the_router_does_not_read_run_the_same_timeline(monkeypatch):
 def test_power_of_two_reads_two_replicas_and_takes_the_lighter(monkeypatch):
     reads = []
     original = Replica.advance
-    monkeypatch.setattr(Replica, "advance", lambda self, t: (reads.append(self.index), original(self, t))[1])
+    monkeypatch.setattr(Replica, "advance",
+                        lambda self, t, peek=False: (reads.append(self.index), original(self, t, peek))[1])  # fmt: skip
     reqs, replicas = _serve("power_of_two", n=300)
     assert all(q.record.finish is not None for q in reqs)
     # two reads per arrival while requests arrive (the rest are the final drain)
@@ -144,3 +145,29 @@ def test_length_aware_router_keeps_long_decodes_apart(monkeypatch):
         reps[1].receive(Request(i, 0.0, 100, 50), 0.0)  # three short ones on replica 1
     assert router.route(Request(9, 0.0, 100, 3000), reps) == 1  # 150 tokens of work beat 4000
     assert LengthAware().route(Request(9, 0.0, 100, 3000), reps) in (0, 1)  # the bucket predictor runs too
+
+
+@pytest.mark.parametrize("router", ["least_tokens", "power_of_two"])
+def test_a_read_that_leaves_a_decode_run_whole_sees_what_cutting_it_would(monkeypatch, router):
+    """Routers read queued tokens without cutting a decode run (`Replica.queued_tokens_at`): the same routing and
+    timeline as running every read replica up to the read, with far fewer steps logged."""
+    sc = Scenario.model_validate({"workload": {"num_requests": 1500, "rate": 60.0, "output": {"mean": 300}},
+                                  "engine": {"gpu_memory_utilization": 0.22, "max_model_len": 4096},
+                                  "replicas": 4, "router": router})  # fmt: skip
+    lazy = simulate(sc)
+
+    def cut(self, t):
+        self.advance(t)
+        return self.state.queued_tokens()
+
+    monkeypatch.setattr(Replica, "queued_tokens_at", cut)
+    eager = simulate(sc)
+    a, b = lazy.requests, eager.requests
+    assert lazy.summary()["preemptions"] > 0  # (the KV cache is tight enough to matter)
+    assert (a.replica == b.replica).all()
+    for col in ("first_token_s", "finish_s", "itl_max_s"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-9)
+    rows = lambda r: sum(len(s["start"]) for s in r.replica_steps)  # noqa: E731
+    assert rows(lazy) < {"least_tokens": 0.6, "power_of_two": 0.8}[router] * rows(eager)  # (it reads 4 or 2)
+    ka, kb = lazy.summary()["kv_cache"], eager.summary()["kv_cache"]
+    assert ka["max_usage"] == kb["max_usage"] and ka["mean_usage"] == pytest.approx(kb["mean_usage"], rel=0.02)

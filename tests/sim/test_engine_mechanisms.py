@@ -1,5 +1,8 @@
 """Engine mechanisms end to end: semi-PD workers, layered prefill, speculative decoding and quantization runs."""
 
+import csv
+from pathlib import Path
+
 import pytest
 
 from servesim.api import simulate
@@ -88,3 +91,51 @@ def test_a_semi_pd_workers_power_and_cost_follow_its_sm_share():
     assert p.gpus == pytest.approx(0.7) and p.gpus + d.gpus == pytest.approx(1.0)  # the pair pays for one GPU
     assert p.usd_per_s + d.usd_per_s == pytest.approx(p.price_per_hour / 3600)
     assert p.meter.usd_per_s == p.usd_per_s
+
+
+VALIDATION = Path(__file__).parents[2] / "docs" / "validation" / "h100_green_context_pair.csv"
+
+
+def test_semi_pds_contention_reproduces_the_measured_green_context_pairs():
+    """Two green contexts on one H100, a GEMM and GEMVs launched together: priced as processor sharing, each pair
+    takes the time measured (both alone on their partitions, then together)."""
+    from servesim.perf.profiled import load_profile_for
+    from servesim.perf.sm_share import PAIR_TABLE, PairContention
+
+    profile = load_profile_for("h100-sxm")
+    assert (profile.path / PAIR_TABLE).read_bytes() == VALIDATION.read_bytes()  # the profile's copy is the measurement
+    pair = PairContention.for_profile(profile)
+    for row in csv.DictReader(VALIDATION.open()):
+        x = float(row["gemm_sms"]) / (float(row["gemm_sms"]) + float(row["gemv_sms"]))
+        short, long = sorted((float(row["gemm_part_s"]), float(row["gemv_part_s"])))
+        # both run until the shorter is done (each slowed), then the longer alone
+        together = short * pair.slowdown(x, 1.0) + long - short
+        assert together == pytest.approx(float(row["both_s"]), rel=1e-9)
+        assert pair.slowdown(x, 0.0) == 1.0 and 1.0 < pair.slowdown(x, 0.5) < pair.slowdown(x, 1.0) <= 2.0
+    assert PairContention.for_profile(None).source.endswith("on the H100")  # other GPUs borrow the H100's
+
+
+def test_busy_spans_and_their_overlap():
+    from servesim.sim.semi_pd import together
+
+    assert together([(0.0, 1.0), (2.0, 3.0)], [(0.5, 2.5)]) == pytest.approx(1.0)
+    assert together([(0.0, 1.0)], [(1.0, 2.0)]) == 0.0 and together([], [(0.0, 1.0)]) == 0.0
+
+
+def test_semi_pd_workers_slow_each_other_as_measured_unless_assumed_not_to():
+    wl = _wl(n=300, rate=12.0, prompt=2048, out=256)
+    runs = {c: simulate(Scenario(replicas=2, workload=wl, semi_pd=SemiPDConfig(enabled=True, adaptive=False,
+                                                                                   contention=c)))
+            for c in ("measured", "none")}  # fmt: skip
+    measured, assumed = (r.summary() for r in runs.values())
+    assert measured["e2el_ms"]["mean"] > 1.2 * assumed["e2el_ms"]["mean"]  # contention costs
+    pd = measured["semi_pd"]
+    assert pd["contention"] == "measured" and assumed["semi_pd"]["contention"] == "none"
+    for role in ("prefill", "decode"):
+        assert 0.0 < pd[f"{role}_overlap"] <= 1.0 and 1.0 < pd[f"{role}_slowdown"] <= 2.0
+    assert any("semi-PD contention (measured pair of green contexts)" in n for n in runs["measured"].notes)
+    assert any("no contention priced (assumed)" in n for n in runs["none"].notes)
+    # the overlap is read one interval late: a five times shorter interval moves the mean E2EL little
+    fine = simulate(Scenario(replicas=2, workload=wl, semi_pd=SemiPDConfig(enabled=True, adaptive=False,
+                                                                           interval_s=0.1))).summary()  # fmt: skip
+    assert fine["e2el_ms"]["mean"] == pytest.approx(measured["e2el_ms"]["mean"], rel=0.05)

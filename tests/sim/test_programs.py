@@ -143,10 +143,10 @@ def test_fast_forward_equals_step_by_step_with_programs(step_by_step, scheduler)
 
     engine = EngineConfig(scheduler=scheduler, max_num_seqs=24)
     slow = calls_of(n=40, rate=6.0, gap=0.8, first=1500)
-    r1 = run(slow, engine, num_blocks=1200)
+    r1 = run(slow, engine, num_blocks=1000)
     replica_mod.MAX_RUN = 1 << 20
     fast = calls_of(n=40, rate=6.0, gap=0.8, first=1500)
-    r2 = run(fast, engine, num_blocks=1200)
+    r2 = run(fast, engine, num_blocks=1000)
     assert r1.it == r2.it
     assert [q.record.finish for q in slow] == pytest.approx([q.record.finish for q in fast], rel=1e-9)
     assert [q.record.cached_tokens for q in slow] == [q.record.cached_tokens for q in fast]
@@ -168,3 +168,46 @@ def test_an_offloaded_context_comes_back_from_the_cpu_tier(checked):
     assert offloaded.state.swap_total_s > 0 and offloaded.state.host_used == 0
     full, _ = run_with({"offload": True, "program_fcfs": False}, 0)  # no room on the host: nothing kept
     assert full.state.swap_total_s == 0
+
+
+def test_continuum_learns_a_tool_calls_duration_only_once_it_has_returned(checked):
+    """The default TTL is the mean of the tool calls returned so far: at each call's end, the history holds exactly
+    the earliest tool calls to return, none that was still running."""
+    calls = calls_of(n=40, rate=6.0, gap=1.5, seed=3)
+    r = make_replica(EngineConfig(scheduler="continuum"), num_blocks=20000, unit_tokens=16)
+    sched, keep = r.scheduler, r.state.retention
+    assert sched.opts.predictor == "mean"
+    looks = []
+
+    def watched(seq):
+        looks.append((seq, sched.seen, sched.gaps, keep(seq)))
+        return looks[-1][3]
+
+    r.state.retention = watched
+    r.run([c for c in calls if not c.parents])
+    tools = sorted((c.record.finish + min(x.delay for x in c.children), min(x.delay for x in c.children))
+                   for c in calls if c.children)  # fmt: skip
+    assert len(looks) == len(tools) and sched.seen == sum(back <= max(c.record.finish for c in calls)
+                                                          for back, _ in tools)  # fmt: skip
+    assert looks[0][1] == 0 < looks[-1][1]  # (it starts knowing nothing and learns)
+    for seq, seen, gaps, ttl in looks:
+        assert sum(back <= seq.rec.finish for back, _ in tools) >= seen  # none counted before it returned
+        assert gaps == pytest.approx(sum(g for _, g in tools[:seen]))  # the earliest to return, in order
+        expected = gaps / seen if seen else sched.opts.max_ttl_s
+        assert ttl == pytest.approx(expected * 1.2 if expected <= sched.opts.max_ttl_s else 0.0)
+
+
+def test_continuums_oracle_ttl_is_each_tool_calls_own_duration_and_a_bad_predictor_is_one_line():
+    from servesim.api import simulate
+    from servesim.config import Scenario
+    from servesim.errors import ServesimError
+
+    calls = calls_of(n=10, gap=1.0, seed=5)
+    r = make_replica(EngineConfig(scheduler="continuum", scheduler_options={"predictor": "oracle"}), unit_tokens=16)
+    for c in calls:
+        if c.children:
+            seq = type("Seq", (), {"req": c})()
+            assert r.scheduler.retention(seq) == pytest.approx(1.2 * min(x.delay for x in c.children))
+    with pytest.raises(ServesimError, match=r"^scheduler_options of continuum: predictor: Input should be 'mean' "
+                                            r"or 'oracle'$"):  # fmt: skip
+        simulate(Scenario(engine=EngineConfig(scheduler="continuum", scheduler_options={"predictor": "median"})))

@@ -25,37 +25,66 @@ def _ms(mean: float, std: float, pcts) -> dict:
     return out
 
 
-def exact_stats(values_s, scratch: bool = False) -> dict:
-    """Mean, median, std, P90 and P99 in ms of values in seconds (NaN ignored), as numpy computes them.
-    scratch: the values may be reordered in place (spares a copy of what may be 10^8 gaps)."""
+def exact_stats(values_s, scratch: bool = False, counts=None) -> dict:
+    """Mean, median, std, P90 and P99 in ms of values in seconds (NaN ignored), as numpy computes them; with
+    `counts`, each value occurs that many times. scratch: the values may be reordered in place."""
     v = np.asarray(values_s, dtype=float)
     nan = np.isnan(v)
+    if counts is not None:
+        return _weighted_stats(v[~nan], np.asarray(counts)[~nan])
     if nan.any():
         v = v[~nan]
     if len(v) == 0:
         return dict(EMPTY)
-    # in seconds, scaled after: no millisecond copy of what may be 10^8 gaps
     mean, std = float(v.mean()), float(v.std())  # before the percentiles may reorder v
     return _ms(mean, std, np.percentile(v, PERCENTILES, overwrite_input=scratch and not nan.any()))
 
 
+def _weighted_stats(v: np.ndarray, counts: np.ndarray) -> dict:
+    """`exact_stats` of the values repeated `counts` times, without repeating them."""
+    keep = counts > 0
+    v, counts = v[keep], counts[keep]
+    n = int(counts.sum())
+    if not n:
+        return dict(EMPTY)
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(counts[order])
+    mean = float(np.dot(v, counts[order]) / n)
+    std = math.sqrt(float(np.dot((v - mean) ** 2, counts[order])) / n)
+    pcts = []
+    for q in PERCENTILES:  # numpy's linear rule between the order statistics around the rank
+        rank = q / 100 * (n - 1)
+        lo = math.floor(rank)
+        x0, x1 = v[np.searchsorted(cum, [lo, min(lo + 1, n - 1)], side="right")]
+        t = rank - lo
+        pcts.append(x1 - (x1 - x0) * (1 - t) if t >= 0.5 else x0 + (x1 - x0) * t)
+    return _ms(mean, std, pcts)
+
+
 class Exact:
-    """Every value, kept in chunks and pooled when asked."""
+    """Every value (with how often it occurs, where given), kept in chunks and pooled when asked."""
 
     def __init__(self):
         self.parts: list[np.ndarray] = []
+        self.counts: list[np.ndarray | None] = []
         self.scratch = True  # every part may be reordered
 
-    def add(self, values, scratch: bool = False) -> None:
-        """scratch: the caller lets `stats` reorder these values in place."""
+    def add(self, values, scratch: bool = False, counts=None) -> None:
+        """scratch: the caller lets `stats` reorder these values in place; counts: each value's occurrences."""
         self.parts.append(np.asarray(values, dtype=float))
+        self.counts.append(None if counts is None else np.asarray(counts, dtype=np.int64))
         self.scratch &= scratch
 
     def merge(self, other: Exact) -> None:
         self.parts += other.parts
+        self.counts += other.counts
         self.scratch &= other.scratch
 
     def stats(self) -> dict:
+        if any(c is not None for c in self.counts):
+            counts = [np.ones(len(p), dtype=np.int64) if c is None else c
+                      for p, c in zip(self.parts, self.counts, strict=True)]  # fmt: skip
+            return exact_stats(np.concatenate(self.parts), counts=np.concatenate(counts))
         if len(self.parts) == 1:
             return exact_stats(self.parts[0], scratch=self.scratch)
         return exact_stats(np.concatenate(self.parts) if self.parts else np.empty(0), scratch=True)
@@ -70,15 +99,20 @@ class LogHistogram:
         self.counts = np.zeros(int(math.ceil(math.log(hi / lo) / self._log)) + 1, dtype=np.int64)
         self.n, self.mean, self.m2 = 0, 0.0, 0.0  # count, mean and sum of squared deviations
 
-    def add(self, values, scratch: bool = False) -> None:
+    def add(self, values, scratch: bool = False, counts=None) -> None:
+        """counts: how many times each value occurs (default once)."""
         v = np.asarray(values, dtype=float)
-        v = v[~np.isnan(v)]
+        w = np.ones(len(v), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+        keep = ~np.isnan(v) & (w > 0)
+        v, w = v[keep], w[keep]
         if not len(v):
             return
         idx = np.log(np.maximum(v, self.lo) / self.lo) / self._log
-        self.counts += np.bincount(np.minimum(idx.astype(np.int64), len(self.counts) - 1), minlength=len(self.counts))
-        mean = float(v.mean())
-        self._combine(len(v), mean, float(((v - mean) ** 2).sum()))
+        self.counts += np.bincount(np.minimum(idx.astype(np.int64), len(self.counts) - 1), weights=w,
+                                   minlength=len(self.counts)).astype(np.int64)  # fmt: skip
+        n = int(w.sum())
+        mean = float(np.dot(v, w) / n)
+        self._combine(n, mean, float(np.dot((v - mean) ** 2, w)))
 
     def merge(self, other: LogHistogram) -> None:
         if (other.rel, other.lo, len(other.counts)) != (self.rel, self.lo, len(self.counts)):

@@ -80,51 +80,64 @@ def token_times(req, iter_ends: list[np.ndarray]) -> np.ndarray:
 
 
 class ITLs(NamedTuple):
-    """Inter-token latencies: each request's mean and largest gap (NaN without one), and every gap."""
+    """Inter-token latencies: each request's mean and largest gap (NaN without one), and every gap as distinct
+    values with how many times each occurs (`gaps`, `counts`)."""
 
     mean: np.ndarray
     max: np.ndarray
     gaps: np.ndarray
+    counts: np.ndarray
+
+    def expanded(self) -> np.ndarray:
+        """Every gap, each as often as it occurs."""
+        return np.repeat(self.gaps, self.counts)
 
 
-def itl_table(requests, iter_ends: list[np.ndarray], chunk: int = 20_000, bases: list[int] | None = None) -> ITLs:
-    """Every inter-token gap of every finished request, `chunk` requests at a time so the index arrays
-    stay small next to the gaps themselves (a run of 10^6 requests has ~2 x 10^8 gaps). Replica i's
-    iter_ends start at iteration bases[i] (default 0)."""
+def itl_table(requests, iter_ends: list[np.ndarray], bases: list[int] | None = None) -> ITLs:
+    """The inter-token gaps of the finished requests, without listing them one by one (a run of 10^6 requests
+    has ~2 x 10^8): a request's tokens come from runs of consecutive iterations of one replica (its
+    `segments`), so its gaps inside a segment are those iterations' durations, and every iteration's duration
+    is counted once per segment that spans it; the gaps between a request's segments (preempted, moved) are
+    listed. Replica i's iter_ends start at iteration bases[i] (default 0)."""
     offsets = np.cumsum([0] + [len(x) for x in iter_ends])[:-1] - (np.asarray(bases) if bases is not None else 0)
-    iter_end = np.concatenate(iter_ends) if iter_ends else np.empty(0)
+    end = np.concatenate(iter_ends) if iter_ends else np.empty(0)
     n = len(requests)
     mean, largest = np.full(n, np.nan), np.full(n, np.nan)
-    spans = [sum(b - a + 1 for _, a, b in r.record.segments) - 1 if r.record.finish is not None and r.output_len > 1
-             else 0 for r in requests]  # fmt: skip
-    gaps = np.empty(sum(spans))
-    filled = 0
-    for lo in range(0, n, chunk):
-        seg_owner, seg_a, seg_b = [], [], []
-        for i in range(lo, min(lo + chunk, n)):
-            if spans[i]:
-                for rep, a, b in requests[i].record.segments:
-                    seg_owner.append(i)
-                    seg_a.append(a + offsets[rep])
-                    seg_b.append(b + offsets[rep])
-        if not seg_owner:
+    owner, first, last = [], [], []  # each segment of a request with a gap: its request, first and last iteration
+    for i, r in enumerate(requests):
+        segs = r.record.segments
+        if r.record.finish is None or r.output_len < 2 or (len(segs) == 1 and segs[0][1] == segs[0][2]):
             continue
-        a, b = np.asarray(seg_a), np.asarray(seg_b)
-        lengths = b - a + 1
-        first = np.cumsum(lengths) - lengths
-        times = iter_end[np.repeat(a - first, lengths) + np.arange(lengths.sum())]
-        owner = np.repeat(np.asarray(seg_owner), lengths)
-        same = owner[1:] == owner[:-1]
-        owner, part = owner[1:][same], np.diff(times)[same]
-        gaps[filled : filled + len(part)] = part
-        filled += len(part)
-        count = np.bincount(owner - lo, minlength=min(chunk, n - lo))
-        sums = np.bincount(owner - lo, weights=part, minlength=min(chunk, n - lo))
-        has = count > 0
-        mean[lo : lo + len(count)][has] = sums[has] / count[has]
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        largest[owner[starts]] = np.maximum.reduceat(part, starts)
-    return ITLs(mean, largest, gaps)
+        for rep, a, b in segs:
+            owner.append(i)
+            first.append(a + offsets[rep])
+            last.append(b + offsets[rep])
+    if not owner:
+        return ITLs(mean, largest, np.empty(0), np.empty(0, dtype=np.int64))
+    owner, a, b = np.asarray(owner), np.asarray(first), np.asarray(last)
+    step = np.diff(end, prepend=end[0])  # step[g]: iteration g's duration (the gap to the token before it)
+    # how many segments span each iteration past their first: a difference array over iterations
+    inside = b > a
+    counts = np.cumsum(np.bincount(a[inside] + 1, minlength=len(end) + 1)
+                       - np.bincount(b[inside] + 1, minlength=len(end) + 1))[: len(end)]  # fmt: skip
+    # the largest step inside each segment (reduceat over [a+1, b+1), -inf where the segment has one token)
+    bounds = np.stack([a + 1, b + 1], axis=1).ravel()
+    peak = np.maximum.reduceat(np.append(step, -np.inf), np.minimum(bounds, len(end)))[::2]
+    peak[~inside] = -np.inf
+    # the gaps between one request's consecutive segments
+    same = owner[1:] == owner[:-1]
+    between = end[a[1:][same]] - end[b[:-1][same]]
+    largest_seg = peak.copy()
+    largest_seg[1:][same] = np.maximum(largest_seg[1:][same], between)
+    starts = np.flatnonzero(np.r_[True, ~same])
+    ids = owner[starts]
+    largest[ids] = np.maximum.reduceat(largest_seg, starts)
+    tokens = np.add.reduceat(b - a + 1, starts)
+    stops = np.r_[starts[1:], len(owner)] - 1
+    mean[ids] = (end[b[stops]] - end[a[starts]]) / (tokens - 1)
+    used = counts > 0
+    return ITLs(mean, largest, np.concatenate([step[used], between]),
+                np.concatenate([counts[used], np.ones(len(between), dtype=np.int64)]))
 
 
 def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[str, int]) -> dict:

@@ -52,8 +52,9 @@ class Tally:
         self.programs = self.program_calls = 0
         self.tool_s = self.queued_s = self.running_s = 0.0
 
-    def add(self, df: Records, gaps: np.ndarray) -> None:
-        """A chunk of request records and the inter-token gaps of its requests."""
+    def add(self, df: Records, gaps: np.ndarray, gap_counts: np.ndarray | None = None) -> None:
+        """A chunk of request records and the inter-token gaps of its requests (each occurring gap_counts
+        times, if given)."""
         done = df.select(df.completed)
         self.completed += done.rows
         self.failed += df.rows - done.rows
@@ -71,7 +72,7 @@ class Tally:
         self.ttft.add(done.ttft_s)
         self.tpot.add(done.tpot_s)
         self.e2el.add(done.e2el_s)
-        self.itl.add(gaps, scratch=True)  # (the gaps' order means nothing)
+        self.itl.add(gaps, scratch=True, counts=gap_counts)  # (the gaps' order means nothing)
         self.kv_transfer.add(df.kv_transfer_s)
         if self.slo.any:
             self.good += int(good_mask(df, self.slo).sum())
@@ -151,9 +152,9 @@ class StepTotals:
         self.energy_j += float(energy.sum())
         self.seqs_s += float((steps["seqs"] * span).sum())
         self.tokens_s += float((steps["tokens"] * span).sum())
-        self.kv_s += float((steps["kv_used"] * span).sum())
+        self.kv_s += float(steps["kv_s"].sum())
         self.max_seqs = max(self.max_seqs, int(steps["seqs"].max()))
-        self.max_kv = max(self.max_kv, int(steps["kv_used"].max()))
+        self.max_kv = max(self.max_kv, int(steps["kv_peak"].max()))
         self.last_end = float(end[-1])
         full = steps["waiting"] > 0
         if full.any():

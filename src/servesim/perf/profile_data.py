@@ -267,6 +267,10 @@ def load_profile(path: str | Path) -> Profile:
     gemm, gemm_fp8 = _gemms(raw["gemm.csv"]), _gemms(raw.get("gemm_fp8.csv"))
     # prompts past the main grid are measured on their own
     prefill = _attention(_stacked(raw, "attention_prefill.csv", "attention_prefill_long.csv"), "q_len")
+    # a head layout measured only past the main grid has no short chunk to interpolate from (extrapolating its
+    # 16k-token chunk down to a 512-token one priced it ~1000x too slow): the fitted roofline prices it instead
+    short = {tuple(int(x) for x in k) for k, _ in _groups(raw["attention_prefill.csv"], ["hq", "hkv", "d"])}
+    prefill = {heads: grid for heads, grid in prefill.items() if heads in short}
     decode = _attention(raw["attention_decode.csv"], "batch")
     decode_fp8 = _attention(raw.get("attention_decode_fp8.csv"), "batch")
     ew = _stacked(raw, "elementwise.csv", "elementwise_fp8.csv")

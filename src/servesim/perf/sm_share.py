@@ -11,6 +11,20 @@ SMs (24%) and 88-100% from 48 SMs (36%) on. Without such a table (other GPUs, or
 model) compute is taken as proportional to the share and bandwidth as saturating at 40% of
 the SMs, the shape measured on the H100 (and a Triton streaming kernel with several blocks
 per SM saturated at 32-48 of 132 SMs as well).
+
+Two partitions working at once (semi-PD's two workers) are priced from a measured pair,
+`profiles/h100-sxm/sm_pair.csv` (a copy of docs/validation/h100_green_context_pair.csv,
+from `.devrun/green2.py`): a GEMM in one green context and GEMVs in the other, each timed
+alone on the whole GPU, alone on its partition, and both launched at once. Together they
+took 1.25-1.65x as long as running the two in turn on the whole GPU, and only 7-9% of
+the shorter one's partition time hid under the longer at 64-96 GEMM SMs (22% at 112, 69%
+at 48): the partitions did not give each kernel its own SMs and bandwidth at once.
+`PairContention` prices this as processor sharing fitted to the pair: while both run,
+each progresses at 1 / (2 - h) of its speed alone on its partition, h the hidden fraction
+measured at the nearest splits (interpolated in the GEMM's share), which reproduces every
+measured pair's time. What is assumed: that a prefill iteration's kernels contend as the
+GEMM did and a decode iteration's as the GEMVs did; GPUs without the table take the
+H100's.
 """
 
 from __future__ import annotations
@@ -18,8 +32,10 @@ from __future__ import annotations
 import numpy as np
 
 from servesim.perf.base import DecodeCurve, Wrapped
+from servesim.perf.profile_data import BUILTIN
 
 SATURATING_SHARE = 0.4  # fallback: share of SMs at which bandwidth saturates
+PAIR_TABLE = "sm_pair.csv"  # two partitions at once: a profile's own, else the H100's (measured)
 
 
 class SMShare:
@@ -68,15 +84,50 @@ class SMShare:
             f"bandwidth saturating at {SATURATING_SHARE:.0%} of the SMs)"
 
 
+class PairContention:
+    """How two workers on disjoint SM partitions of one GPU slow each other while both run, from a measured pair
+    (the module's docstring): `hidden(x)` is the fraction of the shorter kernel's partition time that hid under
+    the longer's with the GEMM on a share x of the partitioned SMs."""
+
+    def __init__(self, shares: np.ndarray, hidden: np.ndarray, source: str):
+        order = np.argsort(shares)
+        self.shares, self._hidden, self.source = shares[order], np.clip(hidden[order], 0.0, 1.0), source
+
+    @classmethod
+    def for_profile(cls, profile) -> PairContention:
+        """The profile's measured pair, else the H100's."""
+        path = None if profile is None else profile.path / PAIR_TABLE
+        own = path is not None and path.is_file()
+        if not own:
+            path = BUILTIN / "h100-sxm" / PAIR_TABLE
+        t = np.genfromtxt(path, delimiter=",", names=True)
+        part = np.stack([t["gemm_part_s"], t["gemv_part_s"]])
+        hidden = (part.sum(axis=0) - t["both_s"]) / part.min(axis=0)
+        source = "measured pair of green contexts" + ("" if own else " on the H100")
+        return cls(t["gemm_sms"] / (t["gemm_sms"] + t["gemv_sms"]), hidden, source)
+
+    def hidden(self, share: float) -> float:
+        return float(np.interp(share, self.shares, self._hidden))
+
+    def slowdown(self, share: float, overlap: float) -> float:
+        """Factor on a worker's GPU seconds when the other worker runs for a fraction `overlap` of its time, the
+        prefill worker on `share` of the SMs: 1 alone, 2 - h throughout (processor sharing: a pair alone for a
+        and b seconds then takes max(a, b) + (1 - h) min(a, b), as measured)."""
+        both = 1.0 / (2.0 - self.hidden(share))  # the speed of each while both run
+        return 1.0 / (1.0 - overlap + overlap * both)
+
+
 class SMSharedModel(Wrapped):
     """`inner`'s iterations on a share of the SMs: compute-bound seconds / compute(share), memory-bound
-    seconds / memory(share), collectives and CPU unchanged. `share` may change between iterations (semi-PD's
-    controller moves it)."""
+    seconds / memory(share), collectives and CPU unchanged; the GPU seconds times `slowdown` where the other
+    worker on the GPU contends (semi-PD's controller sets it from `PairContention`). `share` may change between
+    iterations (semi-PD's controller moves it)."""
 
     def __init__(self, inner, share: float, sm: SMShare, label: str):
         super().__init__(inner)
         self.sm, self.label = sm, label
-        self._curves: dict[tuple[int, float], DecodeCurve] = {}
+        self._curves: dict[int, DecodeCurve] = {}
+        self.slowdown = 1.0
         self.share = share
 
     @property
@@ -90,19 +141,28 @@ class SMSharedModel(Wrapped):
     @share.setter
     def share(self, s: float) -> None:
         self._share = s
-        self._fc, self._fm = float(self.sm.compute(s)), float(self.sm.memory(s))
+        self._price()
+
+    def contend(self, slowdown: float) -> None:
+        """Price the GPU seconds of the next iterations `slowdown` times longer (1: as if alone on the GPU)."""
+        self.slowdown = slowdown
+        self._price()
+
+    def _price(self) -> None:
+        self._fc = float(self.sm.compute(self._share)) / self.slowdown
+        self._fm = float(self.sm.memory(self._share)) / self.slowdown
+        self._curves.clear()
 
     def split(self, batch) -> tuple[float, float, float]:
         comp, mem, other = self.inner.split(batch)
         return comp / self._fc, mem / self._fm, other
 
     def decode_curve(self, n: int) -> DecodeCurve:
-        key = (n, self._share)
-        curve = self._curves.get(key)
+        curve = self._curves.get(n)
         if curve is None:
             base = self.inner.decode_curve(n)
             fixed = base.comp + base.other
             comp = base.comp / self._fc
             seconds = comp + base.other + (base.seconds - fixed) / self._fm
-            curve = self._curves[key] = DecodeCurve(comp, base.other, base.xs, seconds)
+            curve = self._curves[n] = DecodeCurve(comp, base.other, base.xs, seconds)
         return curve

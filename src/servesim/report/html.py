@@ -87,11 +87,14 @@ def run_report(result, path: str | Path) -> Path:
                                                  "power (W)", "cost (USD)"))))  # fmt: skip
 
     fig = make_subplots(rows=1, cols=4, subplot_titles=("TTFT", "TPOT", "ITL", "E2EL"))
-    itls = result._itls.gaps
-    for col, values in enumerate((done.ttft_s, done.tpot_s.dropna(), itls, done.e2el_s), start=1):
-        v = np.sort(np.asarray(values, dtype=float)) * 1000
+    itls = result._itls
+    for col, values in enumerate((done.ttft_s, done.tpot_s.dropna(), itls.gaps, done.e2el_s), start=1):
+        v = np.asarray(values, dtype=float)
+        counts = itls.counts if col == 3 else np.ones(len(v))  # (each ITL value stands for its count of gaps)
+        order = np.argsort(v, kind="stable")
+        v, cum = v[order] * 1000, np.cumsum(counts[order])
         if len(v):
-            x, y = _thin(v, np.arange(1, len(v) + 1) / len(v))
+            x, y = _thin(v, cum / cum[-1])
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines", showlegend=False), row=1, col=col)
         fig.update_xaxes(title_text="ms", row=1, col=col)
     fig.update_yaxes(title_text="fraction of requests", row=1, col=1)

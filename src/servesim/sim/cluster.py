@@ -15,7 +15,8 @@ then handled first), then, for a controller, all pools. A router sees its pool t
 `AdvancedTo`: a replica runs up to the event when the router reads it, so a router that
 reads two replicas (or none) costs two (or none), however large the pool. A replica left
 behind runs later; its own arrivals cut its runs where they would have been cut anyway,
-so the timeline is the same.
+so the timeline is the same. A read of the queued tokens (`AdvancedTo.queued_tokens`) does
+not even cut the decode run it falls in: the run's KV growth by then is in closed form.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ class AdvancedTo(Sequence):
         rep = self.replicas[i]
         rep.advance(self.t)
         return rep
+
+    def unread(self, i: int) -> Replica:
+        """Replica i, not run up to t: for what running does not change (its speed, its price)."""
+        return self.replicas[i]
+
+    def queued_tokens(self, i: int) -> int:
+        """Replica i's `state.queued_tokens()` at t, read without cutting its decode run there."""
+        return self.replicas[i].queued_tokens_at(self.t)
 
 
 @dataclass

@@ -329,7 +329,7 @@ def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
     and its controllers; a streamed run passes the list its finished requests go to."""
     sc = pl.scenario
     controllers: list = []
-    if sc.semi_pd.enabled and sc.semi_pd.adaptive:
+    if sc.semi_pd.enabled:  # (it prices the workers' contention, moves the split if adaptive, and says which)
         ttft, tpot = sc.slo.ttft_ms, sc.slo.tpot_ms
         controllers.append(SemiPDController(sc.semi_pd, ttft and ttft / 1e3, tpot and tpot / 1e3))
     if sc.migration.enabled:

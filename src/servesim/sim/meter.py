@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 class StepLog:
     """Per-step records: a mixed iteration or a run of decode iterations (energy in joules, all GPUs).
 
-    `tokens` and `seqs` are per iteration; `out` is the output tokens of the whole step."""
+    `tokens` and `seqs` are per iteration; `out` is the output tokens of the whole step. `kv_used` is the KV
+    blocks held when the step ended, `kv_peak` the most it held (before its finished requests freed theirs)
+    and `kv_s` its block-seconds (a decode run's blocks grow about evenly from its start to its peak), so
+    that the KV statistics do not depend on where runs were cut."""
 
-    FIELDS = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy", "out")
-    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting", "out")
+    FIELDS = ("start", "end", "iters", "seqs", "tokens", "kv_used", "waiting", "energy", "out", "kv_peak", "kv_s")
+    INTS = ("iters", "seqs", "tokens", "kv_used", "waiting", "out", "kv_peak")
 
     def __init__(self):
         self.rows: list[tuple] = []

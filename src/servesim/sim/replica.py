@@ -16,7 +16,9 @@ virtual engines), on tp GPUs at a time.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -58,6 +60,7 @@ class Replica:
         self.price_per_hour = price_per_hour  # per GPU
         self.usd_per_s = price_per_hour * gpus / 3600
         self.cap_w = cap_w  # per-GPU power cap in force
+        self._left_whole: LeftWhole | None = None  # the decode run a read fell in, not run yet
         self.static_cap_w = cap_w  # the cap it was built with, which a lifted controller cap returns to
         self.power_priority = power_priority  # a power controller caps lower priorities first
         self.windows: list[tuple] | None = None  # billed (start, end) windows; None: the whole run (no autoscaler)
@@ -141,12 +144,14 @@ class Replica:
     def run(self, requests: list[Request], until: float = math.inf) -> None:
         """Serve `requests` (sorted by arrival, after any given before): every iteration that starts
         before `until`, by default to completion."""
+        self._left_whole = None
         self.state.receive_all(requests)
         self.advance(until)
 
     def receive(self, req: Request, ready: float, carried: Sequence | None = None) -> None:
         """Take a request due at `ready` (no earlier than those before it); `carried`: its sequence on the
         replica it comes from, whose KV cache comes with it."""
+        self._left_whole = None
         self.state.receive(req, ready, carried)
 
     def next_ready(self) -> float:
@@ -156,8 +161,25 @@ class Replica:
             return s.now
         return s.incoming[0].ready if s.incoming else math.inf
 
-    def advance(self, until: float) -> None:
-        """Run every iteration that starts before `until`, admitting arrivals as they come."""
+    def queued_tokens_at(self, t: float) -> int:
+        """`state.queued_tokens()` as it stands at t (a router's read). Where a decode run goes on past t, the
+        run is left whole and its KV growth by t follows in closed form: a read is no event of this replica, and
+        cutting the run there would cost a step and a step-log row per read (`LeftWhole`)."""
+        run = self._left_whole
+        if run is None or t >= run.horizon:
+            if not self.advance(t, peek=True):
+                return self.state.queued_tokens()
+            run = self._left_whole
+        grown = run.blocks_by(t)
+        if grown is None:  # the run ends before t: run it
+            self.advance(t)
+            return self.state.queued_tokens()
+        return run.queued + grown * self.state.block_size
+
+    def advance(self, until: float, peek: bool = False) -> bool:
+        """Run every iteration that starts before `until`, admitting arrivals as they come. `peek`: stop before
+        a decode run that only `until` would cut, leaving it in `_left_whole` (returns True)."""
+        self._left_whole = None
         s, sched = self.state, self.scheduler
         incoming, dec = s.incoming, s.dec
         while True:
@@ -165,18 +187,19 @@ class Replica:
                 s.enqueue_due()
             if not s.running and not s.waiting:
                 if not incoming or incoming[0].ready >= until:
-                    return
+                    return False
                 s.idle_until(incoming[0].ready)
                 continue
             if s.now >= until:
-                return
+                return False
             plan = sched.schedule()
             if plan or (s.swap_s and dec.n):  # (copies to or from the CPU tier hold up one iteration)
                 self._step(plan)
             elif s.swap_s:
                 s.wait_for_copies()
             elif dec.n:
-                self._decode_run(incoming[0].ready if incoming else None, until)
+                if self._decode_run(incoming[0].ready if incoming else None, until, peek):
+                    return True
             elif sched.preempted and not s.running:  # it made room for a waiting request: the next plan has it
                 continue
             else:
@@ -202,8 +225,9 @@ class Replica:
         t = start + dt
         energy, tokens = watts * dt * self.gpus, dec.n + sum(c for _, c in plan)
         meter.step(it, t, dt, energy, tokens, plan)
+        held = s.kv.used
         out = s.ran(plan, t)
-        meter.log.add((start, t, 1, batch.num_seqs, tokens, s.kv.used, len(s.waiting), energy, out))
+        meter.log.add((start, t, 1, batch.num_seqs, tokens, s.kv.used, len(s.waiting), energy, out, held, held * dt))
 
     def _run_power(self, curve, n: int, x0: float, k: int) -> tuple[float, float, float, float]:
         """`PowerModel.linear` for a run of k decode iterations: at full clock, or under the power cap."""
@@ -218,26 +242,66 @@ class Replica:
                     for x in (x0, x0 + k - 1))  # fmt: skip
         return self.power.linear(curve.comp, curve.other, clock)
 
-    def _decode_run(self, next_arrival: float | None, until: float = math.inf) -> None:
+    def _decode_run(self, next_arrival: float | None, until: float = math.inf, peek: bool = False) -> bool:
+        """Run decode iterations up to the next event (or `until`); peek: not if only `until` would cut them
+        (True: see `queued_tokens_at`)."""
         s, meter = self.state, self.meter
         dec, kv, j0, now = s.dec, s.kv, s.it, s.now
         n = dec.n
         sched = self.scheduler
         k = 1 if sched.preempted or not sched.steady else min(dec.next_finish() - j0 + 1, MAX_RUN)
         k = min(k, 1 + dec.iterations_fitting(j0 + 1, kv.free(), k))
-        horizon = until  # the caller needs this replica's state at `until`
+        horizon = math.inf
         if next_arrival is not None and sched.arrivals_matter():
-            horizon = min(horizon, next_arrival)
+            horizon = next_arrival
         elif s.landing:  # a request whose KV cache comes with it starts decoding even while the queue is blocked
-            horizon = min(horizon, next(q.ready for q in s.incoming if q.kv_ready))
+            horizon = next(q.ready for q in s.incoming if q.kv_ready)
         if s.kept.expiry and s.waiting:  # a lapsing pin frees blocks a waiting request may need
             horizon = min(horizon, s.kept.next_expiry())
         curve = self.perf.decode_curve(n)
         x0 = dec.base_sum / n + j0 + 1  # mean context of the first iteration; it grows by one per iteration
         a, b, e0, e1 = self._run_power(curve, n, x0, k)
-        k, total, elapsed = curve.run(x0, k, horizon - now, (a, b))
+        whole = k
+        k, total, elapsed = curve.run(x0, k, min(horizon, until) - now, (a, b))  # (the caller needs `until`)
+        if peek and k < whole and until < horizon:
+            self._left_whole = LeftWhole(curve, x0, whole, (a, b), now, horizon, s.queued_tokens(), dec, j0 + 1)
+            return True
         energy = self.gpus * (k * e0 + e1 * total)
         meter.run(j0, k, now, x0, curve, (a, b), energy, elapsed, n)
         t = now + elapsed
-        s.ran_decodes(k, t)
-        meter.log.add((now, t, k, n, n, kv.used, len(s.waiting), energy, k * n))
+        held, grow = kv.used, dec.blocks_needed(j0 + 1, k - 1)
+        s.ran_decodes(k, t, grow)
+        meter.log.add((now, t, k, n, n, kv.used, len(s.waiting), energy, k * n, held + grow,
+                       (held + grow / 2) * elapsed))  # fmt: skip
+        return False
+
+
+class LeftWhole:
+    """A decode run that a router's read fell in, left whole (`Replica.queued_tokens_at`): until the replica
+    runs or receives anything, a later read before `horizon` (its next event) is answered from it alone."""
+
+    __slots__ = ("curve", "x0", "whole", "scale", "start", "horizon", "queued", "n", "cycle", "ends")
+
+    def __init__(self, curve, x0: float, whole: int, scale: tuple[float, float], start: float, horizon: float,
+                 queued: int, dec, first: int):  # fmt: skip
+        self.curve, self.x0, self.whole, self.scale = curve, x0, whole, scale
+        self.start, self.horizon, self.queued, self.n = start, horizon, queued, dec.n
+        # blocks the decodes need over the first r iterations from `first`, r = 0 .. block_size
+        self.cycle = [0, *accumulate(dec.blocks_needed_at(first + j) for j in range(dec.B))]
+        self.ends: list[float] = []  # seconds from `start` to each iteration's end, as far as reads needed
+
+    def blocks_by(self, t: float) -> int | None:
+        """KV blocks grown by the iterations that start before t (the first one's were taken before the run), or
+        None if the whole run does."""
+        budget, ends = t - self.start, self.ends
+        while (not ends or ends[-1] < budget) and len(ends) < self.whole:  # price more iterations, doubling
+            m = len(ends)
+            more = min(self.whole, max(32, 2 * m)) - m
+            a, b = self.scale
+            steps = a + b * self.curve.times(self.x0 + np.arange(m, m + more))
+            ends.extend((np.cumsum(steps) + (ends[-1] if ends else 0.0)).tolist())
+        k = bisect_left(ends, budget) + 1  # the first iteration whose end reaches t is the last begun before it
+        if k >= self.whole:
+            return None
+        full, rest = divmod(k - 1, len(self.cycle) - 1)
+        return full * self.n + self.cycle[rest]

@@ -311,10 +311,11 @@ class ReplicaState:
         self.now = t
         return out
 
-    def ran_decodes(self, k: int, t: float) -> None:
-        """k decode-only iterations ended at t (the last one's end): the decodes' growth, and who finished."""
+    def ran_decodes(self, k: int, t: float, grow: int) -> None:
+        """k decode-only iterations ended at t (the last one's end): the decodes' growth (`grow` blocks past the
+        first iteration's, `DecodingSet.blocks_needed`), and who finished."""
         j0 = self.it
-        if not self.kv.allocate(self.dec.blocks_needed(j0 + 1, k - 1)):
+        if not self.kv.allocate(grow):
             raise RuntimeError("decode run outgrew the KV cache")
         self.it = j0 + k
         for seq in self.dec.pop_finished(self.it - 1):

@@ -17,7 +17,6 @@ class CapacityWeighted(Router):
 
     def route(self, req, replicas) -> int:
         def wait(i: int) -> tuple[float, int]:
-            rep = replicas[i]
-            return (rep.state.queued_tokens() + req.prompt_len) / rep.tokens_per_s, i
+            return (replicas.queued_tokens(i) + req.prompt_len) / replicas.unread(i).tokens_per_s, i
 
         return min(range(len(replicas)), key=wait)

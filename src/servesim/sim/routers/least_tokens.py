@@ -8,4 +8,4 @@ class LeastTokens(Router):
     name = "least_tokens"
 
     def route(self, req, replicas) -> int:
-        return min(range(len(replicas)), key=lambda i: (replicas[i].state.queued_tokens(), i))
+        return min(range(len(replicas)), key=lambda i: (replicas.queued_tokens(i), i))

@@ -31,5 +31,5 @@ class PowerOfTwo(Router):
             b += b >= a  # a uniform pair of distinct replicas
             self._pairs, self._n = list(zip(a.tolist(), b.tolist(), strict=True))[::-1], n
         a, b = self._pairs.pop()
-        qa, qb = replicas[a].state.queued_tokens(), replicas[b].state.queued_tokens()
+        qa, qb = replicas.queued_tokens(a), replicas.queued_tokens(b)
         return a if (qa, a) < (qb, b) else b

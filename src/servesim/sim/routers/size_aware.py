@@ -31,10 +31,9 @@ class SizeAware(Router):
 
     def route(self, req, replicas) -> int:
         def wait(i: int) -> float:
-            rep = replicas[i]
-            return rep.state.queued_tokens() / rep.tokens_per_s
+            return replicas.queued_tokens(i) / replicas.unread(i).tokens_per_s
 
-        order = sorted(range(len(replicas)), key=lambda i: (self.price(replicas[i], req), i))
+        order = sorted(range(len(replicas)), key=lambda i: (self.price(replicas.unread(i), req), i))
         for i in order:
             if wait(i) < MAX_WAIT_S:
                 return i
