@@ -17,3 +17,12 @@ def test_e2e_published_runs_and_stays_below_tensorrt_llm(monkeypatch, capsys):
         published, fp8, steady = float(r[4].replace(",", "")), float(r[5].replace(",", "")), r[10]
         # a model of vLLM-like kernels is slower than TensorRT-LLM, but not by more than half
         assert 0.5 * published < fp8 < published and int(steady.rstrip("%")) >= 20
+
+
+def test_bench_memory_measures_a_run_in_its_own_process(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench_memory.py", "--sizes", "2000", "--per-request"])
+    runpy.run_path(str(BENCHMARKS / "bench_memory.py"), run_name="__main__")
+    row = capsys.readouterr().out.splitlines()[-1].split(" | ")
+    assert row[0] == "2,000" and float(row[3]) > 0.05  # a fresh interpreter's libraries alone take more
+    kept, peak, _ = (float(x) for x in row[4:])
+    assert 0 < kept <= peak

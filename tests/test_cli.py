@@ -256,7 +256,7 @@ def test_a_run_too_large_for_memory_is_warned_about(monkeypatch):
 
     monkeypatch.setattr(run, "available_bytes", lambda: 2**20)  # 1 MiB free
     res = invoke("run", "--num-requests", "300")
-    assert "run of 300 requests needs about 0.0 GiB (7 KiB each)" in res.output and "pass --stream" in res.output
+    assert "run of 300 requests needs about 0.0 GiB (3 KiB each)" in res.output and "pass --stream" in res.output
     monkeypatch.setattr(run, "available_bytes", lambda: 2**40)
     assert "pass --stream" not in invoke("run", "--num-requests", "300").output
 

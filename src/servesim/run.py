@@ -21,7 +21,7 @@ STREAM_NOTE = ("streamed: requests were summarised as they finished; TTFT, TPOT,
                "from 0.1%-wide histogram bins (within 0.05%)")
 
 
-BYTES_PER_REQUEST = 7 * 1024  # an in-memory run's peak per request (measured: docs/benchmarks.md, "Memory")
+BYTES_PER_REQUEST = 3 * 1024  # an in-memory run's peak per request (measured: docs/benchmarks.md, "Memory")
 
 
 def available_bytes() -> float:

@@ -31,7 +31,8 @@ def exact_stats(values_s, scratch: bool = False, counts=None) -> dict:
     v = np.asarray(values_s, dtype=float)
     nan = np.isnan(v)
     if counts is not None:
-        return _weighted_stats(v[~nan], np.asarray(counts)[~nan])
+        counts = np.asarray(counts)
+        return _weighted_stats(v[~nan], counts[~nan]) if nan.any() else _weighted_stats(v, counts)
     if nan.any():
         v = v[~nan]
     if len(v) == 0:
@@ -42,15 +43,21 @@ def exact_stats(values_s, scratch: bool = False, counts=None) -> dict:
 
 def _weighted_stats(v: np.ndarray, counts: np.ndarray) -> dict:
     """`exact_stats` of the values repeated `counts` times, without repeating them."""
-    keep = counts > 0
-    v, counts = v[keep], counts[keep]
+    if not (counts > 0).all():
+        keep = counts > 0
+        v, counts = v[keep], counts[keep]
     n = int(counts.sum())
     if not n:
         return dict(EMPTY)
     order = np.argsort(v, kind="stable")
-    v, cum = v[order], np.cumsum(counts[order])
-    mean = float(np.dot(v, counts[order]) / n)
-    std = math.sqrt(float(np.dot((v - mean) ** 2, counts[order])) / n)
+    v, counts = v[order], counts[order]
+    del order  # (arrays of a long run's every distinct gap: no more of them at once than needed)
+    mean = float(np.dot(v, counts) / n)
+    dev = v - mean
+    np.multiply(dev, dev, out=dev)
+    std = math.sqrt(float(np.dot(dev, counts)) / n)
+    del dev
+    cum = np.cumsum(counts)
     pcts = []
     for q in PERCENTILES:  # numpy's linear rule between the order statistics around the rank
         rank = q / 100 * (n - 1)
@@ -82,6 +89,8 @@ class Exact:
 
     def stats(self) -> dict:
         if any(c is not None for c in self.counts):
+            if len(self.parts) == 1:
+                return exact_stats(self.parts[0], counts=self.counts[0])
             counts = [np.ones(len(p), dtype=np.int64) if c is None else c
                       for p, c in zip(self.parts, self.counts, strict=True)]  # fmt: skip
             return exact_stats(np.concatenate(self.parts), counts=np.concatenate(counts))

@@ -22,30 +22,30 @@ def request_records(requests, itls: ITLs, replica_of: list[int] | None = None) -
     pipeline parallelism a replica's micro-batch streams are engines of their own)."""
     recs = [r.record for r in requests]
     of = replica_of or _Same()
-    cols = {
-        "request_id": [r.id for r in requests],
-        "arrival_s": [c.arrival for c in recs],
-        "input_len": [r.prompt_len for r in requests],
-        "output_len": [r.output_len for r in requests],
-        "first_token_s": [c.first_token for c in recs],
-        "finish_s": [c.finish for c in recs],
-        "completed": [c.finish is not None for c in recs],
-        "rejected": [c.rejected for c in recs],
-        "preemptions": [c.preemptions for c in recs],
-        "cached_tokens": [c.cached_tokens for c in recs],
-        "first_scheduled_s": [c.first_scheduled for c in recs],
-        "replica": [of[c.segments[-1][0]] if c.segments else -1 for c in recs],
-        "program": [r.program.id if r.program is not None else -1 for r in requests],
-        "tenant": [r.tenant for r in requests],
-        "priority": [r.priority for r in requests],
-        "kv_transfer_s": [c.transfer_s for c in recs],
-        "migrations": [c.migrations for c in recs],
-        "prefill_j": [c.prefill_j for c in recs],
-        "decode_j": [c.decode_j for c in recs],
-        "prefill_usd": [c.prefill_usd for c in recs],
-        "decode_usd": [c.decode_usd for c in recs],
+    cols = {  # each column made when it is filled, so that only one list of Python values lives at a time
+        "request_id": lambda: [r.id for r in requests],
+        "arrival_s": lambda: [c.arrival for c in recs],
+        "input_len": lambda: [r.prompt_len for r in requests],
+        "output_len": lambda: [r.output_len for r in requests],
+        "first_token_s": lambda: [c.first_token for c in recs],
+        "finish_s": lambda: [c.finish for c in recs],
+        "completed": lambda: [c.finish is not None for c in recs],
+        "rejected": lambda: [c.rejected for c in recs],
+        "preemptions": lambda: [c.preemptions for c in recs],
+        "cached_tokens": lambda: [c.cached_tokens for c in recs],
+        "first_scheduled_s": lambda: [c.first_scheduled for c in recs],
+        "replica": lambda: [of[c.segments[-1][0]] if c.segments else -1 for c in recs],
+        "program": lambda: [r.program.id if r.program is not None else -1 for r in requests],
+        "tenant": lambda: [r.tenant for r in requests],
+        "priority": lambda: [r.priority for r in requests],
+        "kv_transfer_s": lambda: [c.transfer_s for c in recs],
+        "migrations": lambda: [c.migrations for c in recs],
+        "prefill_j": lambda: [c.prefill_j for c in recs],
+        "decode_j": lambda: [c.decode_j for c in recs],
+        "prefill_usd": lambda: [c.prefill_usd for c in recs],
+        "decode_usd": lambda: [c.decode_usd for c in recs],
     }
-    df = Records({k: np.array(v, dtype=float if k in OPTIONAL_TIMES else None) for k, v in cols.items()})
+    df = Records({k: np.array(v(), dtype=float if k in OPTIONAL_TIMES else None) for k, v in cols.items()})
     if not len(requests):
         df.update({k: np.empty(0, dtype=int if k in INT_COLUMNS else bool if k in FLAGS else float) for k in cols})
     df["energy_j"] = df.prefill_j + df.decode_j
@@ -98,46 +98,63 @@ def itl_table(requests, iter_ends: list[np.ndarray], bases: list[int] | None = N
     has ~2 x 10^8): a request's tokens come from runs of consecutive iterations of one replica (its
     `segments`), so its gaps inside a segment are those iterations' durations, and every iteration's duration
     is counted once per segment that spans it; the gaps between a request's segments (preempted, moved) are
-    listed. Replica i's iter_ends start at iteration bases[i] (default 0)."""
-    offsets = np.cumsum([0] + [len(x) for x in iter_ends])[:-1] - (np.asarray(bases) if bases is not None else 0)
-    end = np.concatenate(iter_ends) if iter_ends else np.empty(0)
+    listed. Replica i's iter_ends start at iteration bases[i] (default 0). Worked replica by replica, so that
+    no array spans every iteration of the fleet."""
     n = len(requests)
     mean, largest = np.full(n, np.nan), np.full(n, np.nan)
-    owner, first, last = [], [], []  # each segment of a request with a gap: its request, first and last iteration
+    owner, where, first, last = [], [], [], []  # each segment of a request with a gap: request, replica, iterations
     for i, r in enumerate(requests):
         segs = r.record.segments
         if r.record.finish is None or r.output_len < 2 or (len(segs) == 1 and segs[0][1] == segs[0][2]):
             continue
         for rep, a, b in segs:
             owner.append(i)
-            first.append(a + offsets[rep])
-            last.append(b + offsets[rep])
+            where.append(rep)
+            first.append(a)
+            last.append(b)
     if not owner:
         return ITLs(mean, largest, np.empty(0), np.empty(0, dtype=np.int64))
-    owner, a, b = np.asarray(owner), np.asarray(first), np.asarray(last)
-    step = np.diff(end, prepend=end[0])  # step[g]: iteration g's duration (the gap to the token before it)
-    # how many segments span each iteration past their first: a difference array over iterations
-    inside = b > a
-    counts = np.cumsum(np.bincount(a[inside] + 1, minlength=len(end) + 1)
-                       - np.bincount(b[inside] + 1, minlength=len(end) + 1))[: len(end)]  # fmt: skip
-    # the largest step inside each segment (reduceat over [a+1, b+1), -inf where the segment has one token)
-    bounds = np.stack([a + 1, b + 1], axis=1).ravel()
-    peak = np.maximum.reduceat(np.append(step, -np.inf), np.minimum(bounds, len(end)))[::2]
-    peak[~inside] = -np.inf
+    owner, where = np.asarray(owner), np.asarray(where)
+    a, b = np.asarray(first), np.asarray(last)
+    t_first, t_last, peak = np.empty(len(a)), np.empty(len(a)), np.full(len(a), -np.inf)
+    gaps, counts = [], []
+    for rep in np.unique(where):
+        sel = np.flatnonzero(where == rep)
+        sa, sb = a[sel] - (bases[rep] if bases else 0), b[sel] - (bases[rep] if bases else 0)
+        end = iter_ends[rep]
+        t_first[sel], t_last[sel] = end[sa], end[sb]
+        # step[g]: iteration g's duration (the gap to the token before it); one slot more for reduceat's bounds
+        size = len(end)
+        step = np.empty(size + 1)
+        step[0], step[size] = 0.0, -np.inf
+        np.subtract(end[1:], end[:-1], out=step[1:size])
+        # how many segments span each iteration past their first: a difference array over iterations
+        inside = sb > sa
+        spans = np.bincount(sa[inside] + 1, minlength=size + 1)
+        spans -= np.bincount(sb[inside] + 1, minlength=size + 1)
+        spans = np.cumsum(spans, out=spans)[:size]
+        used = spans > 0
+        gaps.append(step[:size][used])
+        counts.append(spans[used])
+        # the largest step inside each segment: reduceat over [a+1, b+1), segments taken by their start so that
+        # the stretches between them, which reduceat also reduces, add up to one pass over the iterations
+        order = np.argsort(sa, kind="stable")
+        bounds = np.stack([sa[order] + 1, sb[order] + 1], axis=1).ravel()
+        most = np.empty(len(sa))
+        most[order] = np.maximum.reduceat(step, bounds)[::2]
+        peak[sel] = np.where(inside, most, -np.inf)
     # the gaps between one request's consecutive segments
     same = owner[1:] == owner[:-1]
-    between = end[a[1:][same]] - end[b[:-1][same]]
-    largest_seg = peak.copy()
-    largest_seg[1:][same] = np.maximum(largest_seg[1:][same], between)
+    between = t_first[1:][same] - t_last[:-1][same]
+    peak[1:][same] = np.maximum(peak[1:][same], between)
     starts = np.flatnonzero(np.r_[True, ~same])
     ids = owner[starts]
-    largest[ids] = np.maximum.reduceat(largest_seg, starts)
+    largest[ids] = np.maximum.reduceat(peak, starts)
     tokens = np.add.reduceat(b - a + 1, starts)
     stops = np.r_[starts[1:], len(owner)] - 1
-    mean[ids] = (end[b[stops]] - end[a[starts]]) / (tokens - 1)
-    used = counts > 0
-    return ITLs(mean, largest, np.concatenate([step[used], between]),
-                np.concatenate([counts[used], np.ones(len(between), dtype=np.int64)]))
+    mean[ids] = (t_last[stops] - t_first[starts]) / (tokens - 1)
+    return ITLs(mean, largest, np.concatenate([*gaps, between]),
+                np.concatenate([*counts, np.ones(len(between), dtype=np.int64)]))
 
 
 def pool_stats(replicas: list[dict], pools: dict[str, list[int]], served: dict[str, int]) -> dict:

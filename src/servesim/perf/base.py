@@ -52,6 +52,23 @@ class DecodeCurve:
         total = float(self.times(x))
         return self.comp, total - self.comp - self.other, self.other
 
+    def extend_ends(self, ends: list[float], x0: float, budget: float, most: int, scale: tuple[float, float]) -> None:
+        """Append to `ends` (seconds from a run's start to the end of its iterations at x0, x0 + 1, ..., each
+        lasting a + b * seconds(x)) until the last reaches `budget` or there are `most`: a run's iterations
+        one by one, as far as they are asked for."""
+        a_, b_ = scale
+        xs, ys = self._xl, self._yl
+        m, t = len(ends), ends[-1] if ends else 0.0
+        x = x0 + m
+        i = bisect_right(xs, x) - 1
+        while t < budget and m < most:
+            while i + 1 < len(xs) and xs[i + 1] <= x:
+                i += 1
+            y = ys[0] if i < 0 else ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i])
+            t += a_ + b_ * y
+            ends.append(t)
+            m, x = m + 1, x + 1
+
     def run(self, x0: float, k: int, budget: float = math.inf, scale: tuple[float, float] = (0.0, 1.0)):
         """Iterations at x0, x0 + 1, ... x0 + k - 1 that each last a + b * seconds(x), for (a, b) = scale.
 

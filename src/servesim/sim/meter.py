@@ -32,9 +32,9 @@ class StepLog:
         self.add = self.rows.append  # one tuple of FIELDS per step
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The steps so far as columns."""
+        """The steps so far as columns (each its own array: none keeps a whole table alive)."""
         table = np.array(self.rows, dtype=float).reshape(-1, len(self.FIELDS))
-        return {name: table[:, i].astype(np.int64) if name in self.INTS else table[:, i]
+        return {name: table[:, i].astype(np.int64 if name in self.INTS else float)
                 for i, name in enumerate(self.FIELDS)}  # fmt: skip
 
     def take(self) -> dict[str, np.ndarray]:
@@ -81,6 +81,8 @@ class Meter:
             seconds: float, n: int) -> None:  # fmt: skip
         """k decode iterations of n requests from iteration j0, as `curve.run(x0, k, scale=scale)` prices them."""
         self._runs.append((j0, k, start, x0, scale[0], scale[1], start + seconds, curve))
+        if len(self._runs) >= 4096:  # written out a batch at a time: pending runs cost more memory than ends
+            self._write_runs()
         self._add(seconds, energy, energy / n, seconds * self.usd_per_s / n)
 
     def _add(self, seconds: float, energy: float, jpt: float, usdpt: float) -> None:

@@ -137,8 +137,12 @@ class Replica:
                              None if self.windows is None else tuple(self.windows))  # fmt: skip
 
     def log(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Its step log as columns, and every iteration's end time (what a run kept in memory returns)."""
-        return self.meter.log.arrays(), self.meter.iter_end[: self.it]
+        """Its step log as columns, and every iteration's end time (what a run kept in memory returns); the
+        replica's own copies are dropped (the run is over, and a replica sits in reference cycles that only a
+        full collection would free)."""
+        steps, ends = self.meter.log.take(), self.meter.iter_end[: self.it].copy()
+        self.meter.trim(self.it, self.it)
+        return steps, ends
 
     # ----- the loop -----
     def run(self, requests: list[Request], until: float = math.inf) -> None:
@@ -280,28 +284,25 @@ class LeftWhole:
     """A decode run that a router's read fell in, left whole (`Replica.queued_tokens_at`): until the replica
     runs or receives anything, a later read before `horizon` (its next event) is answered from it alone."""
 
-    __slots__ = ("curve", "x0", "whole", "scale", "start", "horizon", "queued", "n", "cycle", "ends")
+    __slots__ = ("curve", "x0", "whole", "scale", "start", "horizon", "queued", "n", "cycle", "block", "ends")
 
     def __init__(self, curve, x0: float, whole: int, scale: tuple[float, float], start: float, horizon: float,
                  queued: int, dec, first: int):  # fmt: skip
         self.curve, self.x0, self.whole, self.scale = curve, x0, whole, scale
         self.start, self.horizon, self.queued, self.n = start, horizon, queued, dec.n
         # blocks the decodes need over the first r iterations from `first`, r = 0 .. block_size
-        self.cycle = [0, *accumulate(dec.blocks_needed_at(first + j) for j in range(dec.B))]
+        phase, self.block = dec.phase, dec.B
+        self.cycle = [0, *accumulate([phase[-(first + j) % dec.B] for j in range(dec.B)])]
         self.ends: list[float] = []  # seconds from `start` to each iteration's end, as far as reads needed
 
     def blocks_by(self, t: float) -> int | None:
         """KV blocks grown by the iterations that start before t (the first one's were taken before the run), or
         None if the whole run does."""
         budget, ends = t - self.start, self.ends
-        while (not ends or ends[-1] < budget) and len(ends) < self.whole:  # price more iterations, doubling
-            m = len(ends)
-            more = min(self.whole, max(32, 2 * m)) - m
-            a, b = self.scale
-            steps = a + b * self.curve.times(self.x0 + np.arange(m, m + more))
-            ends.extend((np.cumsum(steps) + (ends[-1] if ends else 0.0)).tolist())
+        if not ends or ends[-1] < budget:
+            self.curve.extend_ends(ends, self.x0, budget, self.whole, self.scale)
         k = bisect_left(ends, budget) + 1  # the first iteration whose end reaches t is the last begun before it
         if k >= self.whole:
             return None
-        full, rest = divmod(k - 1, len(self.cycle) - 1)
+        full, rest = divmod(k - 1, self.block)
         return full * self.n + self.cycle[rest]

@@ -8,4 +8,4 @@ class LeastTokens(Router):
     name = "least_tokens"
 
     def route(self, req, replicas) -> int:
-        return min(range(len(replicas)), key=lambda i: (replicas.queued_tokens(i), i))
+        return min(range(len(replicas)), key=replicas.queued_tokens)  # (ties: the first, as min keeps it)
