@@ -588,6 +588,65 @@ def bound(
 
 @app.command()
 @friendly
+def tts(
+    model: Annotated[list[str], Opt(help="served model, repeatable: a catalog name, or CATALOG=ACCURACY where the "
+                                    "accuracy parameters go by another name (qwen2.5-7b=deepseek-r1-distill-qwen-7b)")],
+    strategy: Annotated[list[str], Opt(help="repeatable: 'NAME key=v1,v2 ...', every combination, e.g. "
+                                       "'majority_vote n=1,4,16' or 'best_of_n n=8 verifier=true'")],
+    benchmark: Annotated[str, Opt(help="the accuracy parameters' benchmark (servesim/tts/params.toml)")],
+    rate: Annotated[float, Opt(help="questions per second")] = 0.5,
+    questions: Annotated[int, Opt(help="questions simulated per (model, strategy)")] = 200,
+    config: Annotated[Path | None, Opt("--config", "-c", help="scenario TOML: the deployment")] = None,
+    gpu: Annotated[str | None, Opt(help="GPU name")] = None,
+    tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
+    replicas: Annotated[int | None, Opt(help="replicas")] = None,
+    router: Annotated[str | None, Opt(help="routing policy of the replicas")] = None,
+    accuracy_file: Annotated[Path | None, Opt(help="TOML of more [MODEL.BENCHMARK] accuracy parameters")] = None,
+    verifier_tpr: Annotated[float, Opt(help="assumed: a verifier accepts a correct answer this often")] = 0.9,
+    verifier_fpr: Annotated[float, Opt(help="assumed: ... and a wrong one this often")] = 0.1,
+    prm_auc: Annotated[float, Opt(help="assumed: a PRM ranks a correct step above a wrong one this often")] = 0.8,
+    fix_rate: Annotated[float, Opt(help="assumed: a revision turns a wrong answer right this often")] = 0.2,
+    break_rate: Annotated[float, Opt(help="assumed: ... and a right one wrong this often")] = 0.05,
+    report: Annotated[Path | None, Opt(help="write an HTML report with the Pareto frontiers")] = None,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+):
+    """What accuracy each test-time scaling strategy buys per second, dollar and joule on a deployment, under
+    load: a stated accuracy model joined with simulated serving (docs/test_time.md)."""
+    from servesim.tts.planner import Judges, parse_strategies, plan
+
+    if report:
+        check_output_file(report, "--report")
+    if rate <= 0 or not rate < float("inf"):
+        raise ServesimError(f"--rate must be a positive number of questions per second, not {rate:g}")
+    if not 1 <= questions <= 1_000_000:
+        raise ServesimError(f"--questions must be from 1 to 1,000,000, not {questions}")
+    judges = Judges(tpr=verifier_tpr, fpr=verifier_fpr, prm_auc=prm_auc, fix_rate=fix_rate, break_rate=break_rate)
+    base = apply_flags(load_scenario(config) if config else Scenario(), dict(gpu=gpu, tp=tp, replicas=replicas,
+                                                                             router=router))  # fmt: skip
+    strategies = parse_strategies(strategy)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
+                  disable=as_json) as bar:  # fmt: skip
+        task = bar.add_task("tts", total=len(model) * len(strategies))
+        rows = plan(base, model, strategies, benchmark, rate, questions, judges, accuracy_file,
+                    progress=lambda: bar.advance(task))  # fmt: skip
+    meta = {"benchmark": benchmark, "rate": rate, "questions": questions, "judges": judges.model_dump(),
+            "deployment": base.model_dump(mode="json", include={"gpu", "replicas", "router", "engine"})}  # fmt: skip
+    if as_json:
+        print(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    else:
+        from servesim.report.table import tts_table
+
+        console.print(tts_table(rows, meta))
+    if report:
+        from servesim.report import html
+
+        err.print(f"wrote {html.tts_report(rows, meta, report)}", highlight=False)
+
+
+@app.command()
+@friendly
 def models():
     """List the built-in models with their derived sizes."""
     from servesim.report.table import models_table

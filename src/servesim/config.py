@@ -175,6 +175,28 @@ class ProgramConfig(_Strict):
         return data
 
 
+class StrategyConfig(_Strict):
+    """A test-time scaling strategy: each arriving question runs as a program of calls (`tts/strategies.py`).
+
+    The workload's input lengths are the questions, its output lengths each sample's or attempt's answer.
+    `n` is the strategy's width: samples (best_of_n, majority_vote), beams (beam_search), attempts
+    (sequential_revision), queries per pre-processed context (sleep_time); budget_forced takes `budget`
+    thinking tokens instead. A verifier or reward model is the served model itself, on the same replicas."""
+
+    name: Literal["best_of_n", "majority_vote", "beam_search", "sequential_revision", "budget_forced",
+                  "sleep_time"] = "best_of_n"  # fmt: skip
+    n: int = Field(8, ge=1, le=4096, description="samples, beams, attempts or queries (see above)")
+    verifier: bool = Field(False, description="best_of_n: an outcome reward model scores every sample")
+    score_tokens: int = Field(16, ge=1, le=4096, description="a verifier's or PRM's prompt around what it scores")
+    step_tokens: int = Field(256, ge=1, le=1_000_000, description="beam_search: tokens of one reasoning step")
+    steps: int = Field(8, ge=1, le=1024, description="beam_search: reasoning steps")
+    expand: int = Field(4, ge=1, le=256, description="beam_search: candidates per beam at each step")
+    budget: int = Field(4096, ge=1, le=10_000_000, description="budget_forced: thinking tokens; sleep_time: the "
+                        "pre-processed context's tokens")  # fmt: skip
+    revise_tokens: int = Field(32, ge=1, le=1_000_000, description="sequential_revision: the instruction added to "
+                               "each attempt's context; sleep_time: each query's tokens")  # fmt: skip
+
+
 class TenantConfig(_Strict):
     """One tenant (client, application) of a shared deployment: its own stream, priority and fair-share weight."""
 
@@ -217,6 +239,8 @@ class WorkloadConfig(_Strict):
         "block_size for programs"
     )  # fmt: skip
     programs: ProgramConfig | None = Field(None, description="sessions or agent programs instead of single requests")
+    strategy: StrategyConfig | None = Field(None, description="questions answered by a test-time scaling strategy "
+                                            "(tts/strategies.py) instead of single requests")  # fmt: skip
     n: int = Field(1, ge=1, le=1024, description="parallel samples per prompt (vLLM's SamplingParams.n): each has "
                    "its own output length; they share the prompt's KV blocks through the prefix cache")  # fmt: skip
     tenants: list[TenantConfig] | None = Field(
@@ -236,6 +260,8 @@ class WorkloadConfig(_Strict):
             names = [t.name for t in self.tenants]
             if len(set(names)) < len(names):
                 raise ValueError(f"tenant names must differ: {', '.join(names)}")
+        if self.strategy is not None and (self.programs is not None or self.trace is not None or self.n > 1):
+            raise ValueError("a strategy makes each question's calls itself; drop workload.programs, the trace and n")
         if self.n > 1 and self.programs is not None:
             raise ValueError("parallel samples (n > 1) of program calls are not modelled; use n = 1 with programs")
         if self.programs is not None and self.trace is not None:
@@ -263,15 +289,17 @@ class WorkloadConfig(_Strict):
 
     @property
     def grouped(self) -> bool:
-        """Requests come in groups that stay on one replica and are refused whole: programs, sessions, samples."""
-        return self.programs is not None or self.n > 1 or self.sessions
+        """Requests come in groups that stay on one replica and are refused whole: programs, sessions, samples,
+        a strategy's questions."""
+        return self.programs is not None or self.n > 1 or self.sessions or self.strategy is not None
 
     def unit_tokens(self, block_size: int) -> int:
         """Tokens per prefix-cache hash unit: as set, else one block where requests share context they make
-        themselves (programs, sessions, samples), else Mooncake's 512."""
+        themselves (programs, sessions, samples, strategies), else Mooncake's 512."""
         if self.hash_block_tokens is not None:
             return self.hash_block_tokens
-        made = self.programs is not None or self.sessions or (self.n > 1 and self.trace is None)
+        made = self.programs is not None or self.sessions or self.strategy is not None or (self.n > 1 and
+                                                                                            self.trace is None)
         return block_size if made else 512
 
 

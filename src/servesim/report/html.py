@@ -219,6 +219,41 @@ def search_report(out: dict, objective: str, targets: list, path: str | Path) ->
     return _write(path, _page("servesim deployment search", sections))
 
 
+def tts_report(rows: list[dict], meta: dict, path: str | Path) -> Path:
+    """`servesim tts`: every (model, strategy), and the Pareto frontiers of stated accuracy against cost per
+    question and against P90 time to the final answer."""
+    import plotly.graph_objects as go
+
+    from servesim.search.pareto import frontier
+
+    scored = [r for r in rows if r["accuracy"] is not None]
+    header = ("model", "strategy", "accuracy", "fitted", "P90 TTFT ms", "P50 answer s", "P90 answer s",
+              "USD/question", "J/question", "calls")  # fmt: skip
+    table = [(r["model"], r["strategy"], _fmt(None if r["accuracy"] is None else 100 * r["accuracy"]) + "%",
+              "yes" if r["accuracy_fitted"] else "assumed", _fmt(r["ttft_p90_ms"], 0), _fmt(r["answer_p50_s"], 2),
+              _fmt(r["answer_p90_s"], 2), _fmt(r["usd_per_question"], 5), _fmt(r["j_per_question"], 0),
+              _fmt(r["calls_per_question"], 0)) for r in rows]  # fmt: skip
+    judges = ", ".join(f"{k} {v:g}" for k, v in meta["judges"].items())
+    intro = (f"<p>{meta['questions']} questions per row at {meta['rate']:g} per second; accuracy from the stated "
+             f"model for {html.escape(meta['benchmark'])} (servesim/tts/params.toml, docs/test_time.md), never "
+             f"simulated; assumed judges: {html.escape(judges)}.</p>")  # fmt: skip
+    sections = [("Strategies", intro + _table(table, header))]
+    for x, title in (("usd_per_question", "accuracy vs USD per question"),
+                     ("answer_p90_s", "accuracy vs P90 time to the final answer (s)")):  # fmt: skip
+        fig = go.Figure()
+        for model in dict.fromkeys(r["model"] for r in scored):
+            mine = [r for r in scored if r["model"] == model]
+            fig.add_trace(go.Scatter(x=[r[x] for r in mine], y=[r["accuracy"] for r in mine], mode="markers",
+                                     name=model, text=[r["strategy"] for r in mine], hoverinfo="text+x+y"))  # fmt: skip
+        front = frontier(scored, x, "accuracy", y_smaller=False)
+        fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r["accuracy"] for r in front], mode="lines",
+                                 name="Pareto frontier", text=[f"{r['model']} {r['strategy']}" for r in front],
+                                 hoverinfo="text"))  # fmt: skip
+        fig.update_layout(title=title, xaxis_title=x, yaxis_title="accuracy")
+        sections.append((f"Pareto frontier: {title}", _fig_html(fig)))
+    return _write(path, _page("servesim test-time scaling plan", sections))
+
+
 def _write(path, text: str) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -90,6 +90,10 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
             f"max_model_len {max_len}; lower --max-model-len, raise --gpu-memory-utilization or --tp, or use a "
             "larger GPU"
         )
+    if sc.workload.strategy is not None:
+        from servesim.tts.strategies import check_fits
+
+        check_fits(sc.workload, memory.kv_tokens)
     unit = sc.workload.unit_tokens(engine.block_size)
     if engine.enable_prefix_caching and unit % engine.block_size:
         raise ServesimError(f"hash_block_tokens ({unit}) must be a multiple of block_size ({engine.block_size})")

@@ -11,6 +11,7 @@ from servesim.sim.request import Program, Request
 from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
 from servesim.workload.programs import Stream, program_chunks, session_chunks
+from servesim.workload.strategies import strategy_chunks
 from servesim.workload.traces import read_trace
 
 
@@ -27,6 +28,9 @@ def generate_chunks(wl: WorkloadConfig, share: tuple[int, int] = (0, 1), size: i
     (16 bytes a request), the Request objects only as each chunk is taken."""
     if wl.programs is not None:
         yield from program_chunks(wl, unit or wl.unit_tokens(16), share, size)
+        return
+    if wl.strategy is not None:
+        yield from strategy_chunks(wl, unit or wl.unit_tokens(16), share, size)
         return
     if wl.sessions:
         yield from session_chunks(wl, unit or wl.unit_tokens(16), share, size)

@@ -121,7 +121,7 @@ class Stream:
         return [(self.sid << 42) | (a << 21) | b for a, b in zip([start, *ends], ends, strict=False)]
 
     def name(self, req: Request, unit: int) -> None:
-        prompt, context, full = _cuts(req, unit)
+        prompt, context, full = context_cuts(req, unit)
         self.cuts.update((prompt, context))
         req.hash_ends = sorted(b for b in self.cuts | {full} if 0 < b <= full)
         req.hash_ids = self.ids(req.hash_ends)
@@ -130,13 +130,13 @@ class Stream:
         """Name a call that shares this stream's first `shared` units, then continues on a stream of its own."""
         ends = sorted(b for b in self.cuts | {shared} if 0 < b <= shared)
         ids = self.ids(ends)
-        cuts = _cuts(req, unit)
+        cuts = context_cuts(req, unit)
         tail = sorted(b for b in set(cuts) if shared < b <= cuts[2])
         req.hash_ends = ends + tail
         req.hash_ids = ids + own.ids(tail, ends[-1] if ends else 0)
 
 
-def _cuts(req: Request, unit: int) -> tuple[int, int, int]:
+def context_cuts(req: Request, unit: int) -> tuple[int, int, int]:
     """Where a call's prompt ends, where the context it caches at its finish ends (all but the newest
     token), and where its whole context ends, in units."""
     context = req.prompt_len + req.output_len

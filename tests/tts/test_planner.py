@@ -1,0 +1,64 @@
+"""The test-time scaling planner: strategies parsed, served and joined with the stated accuracy model."""
+
+import json
+
+import pytest
+
+from servesim import Scenario
+from servesim.config import StrategyConfig
+from servesim.tts.accuracy import get_params
+from servesim.tts.planner import Judges, accuracy_of, label, parse_strategies, plan
+from tests.test_cli import invoke, one_line_error
+
+SEVEN = "qwen2.5-7b=deepseek-r1-distill-qwen-7b"
+
+
+def test_strategy_specs_expand_to_every_combination():
+    got = parse_strategies(["majority_vote n=1,4", "beam_search n=2 expand=2,4 steps=3", "best_of_n verifier=true"])
+    assert [label(c) for c in got] == ["majority_vote n=1", "majority_vote n=4",
+                                       "beam_search n=2 expand=2 steps=3x256", "beam_search n=2 expand=4 steps=3x256",
+                                       "best_of_n n=8 +verifier"]  # fmt: skip
+
+
+def test_accuracy_is_the_stated_models_for_each_strategy():
+    p, j = get_params("deepseek-r1-distill-qwen-7b", "aime-2024"), Judges()
+    d = p.difficulty
+    assert accuracy_of(StrategyConfig(name="best_of_n", n=16), p, j) == pytest.approx(d.coverage(16))
+    assert accuracy_of(StrategyConfig(name="majority_vote", n=1), p, j) == pytest.approx(d.pass_at_1)
+    perfect = Judges(tpr=1.0, fpr=0.0)  # a verifier that never errs finds a correct sample whenever there is one
+    assert accuracy_of(StrategyConfig(name="best_of_n", n=8, verifier=True), p, perfect) == pytest.approx(d.coverage(8))
+    assert accuracy_of(StrategyConfig(name="budget_forced"), p, j) is None  # no budget curve for it
+
+
+def test_the_plan_joins_served_cost_and_stated_accuracy_and_marks_the_frontier():
+    rows = plan(Scenario(), [SEVEN], parse_strategies(["majority_vote n=1,8"]), "aime-2024", rate=0.5, questions=40)
+    one, eight = rows
+    assert one["answered"] == eight["answered"] == 40 and eight["calls_per_question"] == 8
+    assert eight["accuracy"] > one["accuracy"] and eight["usd_per_question"] > one["usd_per_question"]
+    assert eight["answer_p90_s"] > one["answer_p90_s"]  # eight samples share the replica with the other questions
+    assert one["frontier_cost"] and eight["frontier_cost"]  # cheaper, or more accurate: both on the frontier
+
+
+def test_servesim_tts_prints_and_reports_a_frontier(tmp_path):
+    report = tmp_path / "tts.html"
+    res = invoke("tts", "--model", SEVEN, "--strategy", "majority_vote n=1,4", "--benchmark", "aime-2024",
+                 "--questions", "20", "--json", "--report", str(report))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [r["strategy"] for r in doc["rows"]] == ["majority_vote n=1", "majority_vote n=4"]
+    assert "Pareto frontier" in report.read_text()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--strategy", "best_of_n n=0"], "n: Input should be greater than or equal to 1"),
+    (["--strategy", "budget_forced budget=0"], "budget: Input should be greater than or equal to 1"),
+    (["--strategy", "best_of_n width=3"], "strategy setting 'width=3' must be key=value"),
+    (["--strategy", "tree_search n=2"], "name: Input should be"),
+    (["--strategy", "best_of_n n=2", "--verifier-tpr", "1.5"], "tpr: Input should be less than or equal to 1"),
+    (["--strategy", "best_of_n n=2", "--prm-auc", "0.2"], "prm_auc: Input should be greater than or equal to 0.5"),
+    (["--strategy", "best_of_n n=2", "--benchmark", "gsm8k"], "no accuracy parameters for model"),
+    (["--strategy", "beam_search n=32 expand=16 steps=8 step_tokens=512"], "tokens of KV cache"),
+])  # fmt: skip
+def test_bad_plans_are_refused_in_one_line(args, fragment):
+    bench = [] if "--benchmark" in args else ["--benchmark", "aime-2024"]
+    one_line_error(invoke("tts", "--model", SEVEN, "--questions", "5", *bench, *args), fragment)
