@@ -209,3 +209,54 @@ def test_polca_experiment(monkeypatch, capsys):
     tpot = {k: float(v[8]) for k, v in rows.items() if k != "replicas"}
     assert over["8"] == 0 and over["11"] < over["11, no controller"] / 4  # the controller keeps the budget
     assert tput["11"] > 1.25 * tput["8"] and tpot["11"] < 1.5 * tpot["8"]  # 37.5% more servers, modest loss
+
+
+def test_monkeys_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "monkeys")
+    ks = [k for k in rows if k.isdigit()]
+    cov, usd = ([float(rows[k][i]) for k in ks] for i in (1, 4))
+    assert len(ks) >= 3 and cov == sorted(cov) and cov[0] < cov[-1] - 30  # coverage rises with samples
+    assert rows["1"][1] == "15.9" and rows["250"][1] == "56.0"  # through the cited ends of the fitted curve
+    assert usd == sorted(usd) and usd[-1] < 25 * usd[0]  # 250 samples share the prompt and the batch: far under 250x
+    # the 7B's vote reaches the 32B's pass@1 with 8 samples, for less than the 32B's one sample at either load
+    for load in {k.rsplit(" ", 3)[0] for k in rows if k.endswith("32B x 1")}:
+        small, big = rows[f"{load} 7B x 8"], rows[f"{load} 32B x 1"]
+        assert float(small[1]) >= float(big[1]) and float(small[4]) < float(big[4])
+
+
+def test_sleep_time_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "sleep_time")
+    usd = {k: float(v[4]) for k, v in rows.items() if k != "load strategy"}
+    p50 = {k: float(v[9]) for k, v in rows.items() if k != "load strategy"}
+    # every batch full: the cost per query falls with the queries per context (one: the pre-processing costs extra)
+    assert usd["at once sleep-time x1"] > usd["at once from scratch"] > usd["at once sleep-time x5"]
+    assert usd["at once sleep-time x5"] > usd["at once sleep-time x10"]
+    assert usd["at once from scratch"] / usd["at once sleep-time x10"] > 2  # near the paper's 2.5x
+    assert usd["2/s sleep-time x5"] < usd["2/s from scratch"] / 2  # past what answering from scratch serves
+    assert p50["0.5/s sleep-time x5"] < p50["0.5/s from scratch"] / 3  # fewer test-time tokens: answers sooner
+
+
+def test_kinetics_crossover_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "kinetics_crossover")
+    pair = {k: v for k, v in rows.items() if "->" in k and not k.startswith("GPU")}
+    cost = {k: float(v[5]) for k, v in rows.items() if k.endswith("n=1")}  # $ per 1,000 questions, one sample
+    for gpu in ("h100-sxm", "h200"):
+        simulated, params_only = (float(x) for x in pair[f"{gpu} qwen2.5-1.5b->qwen2.5-7b"][1].split(" / "))
+        assert simulated < params_only  # the small model's long samples cost more than its parameters say
+        # the 7B, more accurate with one sample than the 1.5B with any, wins from its first sample's price on
+        assert pair[f"{gpu} qwen2.5-1.5b->qwen2.5-7b"][2].startswith(f"${cost[f'{gpu} qwen2.5-7b n=1']:g} on")
+    ratio = {gpu: float(pair[f"{gpu} qwen2.5-7b->qwen2.5-32b"][1].split(" / ")[0]) for gpu in ("h100-sxm", "h200")}
+    assert ratio["h100-sxm"] > 2 * ratio["h200"]  # the 32B's weights leave an H100 little KV cache
+    start = {gpu: float(pair[f"{gpu} qwen2.5-7b->qwen2.5-32b"][2].split()[0].lstrip("$")) for gpu in ratio}
+    assert start["h100-sxm"] > start["h200"]  # so the larger model starts to win later there
+
+
+def test_compute_optimal_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "compute_optimal")
+    fewer = {k: float(v[4].rstrip("x")) for k, v in rows.items() if k.startswith("N=")}
+    less = {k: float(v[7].rstrip("x")) for k, v in rows.items() if k.startswith("N=")}
+    assert 1 < fewer["N=4, 5 bins"] < fewer["N=16, 5 bins"]  # adaptive saves samples, more at higher accuracy
+    assert less["N=4, 5 bins"] > 1 and less["N=16, 5 bins"] > 1.3  # and served GPU dollars
+    assert rows["N=16, 5 bins"][2].startswith("1/")  # the hardest bin, where votes do not help, keeps one sample
+    hard = rows["bin 1 of 5"]
+    assert float(hard[-1].rstrip("%")) < float(hard[4].rstrip("%")) + 1  # ... as more samples barely help it

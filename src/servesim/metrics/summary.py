@@ -121,7 +121,7 @@ def itl_table(requests, iter_ends: list[np.ndarray], bases: list[int] | None = N
     for rep in np.unique(where):
         sel = np.flatnonzero(where == rep)
         sa, sb = a[sel] - (bases[rep] if bases else 0), b[sel] - (bases[rep] if bases else 0)
-        end = iter_ends[rep]
+        end = iter_ends[rep][: sb.max() + 1]  # (past the last iteration a request used: nothing, or unwritten room)
         t_first[sel], t_last[sel] = end[sa], end[sb]
         # step[g]: iteration g's duration (the gap to the token before it); one slot more for reduceat's bounds
         size = len(end)

@@ -40,6 +40,15 @@ def sample_durations(dist: Duration, n: int, rng: np.random.Generator) -> np.nda
     return np.clip(values, dist.min_s, dist.max_s)
 
 
+def group_arrivals(wl: WorkloadConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    """When n groups of calls (programs, a strategy's questions) arrive, in order: the workload's arrival
+    process, shaped by its rate shape."""
+    times = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, rng)
+    if wl.rate_shape:
+        times = shape_times(times, wl.rate_shape, wl.rate_period_s)
+    return np.sort(times)
+
+
 def program_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
                    size: int = 8192) -> Iterator[list[Request]]:  # fmt: skip
     """Every call of the programs, whole programs at a time (about `size` calls a chunk), in order of the
@@ -47,10 +56,7 @@ def program_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1
     pc = wl.programs
     rng = np.random.default_rng(wl.seed)
     n = wl.num_requests or 1000
-    times = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, rng)
-    if wl.rate_shape:
-        times = shape_times(times, wl.rate_shape, wl.rate_period_s)
-    times = np.sort(times)
+    times = group_arrivals(wl, n, rng)
     firsts = np.maximum(sample_lengths(wl.input, n, rng), 1)
     stages = np.maximum(sample_lengths(pc.calls, n, rng), 1)
     width = pc.fanout if pc.shape == "dag" else 1

@@ -10,9 +10,8 @@ import numpy as np
 from servesim.config import WorkloadConfig
 from servesim.sim.request import Program, Request
 from servesim.tts.strategies import Call, calls_of
-from servesim.workload.arrivals import arrival_times, shape_times
 from servesim.workload.lengths import sample_lengths
-from servesim.workload.programs import Stream, context_cuts
+from servesim.workload.programs import Stream, context_cuts, group_arrivals
 
 
 def strategy_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
@@ -22,10 +21,7 @@ def strategy_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 
     c = wl.strategy
     rng = np.random.default_rng(wl.seed)
     n = wl.num_requests or 1000
-    times = arrival_times(n, wl.rate, wl.arrival, wl.burstiness, rng)
-    if wl.rate_shape:
-        times = shape_times(times, wl.rate_shape, wl.rate_period_s)
-    times = np.sort(times)
+    times = group_arrivals(wl, n, rng)
     questions = np.maximum(sample_lengths(wl.input, n, rng), 1).tolist()
     answers = np.maximum(sample_lengths(wl.output, n * c.n, rng), 1).tolist()
     per = len(calls_of(c))
