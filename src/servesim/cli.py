@@ -607,12 +607,24 @@ def tts(
     prm_auc: Annotated[float, Opt(help="assumed: a PRM ranks a correct step above a wrong one this often")] = 0.8,
     fix_rate: Annotated[float, Opt(help="assumed: a revision turns a wrong answer right this often")] = 0.2,
     break_rate: Annotated[float, Opt(help="assumed: ... and a right one wrong this often")] = 0.05,
+    verifier_model: Annotated[str | None, Opt(help="best_of_n's verifier as a model of its own, on a pool of its "
+                                              "own (default: the served model, on its replicas)")] = None,
+    verifier_gpu: Annotated[str | None, Opt(help="with --verifier-model: its GPU (default: the served one's)")] = None,
+    verifier_tp: Annotated[int | None, Opt(help="with --verifier-model: its tensor parallel size")] = None,
+    verifier_replicas: Annotated[int | None, Opt(help="with --verifier-model: its replicas")] = None,
     report: Annotated[Path | None, Opt(help="write an HTML report with the Pareto frontiers")] = None,
     as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
 ):
     """What accuracy each test-time scaling strategy buys per second, dollar and joule on a deployment, under
     load: a stated accuracy model joined with simulated serving (docs/test_time.md)."""
-    from servesim.tts.planner import Judges, parse_strategies, plan
+    from servesim.tts.planner import Judges, VerifierPool, parse_strategies, plan
+
+    pool_flags = {"tp": verifier_tp, "replicas": verifier_replicas, "gpu": verifier_gpu}
+    if verifier_model is None and any(v is not None for v in pool_flags.values()):
+        given = ", ".join(f"--verifier-{k}" for k, v in pool_flags.items() if v is not None)
+        raise ServesimError(f"{given} sizes the verifier's own pool, which needs --verifier-model; add it or drop it")
+    pool = None if verifier_model is None else \
+        VerifierPool(model=verifier_model, **{k: v for k, v in pool_flags.items() if v is not None})  # fmt: skip
 
     if report:
         check_output_file(report, "--report")
@@ -630,8 +642,9 @@ def tts(
                   disable=as_json) as bar:  # fmt: skip
         task = bar.add_task("tts", total=len(model) * len(strategies))
         rows = plan(base, model, strategies, benchmark, rate, questions, judges, accuracy_file,
-                    progress=lambda: bar.advance(task))  # fmt: skip
+                    progress=lambda: bar.advance(task), verifier_pool=pool)  # fmt: skip
     meta = {"benchmark": benchmark, "rate": rate, "questions": questions, "judges": judges.model_dump(),
+            "verifier_pool": None if pool is None else pool.model_dump(),
             "deployment": base.model_dump(mode="json", include={"gpu", "replicas", "router", "engine"})}  # fmt: skip
     if as_json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))

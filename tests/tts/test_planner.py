@@ -7,7 +7,7 @@ import pytest
 from servesim import Scenario
 from servesim.config import StrategyConfig
 from servesim.tts.accuracy import get_params
-from servesim.tts.planner import Judges, accuracy_of, label, parse_strategies, plan
+from servesim.tts.planner import Judges, VerifierPool, accuracy_of, label, parse_strategies, plan
 from tests.test_cli import invoke, one_line_error
 
 SEVEN = "qwen2.5-7b=deepseek-r1-distill-qwen-7b"
@@ -47,6 +47,30 @@ def test_servesim_tts_prints_and_reports_a_frontier(tmp_path):
     doc = json.loads(res.stdout)
     assert [r["strategy"] for r in doc["rows"]] == ["majority_vote n=1", "majority_vote n=4"]
     assert "Pareto frontier" in report.read_text()
+
+
+def test_a_verifier_of_its_own_on_a_pool_of_its_own_adds_its_pool_to_cost_and_time():
+    """Its calls prefill each sample whole (another model reads no cached KV) on GPUs of their own."""
+    best = parse_strategies(["best_of_n n=4 verifier=true"])
+    shared, = plan(Scenario(), [SEVEN], best, "aime-2024", rate=0.5, questions=40)
+    own, = plan(Scenario(), [SEVEN], best, "aime-2024", rate=0.5, questions=40,
+                verifier_pool=VerifierPool(model="llama-3.1-8b", replicas=2))  # fmt: skip
+    assert own["answered"] == 40 and own["calls_per_question"] == shared["calls_per_question"] == 8
+    assert own["strategy"] == "best_of_n n=4 +verifier on llama-3.1-8b" and own["accuracy"] == shared["accuracy"]
+    assert own["fleet_usd_per_question"] > 2 * shared["fleet_usd_per_question"]  # three GPUs instead of one
+    assert own["usd_per_question"] > shared["usd_per_question"]  # the scored samples are prefilled again
+    assert own["answer_p50_s"] > 0 and own["answer_p90_s"] >= own["answer_p50_s"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--strategy", "best_of_n n=2 verifier=true", "--verifier-model", "nope"], "unknown model 'nope'"),
+    (["--strategy", "best_of_n n=2 verifier=true", "--verifier-replicas", "2"], "needs --verifier-model"),
+    (["--strategy", "majority_vote n=2", "--verifier-model", "llama-3.1-8b"], "which no strategy here has"),
+    (["--strategy", "beam_search n=2 expand=2 steps=2", "--strategy", "best_of_n verifier=true",
+      "--verifier-model", "llama-3.1-8b"], "not modelled"),
+])  # fmt: skip
+def test_a_verifier_pool_that_cannot_act_is_refused(args, fragment):
+    one_line_error(invoke("tts", "--model", SEVEN, "--questions", "5", "--benchmark", "aime-2024", *args), fragment)
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

@@ -82,6 +82,73 @@ def evaluate(base: Scenario, model: str, strategy: StrategyConfig, rate: float, 
     }  # fmt: skip
 
 
+class VerifierPool(BaseModel):
+    """An outcome reward model of its own (not the served model), on a pool of its own: best_of_n's verifier
+    calls are served there, each prefilling the sample it scores (another model cannot read the served model's
+    KV cache) and answering one token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    gpu: str | None = Field(None, description="default: the served deployment's GPU")
+    tp: int = Field(1, ge=1, le=64)
+    replicas: int = Field(1, ge=1, le=10_000)
+
+
+def evaluate_with_verifier_pool(base: Scenario, model: str, strategy: StrategyConfig, rate: float, questions: int,
+                                pool: VerifierPool) -> dict:  # fmt: skip
+    """`evaluate` for best_of_n whose verifier runs on a pool of its own. The samples are served first; every
+    finished sample's verifier call then arrives at the verifier pool when it finished (the calls feed nothing
+    back, so the two runs together are the joint timeline), to the millisecond, as a replayed trace."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from servesim.api import simulate
+    from servesim.config import EngineConfig, WorkloadConfig
+
+    samples = strategy.model_copy(update={"verifier": False})
+    wl = base.workload.model_copy(update={"strategy": samples, "num_requests": questions, "rate": rate})
+    first = simulate(base.model_copy(update={"model": model, "workload": wl}))
+    df = first.requests
+    done = df[df.completed].sort_values("finish_s")
+    t0 = float(done.finish_s.iloc[0])
+    calls = pd.DataFrame({"timestamp": np.round((done.finish_s - t0) * 1000).astype(int),
+                          "input_length": done.input_len + done.output_len + strategy.score_tokens,
+                          "output_length": 1})  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "verifier_calls.jsonl"
+        calls.to_json(trace, orient="records", lines=True)
+        vwl = WorkloadConfig(trace=trace, arrival="trace", num_requests=len(calls))
+        second = simulate(Scenario(model=pool.model, gpu=pool.gpu or base.gpu, engine=EngineConfig(tp=pool.tp),
+                                   replicas=pool.replicas, router="least_tokens" if pool.replicas > 1 else None,
+                                   perf_model=base.perf_model, workload=vwl))  # fmt: skip
+    ver = second.requests.sort_values("request_id")
+    answered = pd.Series(t0 + ver.finish_s.to_numpy(), index=done.program.to_numpy()).groupby(level=0).max()
+    arrival = df.groupby("program").arrival_s.min()
+    full = answered[ver.completed.groupby(done.program.to_numpy()).all()]  # every sample scored
+    answer = (full - arrival[full.index]).to_numpy()
+    per = df.groupby("program")
+    ttft = per.first_token_s.min() - per.arrival_s.min()
+    n_done = len(full)
+    usd = float(df.cost_usd.sum() + ver.cost_usd.sum())
+    joules = float(df.energy_j.sum() + ver.energy_j.sum())
+    fleet = first.summary()["cost"]["total_usd"] + second.summary()["cost"]["total_usd"]
+    return {
+        "model": model, "strategy": label(strategy) + f" on {pool.model}", "config": strategy.model_dump(),
+        "questions": questions, "answered": n_done, "calls_per_question": (len(df) + len(ver)) / max(questions, 1),
+        "tokens_per_question": float(df.output_len.sum() + ver.output_len.sum()) / max(questions, 1),
+        "ttft_p50_ms": _pct(ttft, 50), "ttft_p90_ms": _pct(ttft, 90),
+        "answer_p50_s": _pct(answer, 50) and _pct(answer, 50) / 1e3,
+        "answer_p90_s": _pct(answer, 90) and _pct(answer, 90) / 1e3,
+        "usd_per_question": usd / n_done if n_done else math.inf,
+        "j_per_question": joules / n_done if n_done else math.inf,
+        "fleet_usd_per_question": fleet / n_done if n_done else math.inf,
+        "perf_model": first.perf_model,
+    }  # fmt: skip
+
+
 def _pct(values, q: float) -> float | None:
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
@@ -123,17 +190,31 @@ def accuracy_of(c: StrategyConfig, p: Params, judges: Judges) -> float | None:
 
 
 def plan(base: Scenario, models: list[str], strategies: list[StrategyConfig], benchmark: str, rate: float,
-         questions: int, judges: Judges | None = None, params_file=None, progress=None) -> list[dict]:  # fmt: skip
+         questions: int, judges: Judges | None = None, params_file=None, progress=None,
+         verifier_pool: VerifierPool | None = None) -> list[dict]:  # fmt: skip
     """Every (model, strategy): its serving figures and its stated accuracy, frontiers marked. A model is a
     catalog name, or `CATALOG=ACCURACY` where the accuracy parameters go by another name (a fine-tune of that
     architecture, e.g. qwen2.5-7b=deepseek-r1-distill-qwen-7b)."""
     judges = judges or Judges()
+    if verifier_pool is not None:
+        from servesim.models import get_model
+
+        get_model(verifier_pool.model)  # (an unknown model: one line naming the catalog)
+        if any(c.name == "beam_search" for c in strategies):
+            raise ServesimError("a PRM on a pool of its own would gate every beam-search step across two "
+                                "pools, which is not modelled: drop the verifier pool or beam_search")  # fmt: skip
+        if not any(c.verifier for c in strategies):
+            raise ServesimError("the verifier pool serves best_of_n's verifier (verifier=true), which no strategy "
+                                "here has: add one, e.g. 'best_of_n n=8 verifier=true', or drop the pool")  # fmt: skip
     rows = []
     for spec in models:
         served, _, named = spec.partition("=")
         params = get_params(named or served, benchmark, params_file)
         for c in strategies:
-            row = evaluate(base, served.strip(), c, rate, questions)
+            if verifier_pool is not None and c.verifier:
+                row = evaluate_with_verifier_pool(base, served.strip(), c, rate, questions, verifier_pool)
+            else:
+                row = evaluate(base, served.strip(), c, rate, questions)
             row["accuracy_model"] = f"{(named or served).strip()}/{benchmark}"
             row["accuracy"] = accuracy_of(c, params, judges)
             row["accuracy_fitted"] = params.fitted
