@@ -77,6 +77,7 @@ def test_a_verifier_pool_that_cannot_act_is_refused(args, fragment):
     (["--strategy", "best_of_n n=0"], "n: Input should be greater than or equal to 1"),
     (["--strategy", "budget_forced budget=0"], "budget: Input should be greater than or equal to 1"),
     (["--strategy", "best_of_n width=3"], "strategy setting 'width=3' must be key=value"),
+    (["--strategy", "best_of_n verifier=maybe"], "verifier=maybe must be true or false"),
     (["--strategy", "tree_search n=2"], "name: Input should be"),
     (["--strategy", "best_of_n n=2", "--verifier-tpr", "1.5"], "tpr: Input should be less than or equal to 1"),
     (["--strategy", "best_of_n n=2", "--prm-auc", "0.2"], "prm_auc: Input should be greater than or equal to 0.5"),
@@ -86,3 +87,11 @@ def test_a_verifier_pool_that_cannot_act_is_refused(args, fragment):
 def test_bad_plans_are_refused_in_one_line(args, fragment):
     bench = [] if "--benchmark" in args else ["--benchmark", "aime-2024"]
     one_line_error(invoke("tts", "--model", SEVEN, "--questions", "5", *bench, *args), fragment)
+
+
+def test_sleep_time_is_counted_per_query():
+    one, ten = plan(Scenario(), ["qwen2.5-32b=s1-32b"], parse_strategies(["sleep_time n=1,10 budget=2000"]),
+                    "aime-2024", rate=0.05, questions=12)  # fmt: skip
+    assert one["answered"] == 12 and ten["answered"] == 120  # queries, not contexts
+    assert ten["calls_per_question"] == pytest.approx(11 / 10)  # a context's call shared by its ten queries
+    assert ten["usd_per_question"] < one["usd_per_question"]  # the pre-processing amortised

@@ -35,12 +35,18 @@ def parse_strategies(specs: list[str]) -> list[StrategyConfig]:
             if not sep or key not in FIELDS or not values:
                 raise ServesimError(f"strategy setting '{item}' must be key=value[,value...] with key one of "
                                     f"{', '.join(FIELDS)}, e.g. 'best_of_n n=1,4,16 verifier=true'")  # fmt: skip
-            grid[key] = [v.lower() == "true" if key == "verifier" else v for v in values.split(",")]
+            grid[key] = [_flag(v) if key == "verifier" else v for v in values.split(",")]
         for combo in itertools.product(*grid.values()):
             out.append(StrategyConfig.model_validate({"name": name, **dict(zip(grid, combo, strict=True))}))
     if not out:
         raise ServesimError("give at least one --strategy, e.g. --strategy 'majority_vote n=1,4,16'")
     return out
+
+
+def _flag(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise ServesimError(f"verifier={value} must be true or false")
+    return value.lower() == "true"
 
 
 def label(c: StrategyConfig) -> str:
@@ -59,26 +65,33 @@ def evaluate(base: Scenario, model: str, strategy: StrategyConfig, rate: float, 
     from servesim.api import simulate
 
     wl = base.workload.model_copy(update={"strategy": strategy, "num_requests": questions, "rate": rate})
-    sc = base.model_copy(update={"model": model, "workload": wl})
-    res = simulate(sc)
+    res = simulate(base.model_copy(update={"model": model, "workload": wl}))
     s, df = res.summary(), res.requests
-    done = s["programs"]["completed"] * (strategy.n if strategy.name == "sleep_time" else 1)  # (its queries)
-    per = df.groupby("program")
-    first = per.first_token_s.min() - per.arrival_s.min()  # the question's first token, of any of its calls
-    answer = s["programs"]["completion_ms"]
-    out_tokens = float(df.output_len.sum()) / max(questions, 1)
+    answer = np.asarray(res.requests.groupby("program").finish_s.max() - df.groupby("program").arrival_s.min())
+    finished = df.groupby("program").completed.all().to_numpy()
+    return _row(model, label(strategy), strategy, questions, df, answer[finished], df.cost_usd.sum(),
+                df.energy_j.sum(), s["cost"]["total_usd"], res.perf_model)  # fmt: skip
+
+
+def _row(model: str, name: str, strategy: StrategyConfig, questions: int, df, answer: np.ndarray, usd: float,
+         joules: float, fleet_usd: float, perf_model: str, extra_calls: int = 0,
+         extra_tokens: int = 0) -> dict:  # fmt: skip
+    """A planner row: per question (sleep_time: per query) of those answered whole. `usd` and `joules` are the
+    GPU cost and energy of the iterations the calls ran in, shared among their tokens; `fleet_usd` what the
+    whole fleet cost over the run, idle time included."""
+    per = 1 if strategy.name != "sleep_time" else strategy.n  # a sleep_time question: a context and n queries
+    done, units = len(answer) * per, questions * per
+    first = df.groupby("program").first_token_s.min() - df.groupby("program").arrival_s.min()
     return {
-        "model": model, "strategy": label(strategy), "config": strategy.model_dump(),
-        "questions": questions, "answered": done, "calls_per_question": len(df) / max(questions, 1),
-        "tokens_per_question": out_tokens,
+        "model": model, "strategy": name, "config": strategy.model_dump(), "questions": questions,
+        "answered": done, "calls_per_question": (len(df) + extra_calls) / units,
+        "tokens_per_question": (float(df.output_len.sum()) + extra_tokens) / units,
         "ttft_p50_ms": _pct(first, 50), "ttft_p90_ms": _pct(first, 90),
-        "answer_p50_s": _s(answer.get("median")), "answer_p90_s": _s(answer.get("p90")),
-        # the GPU time and energy of the iterations its calls ran in, shared among their tokens; and what the
-        # whole fleet costs at this rate, idle time included
-        "usd_per_question": float(df.cost_usd.sum()) / done if done else math.inf,
-        "j_per_question": float(df.energy_j.sum()) / done if done else math.inf,
-        "fleet_usd_per_question": s["cost"]["total_usd"] / done if done else math.inf,
-        "perf_model": res.perf_model,
+        "answer_p50_s": _pct(answer, 50, 1.0), "answer_p90_s": _pct(answer, 90, 1.0),
+        "usd_per_question": float(usd) / done if done else math.inf,
+        "j_per_question": float(joules) / done if done else math.inf,
+        "fleet_usd_per_question": fleet_usd / done if done else math.inf,
+        "perf_model": perf_model,
     }  # fmt: skip
 
 
@@ -125,38 +138,21 @@ def evaluate_with_verifier_pool(base: Scenario, model: str, strategy: StrategyCo
                                    replicas=pool.replicas, router="least_tokens" if pool.replicas > 1 else None,
                                    perf_model=base.perf_model, workload=vwl))  # fmt: skip
     ver = second.requests.sort_values("request_id")
-    answered = pd.Series(t0 + ver.finish_s.to_numpy(), index=done.program.to_numpy()).groupby(level=0).max()
-    arrival = df.groupby("program").arrival_s.min()
-    full = answered[ver.completed.groupby(done.program.to_numpy()).all()]  # every sample scored
-    answer = (full - arrival[full.index]).to_numpy()
-    per = df.groupby("program")
-    ttft = per.first_token_s.min() - per.arrival_s.min()
-    n_done = len(full)
-    usd = float(df.cost_usd.sum() + ver.cost_usd.sum())
-    joules = float(df.energy_j.sum() + ver.energy_j.sum())
+    scored = pd.Series(t0 + ver.finish_s.to_numpy(), index=done.program.to_numpy()).groupby(level=0).max()
+    whole = ver.completed.groupby(done.program.to_numpy()).all()
+    whole = whole[whole].index.intersection(df.groupby("program").completed.all().loc[lambda x: x].index)
+    answer = (scored[whole] - df.groupby("program").arrival_s.min()[whole]).to_numpy()
     fleet = first.summary()["cost"]["total_usd"] + second.summary()["cost"]["total_usd"]
-    return {
-        "model": model, "strategy": label(strategy) + f" on {pool.model}", "config": strategy.model_dump(),
-        "questions": questions, "answered": n_done, "calls_per_question": (len(df) + len(ver)) / max(questions, 1),
-        "tokens_per_question": float(df.output_len.sum() + ver.output_len.sum()) / max(questions, 1),
-        "ttft_p50_ms": _pct(ttft, 50), "ttft_p90_ms": _pct(ttft, 90),
-        "answer_p50_s": _pct(answer, 50) and _pct(answer, 50) / 1e3,
-        "answer_p90_s": _pct(answer, 90) and _pct(answer, 90) / 1e3,
-        "usd_per_question": usd / n_done if n_done else math.inf,
-        "j_per_question": joules / n_done if n_done else math.inf,
-        "fleet_usd_per_question": fleet / n_done if n_done else math.inf,
-        "perf_model": first.perf_model,
-    }  # fmt: skip
+    return _row(model, label(strategy) + f" on {pool.model}", strategy, questions, df, answer,
+                df.cost_usd.sum() + ver.cost_usd.sum(), df.energy_j.sum() + ver.energy_j.sum(), fleet,
+                first.perf_model, extra_calls=len(ver), extra_tokens=int(ver.output_len.sum()))  # fmt: skip
 
 
-def _pct(values, q: float) -> float | None:
+def _pct(values, q: float, scale: float = 1e3) -> float | None:
+    """The q-th percentile of `values` (seconds) times `scale` (ms by default), None without any."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
-    return float(np.percentile(v, q)) * 1e3 if len(v) else None
-
-
-def _s(ms: float | None) -> float | None:
-    return None if ms is None else ms / 1e3
+    return float(np.percentile(v, q)) * scale if len(v) else None
 
 
 class Judges(BaseModel):
