@@ -602,11 +602,14 @@ def tts(
     replicas: Annotated[int | None, Opt(help="replicas")] = None,
     router: Annotated[str | None, Opt(help="routing policy of the replicas")] = None,
     accuracy_file: Annotated[Path | None, Opt(help="TOML of more [MODEL.BENCHMARK] accuracy parameters")] = None,
-    verifier_tpr: Annotated[float, Opt(help="assumed: a verifier accepts a correct answer this often")] = 0.9,
-    verifier_fpr: Annotated[float, Opt(help="assumed: ... and a wrong one this often")] = 0.1,
-    prm_auc: Annotated[float, Opt(help="assumed: a PRM ranks a correct step above a wrong one this often")] = 0.8,
-    fix_rate: Annotated[float, Opt(help="assumed: a revision turns a wrong answer right this often")] = 0.2,
-    break_rate: Annotated[float, Opt(help="assumed: ... and a right one wrong this often")] = 0.05,
+    verifier_tpr: Annotated[float | None, Opt(help="assumed: a verifier accepts a correct answer this often "
+                                              "(0.9)")] = None,
+    verifier_fpr: Annotated[float | None, Opt(help="assumed: ... and a wrong one this often (0.1)")] = None,
+    prm_auc: Annotated[float | None, Opt(help="assumed: a PRM ranks a correct step above a wrong one this "
+                                         "often (0.8)")] = None,
+    fix_rate: Annotated[float | None, Opt(help="assumed: a revision turns a wrong answer right this often "
+                                          "(0.2)")] = None,
+    break_rate: Annotated[float | None, Opt(help="assumed: ... and a right one wrong this often (0.05)")] = None,
     verifier_model: Annotated[str | None, Opt(help="best_of_n's verifier as a model of its own, on a pool of its "
                                               "own (default: the served model, on its replicas)")] = None,
     verifier_gpu: Annotated[str | None, Opt(help="with --verifier-model: its GPU (default: the served one's)")] = None,
@@ -632,10 +635,21 @@ def tts(
         raise ServesimError(f"--rate must be a positive number of questions per second, not {rate:g}")
     if not 1 <= questions <= 1_000_000:
         raise ServesimError(f"--questions must be from 1 to 1,000,000, not {questions}")
-    judges = Judges(tpr=verifier_tpr, fpr=verifier_fpr, prm_auc=prm_auc, fix_rate=fix_rate, break_rate=break_rate)
+    given = {"tpr": verifier_tpr, "fpr": verifier_fpr, "prm_auc": prm_auc, "fix_rate": fix_rate,
+             "break_rate": break_rate}  # fmt: skip
+    judges = Judges(**{k: v for k, v in given.items() if v is not None})
     base = apply_flags(load_scenario(config) if config else Scenario(), dict(gpu=gpu, tp=tp, replicas=replicas,
                                                                              router=router))  # fmt: skip
     strategies = parse_strategies(strategy)
+    uses = {"tpr": ("--verifier-tpr", "best_of_n verifier=true", any(c.verifier for c in strategies)),
+            "fpr": ("--verifier-fpr", "best_of_n verifier=true", any(c.verifier for c in strategies)),
+            "prm_auc": ("--prm-auc", "beam_search", any(c.name == "beam_search" for c in strategies)),
+            "fix_rate": ("--fix-rate", "sequential_revision", any(c.name == "sequential_revision" for c in strategies)),
+            "break_rate": ("--break-rate", "sequential_revision",
+                           any(c.name == "sequential_revision" for c in strategies))}  # fmt: skip
+    for key, (flag, needs, acts) in uses.items():
+        if given[key] is not None and not acts:
+            raise ServesimError(f"{flag} acts only on {needs}, which no --strategy here is; add one or drop it")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,
