@@ -183,7 +183,7 @@ def main() -> None:
     d = params.difficulty
     if d is None:
         raise SystemExit(f"{args.accuracy_model}/{args.benchmark} has no difficulty table")
-    strategy = StrategyConfig(name=args.strategy, n=1, verifier=args.verifier)
+    strategy = StrategyConfig(name=args.strategy, n=1, **({"verifier": True} if args.verifier else {}))
     output = LengthDist(dist="lognormal", mean=args.output_mean, sigma=args.output_sigma, min=256, max=args.output_max)
 
     print(f"{args.strategy}{' +verifier' if args.verifier else ''} on {args.accuracy_model}/{args.benchmark}: "

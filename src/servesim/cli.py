@@ -594,8 +594,12 @@ def tts(
     strategy: Annotated[list[str], Opt(help="repeatable: 'NAME key=v1,v2 ...', every combination, e.g. "
                                        "'majority_vote n=1,4,16' or 'best_of_n n=8 verifier=true'")],
     benchmark: Annotated[str, Opt(help="the accuracy parameters' benchmark (servesim/tts/params.toml)")],
-    rate: Annotated[float, Opt(help="questions per second")] = 0.5,
-    questions: Annotated[int, Opt(help="questions simulated per (model, strategy)")] = 200,
+    rate: Annotated[float | None, Opt(help="questions per second (default: the scenario's, else 0.5)")] = None,
+    questions: Annotated[int | None, Opt(help="questions simulated per (model, strategy) (default: the "
+                                         "scenario's, else 200)")] = None,
+    input_mean: Annotated[float | None, Opt(help="mean question tokens (lognormal)")] = None,
+    output_mean: Annotated[float | None, Opt(help="mean tokens of each sample or attempt, reasoning included "
+                                             "(lognormal; reasoning models: thousands)")] = None,
     config: Annotated[Path | None, Opt("--config", "-c", help="scenario TOML: the deployment")] = None,
     gpu: Annotated[str | None, Opt(help="GPU name")] = None,
     tp: Annotated[int | None, Opt(help="tensor parallel size")] = None,
@@ -631,15 +635,24 @@ def tts(
 
     if report:
         check_output_file(report, "--report")
-    if rate <= 0 or not rate < float("inf"):
-        raise ServesimError(f"--rate must be a positive number of questions per second, not {rate:g}")
+    scenario = load_scenario(config) if config else Scenario()
+    given = scenario.workload.model_fields_set
+    rate = rate if rate is not None else scenario.workload.rate if "rate" in given else 0.5
+    if questions is None:
+        questions = scenario.workload.num_requests if "num_requests" in given else None
+        questions = questions or 200
+    if not 1e-6 <= rate < float("inf"):
+        raise ServesimError(f"--rate must be from 1e-6 questions per second, finite, not {rate:g}")
     if not 1 <= questions <= 1_000_000:
         raise ServesimError(f"--questions must be from 1 to 1,000,000, not {questions}")
     given = {"tpr": verifier_tpr, "fpr": verifier_fpr, "prm_auc": prm_auc, "fix_rate": fix_rate,
              "break_rate": break_rate}  # fmt: skip
     judges = Judges(**{k: v for k, v in given.items() if v is not None})
-    base = apply_flags(load_scenario(config) if config else Scenario(), dict(gpu=gpu, tp=tp, replicas=replicas,
-                                                                             router=router))  # fmt: skip
+    wl = scenario.workload  # (a mean given: the cap at least 4x it, so that the lognormal is not cut at the default)
+    caps = {f"{k}_max": max(getattr(wl, k).max, int(4 * m)) for k, m in (("input", input_mean), ("output", output_mean))
+            if m is not None}  # fmt: skip
+    base = apply_flags(scenario, dict(gpu=gpu, tp=tp, replicas=replicas, router=router, input_mean=input_mean,
+                                      output_mean=output_mean, **caps))  # fmt: skip
     strategies = parse_strategies(strategy)
     uses = {"tpr": ("--verifier-tpr", "best_of_n verifier=true", any(c.verifier for c in strategies)),
             "fpr": ("--verifier-fpr", "best_of_n verifier=true", any(c.verifier for c in strategies)),

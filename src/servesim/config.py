@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -196,6 +196,25 @@ class StrategyConfig(_Strict):
     revise_tokens: int = Field(32, ge=1, le=1_000_000, description="sequential_revision: the instruction added to "
                                "each attempt's context; sleep_time: each query's tokens")  # fmt: skip
 
+    USES: ClassVar[dict[str, set[str]]] = {"best_of_n": {"n", "verifier", "score_tokens"}, "majority_vote": {"n"},
+            "beam_search": {"n", "score_tokens", "step_tokens", "steps", "expand"},
+            "sequential_revision": {"n", "revise_tokens"}, "budget_forced": {"budget"},
+            "sleep_time": {"n", "budget", "revise_tokens"}}  # fmt: skip
+
+    @model_validator(mode="after")
+    def _used(self):
+        idle = sorted(self.model_fields_set - {"name"} - self.USES[self.name])
+        if idle:
+            uses = ", ".join(sorted(self.USES[self.name]))
+            raise ValueError(f"{', '.join(idle)} cannot act in {self.name}, which uses {uses}; drop "
+                             f"{'them' if len(idle) > 1 else 'it'}")  # fmt: skip
+        calls = {"best_of_n": self.n * (1 + self.verifier), "beam_search": 2 * self.n * self.expand * self.steps,
+                 "sleep_time": self.n + 1}.get(self.name, self.n)  # fmt: skip
+        if calls > 1 << 16:
+            raise ValueError(f"{self.name} makes {calls:,} calls per question, more than 65,536; lower n, steps or "
+                             "expand")  # fmt: skip
+        return self
+
 
 class TenantConfig(_Strict):
     """One tenant (client, application) of a shared deployment: its own stream, priority and fair-share weight."""
@@ -260,8 +279,10 @@ class WorkloadConfig(_Strict):
             names = [t.name for t in self.tenants]
             if len(set(names)) < len(names):
                 raise ValueError(f"tenant names must differ: {', '.join(names)}")
-        if self.strategy is not None and (self.programs is not None or self.trace is not None or self.n > 1):
-            raise ValueError("a strategy makes each question's calls itself; drop workload.programs, the trace and n")
+        if self.strategy is not None and (self.programs is not None or self.trace is not None or self.n > 1
+                                          or self.tenants):  # fmt: skip
+            raise ValueError("a strategy makes each question's calls itself; drop workload.programs, the trace, n and "
+                             "tenants")  # fmt: skip
         if self.n > 1 and self.programs is not None:
             raise ValueError("parallel samples (n > 1) of program calls are not modelled; use n = 1 with programs")
         if self.programs is not None and self.trace is not None:

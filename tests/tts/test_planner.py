@@ -99,3 +99,34 @@ def test_sleep_time_is_counted_per_query():
     assert one["answered"] == 12 and ten["answered"] == 120  # queries, not contexts
     assert ten["calls_per_question"] == pytest.approx(11 / 10)  # a context's call shared by its ten queries
     assert ten["usd_per_question"] < one["usd_per_question"]  # the pre-processing amortised
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--strategy", ""], "must start with the strategy's name"),
+    (["--strategy", "n=4"], "must start with the strategy's name"),
+    (["--strategy", "majority_vote n=4 n=8"], "gives n twice"),
+    (["--strategy", "majority_vote n=4 verifier=true"], "verifier cannot act in majority_vote"),
+    (["--strategy", "budget_forced n=16"], "n cannot act in budget_forced"),
+    (["--strategy", "beam_search n=64 expand=64 steps=16 step_tokens=1"], "131,072 calls per question"),
+    (["--strategy", "majority_vote n=2", "--rate", "1e-300"], "--rate must be from 1e-6"),
+    (["--strategy", "majority_vote n=2", "--model", "a=b=c"], "must be a catalog name or CATALOG=ACCURACY"),
+])  # fmt: skip
+def test_malformed_plans_are_refused_in_one_line(args, fragment):
+    one_line_error(invoke("tts", "--model", SEVEN, "--questions", "5", "--benchmark", "aime-2024", *args), fragment)
+
+
+def test_a_row_with_refused_questions_says_so_and_stays_off_the_frontiers():
+    # answers of up to 30,000 tokens: a 7-attempt revision's last attempts outgrow qwen2.5-7b's 32k context
+    sc = Scenario.model_validate({"workload": {"output": {"dist": "fixed", "mean": 6000, "max": 6000}}})
+    short, long = plan(sc, [SEVEN], parse_strategies(["sequential_revision n=2,7"]), "aime-2024", 0.05, 6)
+    assert short["complete"] and short["frontier_cost"]
+    assert not long["complete"] and "refused" in long["note"] and not long["frontier_cost"]
+
+
+def test_the_scenarios_rate_and_questions_are_kept_unless_flags_say_otherwise(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[workload]\nrate = 2.0\nnum_requests = 12\n")
+    res = invoke("tts", "--model", SEVEN, "--strategy", "majority_vote n=1", "--benchmark", "aime-2024", "-c",
+                 str(path), "--json")  # fmt: skip
+    meta = json.loads(res.stdout)["meta"]
+    assert res.exit_code == 0 and (meta["rate"], meta["questions"]) == (2.0, 12)

@@ -242,16 +242,18 @@ def pipeline_search_table(rows: list[dict], title: str, top: int) -> Table:
 def tts_table(rows: list[dict], meta: dict) -> Table:
     """`servesim tts`: each (model, strategy)'s stated accuracy beside its simulated latency, cost and energy;
     * marks the frontier of accuracy against cost per question, + against P90 time to the answer."""
-    title = (f"{meta['benchmark']}: {meta['questions']} questions per row at {meta['rate']:g}/s "
-             "(* frontier: accuracy vs $; + : accuracy vs P90 time to answer)")  # fmt: skip
-    t = _table(title, ["model", "strategy", "accuracy", "P90 TTFT ms", "P50 answer s", "P90 answer s",
+    judges = ", ".join(f"{k} {v:g}" for k, v in meta["judges"].items())
+    title = (f"{meta['benchmark']}: {meta['questions']} questions per row at {meta['rate']:g}/s (* frontier: "
+             f"accuracy vs $; +: vs P90 time to answer; assumed judges: {judges})")  # fmt: skip
+    t = _table(title, ["model", "strategy", "accuracy", "answered", "P90 TTFT ms", "P50 answer s", "P90 answer s",
                        "m$/question", "kJ/question", "calls", "front"], ("model", "strategy"))  # fmt: skip
     for col in t.columns[:2]:  # what the user typed: folded onto more lines, never cut
         col.overflow = "fold"
     for r in rows:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.1%}" + ("" if r["accuracy_fitted"] else " (assumed)")
-        t.add_row(r["model"], r["strategy"], acc, _fmt(r["ttft_p90_ms"], 0), _fmt(r["answer_p50_s"], 1),
+        t.add_row(r["model"], r["strategy"] + (f" ({r['note']})" if r.get("note") else ""), acc,
+                  str(r["answered"]), _fmt(r["ttft_p90_ms"], 0), _fmt(r["answer_p50_s"], 1),
                   _fmt(r["answer_p90_s"], 1), f"{r['usd_per_question'] * 1e3:.3f}",
-                  f"{r['j_per_question'] / 1e3:.2f}", f"{r['calls_per_question']:.0f}",
+                  f"{r['j_per_question'] / 1e3:.2f}", f"{r['calls_per_question']:.1f}",
                   "*" * r["frontier_cost"] + "+" * r["frontier_latency"])  # fmt: skip
     return t

@@ -326,6 +326,10 @@ class Params(BaseModel):
             raise ValueError("fitted = true needs the cited points (cited_coverage or cited_majority)")
         if self.fitted and self.source.startswith("assumed"):
             raise ValueError("an 'assumed: ...' source cannot be fitted = true")
+        for k, acc in (*self.cited_coverage, *self.cited_majority):
+            if k < 1 or not 0 <= acc <= 1:
+                raise ValueError(f"a cited point [{k}, {acc}] needs k >= 1 and an accuracy from 0 to 1 (a fraction, "
+                                 "not percent)")  # fmt: skip
         return self
 
 

@@ -28,10 +28,14 @@ def parse_strategies(specs: list[str]) -> list[StrategyConfig]:
     """`NAME key=v1,v2 key2=v` (values of a key: a comma list; every combination) as strategy settings."""
     out = []
     for spec in specs:
+        if not spec.split() or "=" in spec.split()[0]:
+            raise ServesimError(f"--strategy '{spec}' must start with the strategy's name, e.g. 'majority_vote n=1,4'")
         name, *items = spec.split()
         grid = {}
         for item in items:
             key, sep, values = item.partition("=")
+            if key in grid:
+                raise ServesimError(f"--strategy '{spec}' gives {key} twice; list its values once: {key}=a,b")
             if not sep or key not in FIELDS or not values:
                 raise ServesimError(f"strategy setting '{item}' must be key=value[,value...] with key one of "
                                     f"{', '.join(FIELDS)}, e.g. 'best_of_n n=1,4,16 verifier=true'")  # fmt: skip
@@ -56,7 +60,7 @@ def label(c: StrategyConfig) -> str:
     if c.name == "beam_search":
         return f"beam_search n={c.n} expand={c.expand} steps={c.steps}x{c.step_tokens}"
     if c.name == "sleep_time":
-        return f"sleep_time {c.n} queries, {c.budget} tokens"
+        return f"sleep_time {c.n} quer{'y' if c.n == 1 else 'ies'}, {c.budget} tokens"
     return f"{c.name} n={c.n}" + (" +verifier" if c.verifier else "")
 
 
@@ -67,8 +71,13 @@ def evaluate(base: Scenario, model: str, strategy: StrategyConfig, rate: float, 
     wl = base.workload.model_copy(update={"strategy": strategy, "num_requests": questions, "rate": rate})
     res = simulate(base.model_copy(update={"model": model, "workload": wl}))
     s, df = res.summary(), res.requests
-    answer = np.asarray(res.requests.groupby("program").finish_s.max() - df.groupby("program").arrival_s.min())
-    finished = df.groupby("program").completed.all().to_numpy()
+    if strategy.name == "sleep_time":  # a query waits from its release (its context pre-processed) to its answer
+        queries = df[df.groupby("program").request_id.transform("min") != df.request_id]
+        answer = (queries.finish_s - queries.arrival_s).to_numpy()
+        finished = queries.groupby("program").completed.transform("all").to_numpy()
+    else:
+        answer = np.asarray(df.groupby("program").finish_s.max() - df.groupby("program").arrival_s.min())
+        finished = df.groupby("program").completed.all().to_numpy()
     return _row(model, label(strategy), strategy, questions, df, answer[finished], df.cost_usd.sum(),
                 df.energy_j.sum(), s["cost"]["total_usd"], res.perf_model)  # fmt: skip
 
@@ -80,7 +89,7 @@ def _row(model: str, name: str, strategy: StrategyConfig, questions: int, df, an
     GPU cost and energy of the iterations the calls ran in, shared among their tokens; `fleet_usd` what the
     whole fleet cost over the run, idle time included."""
     per = 1 if strategy.name != "sleep_time" else strategy.n  # a sleep_time question: a context and n queries
-    done, units = len(answer) * per, questions * per
+    done, units = len(answer) * (per if strategy.name != "sleep_time" else 1), questions * per
     first = df.groupby("program").first_token_s.min() - df.groupby("program").arrival_s.min()
     return {
         "model": model, "strategy": name, "config": strategy.model_dump(), "questions": questions,
@@ -91,7 +100,7 @@ def _row(model: str, name: str, strategy: StrategyConfig, questions: int, df, an
         "usd_per_question": float(usd) / done if done else math.inf,
         "j_per_question": float(joules) / done if done else math.inf,
         "fleet_usd_per_question": fleet_usd / done if done else math.inf,
-        "perf_model": perf_model,
+        "perf_model": perf_model, "complete": done == units,
     }  # fmt: skip
 
 
@@ -192,6 +201,15 @@ def plan(base: Scenario, models: list[str], strategies: list[StrategyConfig], be
     catalog name, or `CATALOG=ACCURACY` where the accuracy parameters go by another name (a fine-tune of that
     architecture, e.g. qwen2.5-7b=deepseek-r1-distill-qwen-7b)."""
     judges = judges or Judges()
+    wl = base.workload
+    if wl.trace is not None or wl.n > 1 or wl.programs is not None or wl.tenants:
+        raise ServesimError("the planner makes each question's calls from its strategies; drop the scenario's "
+                            "[workload] trace, n, programs and tenants (its lengths are used)")  # fmt: skip
+    for spec in models:
+        served, _, named = spec.partition("=")
+        if not served.strip() or "=" in named:
+            raise ServesimError(f"--model '{spec}' must be a catalog name or CATALOG=ACCURACY, e.g. "
+                                "qwen2.5-7b=deepseek-r1-distill-qwen-7b")  # fmt: skip
     if verifier_pool is not None:
         from servesim.models import get_model
 
@@ -211,8 +229,15 @@ def plan(base: Scenario, models: list[str], strategies: list[StrategyConfig], be
                 row = evaluate_with_verifier_pool(base, served.strip(), c, rate, questions, verifier_pool)
             else:
                 row = evaluate(base, served.strip(), c, rate, questions)
+            row["model"] = spec.strip()
             row["accuracy_model"] = f"{(named or served).strip()}/{benchmark}"
             row["accuracy"] = accuracy_of(c, params, judges)
+            if row["accuracy"] is None:
+                row["note"] = f"no {'budget curve' if c.name in ('budget_forced', 'sleep_time') else 'difficulty'} " \
+                              f"for {row['accuracy_model']}"  # fmt: skip
+            if not row["complete"]:
+                row["note"] = (f"{questions * (c.n if c.name == 'sleep_time' else 1) - row['answered']} refused "
+                               "(a call past max_model_len): not on the frontiers")  # fmt: skip
             row["accuracy_fitted"] = params.fitted
             rows.append(row)
             if progress is not None:
@@ -222,9 +247,10 @@ def plan(base: Scenario, models: list[str], strategies: list[StrategyConfig], be
 
 def mark_frontiers(rows: list[dict]) -> list[dict]:
     """Flag the rows on the accuracy frontiers: against cost per question and against P90 time to answer."""
+    scored = [{**r, "accuracy": round(r["accuracy"], 6), "id": id(r)} for r in rows  # (gains below 1e-6: ties)
+              if r.get("accuracy") is not None and r.get("complete", True)]  # fmt: skip
     for key, x in (("frontier_cost", "usd_per_question"), ("frontier_latency", "answer_p90_s")):
-        best = {id(r) for r in frontier([r for r in rows if r.get("accuracy") is not None], x, "accuracy",
-                                         y_smaller=False)}  # fmt: skip
+        best = {r["id"] for r in frontier(scored, x, "accuracy", y_smaller=False)}
         for r in rows:
             r[key] = id(r) in best
     return rows
