@@ -41,7 +41,7 @@ from scipy import stats
 from servesim.api import simulate
 from servesim.config import LengthDist, Scenario, StrategyConfig, WorkloadConfig
 from servesim.tts.accuracy import Difficulty, get_params, plurality_win
-from servesim.tts.planner import Judges, accuracy_of
+from servesim.tts.planner import Judges, accuracy_of, saturated
 
 CHECK = ["--bins", "5", "--uniform", "4,16", "--ks", "1,2,3,4,6,8,12,16,24,32", "--output-mean", "2000",
          "--samples-per-run", "128"]  # the small run CI checks (experiments/record.py)
@@ -130,11 +130,11 @@ def serve(gpu: str, model: str, c: StrategyConfig, output: LengthDist, load: flo
     """One strategy (its n samples): its saturated question rate, then its $ per question and answer times at
     `load` of it."""
     questions = max(min_q, per_run // c.n)
-    wl = WorkloadConfig(strategy=c, num_requests=questions, rate=float("inf"), output=output,
-                        input=LengthDist(dist="fixed", mean=QUESTION, max=QUESTION))  # fmt: skip
-    capacity = questions / simulate(Scenario(model=model, gpu=gpu, workload=wl)).summary()["duration_s"]
-    wl = wl.model_copy(update={"rate": load * capacity})
-    df = simulate(Scenario(model=model, gpu=gpu, workload=wl)).requests
+    base = Scenario(gpu=gpu, workload=WorkloadConfig(output=output, input=LengthDist(dist="fixed", mean=QUESTION,
+                                                                                     max=QUESTION)))  # fmt: skip
+    capacity, _ = saturated(base, model, c, questions)
+    wl = base.workload.model_copy(update={"strategy": c, "num_requests": questions, "rate": load * capacity})
+    df = simulate(base.model_copy(update={"model": model, "workload": wl})).requests
     per = df.groupby("program")
     times = (per.finish_s.max() - per.arrival_s.min()).to_numpy()
     return {"usd": float(df.cost_usd.sum()) / len(times), "times": times, "capacity_per_min": 60 * capacity}

@@ -45,12 +45,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from servesim.api import simulate
 from servesim.config import LengthDist, Scenario, StrategyConfig, WorkloadConfig
 from servesim.hardware import get_gpu
 from servesim.models.catalog import get_model, model_names
 from servesim.tts.accuracy import get_params
-from servesim.tts.planner import Judges, accuracy_of, evaluate
+from servesim.tts.planner import Judges, accuracy_of, evaluate, saturated
 
 CHECK = ["--samples", "1,4,8", "--samples-per-run", "128",
          "--output-mean", "3000"]  # the small run CI checks (experiments/record.py)
@@ -80,11 +79,10 @@ def serve(gpu: str, model: str, n: int, output: LengthDist, load: float, per_run
     """One (GPU, model, n): its saturated question rate, then its serving figures at `load` of that rate."""
     questions = max(min_q, per_run // n)
     c = StrategyConfig(name="majority_vote", n=n)
-    wl = WorkloadConfig(input=LengthDist(dist="fixed", mean=QUESTION, max=QUESTION), output=output)
-    saturated = wl.model_copy(update={"strategy": c, "num_requests": questions, "rate": float("inf")})
-    s = simulate(Scenario(model=model, gpu=gpu, workload=saturated)).summary()
-    capacity = questions / s["duration_s"]
-    row = evaluate(Scenario(gpu=gpu, workload=wl), model, c, load * capacity, questions)
+    base = Scenario(gpu=gpu, workload=WorkloadConfig(input=LengthDist(dist="fixed", mean=QUESTION, max=QUESTION),
+                                                     output=output))  # fmt: skip
+    capacity, s = saturated(base, model, c, questions)
+    row = evaluate(base, model, c, load * capacity, questions)
     g, spec = get_gpu(gpu), get_model(model)
     flops = 2 * spec.num_params * row["tokens_per_question"]  # what a parameter-count law prices
     row.update(capacity_per_min=60 * capacity, saturated_preemptions=s["preemptions"],

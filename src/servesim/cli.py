@@ -624,7 +624,7 @@ def tts(
 ):
     """What accuracy each test-time scaling strategy buys per second, dollar and joule on a deployment, under
     load: a stated accuracy model joined with simulated serving (docs/test_time.md)."""
-    from servesim.tts.planner import Judges, VerifierPool, parse_strategies, plan
+    from servesim.tts.planner import Judges, VerifierPool, idle_judges, parse_strategies, plan
 
     pool_flags = {"tp": verifier_tp, "replicas": verifier_replicas, "gpu": verifier_gpu}
     if verifier_model is None and any(v is not None for v in pool_flags.values()):
@@ -654,15 +654,10 @@ def tts(
     base = apply_flags(scenario, dict(gpu=gpu, tp=tp, replicas=replicas, router=router, input_mean=input_mean,
                                       output_mean=output_mean, **caps))  # fmt: skip
     strategies = parse_strategies(strategy)
-    uses = {"tpr": ("--verifier-tpr", "best_of_n verifier=true", any(c.verifier for c in strategies)),
-            "fpr": ("--verifier-fpr", "best_of_n verifier=true", any(c.verifier for c in strategies)),
-            "prm_auc": ("--prm-auc", "beam_search", any(c.name == "beam_search" for c in strategies)),
-            "fix_rate": ("--fix-rate", "sequential_revision", any(c.name == "sequential_revision" for c in strategies)),
-            "break_rate": ("--break-rate", "sequential_revision",
-                           any(c.name == "sequential_revision" for c in strategies))}  # fmt: skip
-    for key, (flag, needs, acts) in uses.items():
-        if given[key] is not None and not acts:
-            raise ServesimError(f"{flag} acts only on {needs}, which no --strategy here is; add one or drop it")
+    flags = {"tpr": "--verifier-tpr", "fpr": "--verifier-fpr", "prm_auc": "--prm-auc", "fix_rate": "--fix-rate",
+             "break_rate": "--break-rate"}  # fmt: skip
+    for key, needs in idle_judges({k for k, v in given.items() if v is not None}, strategies):
+        raise ServesimError(f"{flags[key]} acts only on {needs}, which no --strategy here is; add one or drop it")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), console=err, transient=True,

@@ -175,6 +175,9 @@ class ProgramConfig(_Strict):
         return data
 
 
+MAX_QUESTION_CALLS = 1 << 16  # calls of one strategy's question (its prefix-cache stream ids leave room for this many)
+
+
 class StrategyConfig(_Strict):
     """A test-time scaling strategy: each arriving question runs as a program of calls (`tts/strategies.py`).
 
@@ -208,11 +211,12 @@ class StrategyConfig(_Strict):
             uses = ", ".join(sorted(self.USES[self.name]))
             raise ValueError(f"{', '.join(idle)} cannot act in {self.name}, which uses {uses}; drop "
                              f"{'them' if len(idle) > 1 else 'it'}")  # fmt: skip
+        # (counted in closed form: a list of them could be billions long)
         calls = {"best_of_n": self.n * (1 + self.verifier), "beam_search": 2 * self.n * self.expand * self.steps,
-                 "sleep_time": self.n + 1}.get(self.name, self.n)  # fmt: skip
-        if calls > 1 << 16:
-            raise ValueError(f"{self.name} makes {calls:,} calls per question, more than 65,536; lower n, steps or "
-                             "expand")  # fmt: skip
+                 "sleep_time": self.n + 1, "budget_forced": 1}.get(self.name, self.n)  # fmt: skip
+        if calls > MAX_QUESTION_CALLS:
+            raise ValueError(f"{self.name} makes {calls:,} calls per question, more than {MAX_QUESTION_CALLS:,}; lower "
+                             "n, steps or expand")  # fmt: skip
         return self
 
 

@@ -8,6 +8,7 @@ arrival (t = 0) to the last finish. Goodput: requests meeting every SLO, per sec
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -22,32 +23,24 @@ def request_records(requests, itls: ITLs, replica_of: list[int] | None = None) -
     pipeline parallelism a replica's micro-batch streams are engines of their own)."""
     recs = [r.record for r in requests]
     of = replica_of or _Same()
-    cols = {  # each column made when it is filled, so that only one list of Python values lives at a time
-        "request_id": lambda: [r.id for r in requests],
-        "arrival_s": lambda: [c.arrival for c in recs],
-        "input_len": lambda: [r.prompt_len for r in requests],
-        "output_len": lambda: [r.output_len for r in requests],
-        "first_token_s": lambda: [c.first_token for c in recs],
-        "finish_s": lambda: [c.finish for c in recs],
+    derived = {  # the columns that are not one attribute of the request or its record
         "completed": lambda: [c.finish is not None for c in recs],
-        "rejected": lambda: [c.rejected for c in recs],
-        "preemptions": lambda: [c.preemptions for c in recs],
-        "cached_tokens": lambda: [c.cached_tokens for c in recs],
-        "first_scheduled_s": lambda: [c.first_scheduled for c in recs],
         "replica": lambda: [of[c.segments[-1][0]] if c.segments else -1 for c in recs],
         "program": lambda: [r.program.id if r.program is not None else -1 for r in requests],
-        "tenant": lambda: [r.tenant for r in requests],
-        "priority": lambda: [r.priority for r in requests],
-        "kv_transfer_s": lambda: [c.transfer_s for c in recs],
-        "migrations": lambda: [c.migrations for c in recs],
-        "prefill_j": lambda: [c.prefill_j for c in recs],
-        "decode_j": lambda: [c.decode_j for c in recs],
-        "prefill_usd": lambda: [c.prefill_usd for c in recs],
-        "decode_usd": lambda: [c.decode_usd for c in recs],
     }
-    df = Records({k: np.array(v(), dtype=float if k in OPTIONAL_TIMES else None) for k, v in cols.items()})
+
+    def column(name: str) -> np.ndarray:  # one at a time, so that only one list of Python values lives at once
+        src = COLUMNS[name]
+        if src is None:
+            values = derived[name]()
+        else:
+            of_what, attr = src
+            values = list(map(attrgetter(attr), recs if of_what == "record" else requests))
+        return np.array(values, dtype=float if name in OPTIONAL_TIMES else None)
+
+    df = Records({name: column(name) for name in COLUMNS})
     if not len(requests):
-        df.update({k: np.empty(0, dtype=int if k in INT_COLUMNS else bool if k in FLAGS else float) for k in cols})
+        df.update({k: np.empty(0, dtype=int if k in INT_COLUMNS else bool if k in FLAGS else float) for k in COLUMNS})
     df["energy_j"] = df.prefill_j + df.decode_j
     df["cost_usd"] = df.prefill_usd + df.decode_usd
     df["ttft_s"] = df.first_token_s - df.arrival_s
@@ -68,6 +61,18 @@ class _Same:
         return i
 
 
+# column -> (the request or its record, the attribute), or None where derived; in the order the records list them
+COLUMNS = {
+    "request_id": ("request", "id"), "arrival_s": ("record", "arrival"),
+    "input_len": ("request", "prompt_len"), "output_len": ("request", "output_len"),
+    "first_token_s": ("record", "first_token"), "finish_s": ("record", "finish"), "completed": None,
+    "rejected": ("record", "rejected"), "preemptions": ("record", "preemptions"),
+    "cached_tokens": ("record", "cached_tokens"), "first_scheduled_s": ("record", "first_scheduled"),
+    "replica": None, "program": None, "tenant": ("request", "tenant"), "priority": ("request", "priority"),
+    "kv_transfer_s": ("record", "transfer_s"), "migrations": ("record", "migrations"),
+    "prefill_j": ("record", "prefill_j"), "decode_j": ("record", "decode_j"),
+    "prefill_usd": ("record", "prefill_usd"), "decode_usd": ("record", "decode_usd"),
+}  # fmt: skip
 OPTIONAL_TIMES = ("first_token_s", "finish_s", "first_scheduled_s", "kv_transfer_s")  # None -> NaN
 INT_COLUMNS = ("request_id", "input_len", "output_len", "preemptions", "cached_tokens", "replica", "program",
                "tenant", "priority", "migrations")  # fmt: skip

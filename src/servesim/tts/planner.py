@@ -76,10 +76,21 @@ def evaluate(base: Scenario, model: str, strategy: StrategyConfig, rate: float, 
         answer = (queries.finish_s - queries.arrival_s).to_numpy()
         finished = queries.groupby("program").completed.transform("all").to_numpy()
     else:
-        answer = np.asarray(df.groupby("program").finish_s.max() - df.groupby("program").arrival_s.min())
-        finished = df.groupby("program").completed.all().to_numpy()
+        per = df.groupby("program")
+        answer = np.asarray(per.finish_s.max() - per.arrival_s.min())
+        finished = per.completed.all().to_numpy()
     return _row(model, label(strategy), strategy, questions, df, answer[finished], df.cost_usd.sum(),
                 df.energy_j.sum(), s["cost"]["total_usd"], res.perf_model)  # fmt: skip
+
+
+def saturated(base: Scenario, model: str, strategy: StrategyConfig, questions: int) -> tuple[float, dict]:
+    """The question rate the deployment keeps up with when `questions` questions come at once (its capacity), and
+    that run's summary: an experiment then serves at a fraction of it."""
+    from servesim.api import simulate
+
+    wl = base.workload.model_copy(update={"strategy": strategy, "num_requests": questions, "rate": float("inf")})
+    s = simulate(base.model_copy(update={"model": model, "workload": wl})).summary()
+    return questions / s["duration_s"], s
 
 
 def _row(model: str, name: str, strategy: StrategyConfig, questions: int, df, answer: np.ndarray, usd: float,
@@ -88,9 +99,10 @@ def _row(model: str, name: str, strategy: StrategyConfig, questions: int, df, an
     """A planner row: per question (sleep_time: per query) of those answered whole. `usd` and `joules` are the
     GPU cost and energy of the iterations the calls ran in, shared among their tokens; `fleet_usd` what the
     whole fleet cost over the run, idle time included."""
-    per = 1 if strategy.name != "sleep_time" else strategy.n  # a sleep_time question: a context and n queries
-    done, units = len(answer) * (per if strategy.name != "sleep_time" else 1), questions * per
-    first = df.groupby("program").first_token_s.min() - df.groupby("program").arrival_s.min()
+    done = len(answer)  # (sleep_time: queries, each a context's; else questions)
+    units = questions * (strategy.n if strategy.name == "sleep_time" else 1)
+    per = df.groupby("program")
+    first = per.first_token_s.min() - per.arrival_s.min()
     return {
         "model": model, "strategy": name, "config": strategy.model_dump(), "questions": questions,
         "answered": done, "calls_per_question": (len(df) + extra_calls) / units,
@@ -175,6 +187,18 @@ class Judges(BaseModel):
     prm_auc: float = Field(0.8, ge=0.5, le=1, description="a PRM ranks a correct step above a wrong one this often")
     fix_rate: float = Field(0.2, ge=0, le=1, description="a revision turns a wrong answer right this often")
     break_rate: float = Field(0.05, ge=0, le=1, description="... and a right one wrong this often")
+
+
+# what each judge's quality acts on: the strategies that use it
+JUDGED = {"tpr": "best_of_n verifier=true", "fpr": "best_of_n verifier=true", "prm_auc": "beam_search",
+          "fix_rate": "sequential_revision", "break_rate": "sequential_revision"}  # fmt: skip
+
+
+def idle_judges(given: set[str], strategies: list[StrategyConfig]) -> list[tuple[str, str]]:
+    """The judges in `given` that no strategy here relies on, each with the strategy that would."""
+    used = {"best_of_n verifier=true": any(c.verifier for c in strategies)}
+    used |= {c.name: True for c in strategies}
+    return [(key, JUDGED[key]) for key in sorted(given) if not used.get(JUDGED[key])]
 
 
 def accuracy_of(c: StrategyConfig, p: Params, judges: Judges) -> float | None:

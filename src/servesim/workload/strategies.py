@@ -7,11 +7,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from servesim.config import WorkloadConfig
+from servesim.config import MAX_QUESTION_CALLS, WorkloadConfig
 from servesim.sim.request import Program, Request
 from servesim.tts.strategies import Call, calls_of
 from servesim.workload.lengths import sample_lengths
 from servesim.workload.programs import Stream, context_cuts, group_arrivals
+
+STREAM_BITS = MAX_QUESTION_CALLS.bit_length()  # a question's calls name their streams below its id's bits
 
 
 def strategy_chunks(wl: WorkloadConfig, unit: int, share: tuple[int, int] = (0, 1),
@@ -62,7 +64,7 @@ def program(pid: int, t: float, calls: list[Call], first_id: int, unit: int) -> 
         if call.extends is None:  # what the other samples of the question find cached: all but its last token
             cuts.add((call.new - 1) // unit)
         tail = sorted(b for b in cuts if b > start)
-        req.hash_ends, req.hash_ids = ends + tail, ids + Stream((pid << 17) + i).ids(tail, start)
+        req.hash_ends, req.hash_ids = ends + tail, ids + Stream((pid << STREAM_BITS) + i).ids(tail, start)
         context.append(base + call.new + call.out)
         reqs.append(req)
     for i, call in enumerate(calls):
