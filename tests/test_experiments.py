@@ -260,3 +260,30 @@ def test_compute_optimal_experiment(monkeypatch, capsys):
     assert rows["N=16, 5 bins"][2].startswith("1/")  # the hardest bin, where votes do not help, keeps one sample
     hard = rows["bin 1 of 5"]
     assert float(hard[-1].rstrip("%")) < float(hard[4].rstrip("%")) + 1  # ... as more samples barely help it
+
+
+def test_flexgen_offload_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "flexgen_offload")
+    fg = {int(k): float(v[1]) for k, v in rows.items() if k.isdigit()}
+    assert list(fg.values()) == sorted(fg.values()) and fg[512] > 100 * fg[1]  # larger blocks amortise each load
+    assert float(rows["64"][1]) > float(rows["64"][6])  # flexgen above stream at the same block
+    assert float(rows["1"][1]) < float(rows["1"][8]) / 10  # small blocks: far slower than TP2 holding the model
+    assert float(rows["512"][2]) < float(rows["512"][9])  # at block 512 one offloaded GPU costs less than TP2
+
+
+def test_llm_in_flash_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "llm_in_flash")
+    tpot = {k.split(" (")[0].split(",")[0]: float(v[5]) for k, v in rows.items() if k != "design"}
+    speedup = {k: float(v[8].rstrip("x")) for k, v in rows.items() if k != "design"}
+    assert tpot["naive"] > 1.8 * tpot["hybrid"]  # half in DRAM: about half the reads
+    assert speedup["sparse 0.9, bundled, window reuse 0.76"] > 4  # at least the paper's CPU speed-up
+    assert speedup["sparse 0.9, bundled (24 KiB)"] > 2 * speedup["sparse 0.9, row reads (8 KiB)"]  # bundles help
+
+
+def test_on_device_experiment(monkeypatch, capsys):
+    rows = _run(monkeypatch, capsys, "on_device")
+    phone, orin = rows["snapdragon-8-gen3 llama-3.2-1b"], rows["jetson-agx-orin-64gb llama-3.2-1b"]
+    assert float(phone[2]) > float(orin[2])  # decode follows memory bandwidth: 76.8 against 204.8 GB/s
+    assert all(float(r[2]) >= float(r[3]) for k, r in rows.items() if k != "device model")  # never under the floor
+    first, last = (float(x) for x in phone[12].split(" / "))
+    assert phone[10] != "never" and last > first  # the phone throttles in a sustained decode

@@ -161,6 +161,16 @@ def run(
     acceptance_rate: Annotated[float | None, Opt(help="chance a drafted token is accepted (alpha)")] = None,
     draft_model: Annotated[str | None, Opt(help="draft_model: its catalog name")] = None,
     nano_batches: Annotated[int | None, Opt(help="NanoFlow: overlapped nano-batches per iteration (1: off)")] = None,
+    offload: Annotated[str | None, Opt(help="offload policy: stream | flexgen | sparse (weights/KV in host memory, "
+                                       "SSD or flash)")] = None,
+    offload_tier: Annotated[str | None, Opt(help="tier of the offloaded weights: host | ssd | flash | none")] = None,
+    kv_offload: Annotated[str | None, Opt(help="tier of the KV cache: host | ssd (default: the device)")] = None,
+    offload_resident: Annotated[float | None, Opt(help="fraction of each layer's weights kept on the device")] = None,
+    offload_attention: Annotated[str | None, Opt(help="device | near (attention next to an offloaded KV)")] = None,
+    offload_prefetch: Annotated[bool | None, Opt("--offload-prefetch/--no-offload-prefetch",
+                                                 help="load layer l+1 while layer l computes")] = None,
+    gpu_batch: Annotated[int | None, Opt(help="flexgen: requests per micro-batch")] = None,
+    sparsity: Annotated[float | None, Opt(help="sparse: fraction of FFN neurons inactive per token")] = None,
     semi_pd: Annotated[bool | None, Opt("--semi-pd/--no-semi-pd", help="semi-PD: prefill and decode workers "
                                         "side by side on each replica's GPUs, SMs split between them")] = None,
     num_requests: Annotated[int | None, Opt()] = None,
@@ -682,6 +692,52 @@ def tts(
 
 @app.command()
 @friendly
+def cascade(
+    config: Annotated[Path | None, Opt("--config", "-c", help="cascade TOML (examples/cascade.toml); flags "
+                                       "override it")] = None,
+    device: Annotated[str | None, Opt(help="edge device (servesim gpus), default snapdragon-8-gen3")] = None,
+    device_model: Annotated[str | None, Opt(help="the device's model, default llama-3.2-1b")] = None,
+    cloud_gpu: Annotated[str | None, Opt(help="the cloud pool's GPU, default h100")] = None,
+    cloud_model: Annotated[str | None, Opt(help="the cloud's model, default llama-3.1-70b")] = None,
+    cloud_tp: Annotated[int | None, Opt(help="the cloud's tensor parallel size, default 4")] = None,
+    cloud_replicas: Annotated[int | None, Opt(help="the cloud pool's replicas, default 1")] = None,
+    escalate: Annotated[float | None, Opt(help="fraction of requests escalated, drawn with the seed")] = None,
+    escalate_above: Annotated[int | None, Opt(help="escalate every prompt longer than this (not with "
+                                              "--escalate)")] = None,
+    when: Annotated[str | None, Opt(help="before: route (default); after: the device answers, then the "
+                                    "escalated ones go up")] = None,
+    rtt_ms: Annotated[float | None, Opt(help="device-cloud round trip, ms (default 50)")] = None,
+    uplink_mbps: Annotated[float | None, Opt(help="uplink, Mbit/s (default 10)")] = None,
+    downlink_mbps: Annotated[float | None, Opt(help="downlink, Mbit/s (default 50)")] = None,
+    bytes_per_token: Annotated[float | None, Opt(help="bytes of a token on the wire (default 4)")] = None,
+    devices: Annotated[int | None, Opt(help="devices, each serving its own user (default 4)")] = None,
+    rate_per_device: Annotated[float | None, Opt(help="requests per second of each user (default 0.05)")] = None,
+    num_requests: Annotated[int | None, Opt(help="requests of each user (default 50)")] = None,
+    input_mean: Annotated[float | None, Opt(help="mean prompt tokens (lognormal)")] = None,
+    output_mean: Annotated[float | None, Opt(help="mean answer tokens (lognormal)")] = None,
+    seed: Annotated[int | None, Opt(help="seed of the streams and the escalation draws")] = None,
+    gpu_file: Annotated[Path | None, Opt(help="TOML file of extra devices or GPUs")] = None,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+):
+    """A small model on each device answers; some requests escalate to a cloud pool: end-to-end latency,
+    device energy and battery, and cloud cost per request, priced by simulation (docs/edge.md)."""
+    from servesim.edge.cascade import cascade_table, load_cascade, simulate_cascade
+
+    flags = dict(device=device, device_model=device_model, cloud_gpu=cloud_gpu, cloud_model=cloud_model,
+                 cloud_tp=cloud_tp, cloud_replicas=cloud_replicas, escalate=escalate, escalate_above=escalate_above,
+                 when=when, rtt_ms=rtt_ms, uplink_mbps=uplink_mbps, downlink_mbps=downlink_mbps,
+                 bytes_per_token=bytes_per_token, devices=devices, rate_per_device=rate_per_device,
+                 num_requests=num_requests, input_mean=input_mean, output_mean=output_mean, seed=seed,
+                 gpu_file=gpu_file)  # fmt: skip
+    summary, _ = simulate_cascade(load_cascade(config, flags))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        console.print(cascade_table(summary))
+
+
+@app.command()
+@friendly
 def models():
     """List the built-in models with their derived sizes."""
     from servesim.report.table import models_table
@@ -710,16 +766,33 @@ def policies():
 @app.command()
 @friendly
 def profile(
-    gpu: Annotated[str, Opt(help="catalog name the profile is for, e.g. h200")],
-    out: Annotated[Path, Opt(help="folder to write the profile into")],
+    out: Annotated[Path, Opt("--out", "-o", help="folder to write the profile into")],
+    gpu: Annotated[str | None, Opt(help="catalog name the profile is for, e.g. h200 (a CPU: optional)")] = None,
     quick: Annotated[bool, Opt(help="a small grid, for trying the profiler out")] = False,
+    device: Annotated[str, Opt(help="gpu | cpu: what to measure")] = "gpu",
+    threads: Annotated[str | None, Opt(help="--device cpu: comma list of thread counts (default: 1 and all "
+                                            "cores)")] = None,
     sections: Annotated[str, Opt(help="comma list of gemm,attention,elementwise,calibration,power,collectives,fp8,"
                                       "fp8_attention,moe,mla,long_prefill")] = (
         "gemm,attention,elementwise,calibration,power,collectives"
     ),
 ):
-    """Measure this machine's GPU kernels into a profile (needs servesim\\[profile] and a CUDA GPU)."""
+    """Measure this machine's GPU kernels (or, --device cpu, its CPU) into a profile (needs servesim\\[profile])."""
     from servesim.perf.profile_data import SECTIONS
+
+    if device not in ("gpu", "cpu"):
+        raise ServesimError(f"--device {device} is unknown; use gpu or cpu")
+    if device == "cpu":
+        from servesim.hardware import get_gpu
+        from servesim.profiler.cpu import parse_threads, run_cpu_profile
+
+        counts = parse_threads(threads)
+        name = get_gpu(gpu).name if gpu else "cpu"
+        run_cpu_profile(check_output_dir(out, "--out"), counts, quick=quick, device=name,
+                        log=lambda m: err.print(m, highlight=False))  # fmt: skip
+        return
+    if gpu is None:
+        raise ServesimError("servesim profile needs --gpu NAME, the catalog GPU the profile is for (or --device cpu)")
 
     unknown = [s for s in sections.split(",") if s not in SECTIONS]
     if unknown:
@@ -740,7 +813,8 @@ def profile(
 @friendly
 def validate(
     model: Annotated[str, Opt(help="catalog model to run (dense, MoE or MLA)")] = "llama-3.1-8b",
-    gpu: Annotated[str, Opt(help="the GPU this runs on (catalog name)")] = "h200",
+    gpu: Annotated[str | None, Opt(help="the GPU this runs on (catalog name; default h200, or with --device cpu "
+                                         "epyc-zen4-2vcpu)")] = None,
     out: Annotated[Path | None, Opt(help="CSV of measured and predicted times")] = None,
     measured: Annotated[Path | None, Opt(help="compare an earlier measurement CSV instead of running")] = None,
     measure_only: Annotated[bool, Opt(help="measure and save, without comparing")] = False,
@@ -750,8 +824,10 @@ def validate(
     tp: Annotated[int, Opt(help="tensor parallel size: the model split over this many GPUs of this machine")] = 1,
     grid: Annotated[str, Opt(help="standard (prefill, decode and mixed batches) | long (prompts of 16k-128k "
                                   "tokens, one GPU)")] = "standard",
+    device: Annotated[str, Opt(help="gpu | cpu: where the forward passes run")] = "gpu",
+    threads: Annotated[int | None, Opt(help="--device cpu: torch threads (default: all cores)")] = None,
 ):
-    """Time real forward passes of a model (needs a GPU) and compare them with predictions."""
+    """Time real forward passes of a model (on a GPU, or --device cpu) and compare them with predictions."""
     from servesim.profiler.validate import error_stats, validate_model
 
     if dtype not in ("bf16", "fp8") or kv_cache_dtype not in ("auto", "bf16", "fp8"):
@@ -761,11 +837,24 @@ def validate(
         check_output_file(out, "--out")
     if tp > 1 and (dtype, kv_cache_dtype) != ("bf16", "auto"):
         raise ServesimError("tensor-parallel validation runs bf16 weights and KV cache; drop --dtype/--kv-cache-dtype")
-    df, title = validate_model(model, gpu, out, measured, measure_only, profile_dir,
-                               log=lambda m: err.print(m, highlight=False), dtype=dtype,
-                               kv_dtype=kv_cache_dtype, tp=tp, grid=grid)  # fmt: skip
-    if measure_only:
-        return
+    if device not in ("gpu", "cpu"):
+        raise ServesimError(f"--device {device} is unknown; use gpu or cpu")
+    if device == "cpu":  # bf16 forward passes of a dense model on this machine's CPU (profiler/cpu.py)
+        from servesim.profiler.cpu import validate_cpu
+
+        if measured or measure_only or tp > 1 or dtype != "bf16" or kv_cache_dtype == "fp8" or grid != "standard":
+            raise ServesimError("--device cpu measures bf16 on its own grid here; drop --measured, --measure-only, "
+                                "--tp, --dtype, --kv-cache-dtype and --grid")  # fmt: skip
+        df, title = validate_cpu(model, gpu, threads, out, log=lambda m: err.print(m, highlight=False),
+                                 profile_dir=profile_dir)  # fmt: skip
+    else:
+        if threads is not None:
+            raise ServesimError("--threads sets the CPU's torch threads; pass it with --device cpu, or drop it")
+        df, title = validate_model(model, gpu or "h200", out, measured, measure_only, profile_dir,
+                                   log=lambda m: err.print(m, highlight=False), dtype=dtype,
+                                   kv_dtype=kv_cache_dtype, tp=tp, grid=grid)  # fmt: skip
+        if measure_only:
+            return
     from servesim.report.table import validation_table
 
     console.print(validation_table(df, title))

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from servesim.errors import ServesimError
 from servesim.files import read_structured
@@ -41,6 +41,45 @@ class SpeculativeConfig(_Strict):
             raise ValueError("method draft_model needs draft_model (a catalog name, e.g. llama-3.2-1b)")
         if self.method != "draft_model" and self.draft_model:
             raise ValueError(f"draft_model is for method draft_model, not {self.method}")
+        return self
+
+
+class OffloadConfig(_Strict):
+    """Weights and KV cache kept in a slower memory tier and streamed in as layers run (offload/)."""
+
+    policy: str = Field("stream", description="how weights are brought in (`servesim policies` lists them): stream "
+                        "(layer by layer, prefetched), flexgen (FlexGen's block schedule over micro-batches), "
+                        "sparse (only the predicted-active FFN rows, LLM in a flash / PowerInfer)")  # fmt: skip
+    weights: str | None = Field("host", description="tier holding the weights that are not resident (a tier of "
+                                "the device: host, ssd, flash); none: weights stay on the device")  # fmt: skip
+    resident: float | None = Field(None, ge=0, le=1, description="fraction of the decoder layers' weights kept on "
+                                   "the device; default: as much as fits")  # fmt: skip
+    kv: str | None = Field(None, description="tier holding the KV cache (the device holds only the layer being "
+                           "read); default: the device's own memory")  # fmt: skip
+    attention: Literal["device", "near"] = Field(
+        "device", description="where attention over an offloaded KV cache runs: device (the KV is streamed in) or "
+        "near (next to the KV: the host CPU for host memory, the drive for a computational SSD as in InstInfer)")
+    prefetch: bool = Field(True, description="load layer l+1 while layer l computes (off: load, then compute)")
+    chunk_kib: float | None = Field(None, gt=0, le=2**20, description="size of each read from the tier, KiB "
+                                    "(default: whole layers, sequential)")  # fmt: skip
+    gpu_batch: int | None = Field(None, ge=1, description="flexgen: requests per micro-batch (the block is "
+                                  "max_num_seqs)")  # fmt: skip
+    sparsity: float | None = Field(None, ge=0, lt=1, description="sparse: fraction of FFN neurons inactive for a "
+                                   "token (default: the policy's cited figure)")  # fmt: skip
+    reuse: float | None = Field(None, ge=0, lt=1, description="sparse: fraction of a token's active neurons "
+                                "already in memory from the last tokens (LLM in a flash's window)")  # fmt: skip
+
+    @field_validator("weights", "kv", mode="before")
+    @classmethod
+    def _none(cls, v):
+        return None if isinstance(v, str) and v.strip().lower() in ("none", "") else v
+
+    @model_validator(mode="after")
+    def _tiers(self):
+        if self.weights is None and self.kv is None:
+            raise ValueError("offload has no tier to offload to: set weights (host, ssd, flash) or kv")
+        if self.attention == "near" and self.kv is None:
+            raise ValueError("attention = near runs attention next to an offloaded KV cache; set kv (e.g. host)")
         return self
 
 
@@ -83,6 +122,7 @@ class EngineConfig(_Strict):
         "with quantization_bits 8); fp8 is W8A8 (the same as dtype fp8)")  # fmt: skip
     quantization_bits: Literal[4, 8] = Field(4, description="bits of an awq/gptq checkpoint's weights")
     speculative: SpeculativeConfig | None = Field(None, description="speculative decoding")
+    offload: OffloadConfig | None = Field(None, description="weights and KV in host memory, SSD or flash (offload/)")
     nano_batches: int = Field(1, ge=1, le=8, description="NanoFlow: split each iteration into this many nano-batches "
                               "whose compute- and memory-bound operators overlap (1: sequential)")  # fmt: skip
 
@@ -656,6 +696,14 @@ FLAG_ALIASES = {
     "acceptance_rate": "engine.speculative.acceptance_rate",
     "draft_model": "engine.speculative.draft_model",
     "semi_pd": "semi_pd.enabled",
+    "offload": "engine.offload.policy",
+    "offload_tier": "engine.offload.weights",
+    "kv_offload": "engine.offload.kv",
+    "offload_resident": "engine.offload.resident",
+    "offload_attention": "engine.offload.attention",
+    "offload_prefetch": "engine.offload.prefetch",
+    "gpu_batch": "engine.offload.gpu_batch",
+    "sparsity": "engine.offload.sparsity",
     "autoscale": "autoscale.policy",
     "min_replicas": "autoscale.min_replicas",
     "max_replicas": "autoscale.max_replicas",
@@ -692,6 +740,8 @@ def inert_flags(flags: dict, sc: Scenario, base: Scenario | None = None) -> None
          "--programs chain|dag"),
         (("acceptance_rate", "num_speculative_tokens", "draft_model"), "speculative_method",
          base.engine.speculative is not None, "--speculative-method eagle|draft_model|ngram"),
+        (("offload_tier", "kv_offload", "offload_resident", "offload_attention", "offload_prefetch", "gpu_batch",
+          "sparsity"), "offload", base.engine.offload is not None, "--offload stream|flexgen|sparse"),
     ]  # fmt: skip
     for names, namer, had, how in switches:
         tuning = [n for n in names if n in given]

@@ -167,6 +167,14 @@ class Result:
             if "autoscale" in s:
                 self._autoscale_figures(s)
             s.update(energy_cost_summary(tally, totals, reps, s["duration_s"], self.host_w, d.replica_of))
+            if not self.pools and not self.scenario.disaggregated:  # (one pool: every replica one such device)
+                from servesim.edge.battery import battery_summary
+                from servesim.hardware import get_gpu
+
+                battery = battery_summary(get_gpu(self.scenario.gpu, self.scenario.gpu_file), s["energy"],
+                                          d.replica_count, s["completed"], s["total_output_tokens"], s["duration_s"])
+                if battery is not None:
+                    s["battery"] = battery
             if self.scenario.workload.n > 1 and "programs" in s:  # a prompt's samples are kept as one program
                 s["prompts"] = s.pop("programs")
             s["memory"] = _memory(self.memory)

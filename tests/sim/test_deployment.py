@@ -164,3 +164,9 @@ def test_moe_runs_say_how_routing_is_priced():
     assert "--expert-skew 1.3 acts only under EP" in notes(expert_skew=1.3)[0]
     assert "busiest of the EP2 groups taking 1.3x the mean load" in notes(tp=2, ep=2, expert_skew=1.3)[0]
     assert not any(n.startswith("MoE routing") for n in simulate(Scenario(gpu="h100", workload=wl)).notes)
+
+
+@pytest.mark.parametrize("gpu", ["snapdragon-8-gen3", "epyc-9654"])
+def test_tensor_parallelism_over_one_soc_or_cpu_is_refused(gpu):
+    with pytest.raises(ServesimError, match=f"^{gpu} is a (SOC|CPU), one device: TP2 .*use --tp 1"):
+        plan(Scenario(model="llama-3.2-1b", gpu=gpu, engine=EngineConfig(tp=2)))

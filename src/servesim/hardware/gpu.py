@@ -6,11 +6,14 @@ import os
 import tomllib
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from servesim.errors import ServesimError
 from servesim.files import read_structured
+from servesim.hardware.tiers import Path as TierPath
+from servesim.hardware.tiers import TierSpec
 
 _CATALOG = Path(__file__).with_name("catalog.toml")
 USER_FILE_ENV = "SERVESIM_GPU_FILE"
@@ -33,6 +36,38 @@ class GPUSpec(BaseModel, frozen=True, extra="forbid", allow_inf_nan=False):
     idle_w: float = Field(0.0, ge=0)
     price_per_hour: float = Field(0.0, ge=0, description="USD per GPU-hour")
     source: str = ""
+    kind: Literal["gpu", "cpu", "soc"] = Field(
+        "gpu", description="gpu: a discrete accelerator with its own memory, behind PCIe; cpu: computes out of host "
+        "DRAM (memory_gib, mem_bw_gbs are the DRAM's); soc: CPU, GPU and NPU sharing one unified DRAM (Apple "
+        "M-series, Jetson, phones)")  # fmt: skip
+    tiers: tuple[TierSpec, ...] = Field((), description="memory tiers below the device's own, fastest first "
+                                        "(hardware/tiers.py)")  # fmt: skip
+    sustained_w: float | None = Field(None, gt=0, description="power the device holds indefinitely before it "
+                                      "throttles (a phone's or Jetson's thermal limit); default: tdp_w")  # fmt: skip
+    boost_s: float = Field(0.0, ge=0, description="seconds at full power before throttling to sustained_w")
+    battery_wh: float | None = Field(None, gt=0, le=1000, description="battery energy, Wh (edge devices)")
+
+    @model_validator(mode="after")
+    def _edge(self):
+        names = [t.name for t in self.tiers]
+        if len(set(names)) < len(names):
+            raise ValueError(f"tier names must differ, not {names}")
+        if self.sustained_w is not None and self.sustained_w > self.tdp_w:
+            raise ValueError(f"sustained_w {self.sustained_w:g} W is above tdp_w {self.tdp_w:g} W; it is the power "
+                             "held after throttling")  # fmt: skip
+        if self.boost_s and self.sustained_w is None:
+            raise ValueError("boost_s needs sustained_w: the power the device throttles to")
+        return self
+
+    def tier_path(self, name: str) -> TierPath:
+        """How tier `name` reaches the device: a discrete GPU reads every tier through host memory over its PCIe
+        copy rate (host_gbs)."""
+        for t in self.tiers:
+            if t.name == name:
+                return TierPath(t, self.host_gbs if self.kind == "gpu" else float("inf"))
+        have = ", ".join(t.name for t in self.tiers) or "none"
+        raise ServesimError(f"{self.name} has no memory tier '{name}' (its tiers: {have}); add one as "
+                            f"[[{self.name}.tiers]] in a --gpu-file")  # fmt: skip
 
     @property
     def memory_bytes(self) -> float:
@@ -90,10 +125,11 @@ def check_device(claimed: GPUSpec, device_name: str, memory_gib: float, toleranc
     def fits(g: GPUSpec) -> bool:
         return abs(memory_gib - g.memory_gib) <= tolerance * g.memory_gib
 
-    named = [g for g in catalog().values() if g.name.split("-")[0] in device_name.lower()]
+    gpus = [g for g in catalog().values() if g.kind == "gpu"]  # (a CPU's or SoC's memory is its DRAM's)
+    named = [g for g in gpus if g.name.split("-")[0] in device_name.lower()]
     if fits(claimed) and (claimed in named or not named):
         return
-    near = [g.name for g in (named or catalog().values()) if fits(g)]
+    near = [g.name for g in (named or gpus) if fits(g)]
     fix = f"pass --gpu {near[0]}" if near else "add this GPU with --gpu-file and pass its name"
     raise ServesimError(f"this machine's GPU is a {device_name} with {memory_gib:.1f} GiB, not {claimed.name} "
                         f"({claimed.memory_gib:g} GiB); {fix}")

@@ -275,6 +275,10 @@ def make_perf_model(model: ModelSpec, gpu: GPUSpec, layout: Layout | None = None
     """
     if kind not in ("auto", "profiled", "roofline"):
         raise ServesimError(f"perf model '{kind}' is unknown; use auto, profiled or roofline")
+    if gpu.kind == "cpu":  # the roofline with CPU parameters, fitted where the CPU has a profile (perf/cpu.py)
+        from servesim.perf.cpu import cpu_perf_model
+
+        return cpu_perf_model(model, gpu, layout, dtype, kv_dtype, kind, profile_dir, **options)
     if kind != "roofline":
         profile = load_profile_for(gpu.name, profile_dir)
         if profile is not None:
@@ -297,7 +301,7 @@ def describe(perf: RooflineModel) -> str:
         meta = perf.profile.meta
         fitted = f"; {' and '.join(perf.fitted)} priced by the roofline fitted to it" if perf.fitted else ""
         return f"profiled ({meta.get('device_name', perf.gpu.name)}, {meta.get('date', '?')}{fitted})"
-    return "roofline"
+    return getattr(perf, "source", "") or "roofline"  # a CPU's model says where its parameters came from
 
 
 __all__ = ["ProfiledModel", "describe", "fitted_params", "load_profile_for", "make_perf_model"]

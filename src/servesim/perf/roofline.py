@@ -37,6 +37,14 @@ class RooflineParams:
     cpu_per_seq_s: float = 2e-6  # per scheduled request
 
 
+# A system-on-chip's GPU (Apple M-series, Jetson, a phone's Adreno) at small batches runs GEMV-class kernels on
+# its vector units: no token rows are padded to tensor-core tiles, so the efficiency does not fall with the row
+# count as cuBLAS tiles do on a datacenter GPU (gemm_half_rows 48), and decode stays bandwidth-bound, as
+# measured on an M1 Max's GPU (about 318 of its 409.6 GB/s attained: llama.cpp pull request #1642). Assumed for
+# every SoC until one is profiled.
+SOC_PARAMS = RooflineParams(gemm_half_rows=1.0)
+
+
 def _bound(compute_s: float, memory_s: float) -> str:
     return "compute" if compute_s >= memory_s else "memory"
 
@@ -59,7 +67,7 @@ class RooflineModel(PerfModel):
         self.layout = layout = layout or Layout()
         self.model, self.gpu, self.tp = model, gpu, layout.tp
         self.pp, self.ep, self.dp, self.expert_skew = layout.pp, layout.ep, layout.dp, max(1.0, expert_skew)
-        self.p = params or RooflineParams()
+        self.p = params or (SOC_PARAMS if gpu.kind == "soc" else RooflineParams())
         self.quant = quant  # weight-only quantised linear layers (quant.py)
         self.wb = DTYPE_BYTES[dtype]  # weights of the layers' linear projections
         self.ab = 2  # activations stay bf16/fp16 under fp8 weights, as do embedding, LM head and MoE router

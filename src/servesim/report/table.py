@@ -99,6 +99,18 @@ def summary_table(s: dict, title: str = "servesim result") -> Table:
     if "power_control" in s:
         pc = s["power_control"]
         t.add_row("Power budget (W) / time capped", f"{pc['budget_w']:,.0f} / {pc['time_capped_fraction']:.1%}")
+    for name in sorted(k for k in s if k == "thermal" or k.startswith("thermal_")):  # (sim/thermal.py)
+        th = s[name]
+        t.add_row(f"Throttled to {th['sustained_w']:g} W (device-s / events)",
+                  f"{_fmt(th['throttled_replica_s'])} / {th['throttle_events']}")  # fmt: skip
+    if "battery" in s:  # (edge/battery.py)
+        b = s["battery"]
+        t.add_section()
+        t.add_row("Battery (Wh) / devices", f"{b['battery_wh']:g} / {b['devices']}")
+        t.add_row("Device energy per output token (J)", _fmt(b["j_per_output_token"], 3))
+        t.add_row("Output tokens per joule", _fmt(b["output_tokens_per_j"]))
+        t.add_row("Battery per request (%)", _fmt(b["battery_pct_per_request"], 4))
+        t.add_row("Hours to drain at this rate", _fmt(b["hours_to_drain"]))
     return t
 
 
@@ -154,16 +166,26 @@ def gpus_table(gpu_file=None) -> Table:
     from servesim.hardware import catalog
     from servesim.perf.profile_data import find_profile, load_profile
 
-    t = _table("GPUs", ["name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GiB", "HBM GB/s", "link GB/s", "TDP W", "$/h",
-                        "perf model"], ("name", "perf model"))  # fmt: skip
+    t = _table("devices", ["name", "kind", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GiB", "memory GB/s", "link GB/s",
+                           "tiers (GiB @ GB/s to the device)", "TDP W", "$/h", "perf model"],
+               ("name", "tiers (GiB @ GB/s to the device)", "perf model"))  # fmt: skip
     for g in catalog(gpu_file).values():
-        path = find_profile(g.name)
+        path = find_profile(g.name) if g.kind == "gpu" else None
         kind = "roofline (not measured)"
+        if g.kind == "cpu":
+            from servesim.perf.cpu import find_cpu_profile
+
+            cpu = find_cpu_profile(g.name)
+            kind = "roofline, CPU parameters " + (f"fitted to its profile ({cpu.name})" if cpu else "(defaults)")
+        elif g.kind == "soc":
+            kind = "roofline, SoC parameters (not measured)"
         if path:
             prof = load_profile(path)
             kind = f"profiled {'bf16+fp8' if prof.gemm_fp8 else 'bf16'} ({prof.meta.get('date', '?')})"
-        t.add_row(g.name, f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}" if g.fp8_tflops else "-", f"{g.memory_gib:g}",
-                  f"{g.mem_bw_gbs:g}", f"{g.link_gbs:g}", f"{g.tdp_w:g}", f"{g.price_per_hour:.2f}", kind)  # fmt: skip
+        tiers = ", ".join(f"{x.name} {x.capacity_gib:g} @ {g.tier_path(x.name).read_gbs:g}" for x in g.tiers) or "-"
+        t.add_row(g.name, g.kind, f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
+                  f"{g.memory_gib:g}", f"{g.mem_bw_gbs:g}", f"{g.link_gbs:g}" if g.kind == "gpu" else "-", tiers,
+                  f"{g.tdp_w:g}", f"{g.price_per_hour:.2f}", kind)  # fmt: skip
     return t
 
 
@@ -194,12 +216,16 @@ def policies_table() -> Table:
 
     t = _table("policies", ["kind", "name", "options (scheduler_options / -O KEY=VALUE)", "what it does"],
                ("kind", "name", "options (scheduler_options / -O KEY=VALUE)", "what it does"))  # fmt: skip
-    for kind, reg in (("scheduler", SCHEDULERS), ("router", ROUTERS), ("autoscaler", POLICIES)):
+    from servesim.offload import OFFLOADS
+
+    for kind, reg in (("scheduler", SCHEDULERS), ("router", ROUTERS), ("autoscaler", POLICIES), ("offload", OFFLOADS)):
         for name in reg.names():
             cls = reg.get(name)
             doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
             fields = getattr(cls, "Options", None)
             opts = ", ".join(f"{k}={f.default}" for k, f in fields.model_fields.items()) if fields else "-"
+            if kind == "offload":  # its settings live in [engine.offload]
+                opts = ", ".join(getattr(cls, "options", ())) or "-"
             t.add_row(kind, name, opts, doc)
     return t
 

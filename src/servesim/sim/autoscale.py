@@ -151,7 +151,8 @@ def join_figures(parts: list[dict]) -> dict:
     for k, v in first.items():
         if isinstance(v, list):
             out[k] = [x for part in parts for x in part[k]]
-        elif k in ("cold_starts", "held_requests", "held_s_total", "min_replicas_billed", "max_replicas_billed"):
+        elif k in ("cold_starts", "held_requests", "held_s_total", "min_replicas_billed", "max_replicas_billed",
+                   "throttle_events", "throttled_replica_s"):  # (the last two: sim/thermal.py's, per device)
             out[k] = sum(part[k] for part in parts if part[k] is not None)
         else:
             out[k] = v

@@ -31,6 +31,7 @@ from servesim.sim.power_control import PowerController
 from servesim.sim.router import ROUTERS
 from servesim.sim.scheduler import SCHEDULERS
 from servesim.sim.semi_pd import SemiPDController, split_blocks
+from servesim.sim.thermal import ThermalController
 
 
 @dataclass
@@ -50,7 +51,9 @@ class DeploymentPlan:
     @property
     def host_w(self) -> float:
         sc = self.scenario
-        return host_power(self.gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
+        # (an SoC is the whole device, its tdp_w the package's: no server host draws beside it)
+        gpus = sum(p.gpus for p in self.pools if p.gpu.kind != "soc")
+        return host_power(gpus, sc.node.gpus_per_node, sc.power.host_w_per_node)
 
 
 def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: EngineConfig, replicas: int,
@@ -68,6 +71,9 @@ def _pool(sc: Scenario, model: ModelSpec, name: str, gpu_name: str, engine: Engi
 def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engine: EngineConfig, replicas: int,
                   router: str, notes: list[str], cap_w: float | None, price: float | None) -> PoolSpec:  # fmt: skip
     layout = Layout.of(engine, sc.node.gpus_per_node)
+    if gpu.kind != "gpu" and layout.gpus > 1:  # (one CPU socket or SoC is one device; no link joins two)
+        raise ServesimError(f"{gpu.name} is a {gpu.kind.upper()}, one device: {layout.label()} would split a "
+                            "replica over several; use --tp 1 (and no --pp, --dp), and --replicas for more devices")
     notes += [n for n in layout.check(model) if n not in notes]
     policy_cls = SCHEDULERS.get(engine.scheduler)
     policy_cls.check_workload(policy_cls.configure(engine), sc.workload)
@@ -99,9 +105,14 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
         raise ServesimError(f"hash_block_tokens ({unit}) must be a multiple of block_size ({engine.block_size})")
     engine = engine.model_copy(update={"max_model_len": max_len})
     price = gpu_price(sc, gpu, price)
-    return PoolSpec(name, model, gpu, engine, layout, replicas, router, memory, sc.perf_model, sc.node.network_gbs,
+    spec = PoolSpec(name, model, gpu, engine, layout, replicas, router, memory, sc.perf_model, sc.node.network_gbs,
                     price, cap_w if cap_w is not None else sc.power.cap_w, unit,
                     ttft_slo_s=sc.slo.ttft_ms / 1e3 if sc.slo.ttft_ms else None)  # fmt: skip
+    if memory.placement is not None:
+        from servesim.offload.pipeline import io_note
+
+        notes.append(io_note(spec.perf, engine.max_num_seqs))
+    return spec
 
 
 def gpu_price(sc: Scenario, gpu: GPUSpec, own: float | None = None) -> float:
@@ -351,6 +362,9 @@ def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
             members = set(range(first, first + spec.replicas))
             controllers.append(PowerController(sc.power, host_w, spec.power_budget_w, members,
                                                f"power_control_{spec.name}"))  # fmt: skip
+        if (spec.gpu.sustained_w or spec.gpu.tdp_w) < spec.gpu.tdp_w:  # it throttles once hot (sim/thermal.py)
+            controllers.append(ThermalController(spec.gpu, set(range(first, first + spec.replicas)),
+                                                 "thermal" if len(pl.pools) == 1 else f"thermal_{spec.name}"))
         first += spec.replicas
     return Cluster(pl.pools, controllers, max_len=pl.max_len, grouped=sc.workload.grouped, seed=sc.workload.seed,
                    done=done, serving=sc.replicas if scaler is not None else None)  # fmt: skip

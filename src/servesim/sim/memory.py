@@ -16,6 +16,7 @@ from servesim.hardware import GPUSpec
 from servesim.kv_geometry import KVGeometry, kv_dtype
 from servesim.layout import Layout
 from servesim.models import DTYPE_BYTES, ModelSpec
+from servesim.offload.placement import Placement, place
 from servesim.perf.quant import weight_quant
 from servesim.perf.speculative import draft_spec
 
@@ -32,6 +33,7 @@ class MemoryPlan:
     kv: KVGeometry  # how a token's KV lies on the GPUs
     num_blocks: int  # per micro-batch stream (the whole cache without pipeline parallelism)
     block_size: int
+    placement: Placement | None = None  # what is offloaded to slower tiers (weights_gib: what stays)
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -98,11 +100,38 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, layout: La
     kv = budget - weights - reserve
     geometry = kv_geometry(model, engine, layout)
     per_token = geometry.bytes_per_token
+    if engine.offload is not None:
+        return _offloaded(model, gpu, engine, layout, budget, weights, reserve, geometry)
     if kv <= 0:
         raise ServesimError(
             f"{model.name} does not fit on {gpu.name} at TP {engine.tp} x PP {engine.pp}: {weights:.1f} GiB of weights "
             f"+ {reserve:.1f} GiB reserve per GPU > {budget:.1f} GiB usable "
-            f"(gpu_memory_utilization {engine.gpu_memory_utilization}); use a larger --tp or GPU"
+            f"(gpu_memory_utilization {engine.gpu_memory_utilization}); use a larger --tp or GPU, or offload the "
+            "weights to host memory (--offload stream)"
         )
     blocks = int(kv * GIB // (per_token * engine.block_size)) // layout.streams
     return MemoryPlan(budget, weights, reserve, kv, geometry, blocks, engine.block_size)
+
+
+def _offloaded(model: ModelSpec, gpu: GPUSpec, engine: EngineConfig, layout: Layout, budget: float, weights: float,
+               reserve: float, geometry: KVGeometry) -> MemoryPlan:  # fmt: skip
+    """The plan with part of the weights, or the KV cache, in a slower tier (offload/placement.py): the device
+    keeps the rest, the staging buffers and, unless it is offloaded, the KV cache."""
+    if layout.pp > 1:
+        raise ServesimError("offloading is priced for one pipeline stage; use --pp 1 (or --tp) with --offload")
+    max_len = engine.max_model_len or model.max_position
+    free = (budget - reserve) * GIB
+    p = place(model, gpu, engine, weights * GIB, free, geometry.bytes_per_token, geometry.per_layer, max_len,
+              layout.tp)  # fmt: skip
+    kept = weights * GIB - p.layer_io_bytes * p.layers
+    on_device = free - kept - p.staging_bytes
+    kv_bytes = on_device if p.kv_capacity_bytes is None else p.kv_capacity_bytes
+    if on_device < 0 or kv_bytes <= 0:
+        raise ServesimError(
+            f"{model.name} with {1 - p.offloaded:.0%} of its layers' offloadable weights resident does not "
+            f"fit on {gpu.name}: {kept / GIB:.1f} GiB of weights + {p.staging_bytes / GIB:.1f} GiB of staging + "
+            f"{reserve:.1f} GiB reserve > {budget:.1f} GiB usable; lower offload.resident (or leave it unset)"
+        )
+    blocks = int(kv_bytes // (geometry.bytes_per_token * engine.block_size))
+    return MemoryPlan(budget, kept / GIB, reserve + p.staging_bytes / GIB, kv_bytes / GIB, geometry, blocks,
+                      engine.block_size, p)  # fmt: skip

@@ -18,6 +18,7 @@ from servesim.hardware import GPUSpec
 from servesim.kv_geometry import kv_dtype
 from servesim.layout import Layout
 from servesim.models import ModelSpec
+from servesim.offload.pipeline import offloaded
 from servesim.perf.energy import PowerModel
 from servesim.perf.nanoflow import NanoFlowModel
 from servesim.perf.profiled import make_perf_model
@@ -73,6 +74,8 @@ class PoolSpec:
         perf = make_perf_model(self.model, self.gpu, self.layout, e.dtype, self.memory.kv.dtype, self.perf_kind,
                                expert_skew=e.expert_skew, network_gbs=self.network_gbs,
                                quant=weight_quant(e.quantization, e.quantization_bits))  # fmt: skip
+        if self.memory.placement is not None:
+            perf = offloaded(perf, self.model, self.memory.placement)
         return with_mechanisms(perf, self.model, self.gpu, self.perf_kind, e, self.layout)
 
     @cached_property

@@ -1,0 +1,1 @@
+"""Offload policies, one module each, registered by name (`servesim policies`)."""
