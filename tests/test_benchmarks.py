@@ -26,3 +26,13 @@ def test_bench_memory_measures_a_run_in_its_own_process(monkeypatch, capsys):
     assert row[0] == "2,000" and float(row[3]) > 0.05  # a fresh interpreter's libraries alone take more
     kept, peak, _ = (float(x) for x in row[4:])
     assert 0 < kept <= peak
+
+
+def test_offload_check_keeps_the_h100_streamed_weights_within_3_percent(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["offload_check.py"])
+    runpy.run_path(str(BENCHMARKS / "offload_check.py"), run_name="__main__")
+    weights = capsys.readouterr().out.split("\n\n")[1]  # the first table: weights streamed from host memory
+    prefetched = [line.split() for line in weights.splitlines() if line.startswith("prefetch")]
+    assert len(prefetched) == 13
+    for row in prefetched:  # measured ms, servesim ms, servesim's error, the rule's error
+        assert abs(float(row[-2].rstrip("%"))) < 3.0 and abs(float(row[-1].rstrip("%"))) < 0.5

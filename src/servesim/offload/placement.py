@@ -40,6 +40,11 @@ class Placement:
         return self.offloadable_bytes * self.offloaded
 
     @property
+    def idle(self) -> bool:
+        """Nothing is offloaded: the weights fit whole and the KV cache stays on the device."""
+        return self.layer_io_bytes == 0 and self.kv is None
+
+    @property
     def offloaded_gib(self) -> float:
         return self.layer_io_bytes * self.layers / GIB
 

@@ -111,7 +111,8 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
     if memory.placement is not None:
         from servesim.offload.pipeline import io_note
 
-        notes.append(io_note(spec.perf, engine.max_num_seqs))
+        idle = f"offload: {model.name} fits on {gpu.name} whole, so nothing is offloaded"
+        notes.append(idle if memory.placement.idle else io_note(spec.perf, engine.max_num_seqs))
     return spec
 
 

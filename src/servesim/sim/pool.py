@@ -74,7 +74,7 @@ class PoolSpec:
         perf = make_perf_model(self.model, self.gpu, self.layout, e.dtype, self.memory.kv.dtype, self.perf_kind,
                                expert_skew=e.expert_skew, network_gbs=self.network_gbs,
                                quant=weight_quant(e.quantization, e.quantization_bits))  # fmt: skip
-        if self.memory.placement is not None:
+        if self.memory.placement is not None and not self.memory.placement.idle:
             perf = offloaded(perf, self.model, self.memory.placement)
         return with_mechanisms(perf, self.model, self.gpu, self.perf_kind, e, self.layout)
 
