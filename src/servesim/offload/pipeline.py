@@ -14,8 +14,10 @@ stream of loads. With prefetch, the next iteration's first layer loads while thi
 last layer computes (its weights do not depend on the batch), so no load is exposed in
 the steady state: on an H100 streaming Llama-3.1-8B's layers from pinned host memory, a
 prefetched iteration took max(copy, compute) within 0.1% in all 13 shapes measured, and
-a serial one copy + compute (docs/validation/offload_h100.md). The device is busy for its own seconds only: the rest is time spent
-waiting on the link, which the power model counts as "other" (not compute or memory bound).
+a serial one copy + compute (docs/validation/offload_h100.md).
+
+The device is busy for its own seconds only: the rest is time spent waiting on the link,
+which the power model counts as "other" (not compute or memory bound).
 A policy (`policies/`) says how many weight bytes a layer reads for a batch and how the
 device's compute and attention next to the KV combine.
 """
