@@ -32,3 +32,12 @@ def test_a_phone_run_reports_its_battery_and_no_server_host():
     assert b["hours_to_drain"] == pytest.approx(19.4 / mean_w)
     assert b["j_per_output_token"] == pytest.approx(e["total_j"] / s["total_output_tokens"])
     assert "battery" not in simulate(Scenario(model="llama-3.2-1b", gpu="h100", workload=wl)).summary()
+
+
+def test_a_power_budget_on_a_throttling_device_is_refused():
+    from servesim.config import Scenario
+    from servesim.errors import ServesimError
+    from servesim.sim.deployment import plan
+
+    with pytest.raises(ServesimError, match="throttles itself"):
+        plan(Scenario(model="llama-3.2-1b", gpu="snapdragon-8-gen3", power={"budget_w": 50.0}))

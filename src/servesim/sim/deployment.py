@@ -133,6 +133,10 @@ def _check_power(sc: Scenario, plan: DeploymentPlan) -> None:
     for p in plan.pools:
         power = _power_model(sc, p.gpu)
         idle += power.idle_w * p.gpus
+        if (budget is not None or p.power_budget_w is not None) and (p.gpu.sustained_w or p.gpu.tdp_w) < p.gpu.tdp_w:
+            raise ServesimError(f"{p.gpu.name} throttles itself to its sustained {p.gpu.sustained_w:g} W once hot "
+                                "(sim/thermal.py), and a power budget's controller would set the same caps; drop "
+                                "the power budget, or use --power-cap for a static cap")  # fmt: skip
         limits = [("power cap", p.cap_w, "--power-cap" if p.cap_w == sc.power.cap_w else f"pool {p.name}'s "
                    "power_cap_w")]  # fmt: skip
         if budget is not None or p.power_budget_w is not None:
