@@ -35,4 +35,21 @@ def simulate(scenario: Scenario | None = None, workers: int | None = None, ray_a
     return run_share(sc, stream=stream, records=out / "requests.parquet" if out else None, progress=progress)
 
 
-__all__ = ["Result", "simulate"]
+def replay(scenario: Scenario, arrival_s, input_len, output_len) -> Result:
+    """Serve exactly these requests on the scenario's deployment (its workload replaced): arrivals in seconds,
+    sorted, put on a 1 ms grid as a replayed trace, whose times start at the first arrival."""
+    import json
+    import tempfile
+
+    from servesim.config import WorkloadConfig
+
+    ms = [round(float(t) * 1e3) for t in arrival_s]
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "requests.jsonl"
+        trace.write_text("".join(json.dumps({"timestamp": t, "input_length": int(i), "output_length": int(o)}) + "\n"
+                                 for t, i, o in zip(ms, input_len, output_len, strict=True)))  # fmt: skip
+        wl = WorkloadConfig(trace=trace, arrival="trace", num_requests=len(ms))
+        return simulate(scenario.model_copy(update={"workload": wl}))
+
+
+__all__ = ["Result", "replay", "simulate"]

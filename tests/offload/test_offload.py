@@ -5,7 +5,7 @@ import pytest
 from servesim.config import EngineConfig, OffloadConfig, Scenario
 from servesim.errors import ServesimError
 from servesim.hardware import get_gpu
-from servesim.hardware.tiers import Path, TierSpec
+from servesim.hardware.tiers import TierPath, TierSpec
 from servesim.models import get_model
 from servesim.perf.batch import Batch
 from servesim.sim.deployment import plan
@@ -103,11 +103,11 @@ def test_sparse_reads_only_active_neurons():
 def test_tier_read_rate_and_plausibility():
     t = TierSpec(name="ssd", medium="ssd", capacity_gib=1000, read_gbs=7, write_gbs=3, latency_us=100,
                  queue_depth=4, link="pcie4x4")  # fmt: skip
-    path = Path(t)
+    path = TierPath(t)
     assert path.read_rate() == 7e9
     chunk = 64 * 1024
     assert path.read_rate(chunk) == pytest.approx(4 * chunk / (100e-6 + chunk / 7e9))
-    assert Path(t, cap_gbs=2.0).read_gbs == 2.0  # a slower link on the way sets the pace
+    assert TierPath(t, cap_gbs=2.0).read_gbs == 2.0  # a slower link on the way sets the pace
     with pytest.raises(ValueError, match="more than any one device has"):
         TierSpec(name="host", medium="dram", capacity_gib=10**6, read_gbs=100, write_gbs=100)
     with pytest.raises(ValueError, match="outside"):

@@ -26,8 +26,6 @@ run's GPU-hours at the GPU's price (idle time included) over the requests it ser
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -198,19 +196,13 @@ def streams(cfg: CascadeConfig) -> pd.DataFrame:
 
 
 def _replay(sc: Scenario, arrival_s: np.ndarray, ins: np.ndarray, outs: np.ndarray) -> tuple[pd.DataFrame, dict]:
-    """Serve these requests (arrivals in s, on a 1 ms grid, sorted) on `sc`'s deployment: their records, in the
-    order given, times from the same origin as `arrival_s`, and the run's summary."""
-    from servesim.api import simulate
+    """Serve these requests (arrivals in s, sorted) on `sc`'s deployment: their records, in the order given, times
+    from the same origin as `arrival_s`, and the run's summary."""
+    from servesim.api import replay
 
-    ms = np.round(np.asarray(arrival_s) * 1e3).astype(np.int64)
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = Path(tmp) / "requests.jsonl"
-        trace.write_text("".join(json.dumps({"timestamp": int(t), "input_length": int(i), "output_length": int(o)})
-                                 + "\n" for t, i, o in zip(ms, ins, outs, strict=True)))  # fmt: skip
-        wl = WorkloadConfig(trace=trace, arrival="trace", num_requests=len(ms))
-        res = simulate(sc.model_copy(update={"workload": wl}))
+    res = replay(sc, arrival_s, ins, outs)
     rec = res.requests.sort_values("request_id").reset_index(drop=True)
-    t0 = ms[0] / 1e3
+    t0 = round(float(arrival_s[0]) * 1e3) / 1e3
     for col in ("arrival_s", "first_token_s", "finish_s"):
         rec[col] = rec[col] + t0
     return rec, res.summary()

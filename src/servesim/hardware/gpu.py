@@ -12,8 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from servesim.errors import ServesimError
 from servesim.files import read_structured
-from servesim.hardware.tiers import Path as TierPath
-from servesim.hardware.tiers import TierSpec
+from servesim.hardware.tiers import TierPath, TierSpec
 
 _CATALOG = Path(__file__).with_name("catalog.toml")
 USER_FILE_ENV = "SERVESIM_GPU_FILE"
@@ -58,6 +57,11 @@ class GPUSpec(BaseModel, frozen=True, extra="forbid", allow_inf_nan=False):
         if self.boost_s and self.sustained_w is None:
             raise ValueError("boost_s needs sustained_w: the power the device throttles to")
         return self
+
+    @property
+    def throttles(self) -> bool:
+        """Whether it drops to a lower sustained power once hot (sim/thermal.py)."""
+        return self.sustained_w is not None and self.sustained_w < self.tdp_w
 
     def tier_path(self, name: str) -> TierPath:
         """How tier `name` reaches the device: a discrete GPU reads every tier through host memory over its PCIe

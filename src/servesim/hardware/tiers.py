@@ -74,7 +74,7 @@ class TierSpec(BaseModel, frozen=True, extra="forbid", allow_inf_nan=False):
         return self.capacity_gib * 2**30
 
 
-class Path:
+class TierPath:
     """How a tier's data reaches the device: the slowest link on the way and the tier's own latency."""
 
     __slots__ = ("tier", "read_gbs", "write_gbs")

@@ -125,14 +125,17 @@ class Offloaded(Wrapped):
                          batch.decode_q, batch.prefill_layers)  # fmt: skip
         return batch
 
+    def _layer(self, batch: Batch) -> tuple[float, float, float, float, float]:
+        """(the device's compute, memory and other seconds, then per layer: seconds on the link, seconds computing)."""
+        comp, mem, other = self.policy.device_split(self.inner, self._device_batch(batch))
+        io, near = self._io(batch)
+        return comp, mem, other, io, self.policy.layer_compute((comp + mem) / self.layers, near)
+
     def split(self, batch: Batch) -> tuple[float, float, float]:
         if batch.num_tokens == 0:
             return 0.0, 0.0, 0.0
-        comp, mem, other = self.policy.device_split(self.inner, self._device_batch(batch))
-        io, near = self._io(batch)
-        c = self.policy.layer_compute((comp + mem) / self.layers, near)
-        L = self.layers
-        layers = L * max(c, io) if self.prefetch else L * (io + c)
+        comp, mem, other, io, c = self._layer(batch)
+        layers = self.layers * (max(c, io) if self.prefetch else io + c)
         return comp, mem, other + layers - comp - mem
 
     def decode_curve(self, n: int) -> DecodeCurve:
@@ -146,13 +149,16 @@ class Offloaded(Wrapped):
 
     def io_bound(self, batch: Batch) -> bool:
         """Whether the link, not the device, sets the pace of `batch`'s layers."""
-        comp, mem, _ = self.policy.device_split(self.inner, self._device_batch(batch))
-        io, near = self._io(batch)
-        return io > self.policy.layer_compute((comp + mem) / self.layers, near)
+        *_, io, c = self._layer(batch)
+        return io > c
 
 
-def io_note(perf, most: int, ctx: int = 1024) -> str:
-    """One line for a plan's notes: a decode iteration's time alone and up to which batch the link sets it."""
+def io_note(pool, ctx: int = 1024) -> str:
+    """One line for a pool's plan notes: what was offloaded, a one-request decode's time and up to which batch the
+    link sets the pace."""
+    if pool.memory.placement.idle:
+        return f"offload: {pool.model.name} fits on {pool.gpu.name} whole, so nothing is offloaded"
+    perf, most = pool.perf, pool.engine.max_num_seqs
     while not isinstance(perf, Offloaded):
         perf = perf.inner
     one = sum(perf.split(Batch.decode(1, ctx)))

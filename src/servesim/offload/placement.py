@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from servesim.config import EngineConfig, OffloadConfig
 from servesim.errors import ServesimError
 from servesim.hardware import GPUSpec
-from servesim.hardware.tiers import Path as TierPath
+from servesim.hardware.tiers import TierPath
 from servesim.models import DTYPE_BYTES, ModelSpec
 
 GIB = 2**30

@@ -32,7 +32,7 @@ from servesim.hardware import GPUSpec
 from servesim.layout import Layout
 from servesim.models import ModelSpec
 from servesim.perf.profile_data import profile_dirs
-from servesim.perf.roofline import RooflineModel, RooflineParams
+from servesim.perf.roofline import RooflineModel, RooflineParams, dense_gemm
 
 CPU_DIR = "cpu"  # profiles/cpu/<device>/
 COLUMNS = {
@@ -147,9 +147,7 @@ def stream_efficiency(profile: CPUProfile, gpu: GPUSpec, threads: int) -> float:
 
 def gemm_roofline(m, n, k, peak: float, bw: float, eff, half, mem_eff: float, overhead: float):
     """RooflineModel._gemm's seconds of bf16 [m x k] @ [k x n] (bw: the catalog bandwidth, bytes/s)."""
-    compute = 2.0 * m * n * k / (peak * eff * m / (m + half))
-    memory = (m * k + k * n + m * n) * 2.0 / (bw * mem_eff)
-    return np.maximum(compute, memory) + overhead
+    return dense_gemm(m, n, k, peak, bw * mem_eff, eff, half, 2, 2)[0] + overhead
 
 
 def _fit_attention(a: pd.DataFrame, peak: float, bw: float, overhead: float) -> float:

@@ -45,6 +45,16 @@ class RooflineParams:
 SOC_PARAMS = RooflineParams(gemm_half_rows=1.0)
 
 
+def dense_gemm(rows, n: int, k: int, peak: float, bw: float, efficiency, half_rows, wb: float, ab: float):
+    """(seconds, flops, bytes) of one dense [rows x k] @ [k x n] GEMM, arrays broadcasting: the longer of its
+    FLOPs at `peak` x an efficiency that falls with fewer rows than `half_rows`, and its bytes at `bw` (weights
+    of `wb` bytes, activations of `ab`), without the kernel's fixed overhead."""
+    flops = 2.0 * rows * n * k
+    eff = efficiency * rows / (rows + half_rows)
+    nbytes = (rows * k + k * n) * wb + rows * n * ab
+    return np.maximum(flops / (peak * eff), nbytes / bw), flops, nbytes
+
+
 def _bound(compute_s: float, memory_s: float) -> str:
     return "compute" if compute_s >= memory_s else "memory"
 
@@ -99,13 +109,12 @@ class RooflineModel(PerfModel):
         p = self.p
         wb, peak = (self.ab, self.peak_wide) if wide else (self.wb, self.peak)
         rows = np.maximum(rows, 1e-9)
-        flops = 2.0 * rows * n * k
-        eff = p.gemm_efficiency * rows / (rows + p.gemm_half_rows)
         q = None if wide else self.quant
         if q is None:
-            nbytes = (rows * k + k * n) * wb + rows * n * self.ab
-            t = np.maximum(flops / (peak * eff), nbytes / self.bw)
+            t, flops, nbytes = dense_gemm(rows, n, k, peak, self.bw, p.gemm_efficiency, p.gemm_half_rows, wb, self.ab)
         else:  # weight-only: fewer weight bytes, streamed and multiplied less efficiently (quant.py)
+            flops = 2.0 * rows * n * k
+            eff = p.gemm_efficiency * rows / (rows + p.gemm_half_rows)
             wbytes = k * n * q.bytes_per_weight
             nbytes = (rows * k + rows * n) * self.ab + wbytes
             t = np.maximum(flops / (self.peak_wide * eff * COMPUTE_SHARE),

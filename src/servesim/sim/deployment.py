@@ -111,8 +111,7 @@ def _checked_pool(sc: Scenario, model: ModelSpec, name: str, gpu: GPUSpec, engin
     if memory.placement is not None:
         from servesim.offload.pipeline import io_note
 
-        idle = f"offload: {model.name} fits on {gpu.name} whole, so nothing is offloaded"
-        notes.append(idle if memory.placement.idle else io_note(spec.perf, engine.max_num_seqs))
+        notes.append(io_note(spec))
     return spec
 
 
@@ -133,7 +132,7 @@ def _check_power(sc: Scenario, plan: DeploymentPlan) -> None:
     for p in plan.pools:
         power = _power_model(sc, p.gpu)
         idle += power.idle_w * p.gpus
-        if (budget is not None or p.power_budget_w is not None) and (p.gpu.sustained_w or p.gpu.tdp_w) < p.gpu.tdp_w:
+        if (budget is not None or p.power_budget_w is not None) and p.gpu.throttles:
             raise ServesimError(f"{p.gpu.name} throttles itself to its sustained {p.gpu.sustained_w:g} W once hot "
                                 "(sim/thermal.py), and a power budget's controller would set the same caps; drop "
                                 "the power budget, or use --power-cap for a static cap")  # fmt: skip
@@ -367,7 +366,7 @@ def build(pl: DeploymentPlan, done: list | None = None) -> Cluster:
             members = set(range(first, first + spec.replicas))
             controllers.append(PowerController(sc.power, host_w, spec.power_budget_w, members,
                                                f"power_control_{spec.name}"))  # fmt: skip
-        if (spec.gpu.sustained_w or spec.gpu.tdp_w) < spec.gpu.tdp_w:  # it throttles once hot (sim/thermal.py)
+        if spec.gpu.throttles:
             controllers.append(ThermalController(spec.gpu, set(range(first, first + spec.replicas)),
                                                  "thermal" if len(pl.pools) == 1 else f"thermal_{spec.name}"))
         first += spec.replicas

@@ -134,13 +134,10 @@ def evaluate_with_verifier_pool(base: Scenario, model: str, strategy: StrategyCo
     """`evaluate` for best_of_n whose verifier runs on a pool of its own. The samples are served first; every
     finished sample's verifier call then arrives at the verifier pool when it finished (the calls feed nothing
     back, so the two runs together are the joint timeline), to the millisecond, as a replayed trace."""
-    import tempfile
-    from pathlib import Path
-
     import pandas as pd
 
-    from servesim.api import simulate
-    from servesim.config import EngineConfig, WorkloadConfig
+    from servesim.api import replay, simulate
+    from servesim.config import EngineConfig
 
     samples = strategy.model_copy(update={"verifier": False})
     wl = base.workload.model_copy(update={"strategy": samples, "num_requests": questions, "rate": rate})
@@ -148,16 +145,11 @@ def evaluate_with_verifier_pool(base: Scenario, model: str, strategy: StrategyCo
     df = first.requests
     done = df[df.completed].sort_values("finish_s")
     t0 = float(done.finish_s.iloc[0])
-    calls = pd.DataFrame({"timestamp": np.round((done.finish_s - t0) * 1000).astype(int),
-                          "input_length": done.input_len + done.output_len + strategy.score_tokens,
-                          "output_length": 1})  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = Path(tmp) / "verifier_calls.jsonl"
-        calls.to_json(trace, orient="records", lines=True)
-        vwl = WorkloadConfig(trace=trace, arrival="trace", num_requests=len(calls))
-        second = simulate(Scenario(model=pool.model, gpu=pool.gpu or base.gpu, engine=EngineConfig(tp=pool.tp),
-                                   replicas=pool.replicas, router="least_tokens" if pool.replicas > 1 else None,
-                                   perf_model=base.perf_model, workload=vwl))  # fmt: skip
+    verifier = Scenario(model=pool.model, gpu=pool.gpu or base.gpu, engine=EngineConfig(tp=pool.tp),
+                        replicas=pool.replicas, router="least_tokens" if pool.replicas > 1 else None,
+                        perf_model=base.perf_model)  # fmt: skip
+    second = replay(verifier, done.finish_s - t0, done.input_len + done.output_len + strategy.score_tokens,
+                    [1] * len(done))  # fmt: skip
     ver = second.requests.sort_values("request_id")
     scored = pd.Series(t0 + ver.finish_s.to_numpy(), index=done.program.to_numpy()).groupby(level=0).max()
     whole = ver.completed.groupby(done.program.to_numpy()).all()
